@@ -1,0 +1,67 @@
+# The two commands of the README: `make demo` and `make test`. Each bootstraps what it needs
+# (Debian packages when missing, ./.venv, the build), so they work on a fresh machine.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+CPP_BUILD := build/cpp
+JOBS ?= 2
+# Debian packages the build and the tests need.
+APT_PACKAGES := g++ make pkg-config ninja-build libboost-dev libcurl4-openssl-dev libhiredis-dev \
+  nlohmann-json3-dev libgtest-dev libgmock-dev libsqlite3-dev libssl-dev redis-server
+PY_TOOLS := "scikit-build-core>=0.10" "pybind11>=2.12" "cmake>=3.20" ninja
+PY_TEST := "pytest>=8" "hypothesis>=6" "pandas>=2" "matplotlib>=3.7" nbclient nbformat ipykernel
+
+.PHONY: help deps venv build build-cpp demo test test-cpp test-py bench clean
+
+help:
+	@echo "make demo   - run the demo on the embedded store (sandbox providers, mixed workload)"
+	@echo "make test   - run every test: GoogleTest (ctest) and pytest"
+	@echo "make bench  - run the benchmarks; figures go to bench/results/latest.json"
+
+deps:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	command -v cmake >/dev/null || missing="$$missing cmake"; \
+	$(PYTHON) -c 'import sysconfig,os,sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"],"Python.h")))' || missing="$$missing python3-dev"; \
+	$(PYTHON) -c 'import venv, ensurepip' 2>/dev/null || missing="$$missing python3-venv"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+$(VENV)/.ready: pyproject.toml
+	$(MAKE) deps
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(PY_TOOLS) $(PY_TEST)
+	touch $@
+
+venv: $(VENV)/.ready
+
+# The extension, installed into the venv (incremental: scikit-build-core keeps build/<wheel tag>).
+build: venv
+	$(PY) -m pip install -q --no-build-isolation --no-deps .
+
+build-cpp: venv
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" cmake -S . -B $(CPP_BUILD) -G Ninja -DHERALD_BUILD_TESTS=ON -DHERALD_WERROR=ON
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" cmake --build $(CPP_BUILD) -j $(JOBS)
+
+demo: build
+	$(PY) -m herald demo
+
+test-cpp: build-cpp
+	cd $(CPP_BUILD) && PATH="$(CURDIR)/$(VENV)/bin:$$PATH" ctest --output-on-failure -j $(JOBS)
+
+test-py: build
+	$(PY) -m pytest
+
+test: test-cpp test-py
+
+bench: build
+	$(PY) bench/run.py
+
+clean:
+	rm -rf build $(VENV) herald-data

@@ -1,0 +1,102 @@
+#pragma once
+/// The engine: intake, scheduling, routing, provider I/O and the delivery log, on one machine.
+///
+/// Threads: callers (send/status/...), the engine loop (an Asio io_context that owns all
+/// scheduling state and calls the router), the store's writer, and the HTTP client's I/O thread.
+/// Only the loop thread touches Active records, the scheduler and provider queues; every other
+/// thread reaches them by posting to the loop.
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "herald/backoff.hpp"
+#include "herald/event.hpp"
+#include "herald/notification.hpp"
+#include "herald/plan.hpp"
+#include "herald/provider.hpp"
+#include "herald/scheduler.hpp"
+#include "herald/store.hpp"
+
+namespace herald {
+
+struct EngineOptions {
+  std::filesystem::path data_dir = "herald-data";
+  Durability durability = Durability::process;
+  std::vector<ProviderConfig> providers;
+  RetryPolicy retry;
+  LaneWeights weights;
+  std::size_t route_batch = 512;  ///< notifications per router call (one GIL acquisition each)
+  std::int64_t log_segment_bytes = 64 << 20;
+  std::chrono::milliseconds close_timeout{10'000};  ///< how long close() waits for attempts in flight
+  std::uint64_t seed = 0;  ///< jitter seed; 0 = from the clock
+};
+
+/// What send() answers: the id, the state and whether this was a repeat of an idempotency key.
+struct SendResult {
+  Id id = 0;
+  State state = State::queued;
+  bool duplicate = false;
+};
+
+/// Counters since the engine started (not persisted).
+struct EngineStats {
+  std::uint64_t received = 0;
+  std::uint64_t deduplicated = 0;
+  std::uint64_t attempts = 0;
+  std::uint64_t accepted = 0;
+  std::uint64_t retries = 0;
+  std::uint64_t failovers = 0;
+  std::uint64_t expired = 0;
+  std::uint64_t dead_lettered = 0;
+  std::uint64_t cancelled = 0;
+  std::uint64_t in_doubt = 0;
+  std::uint64_t recovered = 0;  ///< unfinished notifications resumed at start
+  std::uint64_t active = 0;     ///< accepted and not yet final
+  std::uint64_t in_flight = 0;  ///< attempts awaiting a provider's answer
+};
+
+class Engine {
+ public:
+  /// Opens the store, resumes unfinished notifications and starts the threads.
+  /// Throws ConfigError for a bad provider configuration, StoreError when the store cannot open.
+  Engine(EngineOptions options, std::shared_ptr<Router> router);
+  ~Engine();  ///< close()
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  /// Validates, deduplicates and stores one notification; returns once it is durable.
+  SendResult send(Notification n);
+  /// The same for many, with one durable commit. A validation error or an idempotency conflict
+  /// rejects the whole batch before anything is accepted; the error names the item.
+  std::vector<SendResult> send_many(std::vector<Notification> batch);
+
+  [[nodiscard]] std::optional<StoredNotification> status(Id id);
+  /// Every recorded event of one notification, oldest first.
+  [[nodiscard]] std::vector<Event> trace(Id id);
+  [[nodiscard]] std::vector<StoredNotification> dead_letters(std::size_t limit = 1000);
+  /// Puts a dead-lettered notification back in the queue with a fresh provider chain.
+  /// Throws NotFound, or InvalidState when it is not dead-lettered.
+  void retry(Id id);
+  /// Cancels a notification that has not been sent yet. Returns false when it is final or in flight.
+  bool cancel(Id id);
+  /// Waits until every accepted notification is final and recorded. False on timeout.
+  bool wait_idle(std::chrono::milliseconds timeout);
+  /// Blocks until every recorded change is committed to the store.
+  void flush();
+  [[nodiscard]] EngineStats stats() const;
+  [[nodiscard]] const std::filesystem::path& data_dir() const;
+  /// Stops intake, lets attempts in flight finish (up to close_timeout), commits, stops threads.
+  /// Idempotent.
+  void close();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace herald

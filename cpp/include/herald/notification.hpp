@@ -1,0 +1,58 @@
+#pragma once
+/// The notification model: what a caller hands the engine, its priority and lifecycle states.
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace herald {
+
+/// Notification ids are time-ordered 64-bit integers (see IdGenerator).
+using Id = std::int64_t;
+
+/// Scheduling lane. Lower value = more urgent.
+enum class Priority : std::uint8_t { critical = 0, high = 1, normal = 2, bulk = 3 };
+inline constexpr int priority_count = 4;
+
+/// Lifecycle state of a notification as stored. Values are persisted: append, never renumber.
+enum class State : std::uint8_t {
+  queued = 0,           ///< accepted and durable, waiting for its time, lane or ordering key
+  routed = 1,           ///< a rule produced a plan; waiting for a provider slot
+  sending = 2,          ///< an attempt is in flight (after a crash: in doubt)
+  retry_scheduled = 3,  ///< the last attempt failed retryably; waiting for the backoff
+  completed = 4,        ///< a provider accepted it
+  expired = 5,          ///< expires_at passed before it could be sent
+  dead_lettered = 6,    ///< failed for good; kept visible in the dead-letter set
+  cancelled = 7,        ///< cancelled by the caller before it was sent
+};
+
+[[nodiscard]] bool is_terminal(State s) noexcept;
+[[nodiscard]] std::string_view to_string(State s) noexcept;
+[[nodiscard]] std::string_view to_string(Priority p) noexcept;
+/// Throws ValidationError("priority", ...) for an unknown name.
+[[nodiscard]] Priority parse_priority(std::string_view name);
+
+/// One request to tell one recipient something.
+struct Notification {
+  Id id = 0;
+  std::string tenant = "default";
+  std::string type;
+  std::string recipient_id;
+  std::string recipient_json = "{}";  ///< the recipient object (id, addresses, locale, ...) as JSON
+  std::string data_json = "{}";       ///< template variables as a JSON object
+  Priority priority = Priority::normal;
+  std::string idempotency_key;  ///< empty = none
+  std::string ordering_key;     ///< empty = none
+  std::int64_t send_at_ms = 0;     ///< 0 = now
+  std::int64_t expires_at_ms = 0;  ///< 0 = never
+  std::int64_t created_at_ms = 0;  ///< set by the engine
+};
+
+/// Throws ValidationError naming the field and the reason. `now_ms` is for expiry checks.
+/// `prefix` is prepended to field names (e.g. "notifications[3].").
+void validate(const Notification& n, std::int64_t now_ms, std::string_view prefix = {});
+
+/// Hash of everything the caller chose (not id/created_at): tells a true repeat from a conflicting one.
+[[nodiscard]] std::uint64_t content_hash(const Notification& n) noexcept;
+
+}  // namespace herald

@@ -1,0 +1,621 @@
+// HTTP client: libcurl's multi interface driven by one dedicated thread.
+//
+// The thread loops over curl_multi_perform and curl_multi_poll. submit() appends to a
+// mutex-protected queue and calls curl_multi_wakeup, the only multi call that is safe from
+// another thread; everything else on the multi and its easy handles happens on the I/O thread.
+#include "herald/http_client.hpp"
+
+#include <curl/curl.h>
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <cctype>
+#include <climits>
+#include <iterator>
+#include <mutex>
+#include <stdexcept>
+#include <thread>
+#include <unordered_map>
+#include <utility>
+
+namespace herald::http {
+
+namespace {
+
+// ---------------------------------------------------------------------------------------------
+// Owning wrappers for the C handles.
+
+struct EasyDeleter {
+  void operator()(CURL* easy) const noexcept { curl_easy_cleanup(easy); }
+};
+struct MultiDeleter {
+  void operator()(CURLM* multi) const noexcept { curl_multi_cleanup(multi); }
+};
+struct SlistDeleter {
+  void operator()(curl_slist* list) const noexcept { curl_slist_free_all(list); }
+};
+using EasyPtr = std::unique_ptr<CURL, EasyDeleter>;
+using MultiPtr = std::unique_ptr<CURLM, MultiDeleter>;
+using SlistPtr = std::unique_ptr<curl_slist, SlistDeleter>;
+
+/// How long the I/O thread sleeps in curl_multi_poll when curl has no earlier timer; a wakeup
+/// or socket activity ends the wait sooner, so this only bounds a missed-wakeup stall.
+constexpr int kIdlePollMs = 1000;
+/// Idle easy handles kept for reuse at most (each holds a few KiB of buffers).
+constexpr std::size_t kMaxFreeHandles = 4096;
+constexpr std::string_view kStoppedError = "client stopped";
+/// Bodies past this fail the transfer: provider answers are small, and an endpoint that streams
+/// without end must not exhaust memory.
+constexpr std::size_t kMaxBodyBytes = std::size_t{16} << 20;
+
+void ensure_curl_global_init() {
+  // Why call_once: curl_global_init is not thread-safe and must run once before any handle.
+  static std::once_flag once;
+  static CURLcode result = CURLE_OK;
+  std::call_once(once, [] { result = curl_global_init(CURL_GLOBAL_DEFAULT); });
+  if (result != CURLE_OK) {
+    throw std::runtime_error(std::string("curl_global_init failed: ") + curl_easy_strerror(result));
+  }
+}
+
+long clamp_to_long(std::size_t value) {
+  return value > static_cast<std::size_t>(LONG_MAX) ? LONG_MAX : static_cast<long>(value);
+}
+
+long clamp_to_long(std::chrono::milliseconds value) {
+  const auto count = value.count();
+  if (count <= 0) return 0;  // curl: 0 = no timeout
+  return count > LONG_MAX ? LONG_MAX : static_cast<long>(count);
+}
+
+char ascii_lower(char c) {
+  return static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+}
+
+bool iequals(std::string_view a, std::string_view b) {
+  return a.size() == b.size() &&
+         std::equal(a.begin(), a.end(), b.begin(),
+                    [](char x, char y) { return ascii_lower(x) == ascii_lower(y); });
+}
+
+std::string_view trim(std::string_view s) {
+  constexpr std::string_view kSpace = " \t\r\n";
+  const auto first = s.find_first_not_of(kSpace);
+  if (first == std::string_view::npos) return {};
+  const auto last = s.find_last_not_of(kSpace);
+  return s.substr(first, last - first + 1);
+}
+
+bool starts_with_icase(std::string_view s, std::string_view prefix) {
+  return s.size() >= prefix.size() && iequals(s.substr(0, prefix.size()), prefix);
+}
+
+/// RFC 9110 token characters: what a method name may consist of.
+bool is_token(std::string_view s) {
+  constexpr std::string_view kExtra = "!#$%&'*+-.^_`|~";
+  return !s.empty() && std::all_of(s.begin(), s.end(), [&](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) != 0 || kExtra.find(c) != kExtra.npos;
+  });
+}
+
+bool has_line_break(std::string_view s) { return s.find_first_of("\r\n") != s.npos; }
+
+// ---------------------------------------------------------------------------------------------
+// Secret redaction for error text.
+
+std::string percent_decode(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  auto hex = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    c = ascii_lower(c);
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    return -1;
+  };
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '%' && i + 2 < s.size() && hex(s[i + 1]) >= 0 && hex(s[i + 2]) >= 0) {
+      out.push_back(static_cast<char>(hex(s[i + 1]) * 16 + hex(s[i + 2])));
+      i += 2;
+    } else {
+      out.push_back(s[i]);
+    }
+  }
+  return out;
+}
+
+/// The "user:password" part of scheme://user:password@host/..., or empty.
+std::string_view url_userinfo(std::string_view url) {
+  const auto scheme_end = url.find("://");
+  if (scheme_end == url.npos) return {};
+  const auto rest = url.substr(scheme_end + 3);
+  const auto authority = rest.substr(0, rest.find_first_of("/?#"));
+  const auto at = authority.rfind('@');
+  return at == authority.npos ? std::string_view{} : authority.substr(0, at);
+}
+
+void add_credential(std::vector<std::string>& out, std::string_view credential) {
+  if (credential.empty()) return;
+  out.emplace_back(credential);
+  if (const auto colon = credential.find(':'); colon != credential.npos) {
+    out.emplace_back(credential.substr(0, colon));
+    out.emplace_back(credential.substr(colon + 1));
+  }
+}
+
+/// Replaces every secret the request carries (URL userinfo, basic_auth, header values) in `text`.
+std::string redact(std::string text, const Request& request) {
+  std::vector<std::string> secrets;
+  const auto userinfo = url_userinfo(request.url);
+  add_credential(secrets, userinfo);
+  add_credential(secrets, percent_decode(userinfo));
+  add_credential(secrets, request.basic_auth);
+  for (const auto& header : request.headers) {
+    if (const auto colon = header.find(':'); colon != header.npos) {
+      const auto value = trim(std::string_view(header).substr(colon + 1));
+      if (!value.empty()) secrets.emplace_back(value);
+    }
+  }
+  // Longest first, so a secret that contains another is removed whole.
+  std::sort(secrets.begin(), secrets.end(),
+            [](const std::string& a, const std::string& b) { return a.size() > b.size(); });
+  constexpr std::string_view kMask = "[redacted]";
+  for (const auto& secret : secrets) {
+    if (secret.empty()) continue;
+    for (auto pos = text.find(secret); pos != text.npos; pos = text.find(secret, pos + kMask.size())) {
+      text.replace(pos, secret.size(), kMask);
+    }
+  }
+  return text;
+}
+
+// ---------------------------------------------------------------------------------------------
+// libcurl callbacks. They must not let an exception escape into C code.
+
+struct Transfer {
+  Request request;
+  Callback callback;
+  Response response;
+  EasyPtr easy;
+  SlistPtr header_list;  ///< owned here: curl reads it until the handle is removed
+  std::array<char, CURL_ERROR_SIZE> error_buffer{};
+  std::chrono::steady_clock::time_point started;
+  bool body_too_large = false;
+  bool pipewait = false;  ///< may sit in curl's pending queue while a connection negotiates
+};
+
+std::size_t on_body(char* data, std::size_t size, std::size_t count, void* user) noexcept {
+  auto* transfer = static_cast<Transfer*>(user);
+  const std::size_t bytes = size * count;
+  if (bytes > kMaxBodyBytes - transfer->response.body.size()) {
+    transfer->body_too_large = true;
+    return 0;
+  }
+  try {
+    transfer->response.body.append(data, bytes);
+  } catch (...) {
+    return 0;  // makes curl fail the transfer with CURLE_WRITE_ERROR
+  }
+  return bytes;
+}
+
+std::size_t on_header(char* data, std::size_t size, std::size_t count, void* user) noexcept {
+  auto* transfer = static_cast<Transfer*>(user);
+  const std::size_t bytes = size * count;
+  const std::string_view raw(data, bytes);
+  auto& headers = transfer->response.headers;
+  try {
+    if (starts_with_icase(raw, "HTTP/")) {
+      headers.clear();  // a new response begins (after 1xx or an auth round): drop the old one's
+      return bytes;
+    }
+    const auto line = trim(raw);
+    if (line.empty()) return bytes;  // end of the header block
+    if ((raw.front() == ' ' || raw.front() == '\t') && !headers.empty()) {
+      headers.back().second.append(" ").append(line);  // obsolete line folding
+      return bytes;
+    }
+    const auto colon = line.find(':');
+    if (colon == line.npos) return bytes;
+    std::string name(trim(line.substr(0, colon)));
+    std::transform(name.begin(), name.end(), name.begin(), ascii_lower);
+    headers.emplace_back(std::move(name), std::string(trim(line.substr(colon + 1))));
+  } catch (...) {
+    return 0;
+  }
+  return bytes;
+}
+
+}  // namespace
+
+std::string Response::header(std::string_view name) const {
+  for (const auto& [key, value] : headers) {
+    if (iequals(key, name)) return value;
+  }
+  return {};
+}
+
+// ---------------------------------------------------------------------------------------------
+
+struct Client::Impl {
+  struct Pending {
+    Request request;
+    Callback callback;
+  };
+
+  explicit Impl(Options options) : options_(options) {
+    ensure_curl_global_init();
+    multi_.reset(curl_multi_init());
+    if (!multi_) throw std::runtime_error("curl_multi_init failed");
+    CURLM* multi = multi_.get();
+    curl_multi_setopt(multi, CURLMOPT_MAX_TOTAL_CONNECTIONS,
+                      clamp_to_long(options_.max_total_connections));
+    curl_multi_setopt(multi, CURLMOPT_MAX_HOST_CONNECTIONS,
+                      clamp_to_long(options_.max_host_connections));
+    if (options_.max_total_connections > 0) {
+      // Otherwise the idle cache is sized 4x the handles currently added, and a lull in traffic
+      // would close the keep-alive connections that the next burst wants to reuse.
+      curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS,
+                        clamp_to_long(options_.max_total_connections));
+    }
+    curl_multi_setopt(multi, CURLMOPT_PIPELINING, options_.http2 ? CURLPIPE_MULTIPLEX : CURLPIPE_NOTHING);
+    // Started last: the thread uses every member above.
+    thread_ = std::thread([this] { run(); });
+  }
+
+  ~Impl() {
+    {
+      // Why the lock: stopping_ is read by the I/O thread together with the queue.
+      std::lock_guard lock(mutex_);
+      stopping_ = true;
+    }
+    curl_multi_wakeup(multi_.get());
+    if (thread_.joinable()) thread_.join();
+    // A submit() racing the destructor from another thread may have landed after the thread's
+    // last drain; answer it here so its callback still fires once.
+    answer_queued_as_stopped();
+    // Members then go in reverse order: free easy handles before the multi that cached conns.
+  }
+
+  Impl(const Impl&) = delete;
+  Impl& operator=(const Impl&) = delete;
+
+  void enqueue(std::vector<Pending>&& batch) {
+    if (batch.empty()) return;
+    bool was_empty = false;
+    {
+      // Why the lock: the I/O thread swaps the queue out concurrently.
+      std::lock_guard lock(mutex_);
+      const std::size_t count = batch.size();
+      was_empty = queue_.empty();
+      if (was_empty) {
+        queue_ = std::move(batch);
+      } else {
+        std::move(batch.begin(), batch.end(), std::back_inserter(queue_));
+      }
+      // Counted under the lock, once queued: the I/O thread cannot answer (and decrement) first.
+      in_flight_.fetch_add(count, std::memory_order_relaxed);
+    }
+    if (std::this_thread::get_id() == thread_.get_id()) {
+      // From a callback: the loop is not polling, and will skip its next poll to pick this up.
+      submitted_on_thread_ = true;
+    } else if (was_empty) {
+      // A non-empty queue means an earlier producer's wakeup is still due for the same swap.
+      curl_multi_wakeup(multi_.get());
+    }
+  }
+
+  [[nodiscard]] std::size_t in_flight() const { return in_flight_.load(std::memory_order_acquire); }
+
+ private:
+  void run() {
+    std::vector<Pending> batch;
+    for (;;) {
+      bool stop = false;
+      {
+        // Why the lock: producers append to queue_ from any thread.
+        std::lock_guard lock(mutex_);
+        batch.swap(queue_);
+        stop = stopping_;
+      }
+      if (stop) {
+        for (auto& pending : batch) answer_stopped(pending.callback);
+        batch.clear();
+        break;
+      }
+      for (auto& pending : batch) start(std::move(pending));
+      batch.clear();
+
+      int running = 0;
+      curl_multi_perform(multi_.get(), &running);
+      // libcurl 7.88 puts a handle that waits for a free connection ("pending") back on its run
+      // list when another transfer finishes, but can drop the timer that would end the poll
+      // for it: it then stalls until some socket fires. Another perform runs every listed
+      // handle, so repeat while transfers finish and such a waiting handle may exist.
+      while (collect_completions() > 0 && may_have_pending()) {
+        curl_multi_perform(multi_.get(), &running);
+      }
+      // Callbacks that submitted did not wake us: go straight back to the queue instead.
+      if (!std::exchange(submitted_on_thread_, false)) {
+        curl_multi_poll(multi_.get(), nullptr, 0, kIdlePollMs, nullptr);
+      }
+    }
+    shutdown_on_thread();
+  }
+
+  /// Configures an easy handle for one request; returns the first setopt failure.
+  CURLcode configure(Transfer& t) {
+    CURL* easy = t.easy.get();
+    const Request& req = t.request;
+    CURLcode rc = CURLE_OK;
+    auto set = [&](CURLoption option, auto value) {
+      if (rc == CURLE_OK) rc = curl_easy_setopt(easy, option, value);
+    };
+
+    set(CURLOPT_URL, req.url.c_str());
+    set(CURLOPT_PROTOCOLS_STR, "http,https");
+    set(CURLOPT_ERRORBUFFER, t.error_buffer.data());
+    set(CURLOPT_NOSIGNAL, 1L);
+    set(CURLOPT_TCP_NODELAY, 1L);
+    set(CURLOPT_TCP_KEEPALIVE, 1L);
+    set(CURLOPT_TIMEOUT_MS, clamp_to_long(req.timeout));
+    set(CURLOPT_CONNECTTIMEOUT_MS, clamp_to_long(options_.connect_timeout));
+    set(CURLOPT_WRITEFUNCTION, &on_body);
+    set(CURLOPT_WRITEDATA, static_cast<void*>(&t));
+    set(CURLOPT_HEADERFUNCTION, &on_header);
+    set(CURLOPT_HEADERDATA, static_cast<void*>(&t));
+    if (options_.http2) {
+      set(CURLOPT_HTTP_VERSION, static_cast<long>(CURL_HTTP_VERSION_2TLS));
+      // Only https can be multiplexed under 2TLS; waiting on a plain-http connection would just
+      // serialise the first burst behind one HTTP/1.1 response.
+      if (starts_with_icase(req.url, "https://")) {
+        set(CURLOPT_PIPEWAIT, 1L);
+        t.pipewait = true;
+      }
+    } else {
+      set(CURLOPT_HTTP_VERSION, static_cast<long>(CURL_HTTP_VERSION_1_1));
+    }
+
+    const std::string& method = req.method;
+    if (iequals(method, "GET")) {
+      set(CURLOPT_HTTPGET, 1L);
+    } else if (iequals(method, "HEAD")) {
+      set(CURLOPT_NOBODY, 1L);
+    } else {
+      const bool post = iequals(method, "POST");
+      if (!post) set(CURLOPT_CUSTOMREQUEST, method.c_str());
+      if (post || !req.body.empty()) {
+        // Size first: without it curl would strlen() the body.
+        set(CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(req.body.size()));
+        set(CURLOPT_POSTFIELDS, req.body.data());
+      }
+    }
+
+    if (!req.basic_auth.empty()) {
+      set(CURLOPT_HTTPAUTH, static_cast<unsigned long>(CURLAUTH_BASIC));
+      set(CURLOPT_USERPWD, req.basic_auth.c_str());
+    }
+
+    auto append = [&](const char* line) {
+      curl_slist* head = curl_slist_append(t.header_list.get(), line);
+      if (head == nullptr) return false;  // the list built so far stays owned by header_list
+      if (!t.header_list) t.header_list.reset(head);  // later appends keep the same head
+      return true;
+    };
+    for (const auto& header : req.headers) {
+      if (!append(header.c_str())) return CURLE_OUT_OF_MEMORY;
+    }
+    // An empty "Expect:" stops curl from waiting for 100-continue before large bodies.
+    if (!append("Expect:")) return CURLE_OUT_OF_MEMORY;
+    set(CURLOPT_HTTPHEADER, t.header_list.get());
+    return rc;
+  }
+
+  /// Rejects what curl would send verbatim and so let a caller inject header lines.
+  static std::string_view validate(const Request& req) {
+    if (!is_token(req.method)) return "invalid request method";
+    if (has_line_break(req.url)) return "invalid url";
+    for (const auto& header : req.headers) {
+      if (has_line_break(header)) return "invalid request header";
+    }
+    if (has_line_break(req.basic_auth)) return "invalid basic_auth";
+    return {};
+  }
+
+  EasyPtr acquire_handle() {
+    if (!free_handles_.empty()) {
+      EasyPtr easy = std::move(free_handles_.back());
+      free_handles_.pop_back();
+      return easy;
+    }
+    return EasyPtr(curl_easy_init());
+  }
+
+  void release_handle(EasyPtr easy) {
+    if (!easy) return;
+    // Reset now: the handle must not keep pointers into the finished Transfer while idle.
+    curl_easy_reset(easy.get());
+    if (free_handles_.size() < kMaxFreeHandles) free_handles_.push_back(std::move(easy));
+  }
+
+  void start(Pending&& pending) {
+    auto transfer = std::make_unique<Transfer>();
+    transfer->request = std::move(pending.request);
+    transfer->callback = std::move(pending.callback);
+
+    if (const auto invalid = validate(transfer->request); !invalid.empty()) {
+      fail_before_start(*transfer, std::string(invalid));
+      return;
+    }
+    transfer->easy = acquire_handle();
+    if (!transfer->easy) {
+      fail_before_start(*transfer, "curl_easy_init failed");
+      return;
+    }
+    if (const CURLcode rc = configure(*transfer); rc != CURLE_OK) {
+      fail_before_start(*transfer, redact(curl_easy_strerror(rc), transfer->request));
+      return;
+    }
+    CURL* easy = transfer->easy.get();
+    transfer->started = std::chrono::steady_clock::now();
+    if (const CURLMcode mc = curl_multi_add_handle(multi_.get(), easy); mc != CURLM_OK) {
+      fail_before_start(*transfer, curl_multi_strerror(mc));
+      return;
+    }
+    if (transfer->pipewait) ++pipewait_active_;
+    active_.emplace(easy, std::move(transfer));
+  }
+
+  void fail_before_start(Transfer& t, std::string error) {
+    t.header_list.reset();
+    release_handle(std::move(t.easy));
+    Response response;
+    response.transport_error = std::move(error);
+    deliver(t.callback, std::move(response));
+  }
+
+  /// Answers every finished transfer; returns how many.
+  std::size_t collect_completions() {
+    std::size_t finished = 0;
+    int queued = 0;
+    while (CURLMsg* msg = curl_multi_info_read(multi_.get(), &queued)) {
+      if (msg->msg != CURLMSG_DONE) continue;
+      // Copied out: the message is invalidated by curl_multi_remove_handle.
+      CURL* easy = msg->easy_handle;
+      const CURLcode result = msg->data.result;
+      finish(easy, result);
+      ++finished;
+    }
+    return finished;
+  }
+
+  /// Whether curl may hold transfers back waiting for a connection (see run()).
+  [[nodiscard]] bool may_have_pending() const {
+    if (pipewait_active_ > 0) return true;
+    const auto over = [&](std::size_t limit) { return limit > 0 && active_.size() > limit; };
+    return over(options_.max_total_connections) || over(options_.max_host_connections);
+  }
+
+  void finish(CURL* easy, CURLcode result) {
+    const auto it = active_.find(easy);
+    if (it == active_.end()) {
+      curl_multi_remove_handle(multi_.get(), easy);  // not ours: cannot happen, but never leak it
+      return;
+    }
+    std::unique_ptr<Transfer> t = std::move(it->second);
+    active_.erase(it);
+    if (t->pipewait) --pipewait_active_;
+
+    Response& response = t->response;
+    response.latency = std::chrono::duration_cast<std::chrono::microseconds>(
+        std::chrono::steady_clock::now() - t->started);
+    if (result == CURLE_OK) {
+      long status = 0;
+      curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
+      response.status = status;
+    } else {
+      response.status = 0;
+      response.timed_out = result == CURLE_OPERATION_TIMEDOUT;
+      if (t->body_too_large) {
+        response.transport_error = "response body larger than 16 MiB";
+      } else {
+        std::string error = curl_easy_strerror(result);
+        if (const std::string_view detail(t->error_buffer.data()); !detail.empty()) {
+          error.append(": ").append(detail);
+        }
+        response.transport_error = redact(std::move(error), t->request);
+      }
+    }
+    curl_multi_remove_handle(multi_.get(), easy);
+    t->header_list.reset();
+    release_handle(std::move(t->easy));
+    deliver(t->callback, std::move(response));
+  }
+
+  void deliver(Callback& callback, Response&& response) {
+    if (callback) {
+      try {
+        callback(std::move(response));
+      } catch (...) {
+        // Swallowed: an exception escaping here would terminate the I/O thread and with it
+        // every other request's callback.
+      }
+    }
+    // After the callback, so in_flight() == 0 means every callback has returned.
+    in_flight_.fetch_sub(1, std::memory_order_acq_rel);
+  }
+
+  void answer_stopped(Callback& callback) {
+    Response response;
+    response.transport_error = std::string(kStoppedError);
+    deliver(callback, std::move(response));
+  }
+
+  /// Runs on the I/O thread once stopping_ is seen: callbacks keep their thread guarantee.
+  void shutdown_on_thread() {
+    auto active = std::move(active_);
+    active_.clear();
+    pipewait_active_ = 0;
+    for (auto& [easy, transfer] : active) {
+      curl_multi_remove_handle(multi_.get(), easy);
+      transfer->header_list.reset();
+      release_handle(std::move(transfer->easy));
+      answer_stopped(transfer->callback);
+    }
+    // Callbacks above may have submitted more: answer until the queue stays empty.
+    answer_queued_as_stopped();
+  }
+
+  void answer_queued_as_stopped() {
+    for (;;) {
+      std::vector<Pending> batch;
+      {
+        // Why the lock: a callback or another thread may still be appending.
+        std::lock_guard lock(mutex_);
+        batch.swap(queue_);
+      }
+      if (batch.empty()) return;
+      for (auto& pending : batch) answer_stopped(pending.callback);
+    }
+  }
+
+  Options options_;
+  // Declared before the handles below so that it is destroyed after them.
+  MultiPtr multi_;
+  std::vector<EasyPtr> free_handles_;                                 ///< I/O thread only
+  std::unordered_map<CURL*, std::unique_ptr<Transfer>> active_;       ///< I/O thread only
+  std::atomic<std::size_t> in_flight_{0};
+  bool submitted_on_thread_ = false;  ///< I/O thread only: a callback queued work
+  std::size_t pipewait_active_ = 0;   ///< I/O thread only: active transfers with PIPEWAIT
+
+  std::mutex mutex_;  ///< guards queue_ and stopping_
+  std::vector<Pending> queue_;
+  bool stopping_ = false;
+
+  std::thread thread_;  ///< last: started after, and joined before, everything above is gone
+};
+
+// ---------------------------------------------------------------------------------------------
+
+Client::Client(Options options) : impl_(std::make_unique<Impl>(options)) {}
+
+Client::~Client() = default;
+
+void Client::submit(Request request, Callback callback) {
+  std::vector<Impl::Pending> batch;
+  batch.push_back(Impl::Pending{std::move(request), std::move(callback)});
+  impl_->enqueue(std::move(batch));
+}
+
+void Client::submit_many(std::vector<std::pair<Request, Callback>> batch) {
+  std::vector<Impl::Pending> pending;
+  pending.reserve(batch.size());
+  for (auto& [request, callback] : batch) {
+    pending.push_back(Impl::Pending{std::move(request), std::move(callback)});
+  }
+  impl_->enqueue(std::move(pending));
+}
+
+std::size_t Client::in_flight() const { return impl_->in_flight(); }
+
+}  // namespace herald::http

@@ -1,0 +1,455 @@
+#include "herald/store.hpp"
+
+#include <future>
+
+#include <sqlite3.h>
+
+#include "herald/clock.hpp"
+#include "herald/delivery_log.hpp"
+#include "herald/errors.hpp"
+
+namespace herald {
+
+namespace {
+
+constexpr const char* schema_sql = R"sql(
+CREATE TABLE IF NOT EXISTS notifications (
+  id INTEGER PRIMARY KEY,
+  tenant TEXT NOT NULL,
+  type TEXT NOT NULL,
+  recipient_id TEXT NOT NULL,
+  recipient TEXT NOT NULL,
+  data TEXT NOT NULL,
+  priority INTEGER NOT NULL,
+  idempotency_key TEXT,
+  ordering_key TEXT,
+  send_at INTEGER NOT NULL,
+  expires_at INTEGER NOT NULL,
+  created_at INTEGER NOT NULL,
+  content_hash INTEGER NOT NULL,
+  state INTEGER NOT NULL,
+  attempt INTEGER NOT NULL DEFAULT 0,
+  provider_index INTEGER NOT NULL DEFAULT 0,
+  provider_attempt INTEGER NOT NULL DEFAULT 0,
+  next_at INTEGER NOT NULL DEFAULT 0,
+  updated_at INTEGER NOT NULL,
+  provider TEXT,
+  provider_message_id TEXT,
+  last_error TEXT,
+  in_doubt INTEGER NOT NULL DEFAULT 0
+);
+CREATE UNIQUE INDEX IF NOT EXISTS notifications_idempotency
+  ON notifications (tenant, type, recipient_id, idempotency_key) WHERE idempotency_key IS NOT NULL;
+CREATE INDEX IF NOT EXISTS notifications_unfinished ON notifications (state) WHERE state < 4;
+CREATE INDEX IF NOT EXISTS notifications_dead ON notifications (state) WHERE state = 6;
+CREATE TABLE IF NOT EXISTS events (
+  nid INTEGER NOT NULL,
+  seq INTEGER NOT NULL,
+  ts_us INTEGER NOT NULL,
+  kind TEXT NOT NULL,
+  attempt INTEGER NOT NULL,
+  provider TEXT,
+  latency_us INTEGER NOT NULL,
+  http_status INTEGER NOT NULL,
+  detail TEXT,
+  PRIMARY KEY (nid, seq)
+) WITHOUT ROWID;
+)sql";
+
+constexpr const char* select_columns =
+    "id, tenant, type, recipient_id, recipient, data, priority, idempotency_key, ordering_key, send_at, "
+    "expires_at, created_at, content_hash, state, attempt, provider_index, provider_attempt, next_at, "
+    "updated_at, provider, provider_message_id, last_error, in_doubt";
+
+struct StmtDeleter {
+  void operator()(sqlite3_stmt* s) const noexcept { sqlite3_finalize(s); }
+};
+using Stmt = std::unique_ptr<sqlite3_stmt, StmtDeleter>;
+
+struct DbDeleter {
+  void operator()(sqlite3* db) const noexcept { sqlite3_close_v2(db); }
+};
+
+std::string column_text(sqlite3_stmt* s, int col) {
+  const auto* p = sqlite3_column_text(s, col);
+  return p == nullptr ? std::string() : std::string(reinterpret_cast<const char*>(p),
+                                                    static_cast<std::size_t>(sqlite3_column_bytes(s, col)));
+}
+
+void bind_text(sqlite3_stmt* s, int col, const std::string& v, bool null_if_empty = false) {
+  if (null_if_empty && v.empty()) {
+    sqlite3_bind_null(s, col);
+  } else {
+    sqlite3_bind_text(s, col, v.data(), static_cast<int>(v.size()), SQLITE_STATIC);
+  }
+}
+
+StoredNotification read_row(sqlite3_stmt* s) {
+  StoredNotification r;
+  Notification& n = r.notification;
+  n.id = sqlite3_column_int64(s, 0);
+  n.tenant = column_text(s, 1);
+  n.type = column_text(s, 2);
+  n.recipient_id = column_text(s, 3);
+  n.recipient_json = column_text(s, 4);
+  n.data_json = column_text(s, 5);
+  n.priority = static_cast<Priority>(sqlite3_column_int(s, 6));
+  n.idempotency_key = column_text(s, 7);
+  n.ordering_key = column_text(s, 8);
+  n.send_at_ms = sqlite3_column_int64(s, 9);
+  n.expires_at_ms = sqlite3_column_int64(s, 10);
+  n.created_at_ms = sqlite3_column_int64(s, 11);
+  r.content_hash = static_cast<std::uint64_t>(sqlite3_column_int64(s, 12));
+  DeliveryState& d = r.delivery;
+  d.state = static_cast<State>(sqlite3_column_int(s, 13));
+  d.attempt = sqlite3_column_int(s, 14);
+  d.provider_index = sqlite3_column_int(s, 15);
+  d.provider_attempt = sqlite3_column_int(s, 16);
+  d.next_at_ms = sqlite3_column_int64(s, 17);
+  r.updated_at_ms = sqlite3_column_int64(s, 18);
+  d.provider = column_text(s, 19);
+  d.provider_message_id = column_text(s, 20);
+  d.last_error = column_text(s, 21);
+  d.in_doubt = sqlite3_column_int(s, 22) != 0;
+  return r;
+}
+
+Event make_intake_event(const Notification& n, const char* kind, std::int64_t seq, std::int64_t ts_us) {
+  Event e;
+  e.notification_id = n.id;
+  e.seq = seq;
+  e.ts_us = ts_us;
+  e.kind = kind;
+  e.type = n.type;
+  e.tenant = n.tenant;
+  e.priority = n.priority;
+  return e;
+}
+
+}  // namespace
+
+struct Store::Db {
+  std::unique_ptr<sqlite3, DbDeleter> db;
+  Stmt insert, update, event, get, find_idem, events, unfinished, by_state, max_id;
+  Stmt begin, commit, rollback, savepoint, release, rollback_to;
+
+  [[noreturn]] void fail(const std::string& what) const {
+    throw StoreError(what + ": " + sqlite3_errmsg(db.get()));
+  }
+  void exec(const char* sql) const {
+    char* err = nullptr;
+    if (sqlite3_exec(db.get(), sql, nullptr, nullptr, &err) != SQLITE_OK) {
+      std::string msg = err != nullptr ? err : "unknown error";
+      sqlite3_free(err);
+      throw StoreError(std::string("sqlite: ") + msg);
+    }
+  }
+  Stmt prepare(const std::string& sql) const {
+    sqlite3_stmt* s = nullptr;
+    if (sqlite3_prepare_v3(db.get(), sql.c_str(), -1, SQLITE_PREPARE_PERSISTENT, &s, nullptr) != SQLITE_OK) {
+      fail("prepare " + sql);
+    }
+    return Stmt(s);
+  }
+  void step_done(sqlite3_stmt* s, const char* what) const {
+    const int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE) fail(what);
+  }
+
+  Db(const std::filesystem::path& path, Durability durability, bool writer) {
+    sqlite3* raw = nullptr;
+    const int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
+    if (sqlite3_open_v2(path.c_str(), &raw, flags, nullptr) != SQLITE_OK) {
+      std::string msg = raw != nullptr ? sqlite3_errmsg(raw) : "out of memory";
+      sqlite3_close_v2(raw);
+      throw StoreError("cannot open " + path.string() + ": " + msg);
+    }
+    db.reset(raw);
+    sqlite3_busy_timeout(raw, 5000);
+    exec("PRAGMA journal_mode=WAL");
+    exec(durability == Durability::fsync ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL");
+    exec("PRAGMA temp_store=MEMORY");
+    exec("PRAGMA cache_size=-65536");
+    if (writer) {
+      exec(schema_sql);
+      exec("PRAGMA wal_autocheckpoint=10000");
+      insert = prepare(
+          "INSERT INTO notifications (id, tenant, type, recipient_id, recipient, data, priority, idempotency_key, "
+          "ordering_key, send_at, expires_at, created_at, content_hash, state, updated_at) "
+          "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,0,?)");
+      update = prepare(
+          "UPDATE notifications SET state=?, attempt=?, provider_index=?, provider_attempt=?, next_at=?, "
+          "updated_at=?, provider=?, provider_message_id=?, last_error=?, in_doubt=? WHERE id=?");
+      event = prepare(
+          "INSERT OR REPLACE INTO events (nid, seq, ts_us, kind, attempt, provider, latency_us, http_status, detail) "
+          "VALUES (?,?,?,?,?,?,?,?,?)");
+      begin = prepare("BEGIN");
+      commit = prepare("COMMIT");
+      rollback = prepare("ROLLBACK");
+      savepoint = prepare("SAVEPOINT batch");
+      release = prepare("RELEASE batch");
+      rollback_to = prepare("ROLLBACK TO batch");
+    } else {
+      const std::string cols = select_columns;
+      get = prepare("SELECT " + cols + " FROM notifications WHERE id=?");
+      find_idem = prepare(
+          "SELECT id, content_hash, state FROM notifications "
+          "WHERE tenant=? AND type=? AND recipient_id=? AND idempotency_key=?");
+      events = prepare(
+          "SELECT nid, seq, ts_us, kind, attempt, provider, latency_us, http_status, detail FROM events "
+          "WHERE nid=? ORDER BY seq");
+      unfinished = prepare("SELECT " + cols + " FROM notifications WHERE state < 4 ORDER BY id");
+      by_state = prepare("SELECT " + cols + " FROM notifications WHERE state=? ORDER BY id LIMIT ?");
+      max_id = prepare("SELECT COALESCE(MAX(id), 0), (SELECT COALESCE(MAX(seq), 0) FROM events) FROM notifications");
+    }
+  }
+};
+
+Store::Store(const std::filesystem::path& dir, Durability durability, std::int64_t log_segment_bytes) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) throw StoreError("cannot create data directory " + dir.string() + ": " + ec.message());
+  db_path_ = dir / "herald.db";
+  write_db_ = std::make_unique<Db>(db_path_, durability, true);
+  read_db_ = std::make_unique<Db>(db_path_, durability, false);
+  log_ = std::make_unique<DeliveryLog>(dir / "log", log_segment_bytes);
+  {
+    sqlite3_stmt* s = read_db_->max_id.get();
+    if (sqlite3_step(s) == SQLITE_ROW) next_seq_ = sqlite3_column_int64(s, 1) + 1;
+    sqlite3_reset(s);
+  }
+  next_seq_ = std::max(next_seq_, now_us());  // keeps log seq unique across restarts without a scan
+  writer_ = std::thread([this] { writer_loop(); });
+}
+
+Store::~Store() {
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+  }
+  wake_.notify_all();
+  if (writer_.joinable()) writer_.join();
+}
+
+std::filesystem::path Store::log_dir() const { return log_->dir(); }
+
+void Store::submit(WriteBatch batch, Done done) {
+  const std::int64_t ts = now_us();
+  {
+    std::lock_guard lock(mutex_);
+    if (stopping_) throw StoreError("store is closed");
+    // Intake events go to the JSON Lines log only; the row itself records them in SQLite.
+    const std::int64_t intake_seq = next_seq_;
+    next_seq_ += static_cast<std::int64_t>(2 * batch.inserts.size());
+    for (auto& e : batch.events) {
+      e.seq = next_seq_++;
+      if (e.ts_us == 0) e.ts_us = ts;
+    }
+    queue_.push_back(Pending{std::move(batch), std::move(done), intake_seq});
+  }
+  wake_.notify_one();
+}
+
+void Store::commit(WriteBatch batch) {
+  std::promise<void> promise;
+  auto future = promise.get_future();
+  submit(std::move(batch), [&promise](std::exception_ptr err) {
+    if (err) {
+      promise.set_exception(err);
+    } else {
+      promise.set_value();
+    }
+  });
+  future.get();
+}
+
+void Store::flush() { commit({}); }
+
+void Store::writer_loop() {
+  std::vector<Pending> work;
+  for (;;) {
+    {
+      std::unique_lock lock(mutex_);
+      wake_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+      if (queue_.empty()) return;  // stopping and drained
+      work.swap(queue_);
+    }
+    apply(work);
+    work.clear();
+  }
+}
+
+void Store::apply(std::vector<Pending>& work) {
+  Db& db = *write_db_;
+  std::vector<std::exception_ptr> errors(work.size());
+  const std::int64_t now = now_ms();
+  std::exception_ptr commit_error;
+  try {
+    db.step_done(db.begin.get(), "begin");
+    for (std::size_t i = 0; i < work.size(); ++i) {
+      const WriteBatch& b = work[i].batch;
+      if (b.empty()) continue;
+      db.step_done(db.savepoint.get(), "savepoint");
+      try {
+        for (const Notification& n : b.inserts) {
+          sqlite3_stmt* s = db.insert.get();
+          sqlite3_bind_int64(s, 1, n.id);
+          bind_text(s, 2, n.tenant);
+          bind_text(s, 3, n.type);
+          bind_text(s, 4, n.recipient_id);
+          bind_text(s, 5, n.recipient_json);
+          bind_text(s, 6, n.data_json);
+          sqlite3_bind_int(s, 7, static_cast<int>(n.priority));
+          bind_text(s, 8, n.idempotency_key, true);
+          bind_text(s, 9, n.ordering_key, true);
+          sqlite3_bind_int64(s, 10, n.send_at_ms);
+          sqlite3_bind_int64(s, 11, n.expires_at_ms);
+          sqlite3_bind_int64(s, 12, n.created_at_ms);
+          sqlite3_bind_int64(s, 13, static_cast<sqlite3_int64>(content_hash(n)));
+          sqlite3_bind_int64(s, 14, now);
+          db.step_done(s, "insert notification");
+        }
+        for (const StateUpdate& u : b.updates) {
+          sqlite3_stmt* s = db.update.get();
+          const DeliveryState& d = u.delivery;
+          sqlite3_bind_int(s, 1, static_cast<int>(d.state));
+          sqlite3_bind_int(s, 2, d.attempt);
+          sqlite3_bind_int(s, 3, d.provider_index);
+          sqlite3_bind_int(s, 4, d.provider_attempt);
+          sqlite3_bind_int64(s, 5, d.next_at_ms);
+          sqlite3_bind_int64(s, 6, now);
+          bind_text(s, 7, d.provider, true);
+          bind_text(s, 8, d.provider_message_id, true);
+          bind_text(s, 9, d.last_error, true);
+          sqlite3_bind_int(s, 10, d.in_doubt ? 1 : 0);
+          sqlite3_bind_int64(s, 11, u.id);
+          db.step_done(s, "update notification");
+        }
+        for (const Event& e : b.events) {
+          sqlite3_stmt* s = db.event.get();
+          sqlite3_bind_int64(s, 1, e.notification_id);
+          sqlite3_bind_int64(s, 2, e.seq);
+          sqlite3_bind_int64(s, 3, e.ts_us);
+          bind_text(s, 4, e.kind);
+          sqlite3_bind_int(s, 5, e.attempt);
+          bind_text(s, 6, e.provider, true);
+          sqlite3_bind_int64(s, 7, e.latency_us);
+          sqlite3_bind_int(s, 8, e.http_status);
+          bind_text(s, 9, e.detail, true);
+          db.step_done(s, "insert event");
+        }
+        db.step_done(db.release.get(), "release");
+      } catch (...) {
+        errors[i] = std::current_exception();
+        db.step_done(db.rollback_to.get(), "rollback to");
+        db.step_done(db.release.get(), "release");
+      }
+    }
+    db.step_done(db.commit.get(), "commit");
+  } catch (...) {
+    commit_error = std::current_exception();
+    sqlite3_step(db.rollback.get());
+    sqlite3_reset(db.rollback.get());
+  }
+  for (std::size_t i = 0; i < work.size(); ++i) {
+    Pending& p = work[i];
+    std::exception_ptr err = commit_error ? commit_error : errors[i];
+    if (!err) {
+      try {
+        std::int64_t seq = p.intake_seq;  // reserved in submit()
+        for (const Notification& n : p.batch.inserts) {
+          const std::int64_t ts_us = n.created_at_ms * 1000;
+          log_->append(make_intake_event(n, "received", seq++, ts_us));
+          log_->append(make_intake_event(n, "queued", seq++, ts_us));
+        }
+        for (const Event& e : p.batch.events) log_->append(e);
+      } catch (...) {
+        // The rows are committed; a log segment that cannot be written must not undo them.
+      }
+    }
+    if (p.done) p.done(err);
+  }
+  log_->flush();
+}
+
+std::optional<StoredNotification> Store::get(Id id) {
+  std::lock_guard lock(read_mutex_);
+  sqlite3_stmt* s = read_db_->get.get();
+  sqlite3_bind_int64(s, 1, id);
+  std::optional<StoredNotification> out;
+  if (sqlite3_step(s) == SQLITE_ROW) out = read_row(s);
+  sqlite3_reset(s);
+  return out;
+}
+
+std::optional<IdempotencyHit> Store::find_idempotent(const std::string& tenant, const std::string& type,
+                                                     const std::string& recipient_id, const std::string& key) {
+  std::lock_guard lock(read_mutex_);
+  sqlite3_stmt* s = read_db_->find_idem.get();
+  bind_text(s, 1, tenant);
+  bind_text(s, 2, type);
+  bind_text(s, 3, recipient_id);
+  bind_text(s, 4, key);
+  std::optional<IdempotencyHit> out;
+  if (sqlite3_step(s) == SQLITE_ROW) {
+    out = IdempotencyHit{sqlite3_column_int64(s, 0), static_cast<std::uint64_t>(sqlite3_column_int64(s, 1)),
+                         static_cast<State>(sqlite3_column_int(s, 2))};
+  }
+  sqlite3_reset(s);
+  sqlite3_clear_bindings(s);
+  return out;
+}
+
+std::vector<Event> Store::events(Id id) {
+  std::lock_guard lock(read_mutex_);
+  sqlite3_stmt* s = read_db_->events.get();
+  sqlite3_bind_int64(s, 1, id);
+  std::vector<Event> out;
+  while (sqlite3_step(s) == SQLITE_ROW) {
+    Event e;
+    e.notification_id = sqlite3_column_int64(s, 0);
+    e.seq = sqlite3_column_int64(s, 1);
+    e.ts_us = sqlite3_column_int64(s, 2);
+    e.kind = column_text(s, 3);
+    e.attempt = sqlite3_column_int(s, 4);
+    e.provider = column_text(s, 5);
+    e.latency_us = sqlite3_column_int64(s, 6);
+    e.http_status = sqlite3_column_int(s, 7);
+    e.detail = column_text(s, 8);
+    out.push_back(std::move(e));
+  }
+  sqlite3_reset(s);
+  return out;
+}
+
+std::vector<StoredNotification> Store::load_unfinished() {
+  std::lock_guard lock(read_mutex_);
+  sqlite3_stmt* s = read_db_->unfinished.get();
+  std::vector<StoredNotification> out;
+  while (sqlite3_step(s) == SQLITE_ROW) out.push_back(read_row(s));
+  sqlite3_reset(s);
+  return out;
+}
+
+std::vector<StoredNotification> Store::list_by_state(State state, std::size_t limit) {
+  std::lock_guard lock(read_mutex_);
+  sqlite3_stmt* s = read_db_->by_state.get();
+  sqlite3_bind_int(s, 1, static_cast<int>(state));
+  sqlite3_bind_int64(s, 2, static_cast<sqlite3_int64>(limit));
+  std::vector<StoredNotification> out;
+  while (sqlite3_step(s) == SQLITE_ROW) out.push_back(read_row(s));
+  sqlite3_reset(s);
+  return out;
+}
+
+Id Store::max_id() {
+  std::lock_guard lock(read_mutex_);
+  sqlite3_stmt* s = read_db_->max_id.get();
+  Id out = 0;
+  if (sqlite3_step(s) == SQLITE_ROW) out = sqlite3_column_int64(s, 0);
+  sqlite3_reset(s);
+  return out;
+}
+
+}  // namespace herald

@@ -1,0 +1,118 @@
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "herald/errors.hpp"
+#include "herald/provider.hpp"
+
+using namespace herald;
+
+namespace {
+http::Response answer(long status, std::string body = {}, std::vector<std::pair<std::string, std::string>> headers = {}) {
+  http::Response r;
+  r.status = status;
+  r.body = std::move(body);
+  r.headers = std::move(headers);
+  return r;
+}
+}  // namespace
+
+TEST(Classify, SuccessTakesTheProvidersMessageId) {
+  auto o = classify_http(answer(202, R"({"id":"sbx-9","status":"accepted"})"));
+  EXPECT_EQ(o.kind, OutcomeKind::accepted);
+  EXPECT_EQ(o.provider_message_id, "sbx-9");
+  auto h = classify_http(answer(202, "", {{"x-message-id", "abc"}}));
+  EXPECT_EQ(h.kind, OutcomeKind::accepted);
+  EXPECT_EQ(h.provider_message_id, "abc");
+}
+
+TEST(Classify, TransportFailuresAndServerErrorsAreRetryable) {
+  http::Response timeout;
+  timeout.timed_out = true;
+  EXPECT_EQ(classify_http(timeout).kind, OutcomeKind::retryable);
+  EXPECT_EQ(classify_http(timeout).error, "timeout");
+  EXPECT_EQ(classify_http(answer(500)).kind, OutcomeKind::retryable);
+  EXPECT_EQ(classify_http(answer(503)).kind, OutcomeKind::retryable);
+  EXPECT_EQ(classify_http(answer(408)).kind, OutcomeKind::retryable);
+}
+
+TEST(Classify, TooManyRequestsHonoursRetryAfter) {
+  auto o = classify_http(answer(429, "{}", {{"retry-after", "3"}}));
+  EXPECT_EQ(o.kind, OutcomeKind::retryable);
+  EXPECT_EQ(o.retry_after_ms, 3000);
+  EXPECT_EQ(classify_http(answer(429)).retry_after_ms, -1);
+}
+
+TEST(Classify, ClientErrorsArePermanentAndBadRecipientsAreNamed) {
+  EXPECT_EQ(classify_http(answer(400, "bad")).kind, OutcomeKind::permanent);
+  EXPECT_EQ(classify_http(answer(401)).kind, OutcomeKind::permanent);
+  auto o = classify_http(answer(400, R"({"error":{"code":"recipient_invalid"}})"));
+  EXPECT_EQ(o.kind, OutcomeKind::recipient_invalid);
+  EXPECT_NE(o.error.find("recipient_invalid"), std::string::npos);
+}
+
+TEST(RetryAfter, ParsesSecondsAndHttpDates) {
+  EXPECT_EQ(parse_retry_after_ms("120", 0), 120'000);
+  EXPECT_EQ(parse_retry_after_ms(" 5 ", 0), 5000);
+  EXPECT_EQ(parse_retry_after_ms("", 0), -1);
+  EXPECT_EQ(parse_retry_after_ms("soon", 0), -1);
+  // Sun, 06 Nov 1994 08:49:37 GMT = 784111777 s
+  EXPECT_EQ(parse_retry_after_ms("Sun, 06 Nov 1994 08:49:37 GMT", 784111770'000), 7000);
+  EXPECT_EQ(parse_retry_after_ms("Sun, 06 Nov 1994 08:49:37 GMT", 784111790'000), 0);
+}
+
+TEST(Render, FillsVariablesDefaultsAndPaths) {
+  const std::string data = R"({"code":"123456","user":{"name":"Ada"},"n":3})";
+  EXPECT_EQ(render_template("Code {code}", data), "Code 123456");
+  EXPECT_EQ(render_template("Hi {user.name}, {n} items", data), "Hi Ada, 3 items");
+  EXPECT_EQ(render_template("Hi {nick|friend}", data), "Hi friend");
+  EXPECT_EQ(render_template("Hi {nick}!", data), "Hi !");
+  EXPECT_EQ(render_template("{{literal}}", data), "{literal}");
+  EXPECT_EQ(render_template("no placeholders", data), "no placeholders");
+}
+
+TEST(ProviderConfig, BadFieldsNameTheProviderAndField) {
+  ProviderConfig c;
+  c.name = "sms";
+  c.kind = "carrier-pigeon";
+  c.url = "http://127.0.0.1:1";
+  try {
+    validate(c);
+    FAIL() << "accepted an unknown kind";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("providers.sms.kind"), std::string::npos);
+  }
+  c.kind = "sandbox";
+  c.url = "ftp://x";
+  EXPECT_THROW(validate(c), ConfigError);
+  c.url = "http://127.0.0.1:1";
+  c.concurrency = 0;
+  EXPECT_THROW(validate(c), ConfigError);
+  c.concurrency = 8;
+  EXPECT_NO_THROW(validate(c));
+}
+
+TEST(SandboxAdapter, BuildsAJsonPostWithIdempotencyHeaders) {
+  ProviderConfig c{"sms-primary", "sandbox", "http://127.0.0.1:9/", 4, 0, 1000, {{"X-Team", "growth"}}};
+  auto adapter = make_adapter(c);
+  Notification n;
+  n.id = 42;
+  n.type = "otp";
+  n.recipient_id = "u1";
+  n.recipient_json = R"({"id":"u1","phone":"+15550001"})";
+  n.data_json = R"({"code":"9"})";
+  Plan plan{"sms", {"sms-primary"}, "Code {code}"};
+  const std::string text = "Code 9";
+  auto req = adapter->build(SendContext{n, plan, text, 2, true});
+  EXPECT_EQ(req.url, "http://127.0.0.1:9/v1/sms-primary/messages");
+  EXPECT_EQ(req.method, "POST");
+  auto body = nlohmann::json::parse(req.body);
+  EXPECT_EQ(body["id"], 42);
+  EXPECT_EQ(body["text"], "Code 9");
+  EXPECT_EQ(body["to"]["phone"], "+15550001");
+  auto has = [&](const std::string& h) { return std::find(req.headers.begin(), req.headers.end(), h) != req.headers.end(); };
+  EXPECT_TRUE(has("Idempotency-Key: herald-42"));
+  EXPECT_TRUE(has("X-Herald-Attempt: 2"));
+  EXPECT_TRUE(has("X-Herald-In-Doubt: 1"));
+  EXPECT_TRUE(has("X-Team: growth"));
+}

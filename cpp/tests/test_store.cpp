@@ -1,0 +1,140 @@
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "herald/clock.hpp"
+#include "herald/errors.hpp"
+#include "herald/store.hpp"
+
+using namespace herald;
+namespace fs = std::filesystem;
+
+namespace {
+
+struct TempDir {
+  fs::path path;
+  TempDir() {
+    path = fs::temp_directory_path() / ("herald-store-test-" + std::to_string(now_us()));
+    fs::create_directories(path);
+  }
+  ~TempDir() { fs::remove_all(path); }
+};
+
+Notification make(Id id, std::string key = {}) {
+  Notification n;
+  n.id = id;
+  n.type = "otp";
+  n.recipient_id = "u" + std::to_string(id);
+  n.recipient_json = R"({"id":"u)" + std::to_string(id) + "\"}";
+  n.data_json = R"({"code":"1"})";
+  n.idempotency_key = std::move(key);
+  n.created_at_ms = now_ms();
+  return n;
+}
+
+}  // namespace
+
+TEST(Store, CommitThenReadBackFromAFreshOpen) {
+  TempDir dir;
+  {
+    Store store(dir.path, Durability::process);
+    WriteBatch b;
+    b.inserts.push_back(make(1, "k1"));
+    b.inserts.push_back(make(2));
+    store.commit(std::move(b));
+    WriteBatch u;
+    DeliveryState d;
+    d.state = State::completed;
+    d.attempt = 1;
+    d.provider = "sms";
+    d.provider_message_id = "sbx-1";
+    u.updates.push_back({1, d});
+    Event e;
+    e.notification_id = 1;
+    e.kind = "accepted";
+    e.attempt = 1;
+    e.provider = "sms";
+    e.http_status = 202;
+    e.latency_us = 1500;
+    u.events.push_back(e);
+    store.commit(std::move(u));
+  }
+  Store store(dir.path, Durability::fsync);
+  auto one = store.get(1);
+  ASSERT_TRUE(one.has_value());
+  EXPECT_EQ(one->delivery.state, State::completed);
+  EXPECT_EQ(one->delivery.provider_message_id, "sbx-1");
+  EXPECT_EQ(one->notification.data_json, R"({"code":"1"})");
+  auto events = store.events(1);
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].kind, "accepted");
+  EXPECT_EQ(events[0].http_status, 202);
+  auto unfinished = store.load_unfinished();
+  ASSERT_EQ(unfinished.size(), 1u);
+  EXPECT_EQ(unfinished[0].notification.id, 2);
+  EXPECT_EQ(store.max_id(), 2);
+  auto hit = store.find_idempotent("default", "otp", "u1", "k1");
+  ASSERT_TRUE(hit.has_value());
+  EXPECT_EQ(hit->id, 1);
+  EXPECT_FALSE(store.find_idempotent("default", "otp", "u1", "other").has_value());
+}
+
+TEST(Store, ADuplicateKeyFailsOnlyItsOwnBatch) {
+  TempDir dir;
+  Store store(dir.path, Durability::process);
+  store.commit(WriteBatch{{make(1, "same")}, {}, {}});
+  std::atomic<int> failed{0}, ok{0};
+  auto dup = make(2, "same");
+  dup.recipient_id = "u1";  // same (tenant, type, recipient, key) as id 1
+  store.submit(WriteBatch{{dup}, {}, {}}, [&](std::exception_ptr e) { (e ? failed : ok)++; });
+  store.submit(WriteBatch{{make(3)}, {}, {}}, [&](std::exception_ptr e) { (e ? failed : ok)++; });
+  store.flush();
+  EXPECT_EQ(failed.load(), 1);
+  EXPECT_EQ(ok.load(), 1);
+  EXPECT_FALSE(store.get(2).has_value());
+  EXPECT_TRUE(store.get(3).has_value());
+}
+
+TEST(Store, GroupCommitFromManyThreads) {
+  TempDir dir;
+  Store store(dir.path, Durability::process);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 500; ++i) store.commit(WriteBatch{{make(t * 1000 + i + 1)}, {}, {}});
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(store.load_unfinished().size(), 2000u);
+}
+
+TEST(Store, WritesTheDeliveryLogAsJsonLines) {
+  TempDir dir;
+  {
+    Store store(dir.path, Durability::process);
+    store.commit(WriteBatch{{make(7)}, {}, {}});
+    Event e;
+    e.notification_id = 7;
+    e.kind = "sending";
+    e.attempt = 1;
+    e.provider = "sms";
+    store.commit(WriteBatch{{}, {}, {e}});
+  }
+  std::vector<std::string> lines;
+  for (const auto& entry : fs::directory_iterator(dir.path / "log")) {
+    std::ifstream in(entry.path());
+    for (std::string line; std::getline(in, line);) lines.push_back(line);
+  }
+  ASSERT_EQ(lines.size(), 3u);
+  EXPECT_NE(lines[0].find("\"event\":\"received\""), std::string::npos);
+  EXPECT_NE(lines[1].find("\"event\":\"queued\""), std::string::npos);
+  EXPECT_NE(lines[2].find("\"event\":\"sending\""), std::string::npos);
+  EXPECT_NE(lines[2].find("\"provider\":\"sms\""), std::string::npos);
+}
+
+TEST(Store, UnwritableDirectoryIsAClearError) {
+  EXPECT_THROW(Store(fs::path("/proc/herald-cannot-write-here"), Durability::process), StoreError);
+}

@@ -1,0 +1,41 @@
+"""herald: a self-hosted notification engine with a C++ core.
+
+Hand it notifications with :class:`Engine`; write rules that return a :class:`Plan`.
+"""
+
+from herald.engine import Engine, Event, Receipt, Status
+from herald.errors import (
+    ConfigError,
+    EngineClosed,
+    HeraldError,
+    IdempotencyConflict,
+    InvalidState,
+    NotFound,
+    StoreError,
+    ValidationError,
+)
+from herald.plan import Plan
+from herald.rules import Notification, RuleSet, rule
+from herald.sandbox import Sandbox
+
+__all__ = [
+    "ConfigError",
+    "Engine",
+    "EngineClosed",
+    "Event",
+    "HeraldError",
+    "IdempotencyConflict",
+    "InvalidState",
+    "NotFound",
+    "Notification",
+    "Plan",
+    "Receipt",
+    "RuleSet",
+    "Sandbox",
+    "Status",
+    "StoreError",
+    "ValidationError",
+    "rule",
+]
+
+__version__ = "0.1.0"

@@ -1,0 +1,280 @@
+"""The public engine API: a thin, typed layer over ``herald._core.Engine``."""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import time
+import weakref
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Literal
+
+from herald import _core
+from herald.providers import ProviderSpec, load_providers
+from herald.rules import RuleSet
+
+__all__ = ["Engine", "Event", "Receipt", "Status", "When"]
+
+Receipt = _core.Receipt
+When = datetime | timedelta | float | int | None
+Priority = Literal["critical", "high", "normal", "bulk"]
+
+FINAL_STATES = frozenset({"completed", "expired", "dead_lettered", "cancelled"})
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    """Where one notification stands. Times are epoch seconds."""
+
+    id: int
+    state: str
+    tenant: str
+    type: str
+    recipient_id: str
+    priority: str
+    attempts: int
+    provider: str | None
+    provider_message_id: str | None
+    last_error: str | None
+    in_doubt: bool
+    idempotency_key: str | None
+    ordering_key: str | None
+    created_at: float | None
+    updated_at: float | None
+    send_at: float | None
+    expires_at: float | None
+    next_attempt_at: float | None
+
+    @property
+    def final(self) -> bool:
+        return self.state in FINAL_STATES
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One entry of a notification's trace."""
+
+    id: int
+    event: str
+    at: float
+    attempt: int
+    provider: str | None
+    latency_ms: float | None
+    http_status: int | None
+    detail: str | None
+
+    def __str__(self) -> str:
+        stamp = datetime.fromtimestamp(self.at).isoformat(timespec="milliseconds")
+        parts = [stamp, f"{self.event:<16}"]
+        if self.attempt:
+            parts.append(f"attempt={self.attempt}")
+        if self.provider:
+            parts.append(f"provider={self.provider}")
+        if self.http_status is not None:
+            parts.append(f"http={self.http_status}")
+        if self.latency_ms is not None:
+            parts.append(f"latency={self.latency_ms:.1f}ms")
+        if self.detail:
+            parts.append(f"- {self.detail}")
+        return " ".join(parts)
+
+
+_open_engines: weakref.WeakSet[Engine] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_all() -> None:
+    # The core's threads call into Python for routing: stop them before the interpreter goes.
+    for engine in list(_open_engines):
+        engine.close()
+
+
+class Engine:
+    """A notification engine on this machine: durable queue, routing, delivery and its log.
+
+    ``Engine()`` with no arguments keeps its state in ``./herald-data`` (SQLite, WAL), loads rules
+    from ``./routing_rules`` when that directory exists and providers from ``./herald.toml`` when
+    that file exists.
+    """
+
+    def __init__(
+        self,
+        data_dir: str | Path = "herald-data",
+        *,
+        rules: str | Path | ModuleType | Iterable[ModuleType] | RuleSet | None = None,
+        providers: ProviderSpec = None,
+        durability: Literal["process", "fsync"] = "process",
+        max_attempts_per_provider: int = 3,
+        retry_base: float = 0.2,
+        retry_max: float = 60.0,
+        route_batch: int = 512,
+        seed: int = 0,
+        close_timeout: float = 10.0,
+    ) -> None:
+        if rules is None and Path("routing_rules").is_dir():
+            rules = "routing_rules"
+        self.rules = RuleSet.load(rules)
+        self._core = _core.Engine(
+            str(data_dir),
+            durability,
+            load_providers(providers),
+            self.rules.route_batch,
+            route_batch_size=route_batch,
+            max_attempts_per_provider=max_attempts_per_provider,
+            retry_base_ms=int(retry_base * 1000),
+            retry_max_ms=int(retry_max * 1000),
+            seed=seed,
+            close_timeout_ms=int(close_timeout * 1000),
+        )
+        _open_engines.add(self)
+
+    # -- context manager ---------------------------------------------------------------------
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stops intake, lets attempts in flight finish, commits everything. Idempotent."""
+        if not self._core.closed:
+            self._core.close()
+        _open_engines.discard(self)
+
+    @property
+    def closed(self) -> bool:
+        return bool(self._core.closed)
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self._core.data_dir)
+
+    # -- intake --------------------------------------------------------------------------------
+
+    def send(
+        self,
+        type: str,
+        recipient: str | Mapping[str, Any],
+        data: Mapping[str, Any] | None = None,
+        *,
+        priority: Priority = "normal",
+        idempotency_key: str | None = None,
+        ordering_key: str | None = None,
+        send_at: When = None,
+        expires_at: When = None,
+        tenant: str = "default",
+    ) -> Receipt:
+        """Accepts one notification; returns once it is durable.
+
+        ``recipient`` is a user id or a dict with an ``id`` and addresses. ``send_at`` and
+        ``expires_at`` take an aware datetime, a timedelta from now, or epoch seconds. A repeat of
+        ``idempotency_key`` returns the first notification's receipt (``duplicate=True``).
+        """
+        fields: dict[str, Any] = {"type": type, "recipient": recipient, "priority": priority, "tenant": tenant}
+        if data is not None:
+            fields["data"] = data
+        if idempotency_key is not None:
+            fields["idempotency_key"] = idempotency_key
+        if ordering_key is not None:
+            fields["ordering_key"] = ordering_key
+        if send_at is not None:
+            fields["send_at"] = send_at
+        if expires_at is not None:
+            fields["expires_at"] = expires_at
+        return self._core.send(fields)
+
+    def send_many(self, notifications: Iterable[Mapping[str, Any]], *, chunk: int = 10_000) -> list[Receipt]:
+        """Accepts many notifications (dicts with the keyword names of :meth:`send`).
+
+        Each chunk is validated whole and committed at once: a bad item rejects its chunk, naming
+        the item, before any of that chunk is accepted.
+        """
+        items = notifications if isinstance(notifications, list) else list(notifications)
+        if chunk < 1:
+            raise ValueError("chunk: must be at least 1")
+        out: list[Receipt] = []
+        for start in range(0, len(items), chunk):
+            part = items[start : start + chunk]
+            if start == 0 and len(part) == len(items):
+                out.extend(self._core.send_many(part))
+            else:
+                out.extend(self._core.send_many(list(part)))
+        return out
+
+    # -- questions -----------------------------------------------------------------------------
+
+    def status(self, id: int) -> Status | None:
+        """The notification's current state, or None for an unknown id."""
+        raw = self._core.status(id)
+        return None if raw is None else Status(**raw)
+
+    def trace(self, id: int) -> list[Event]:
+        """Every recorded decision about one notification, oldest first."""
+        return [Event(**e) for e in self._core.trace(id)]
+
+    def dead_letters(self, limit: int = 1000) -> list[Status]:
+        return [Status(**s) for s in self._core.dead_letters(limit)]
+
+    def stats(self) -> dict[str, int]:
+        return dict(self._core.stats())
+
+    # -- control -------------------------------------------------------------------------------
+
+    def retry(self, id: int) -> None:
+        """Re-queues a dead-lettered notification from the first provider of its plan."""
+        self._core.retry(id)
+
+    def cancel(self, id: int) -> bool:
+        """Cancels a notification not yet sent; False when it is final or an attempt is in flight."""
+        return bool(self._core.cancel(id))
+
+    def wait_idle(self, timeout: float = 30.0) -> bool:
+        """Blocks until every accepted notification is final and recorded; False on timeout."""
+        return bool(self._core.wait_idle(timeout))
+
+    def wait(self, id: int, timeout: float = 30.0) -> Status:
+        """Blocks until one notification is final; raises TimeoutError with its last status."""
+        deadline = time.monotonic() + timeout
+        delay = 0.002
+        while True:
+            self._core.flush()
+            status = self.status(id)
+            if status is None:
+                raise _core.NotFound(f"notification {id} not found")
+            if status.final:
+                return status
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"notification {id} is still {status.state} after {timeout} s")
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
+
+    def flush(self) -> None:
+        """Blocks until every recorded change is committed to the store."""
+        self._core.flush()
+
+    # -- asyncio twins -------------------------------------------------------------------------
+
+    async def asend(self, type: str, recipient: str | Mapping[str, Any], data: Mapping[str, Any] | None = None,
+                    **options: Any) -> Receipt:
+        return await asyncio.to_thread(self.send, type, recipient, data, **options)
+
+    async def asend_many(self, notifications: Iterable[Mapping[str, Any]], *, chunk: int = 10_000) -> list[Receipt]:
+        items = list(notifications)
+        return await asyncio.to_thread(self.send_many, items, chunk=chunk)
+
+    async def astatus(self, id: int) -> Status | None:
+        return await asyncio.to_thread(self.status, id)
+
+    async def atrace(self, id: int) -> list[Event]:
+        return await asyncio.to_thread(self.trace, id)
+
+    async def await_(self, id: int, timeout: float = 30.0) -> Status:
+        return await asyncio.to_thread(self.wait, id, timeout)
+
+    async def await_idle(self, timeout: float = 30.0) -> bool:
+        return await asyncio.to_thread(self.wait_idle, timeout)
