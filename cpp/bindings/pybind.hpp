@@ -31,5 +31,6 @@ std::int64_t to_epoch_ms(py::handle value, std::string_view field);
 void register_errors(py::module_& m);
 void register_engine(py::module_& m);
 void register_sandbox(py::module_& m);
+void register_bench(py::module_& m);
 
 }  // namespace herald::bindings

@@ -332,7 +332,9 @@ struct Client::Impl {
       // list when another transfer finishes, but can drop the timer that would end the poll
       // for it: it then stalls until some socket fires. Another perform runs every listed
       // handle, so repeat while transfers finish and such a waiting handle may exist.
-      while (collect_completions() > 0 && may_have_pending()) {
+      for (;;) {
+        const bool waiting_possible = may_have_pending();  // judged before finished ones leave
+        if (collect_completions() == 0 || !waiting_possible) break;
         curl_multi_perform(multi_.get(), &running);
       }
       // Callbacks that submitted did not wake us: go straight back to the queue instead.

@@ -1,0 +1,213 @@
+"""herald's benchmarks. Prints one line per figure and writes bench/results/latest.json.
+
+Each scenario runs in a fresh process (clean RSS, no warm caches from another scenario), against
+the sandbox on loopback and a durable SQLite store in a temporary directory.
+
+    python bench/run.py                 # every scenario
+    python bench/run.py --only e2e      # one scenario
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).with_name("results")
+
+
+def _rules():
+    from herald import Plan, RuleSet
+
+    return RuleSet(
+        {
+            "campaign": lambda n: Plan("email", ["email"], "{headline|News}"),
+            "otp": lambda n: Plan("sms", ["sms"], "Your code is {code}"),
+        }
+    )
+
+
+def _engine(data_dir: Path, sandbox, **options):
+    from herald import Engine
+
+    providers = [sandbox.provider("email", concurrency=128), sandbox.provider("sms", concurrency=32)]
+    return Engine(data_dir, rules=_rules(), providers=providers, **options)
+
+
+def _campaign(n: int, prefix: str = "c") -> list[dict]:
+    return [
+        {"type": "campaign", "recipient": {"id": f"{prefix}{i}", "email": f"{prefix}{i}@example.test"},
+         "data": {"headline": "Autumn sale"}, "priority": "bulk"}
+        for i in range(n)
+    ]
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def scenario_e2e(tmp: Path) -> dict:
+    """Notifications/s from send_many to every one accepted: one rule call each, durable store."""
+    from herald import Sandbox, _core
+
+    total = 100_000
+    with Sandbox() as sandbox:
+        raw = _core._raw_http_rate(sandbox.url + "/v1/raw/messages", total, 128)
+        sandbox.clear()
+        items = _campaign(total)
+        with _engine(tmp / "e2e", sandbox) as engine:
+            t0 = time.perf_counter()
+            engine.send_many(items)
+            assert engine.wait_idle(600)
+            seconds = time.perf_counter() - t0
+            stats = engine.stats()
+        assert sandbox.stats()["accepted"] == total, sandbox.stats()
+    e2e = total / seconds
+    return {
+        "e2e_per_s": round(e2e),
+        "raw_http_per_s": round(raw["per_s"]),
+        "e2e_vs_raw_http_ratio": round(e2e / raw["per_s"], 3),
+        "e2e_attempts": stats["attempts"],
+    }
+
+
+def scenario_send_latency(tmp: Path) -> dict:
+    """send() latency, one caller, each call returning once durable (delivery runs meanwhile)."""
+    from herald import Sandbox
+
+    with Sandbox() as sandbox, _engine(tmp / "lat", sandbox) as engine:
+        for i in range(500):  # warm-up
+            engine.send("otp", f"w{i}", {"code": "1"})
+        samples = []
+        for i in range(10_000):
+            t0 = time.perf_counter_ns()
+            engine.send("otp", f"u{i}", {"code": "123456"}, priority="critical")
+            samples.append((time.perf_counter_ns() - t0) / 1000)
+        engine.wait_idle(120)
+    samples.sort()
+    return {
+        "send_p50_us": round(samples[len(samples) // 2], 1),
+        "send_p99_us": round(samples[int(len(samples) * 0.99)], 1),
+        "send_max_us": round(samples[-1], 1),
+    }
+
+
+def scenario_send_many(tmp: Path) -> dict:
+    """Intake rate of send_many (validated, deduplicated, durable), delivery held back by send_at."""
+    from herald import Sandbox
+
+    total = 200_000
+    items = _campaign(total)
+    later = time.time() + 3600
+    for item in items:
+        item["send_at"] = later
+    with Sandbox() as sandbox, _engine(tmp / "many", sandbox) as engine:
+        t0 = time.perf_counter()
+        engine.send_many(items, chunk=10_000)
+        seconds = time.perf_counter() - t0
+    return {"send_many_per_s": round(total / seconds)}
+
+
+def scenario_otp_under_backlog(tmp: Path) -> dict:
+    """Enqueue-to-accepted of critical OTPs sent while 100,000 bulk notifications are queued."""
+    from herald import Sandbox
+    from herald.latency import accepted_latencies, percentile
+
+    with Sandbox() as sandbox:
+        with _engine(tmp / "otp", sandbox) as engine:
+            engine.send_many(_campaign(100_000))
+            ids = set()
+            for i in range(300):
+                ids.add(engine.send("otp", f"o{i}", {"code": "1"}, priority="critical").id)
+                time.sleep(0.002)
+            backlog_left = engine.stats()["active"]
+            assert engine.wait_idle(600)
+            log_dir = engine.data_dir / "log"
+        lat = accepted_latencies(log_dir, ids)["critical"]
+    return {
+        "otp_p50_ms_under_backlog": round(percentile(lat, 50), 2),
+        "otp_p99_ms_under_backlog": round(percentile(lat, 99), 2),
+        "otp_backlog_when_last_sent": backlog_left,
+    }
+
+
+def scenario_rss(tmp: Path) -> dict:
+    """Resident memory per queued notification (100,000 held by a future send_at)."""
+    from herald import Sandbox
+
+    total = 100_000
+    items = _campaign(total)
+    later = time.time() + 3600
+    for item in items:
+        item["send_at"] = later
+    with Sandbox() as sandbox, _engine(tmp / "rss", sandbox) as engine:
+        engine.send("otp", "warm", {"code": "1"})
+        engine.wait_idle(10)
+        before = _rss_bytes()
+        engine.send_many(items)
+        engine.flush()
+        after = _rss_bytes()
+    del items
+    return {
+        "rss_bytes_per_queued": round((after - before) / total),
+        "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+    }
+
+
+SCENARIOS = {
+    "e2e": scenario_e2e,
+    "send_latency": scenario_send_latency,
+    "send_many": scenario_send_many,
+    "otp_under_backlog": scenario_otp_under_backlog,
+    "rss": scenario_rss,
+}
+
+
+def _commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              cwd=Path(__file__).parent, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--only", choices=sorted(SCENARIOS), action="append")
+    parser.add_argument("--scenario", choices=sorted(SCENARIOS), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.scenario:  # child process: run one, print its JSON
+        with tempfile.TemporaryDirectory(prefix="herald-bench-") as tmp:
+            print(json.dumps(SCENARIOS[args.scenario](Path(tmp))))
+        return 0
+    results: dict[str, object] = {
+        "machine": f"{platform.machine()} {os.cpu_count()} cores {platform.python_implementation()} "
+                   f"{platform.python_version()}",
+        "commit": _commit(),
+    }
+    for name in args.only or list(SCENARIOS):
+        proc = subprocess.run([sys.executable, __file__, "--scenario", name], capture_output=True, text=True)
+        if proc.returncode != 0:
+            print(proc.stderr, file=sys.stderr)
+            print(f"{name}: FAILED", file=sys.stderr)
+            return 1
+        figures = json.loads(proc.stdout.strip().splitlines()[-1])
+        for key, value in figures.items():
+            print(f"{key:<32} {value:>14,}" if isinstance(value, (int, float)) else f"{key:<32} {value}", flush=True)
+        results.update(figures)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "latest.json").write_text(json.dumps(results, indent=2) + "\n")
+    print(f"written {RESULTS / 'latest.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
