@@ -68,9 +68,10 @@ def test_send_at_delays_delivery(engine: Engine, sandbox: Sandbox) -> None:
 
 
 def test_expired_notification_is_never_sent_late(make_engine, sandbox: Sandbox) -> None:
-    sandbox.set_faults("*", outage_for_ms=1500)
-    engine = make_engine(retry_base=0.3, retry_max=0.5)
-    r = engine.send("otp", "u1", {"code": "1"}, expires_at=time.time() + 0.5)
+    sandbox.set_faults("*", outage_for_ms=3000)
+    engine = make_engine(rules=RuleSet({"solo": lambda n: Plan("sms", ["primary"])}),
+                         providers=[sandbox.provider("primary", max_attempts=50)], retry_base=0.1, retry_max=0.2)
+    r = engine.send("solo", "u1", expires_at=time.time() + 0.8)
     status = engine.wait(r.id, timeout=10)
     assert status.state == "expired"
     assert sandbox.messages() == []

@@ -5,33 +5,11 @@
 
 #include "herald/clock.hpp"
 #include "herald/errors.hpp"
+#include "herald/json_text.hpp"
 
 namespace herald::bindings {
 
 namespace {
-
-void append_string(std::string& out, std::string_view s) {
-  out += '"';
-  for (char ch : s) {
-    const auto c = static_cast<unsigned char>(ch);
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (c < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", c);
-          out += buf;
-        } else {
-          out += ch;  // UTF-8 passes through unchanged
-        }
-    }
-  }
-  out += '"';
-}
 
 std::string_view utf8(py::handle s) {
   Py_ssize_t size = 0;
@@ -62,7 +40,7 @@ void append_json(std::string& out, py::handle value, std::string& path) {
   } else if (o == Py_False) {
     out += "false";
   } else if (PyUnicode_Check(o)) {
-    append_string(out, utf8(value));
+    detail::append_json_string(out, utf8(value));
   } else if (PyLong_Check(o)) {
     int overflow = 0;
     const long long v = PyLong_AsLongLongAndOverflow(o, &overflow);
@@ -86,7 +64,7 @@ void append_json(std::string& out, py::handle value, std::string& path) {
       if (!first) out += ',';
       first = false;
       const auto k = utf8(key);
-      append_string(out, k);
+      detail::append_json_string(out, k);
       out += ':';
       path += '.';
       path.append(k);
@@ -107,7 +85,7 @@ void append_json(std::string& out, py::handle value, std::string& path) {
     }
     out += ']';
   } else if (py::isinstance(value, datetime_types())) {
-    append_string(out, value.attr("isoformat")().cast<std::string>());
+    detail::append_json_string(out, value.attr("isoformat")().cast<std::string>());
   } else {
     throw ValidationError(path, std::string("cannot be sent as JSON (type ") + Py_TYPE(o)->tp_name + ")");
   }

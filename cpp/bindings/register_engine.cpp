@@ -85,55 +85,88 @@ struct PyEngine {
   }
 };
 
-std::string get_str(const py::dict& d, const char* key, const std::string& prefix, bool required) {
-  if (!d.contains(key)) {
-    if (required) throw ValidationError(prefix + key, "is required");
+/// The keys of the keyword form, interned once: lookups then skip building a str per call.
+struct FieldKeys {
+  PyObject* type = PyUnicode_InternFromString("type");
+  PyObject* recipient = PyUnicode_InternFromString("recipient");
+  PyObject* data = PyUnicode_InternFromString("data");
+  PyObject* priority = PyUnicode_InternFromString("priority");
+  PyObject* idempotency_key = PyUnicode_InternFromString("idempotency_key");
+  PyObject* ordering_key = PyUnicode_InternFromString("ordering_key");
+  PyObject* send_at = PyUnicode_InternFromString("send_at");
+  PyObject* expires_at = PyUnicode_InternFromString("expires_at");
+  PyObject* tenant = PyUnicode_InternFromString("tenant");
+  PyObject* id = PyUnicode_InternFromString("id");
+};
+
+const FieldKeys& keys() {
+  static const auto* k = new FieldKeys();  // leaked on purpose: outlives the interpreter's teardown
+  return *k;
+}
+
+/// Borrowed value of `key`, or nullptr when absent or None.
+PyObject* field(PyObject* d, PyObject* key) {
+  PyObject* v = PyDict_GetItemWithError(d, key);
+  if (v == nullptr && PyErr_Occurred() != nullptr) throw py::error_already_set();
+  return v == Py_None ? nullptr : v;
+}
+
+std::string get_str(PyObject* d, PyObject* key, const std::string& prefix, bool required) {
+  PyObject* v = field(d, key);
+  const char* name = PyUnicode_AsUTF8(key);
+  if (v == nullptr) {
+    if (required) throw ValidationError(prefix + name, "is required");
     return {};
   }
-  py::handle v = d[key];
-  if (v.is_none()) {
-    if (required) throw ValidationError(prefix + key, "is required");
-    return {};
-  }
-  if (!py::isinstance<py::str>(v)) throw ValidationError(prefix + key, "must be a string");
-  return v.cast<std::string>();
+  if (!PyUnicode_Check(v)) throw ValidationError(prefix + name, "must be a string");
+  Py_ssize_t size = 0;
+  const char* text = PyUnicode_AsUTF8AndSize(v, &size);
+  if (text == nullptr) throw py::error_already_set();
+  return {text, static_cast<std::size_t>(size)};
 }
 
 /// One notification from the keyword form Python hands over; names fields as the caller wrote them.
-Notification to_notification(const py::dict& d, const std::string& prefix) {
-  static const char* known[] = {"type",    "recipient", "data",       "priority", "idempotency_key",
-                                "ordering_key", "send_at", "expires_at", "tenant"};
-  for (auto item : d) {
-    const std::string key = py::str(item.first);
-    bool ok = false;
-    for (const char* k : known) ok = ok || key == k;
-    if (!ok) throw ValidationError(prefix + key, "unknown field");
+Notification to_notification(const py::dict& dict, const std::string& prefix) {
+  const FieldKeys& k = keys();
+  PyObject* d = dict.ptr();
+  Py_ssize_t known = 0;
+  for (PyObject* key : {k.type, k.recipient, k.data, k.priority, k.idempotency_key, k.ordering_key, k.send_at,
+                        k.expires_at, k.tenant}) {
+    known += PyDict_Contains(d, key) == 1 ? 1 : 0;
+  }
+  if (known != PyDict_Size(d)) {  // rare: find and name the stranger
+    for (auto item : dict) {
+      const std::string key = py::str(item.first);
+      static const char* names[] = {"type", "recipient", "data", "priority", "idempotency_key",
+                                    "ordering_key", "send_at", "expires_at", "tenant"};
+      bool ok = false;
+      for (const char* n : names) ok = ok || key == n;
+      if (!ok) throw ValidationError(prefix + key, "unknown field");
+    }
   }
   Notification n;
-  n.type = get_str(d, "type", prefix, true);
-  std::string tenant = get_str(d, "tenant", prefix, false);
+  n.type = get_str(d, k.type, prefix, true);
+  std::string tenant = get_str(d, k.tenant, prefix, false);
   if (!tenant.empty()) n.tenant = std::move(tenant);
-  if (!d.contains("recipient") || d["recipient"].is_none()) throw ValidationError(prefix + "recipient", "is required");
-  py::handle r = d["recipient"];
-  if (py::isinstance<py::str>(r)) {
-    n.recipient_id = r.cast<std::string>();
+  PyObject* r = field(d, k.recipient);
+  if (r == nullptr) throw ValidationError(prefix + "recipient", "is required");
+  if (PyUnicode_Check(r)) {
+    n.recipient_id = py::handle(r).cast<std::string>();
     n.recipient_json = "{\"id\":" + to_json(r, prefix + "recipient") + "}";
-  } else if (py::isinstance<py::dict>(r)) {
-    py::dict rd = py::reinterpret_borrow<py::dict>(r);
-    if (!rd.contains("id")) throw ValidationError(prefix + "recipient.id", "is required");
-    py::handle rid = rd["id"];
-    if (!py::isinstance<py::str>(rid)) throw ValidationError(prefix + "recipient.id", "must be a string");
-    n.recipient_id = rid.cast<std::string>();
+  } else if (PyDict_Check(r)) {
+    PyObject* rid = field(r, k.id);
+    if (rid == nullptr) throw ValidationError(prefix + "recipient.id", "is required");
+    if (!PyUnicode_Check(rid)) throw ValidationError(prefix + "recipient.id", "must be a string");
+    n.recipient_id = py::handle(rid).cast<std::string>();
     n.recipient_json = to_json(r, prefix + "recipient");
   } else {
     throw ValidationError(prefix + "recipient", "must be a user id (str) or a dict with an 'id'");
   }
-  if (d.contains("data") && !d["data"].is_none()) {
-    py::handle data = d["data"];
-    if (!py::isinstance<py::dict>(data)) throw ValidationError(prefix + "data", "must be a dict");
+  if (PyObject* data = field(d, k.data)) {
+    if (!PyDict_Check(data)) throw ValidationError(prefix + "data", "must be a dict");
     n.data_json = to_json(data, prefix + "data");
   }
-  std::string priority = get_str(d, "priority", prefix, false);
+  std::string priority = get_str(d, k.priority, prefix, false);
   if (!priority.empty()) {
     try {
       n.priority = parse_priority(priority);
@@ -141,10 +174,10 @@ Notification to_notification(const py::dict& d, const std::string& prefix) {
       throw ValidationError(prefix + "priority", std::string(e.what()).substr(std::string("priority: ").size()));
     }
   }
-  n.idempotency_key = get_str(d, "idempotency_key", prefix, false);
-  n.ordering_key = get_str(d, "ordering_key", prefix, false);
-  if (d.contains("send_at")) n.send_at_ms = to_epoch_ms(d["send_at"], prefix + "send_at");
-  if (d.contains("expires_at")) n.expires_at_ms = to_epoch_ms(d["expires_at"], prefix + "expires_at");
+  n.idempotency_key = get_str(d, k.idempotency_key, prefix, false);
+  n.ordering_key = get_str(d, k.ordering_key, prefix, false);
+  if (PyObject* v = field(d, k.send_at)) n.send_at_ms = to_epoch_ms(v, prefix + "send_at");
+  if (PyObject* v = field(d, k.expires_at)) n.expires_at_ms = to_epoch_ms(v, prefix + "expires_at");
   return n;
 }
 

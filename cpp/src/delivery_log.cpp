@@ -2,9 +2,8 @@
 
 #include <cstdio>
 
-#include <nlohmann/json.hpp>
-
 #include "herald/errors.hpp"
+#include "herald/json_text.hpp"
 
 namespace herald {
 
@@ -20,16 +19,47 @@ DeliveryLog::~DeliveryLog() {
 }
 
 std::string DeliveryLog::to_json_line(const Event& e) {
-  nlohmann::json j = {
-      {"ts_us", e.ts_us},         {"seq", e.seq},           {"id", e.notification_id},
-      {"event", e.kind},          {"type", e.type},         {"tenant", e.tenant},
-      {"priority", to_string(e.priority)}, {"attempt", e.attempt},
-  };
-  if (!e.provider.empty()) j["provider"] = e.provider;
-  if (e.latency_us >= 0) j["latency_us"] = e.latency_us;
-  if (e.http_status != 0) j["http_status"] = e.http_status;
-  if (!e.detail.empty()) j["detail"] = e.detail;
-  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  std::string line;
+  line.reserve(160 + e.detail.size());
+  append_line(line, e);
+  return line;
+}
+
+void DeliveryLog::append_line(std::string& out, const Event& e) {
+  using detail::append_json_string;
+  out += "{\"ts_us\":";
+  out += std::to_string(e.ts_us);
+  out += ",\"seq\":";
+  out += std::to_string(e.seq);
+  out += ",\"id\":";
+  out += std::to_string(e.notification_id);
+  out += ",\"event\":";
+  append_json_string(out, e.kind);
+  out += ",\"type\":";
+  append_json_string(out, e.type);
+  out += ",\"tenant\":";
+  append_json_string(out, e.tenant);
+  out += ",\"priority\":";
+  append_json_string(out, to_string(e.priority));
+  out += ",\"attempt\":";
+  out += std::to_string(e.attempt);
+  if (!e.provider.empty()) {
+    out += ",\"provider\":";
+    append_json_string(out, e.provider);
+  }
+  if (e.latency_us >= 0) {
+    out += ",\"latency_us\":";
+    out += std::to_string(e.latency_us);
+  }
+  if (e.http_status != 0) {
+    out += ",\"http_status\":";
+    out += std::to_string(e.http_status);
+  }
+  if (!e.detail.empty()) {
+    out += ",\"detail\":";
+    append_json_string(out, e.detail);
+  }
+  out += '}';
 }
 
 void DeliveryLog::open_segment(std::int64_t first_seq) {
@@ -47,7 +77,7 @@ void DeliveryLog::append(const Event& e) {
     open_segment(e.seq);
   }
   const auto before = buffer_.size();
-  buffer_ += to_json_line(e);
+  append_line(buffer_, e);
   buffer_ += '\n';
   written_ += static_cast<std::int64_t>(buffer_.size() - before);
   if (buffer_.size() >= (1u << 16)) flush();

@@ -1,3 +1,4 @@
+#include "herald/thread_name.hpp"
 #include "herald/engine.hpp"
 
 #include <algorithm>
@@ -135,7 +136,10 @@ struct Engine::Impl {
     http::Client::Options http_options;
     http = std::make_unique<http::Client>(http_options);
     recover();
-    loop_thread = std::thread([this] { io.run(); });
+    loop_thread = std::thread([this] {
+      detail::name_this_thread("herald-loop");
+      io.run();
+    });
     post_pump();
   }
 
@@ -214,7 +218,7 @@ struct Engine::Impl {
       std::vector<std::uint64_t> hashes(batch.size());
       for (std::size_t i = 0; i < batch.size(); ++i) {
         Notification& n = batch[i];
-        hashes[i] = content_hash(n);
+        hashes[i] = n.idempotency_key.empty() ? 0 : content_hash(n);
         const std::string where = many ? "notifications[" + std::to_string(i) + "]." : std::string();
         repeats[i] = check_idempotency(n, hashes[i], where);
         if (!repeats[i] && !n.idempotency_key.empty()) {
@@ -250,22 +254,22 @@ struct Engine::Impl {
         }
         n.created_at_ms = now;
         results[i] = SendResult{n.id, State::queued, false};
-        fresh.push_back(n);
+        fresh.push_back(std::move(n));  // batch[i] is read again only for duplicates
       }
     }
     if (!fresh.empty()) {
-      active_count.fetch_add(static_cast<std::int64_t>(fresh.size()));
+      const auto count = static_cast<std::int64_t>(fresh.size());
+      active_count.fetch_add(count);
       WriteBatch wb;
-      wb.inserts = fresh;
+      wb.inserts = std::move(fresh);
       std::promise<void> durable;
       auto future = durable.get_future();
-      // Why admit from the writer thread: the notification is durable from here on, and the loop
-      // can start on it while the caller is still being woken.
-      auto admitted = std::make_shared<std::vector<Notification>>(std::move(fresh));
       try {
-        store->submit(std::move(wb), [this, admitted, &durable](std::exception_ptr err) {
+        // Why admit from the writer thread: the notification is durable from here on, and the loop
+        // can start on it while the caller is still being woken. The rows move on without a copy.
+        store->submit(std::move(wb), [this, &durable](std::exception_ptr err, WriteBatch& done) {
           if (!err) {
-            asio::post(io, [this, admitted] { admit(std::move(*admitted)); });
+            asio::post(io, [this, rows = std::move(done.inserts)]() mutable { admit(std::move(rows)); });
             durable.set_value();
           } else {
             durable.set_exception(err);
@@ -273,12 +277,12 @@ struct Engine::Impl {
         });
         future.get();
       } catch (...) {
-        active_count.fetch_sub(static_cast<std::int64_t>(admitted->size()));
+        active_count.fetch_sub(count);
         std::lock_guard lock(idem_mutex);
         for (const auto& key : reserved) idem.erase(key);
         throw;
       }
-      c_received.fetch_add(admitted->size(), std::memory_order_relaxed);
+      c_received.fetch_add(static_cast<std::uint64_t>(count), std::memory_order_relaxed);
     }
     if (!duplicates.empty()) {
       c_dedup.fetch_add(duplicates.size(), std::memory_order_relaxed);
@@ -508,7 +512,7 @@ struct Engine::Impl {
     }
     // The request goes out only once "sending" is durable: after a crash an attempt that may have
     // reached the provider is always known, and is treated as in doubt rather than forgotten.
-    store->submit(std::move(marks), [this, sends](std::exception_ptr err) {
+    store->submit(std::move(marks), [this, sends](std::exception_ptr err, WriteBatch&) {
       if (err) {
         // Nothing was recorded, so nothing may be sent: answer each as a transport failure.
         for (auto& [req, cb] : *sends) {
@@ -642,7 +646,7 @@ struct Engine::Impl {
 
   bool cancel(Id id) {
     if (closing.load()) throw EngineClosed("engine is closed");
-    return on_loop([&] {
+    const bool cancelled = on_loop([&] {
       auto it = active.find(id);
       if (it == active.end() || it->second.in_flight) return false;
       c_cancelled.fetch_add(1, std::memory_order_relaxed);
@@ -651,6 +655,8 @@ struct Engine::Impl {
       post_pump();
       return true;
     });
+    if (cancelled) store->flush();  // the caller may ask for the status next: let it see "cancelled"
+    return cancelled;
   }
 
   void retry(Id id) {

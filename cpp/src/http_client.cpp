@@ -3,6 +3,7 @@
 // The thread loops over curl_multi_perform and curl_multi_poll. submit() appends to a
 // mutex-protected queue and calls curl_multi_wakeup, the only multi call that is safe from
 // another thread; everything else on the multi and its easy handles happens on the I/O thread.
+#include "herald/thread_name.hpp"
 #include "herald/http_client.hpp"
 
 #include <curl/curl.h>
@@ -42,6 +43,9 @@ using SlistPtr = std::unique_ptr<curl_slist, SlistDeleter>;
 /// How long the I/O thread sleeps in curl_multi_poll when curl has no earlier timer; a wakeup
 /// or socket activity ends the wait sooner, so this only bounds a missed-wakeup stall.
 constexpr int kIdlePollMs = 1000;
+/// The wait instead while curl may hold transfers back for a connection: a backstop for the
+/// cases where libcurl 7.88 forgets to wake them (see run()).
+constexpr int kPendingPollMs = 50;
 /// Idle easy handles kept for reuse at most (each holds a few KiB of buffers).
 constexpr std::size_t kMaxFreeHandles = 4096;
 constexpr std::string_view kStoppedError = "client stopped";
@@ -260,7 +264,10 @@ struct Client::Impl {
     }
     curl_multi_setopt(multi, CURLMOPT_PIPELINING, options_.http2 ? CURLPIPE_MULTIPLEX : CURLPIPE_NOTHING);
     // Started last: the thread uses every member above.
-    thread_ = std::thread([this] { run(); });
+    thread_ = std::thread([this] {
+      detail::name_this_thread("herald-http");
+      run();
+    });
   }
 
   ~Impl() {
@@ -339,7 +346,8 @@ struct Client::Impl {
       }
       // Callbacks that submitted did not wake us: go straight back to the queue instead.
       if (!std::exchange(submitted_on_thread_, false)) {
-        curl_multi_poll(multi_.get(), nullptr, 0, kIdlePollMs, nullptr);
+        const int wait_ms = may_have_pending() ? kPendingPollMs : kIdlePollMs;
+        curl_multi_poll(multi_.get(), nullptr, 0, wait_ms, nullptr);
       }
     }
     shutdown_on_thread();
@@ -511,6 +519,9 @@ struct Client::Impl {
     Response& response = t->response;
     response.latency = std::chrono::duration_cast<std::chrono::microseconds>(
         std::chrono::steady_clock::now() - t->started);
+    if (result == CURLE_HTTP2_STREAM && complete_despite_reset(easy, response)) {
+      result = CURLE_OK;
+    }
     if (result == CURLE_OK) {
       long status = 0;
       curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
@@ -532,6 +543,21 @@ struct Client::Impl {
     t->header_list.reset();
     release_handle(std::move(t->easy));
     deliver(t->callback, std::move(response));
+  }
+
+  /// An HTTP/2 server may answer a POST before reading its body and then reset the stream with
+  /// NO_ERROR (nginx's `return` does). libcurl 7.88 reports that as CURLE_HTTP2_STREAM although
+  /// the answer arrived whole; calling it a failure would make the engine resend a notification
+  /// the provider already accepted. Whole means: a final status, and a body that matches its
+  /// Content-Length (or a status that has no body).
+  static bool complete_despite_reset(CURL* easy, const Response& response) {
+    long status = 0;
+    curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
+    if (status < 200) return false;
+    if (status == 204 || status == 304) return true;
+    curl_off_t length = -1;
+    curl_easy_getinfo(easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &length);
+    return length >= 0 && static_cast<std::size_t>(length) == response.body.size();
   }
 
   void deliver(Callback& callback, Response&& response) {

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "herald/errors.hpp"
+#include "herald/json_text.hpp"
 
 namespace herald {
 
@@ -21,15 +22,15 @@ std::string message_body(const SendContext& ctx) {
   body += "{\"id\":";
   body += std::to_string(n.id);
   body += ",\"type\":";
-  body += json(n.type).dump();
+  detail::append_json_string(body, n.type);
   body += ",\"tenant\":";
-  body += json(n.tenant).dump();
+  detail::append_json_string(body, n.tenant);
   body += ",\"channel\":";
-  body += json(ctx.plan.channel).dump();
+  detail::append_json_string(body, ctx.plan.channel);
   body += ",\"to\":";
   body += n.recipient_json;  // validated as a JSON object at intake
   body += ",\"text\":";
-  body += json(ctx.text).dump();
+  detail::append_json_string(body, ctx.text);
   body += ",\"data\":";
   body += n.data_json;
   body += "}";

@@ -1,3 +1,4 @@
+#include "herald/thread_name.hpp"
 #include "herald/sandbox.hpp"
 
 #include <algorithm>
@@ -661,7 +662,10 @@ struct Server::Impl {
     accept();
     threads_.reserve(options_.threads);
     for (unsigned i = 0; i < options_.threads; ++i) {
-      threads_.emplace_back([ctx = ioc_.get()] { ctx->run(); });
+      threads_.emplace_back([ctx = ioc_.get()] {
+        detail::name_this_thread("herald-sandbox");
+        ctx->run();
+      });
     }
   }
 

@@ -1,3 +1,4 @@
+#include "herald/thread_name.hpp"
 #include "herald/store.hpp"
 
 #include <future>
@@ -220,7 +221,10 @@ Store::Store(const std::filesystem::path& dir, Durability durability, std::int64
     sqlite3_reset(s);
   }
   next_seq_ = std::max(next_seq_, now_us());  // keeps log seq unique across restarts without a scan
-  writer_ = std::thread([this] { writer_loop(); });
+  writer_ = std::thread([this] {
+    detail::name_this_thread("herald-store");
+    writer_loop();
+  });
 }
 
 Store::~Store() {
@@ -254,7 +258,7 @@ void Store::submit(WriteBatch batch, Done done) {
 void Store::commit(WriteBatch batch) {
   std::promise<void> promise;
   auto future = promise.get_future();
-  submit(std::move(batch), [&promise](std::exception_ptr err) {
+  submit(std::move(batch), [&promise](std::exception_ptr err, WriteBatch&) {
     if (err) {
       promise.set_exception(err);
     } else {
@@ -306,7 +310,8 @@ void Store::apply(std::vector<Pending>& work) {
           sqlite3_bind_int64(s, 10, n.send_at_ms);
           sqlite3_bind_int64(s, 11, n.expires_at_ms);
           sqlite3_bind_int64(s, 12, n.created_at_ms);
-          sqlite3_bind_int64(s, 13, static_cast<sqlite3_int64>(content_hash(n)));
+          // The hash only serves idempotency: rows without a key skip computing it.
+          sqlite3_bind_int64(s, 13, n.idempotency_key.empty() ? 0 : static_cast<sqlite3_int64>(content_hash(n)));
           sqlite3_bind_int64(s, 14, now);
           db.step_done(s, "insert notification");
         }
@@ -368,7 +373,7 @@ void Store::apply(std::vector<Pending>& work) {
         // The rows are committed; a log segment that cannot be written must not undo them.
       }
     }
-    if (p.done) p.done(err);
+    if (p.done) p.done(err, p.batch);
   }
   log_->flush();
 }

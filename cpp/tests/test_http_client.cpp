@@ -13,6 +13,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -378,6 +379,29 @@ TEST(HttpClient, KeepAliveConnectionsAreReused) {
   }
 }
 
+TEST(HttpClient, RequestsWaitingForAConnectionDoNotStall) {
+  // More requests than connections: libcurl parks the surplus, and while the first connections
+  // are still being set up it can leave them parked until the client's idle poll ends (1 s)
+  // unless the client runs them again itself. A round takes a few tens of ms when nothing
+  // stalls; a fresh client each round, because the stall shows at connection set-up.
+  constexpr int kRounds = 10;
+  constexpr std::size_t kRequests = 200;
+  TestServer server;
+  Collector collector;
+  for (int round = 0; round < kRounds; ++round) {
+    Client::Options options;
+    options.max_total_connections = 4;
+    Client client(options);
+    const auto before = std::chrono::steady_clock::now();
+    std::vector<std::pair<Request, herald::http::Callback>> batch;
+    for (std::size_t i = 0; i < kRequests; ++i) batch.emplace_back(post(server.url("/echo"), "x"), collector.callback());
+    client.submit_many(std::move(batch));
+    ASSERT_TRUE(collector.wait_for(kRequests));
+    EXPECT_LT(std::chrono::steady_clock::now() - before, 900ms) << "round " << round;
+    for (const auto& r : collector.take()) EXPECT_EQ(r.status, 201);
+  }
+}
+
 TEST(HttpClient, OversizedBodyFailsTheRequest) {
   TestServer server;
   Collector collector;
@@ -440,9 +464,9 @@ TEST(HttpClient, InvalidRequestsAreAnsweredNotSent) {
 TEST(HttpClient, CallbackMaySubmitAgain) {
   TestServer server;
   Collector collector;
-  Client client;
   std::atomic<int> hops{0};
-  std::function<void(Response&&)> next;
+  std::function<void(Response&&)> next;  // outlives the client, whose thread may still call it
+  Client client;
   next = [&](Response&& r) {
     if (r.status == 201 && hops.fetch_add(1) < 9) {
       client.submit(post(server.url("/echo"), "again"), next);

@@ -89,8 +89,8 @@ TEST(Store, ADuplicateKeyFailsOnlyItsOwnBatch) {
   std::atomic<int> failed{0}, ok{0};
   auto dup = make(2, "same");
   dup.recipient_id = "u1";  // same (tenant, type, recipient, key) as id 1
-  store.submit(WriteBatch{{dup}, {}, {}}, [&](std::exception_ptr e) { (e ? failed : ok)++; });
-  store.submit(WriteBatch{{make(3)}, {}, {}}, [&](std::exception_ptr e) { (e ? failed : ok)++; });
+  store.submit(WriteBatch{{dup}, {}, {}}, [&](std::exception_ptr e, WriteBatch&) { (e ? failed : ok)++; });
+  store.submit(WriteBatch{{make(3)}, {}, {}}, [&](std::exception_ptr e, WriteBatch&) { (e ? failed : ok)++; });
   store.flush();
   EXPECT_EQ(failed.load(), 1);
   EXPECT_EQ(ok.load(), 1);

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import gc
 import time
 import weakref
 from collections.abc import Iterable, Mapping
@@ -198,12 +199,15 @@ class Engine:
         if chunk < 1:
             raise ValueError("chunk: must be at least 1")
         out: list[Receipt] = []
-        for start in range(0, len(items), chunk):
-            part = items[start : start + chunk]
-            if start == 0 and len(part) == len(items):
-                out.extend(self._core.send_many(part))
-            else:
-                out.extend(self._core.send_many(list(part)))
+        # A collection mid-intake would walk every caller's dict for nothing: hold it until the end.
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            for start in range(0, len(items), chunk):
+                out.extend(self._core.send_many(items[start : start + chunk]))
+        finally:
+            if collecting:
+                gc.enable()
         return out
 
     # -- questions -----------------------------------------------------------------------------

@@ -28,6 +28,8 @@ class DeliveryLog {
 
   /// The JSON line for one event, without the newline.
   [[nodiscard]] static std::string to_json_line(const Event& e);
+  /// Appends the JSON line for one event to `out`, without the newline.
+  static void append_line(std::string& out, const Event& e);
 
  private:
   void open_segment(std::int64_t first_seq);

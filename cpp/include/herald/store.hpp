@@ -72,7 +72,8 @@ class DeliveryLog;
 class Store {
  public:
   /// Called on the writer thread once the batch is committed (nullptr) or failed (the error).
-  using Done = std::function<void(std::exception_ptr)>;
+  /// The batch is handed back so its contents can move on without a copy.
+  using Done = std::function<void(std::exception_ptr, WriteBatch&)>;
 
   /// Opens or creates <dir>/herald.db and the delivery log under <dir>/log/.
   Store(const std::filesystem::path& dir, Durability durability, std::int64_t log_segment_bytes = 64 << 20);
