@@ -431,7 +431,12 @@ struct Engine::Impl {
     const std::int64_t now = now_ms();
     // 1. Take ready notifications while there is room downstream.
     const std::size_t room = max_outstanding > outstanding ? max_outstanding - outstanding : 0;
-    const std::size_t want = std::min(room, options.route_batch);
+    std::size_t want = std::min(room, options.route_batch);
+    if (want == 0) {
+      // A full window must not hold back critical work: pop_ready serves the critical lane first,
+      // so asking for no more than its length takes critical notifications only.
+      want = std::min(scheduler.lane_size(Priority::critical), options.route_batch);
+    }
     bool more_ready = false;
     if (want > 0) {
       auto ids_ready = scheduler.pop_ready(now, want);

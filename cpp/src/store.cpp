@@ -174,7 +174,9 @@ struct Store::Db {
     exec("PRAGMA cache_size=-65536");
     if (writer) {
       exec(schema_sql);
-      exec("PRAGMA wal_autocheckpoint=10000");
+      // Checkpoints run on their own thread (Store::checkpoint_loop): a checkpoint inside a commit
+      // would stall every send waiting on that commit.
+      exec("PRAGMA wal_autocheckpoint=0");
       insert = prepare(
           "INSERT INTO notifications (id, tenant, type, recipient_id, recipient, data, priority, idempotency_key, "
           "ordering_key, send_at, expires_at, created_at, content_hash, state, updated_at) "
@@ -207,7 +209,8 @@ struct Store::Db {
   }
 };
 
-Store::Store(const std::filesystem::path& dir, Durability durability, std::int64_t log_segment_bytes) {
+Store::Store(const std::filesystem::path& dir, Durability durability, std::int64_t log_segment_bytes)
+    : durability_(durability) {
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (ec) throw StoreError("cannot create data directory " + dir.string() + ": " + ec.message());
@@ -221,6 +224,10 @@ Store::Store(const std::filesystem::path& dir, Durability durability, std::int64
     sqlite3_reset(s);
   }
   next_seq_ = std::max(next_seq_, now_us());  // keeps log seq unique across restarts without a scan
+  checkpointer_ = std::thread([this] {
+    detail::name_this_thread("herald-ckpt");
+    checkpoint_loop();
+  });
   writer_ = std::thread([this] {
     detail::name_this_thread("herald-store");
     writer_loop();
@@ -233,7 +240,29 @@ Store::~Store() {
     stopping_ = true;
   }
   wake_.notify_all();
+  wake_checkpointer_.notify_all();
   if (writer_.joinable()) writer_.join();
+  if (checkpointer_.joinable()) checkpointer_.join();
+}
+
+void Store::checkpoint_loop() {
+  // PASSIVE never blocks the writer or readers; it copies what it can from the WAL into the file.
+  std::unique_ptr<Db> db;
+  try {
+    db = std::make_unique<Db>(db_path_, durability_, false);
+  } catch (const StoreError&) {
+    return;  // without a checkpoint connection the WAL only grows; the store still works
+  }
+  std::unique_lock lock(mutex_);
+  while (!stopping_) {
+    wake_checkpointer_.wait_for(lock, std::chrono::milliseconds(200));
+    if (stopping_) break;
+    lock.unlock();
+    sqlite3_wal_checkpoint_v2(db->db.get(), nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
+    lock.lock();
+  }
+  lock.unlock();
+  sqlite3_wal_checkpoint_v2(db->db.get(), nullptr, SQLITE_CHECKPOINT_TRUNCATE, nullptr, nullptr);
 }
 
 std::filesystem::path Store::log_dir() const { return log_->dir(); }

@@ -111,9 +111,11 @@ class Store {
   struct Db;  // SQLite handles and prepared statements
 
   void writer_loop();
+  void checkpoint_loop();
   void apply(std::vector<Pending>& work);
 
   std::filesystem::path db_path_;
+  Durability durability_;
   std::unique_ptr<Db> write_db_;  // touched only by the writer thread after construction
   std::unique_ptr<Db> read_db_;
   std::mutex read_mutex_;         // one reader at a time on the read connection
@@ -124,7 +126,9 @@ class Store {
   std::vector<Pending> queue_;
   bool stopping_ = false;
   std::int64_t next_seq_ = 1;
+  std::condition_variable wake_checkpointer_;
   std::thread writer_;
+  std::thread checkpointer_;
 };
 
 }  // namespace herald
