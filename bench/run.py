@@ -41,12 +41,17 @@ def _engine(data_dir: Path, sandbox, **options):
     return Engine(data_dir, rules=_rules(), providers=providers, **options)
 
 
-def _campaign(n: int, prefix: str = "c") -> list[dict]:
-    return [
+def _campaign(n: int, prefix: str = "c", send_at: float | None = None) -> list[dict]:
+    """Bulk notifications; with `send_at` they stay queued (held back) instead of being delivered."""
+    items = [
         {"type": "campaign", "recipient": {"id": f"{prefix}{i}", "email": f"{prefix}{i}@example.test"},
          "data": {"headline": "Autumn sale"}, "priority": "bulk"}
         for i in range(n)
     ]
+    if send_at is not None:
+        for item in items:
+            item["send_at"] = send_at
+    return items
 
 
 def _rss_bytes() -> int:
@@ -105,10 +110,7 @@ def scenario_send_many(tmp: Path) -> dict:
     from herald import Sandbox
 
     total = 200_000
-    items = _campaign(total)
-    later = time.time() + 3600
-    for item in items:
-        item["send_at"] = later
+    items = _campaign(total, send_at=time.time() + 3600)
     with Sandbox() as sandbox, _engine(tmp / "many", sandbox) as engine:
         t0 = time.perf_counter()
         engine.send_many(items, chunk=10_000)
@@ -144,10 +146,7 @@ def scenario_rss(tmp: Path) -> dict:
     from herald import Sandbox
 
     total = 100_000
-    items = _campaign(total)
-    later = time.time() + 3600
-    for item in items:
-        item["send_at"] = later
+    items = _campaign(total, send_at=time.time() + 3600)
     with Sandbox() as sandbox, _engine(tmp / "rss", sandbox) as engine:
         engine.send("otp", "warm", {"code": "1"})
         engine.wait_idle(10)

@@ -129,19 +129,18 @@ std::string get_str(PyObject* d, PyObject* key, const std::string& prefix, bool 
 Notification to_notification(const py::dict& dict, const std::string& prefix) {
   const FieldKeys& k = keys();
   PyObject* d = dict.ptr();
+  const PyObject* const fields[] = {k.type,         k.recipient, k.data,       k.priority, k.idempotency_key,
+                                    k.ordering_key, k.send_at,   k.expires_at, k.tenant};
   Py_ssize_t known = 0;
-  for (PyObject* key : {k.type, k.recipient, k.data, k.priority, k.idempotency_key, k.ordering_key, k.send_at,
-                        k.expires_at, k.tenant}) {
-    known += PyDict_Contains(d, key) == 1 ? 1 : 0;
-  }
+  for (const PyObject* key : fields) known += PyDict_Contains(d, const_cast<PyObject*>(key)) == 1 ? 1 : 0;
   if (known != PyDict_Size(d)) {  // rare: find and name the stranger
-    for (auto item : dict) {
-      const std::string key = py::str(item.first);
-      static const char* names[] = {"type", "recipient", "data", "priority", "idempotency_key",
-                                    "ordering_key", "send_at", "expires_at", "tenant"};
+    PyObject* key = nullptr;
+    PyObject* value = nullptr;
+    Py_ssize_t pos = 0;
+    while (PyDict_Next(d, &pos, &key, &value)) {
       bool ok = false;
-      for (const char* n : names) ok = ok || key == n;
-      if (!ok) throw ValidationError(prefix + key, "unknown field");
+      for (const PyObject* f : fields) ok = ok || key == f || PyObject_RichCompareBool(key, const_cast<PyObject*>(f), Py_EQ) == 1;
+      if (!ok) throw ValidationError(prefix + py::str(key).cast<std::string>(), "unknown field");
     }
   }
   Notification n;
