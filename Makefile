@@ -10,9 +10,9 @@ CPP_BUILD := build/cpp
 JOBS ?= 2
 # Debian packages the build and the tests need.
 APT_PACKAGES := g++ make pkg-config ninja-build libboost-dev libcurl4-openssl-dev libhiredis-dev \
-  nlohmann-json3-dev libgtest-dev libgmock-dev libsqlite3-dev libssl-dev redis-server
+  nlohmann-json3-dev libgtest-dev libgmock-dev libsqlite3-dev libssl-dev libnghttp2-dev openssl redis-server
 PY_TOOLS := "scikit-build-core>=0.10" "pybind11>=2.12" "cmake>=3.20" ninja
-PY_TEST := "pytest>=8" "hypothesis>=6" "pandas>=2" "matplotlib>=3.7" nbclient nbformat ipykernel
+PY_TEST := "pytest>=8" "hypothesis>=6" "aiosmtpd>=1.4" "pandas>=2" "matplotlib>=3.7" nbclient nbformat ipykernel
 
 .PHONY: help deps venv build build-cpp demo test test-cpp test-py bench clean
 

@@ -492,7 +492,7 @@ struct Engine::Impl {
         a.d.state = State::sending;
         a.d.provider = name;
         a.d.provider_message_id.clear();
-        SendContext ctx{a.n, a.plan, text, a.d.attempt, a.resend_in_doubt};
+        SendContext ctx{a.n, a.plan, text, a.d.attempt, a.resend_in_doubt, now, {}};
         http::Request req = p.adapter->build(ctx);
         Event e = make_event(a, "sending");
         e.provider = name;
@@ -597,6 +597,7 @@ struct Engine::Impl {
         fail_over(a, out.error);
         break;
       }
+      case OutcomeKind::recipient_opted_out:
       case OutcomeKind::recipient_invalid: {
         Event e = attempt_event("attempt_failed");
         e.detail = out.error;

@@ -7,6 +7,7 @@
 
 #include "herald/errors.hpp"
 #include "herald/json_text.hpp"
+#include "adapters/adapters.hpp"
 
 namespace herald {
 
@@ -14,76 +15,65 @@ namespace {
 
 using json = nlohmann::json;
 
-/// The JSON document both built-in adapters send: the recipient, the rendered text and the data.
-std::string message_body(const SendContext& ctx) {
-  const Notification& n = ctx.notification;
-  std::string body;
-  body.reserve(96 + n.recipient_json.size() + n.data_json.size() + ctx.text.size());
-  body += "{\"id\":";
-  body += std::to_string(n.id);
-  body += ",\"type\":";
-  detail::append_json_string(body, n.type);
-  body += ",\"tenant\":";
-  detail::append_json_string(body, n.tenant);
-  body += ",\"channel\":";
-  detail::append_json_string(body, ctx.plan.channel);
-  body += ",\"to\":";
-  body += n.recipient_json;  // validated as a JSON object at intake
-  body += ",\"text\":";
-  detail::append_json_string(body, ctx.text);
-  body += ",\"data\":";
-  body += n.data_json;
-  body += "}";
-  return body;
-}
-
-http::Request json_post(const ProviderConfig& c, std::string url, const SendContext& ctx) {
-  http::Request req;
-  req.method = "POST";
-  req.url = std::move(url);
-  req.timeout = std::chrono::milliseconds(c.timeout_ms);
-  req.body = message_body(ctx);
-  req.headers.reserve(5 + c.headers.size());
-  req.headers.emplace_back("Content-Type: application/json");
-  req.headers.emplace_back("X-Herald-Id: " + std::to_string(ctx.notification.id));
-  req.headers.emplace_back("X-Herald-Attempt: " + std::to_string(ctx.attempt));
-  // The same key on every attempt lets the receiver drop a resend it already has.
-  req.headers.emplace_back("Idempotency-Key: herald-" + std::to_string(ctx.notification.id));
-  if (ctx.in_doubt) req.headers.emplace_back("X-Herald-In-Doubt: 1");
-  for (const auto& [k, v] : c.headers) req.headers.emplace_back(k + ": " + v);
-  return req;
-}
-
-class SandboxAdapter final : public Adapter {
- public:
-  explicit SandboxAdapter(ProviderConfig c) : config_(std::move(c)) {
-    url_ = config_.url;
-    while (!url_.empty() && url_.back() == '/') url_.pop_back();
-    url_ += "/v1/" + config_.name + "/messages";
-  }
-  [[nodiscard]] http::Request build(const SendContext& ctx) const override { return json_post(config_, url_, ctx); }
-  [[nodiscard]] Outcome classify(const http::Response& r) const override { return classify_http(r); }
-
- private:
-  ProviderConfig config_;
-  std::string url_;
-};
-
-class WebhookAdapter final : public Adapter {
- public:
-  explicit WebhookAdapter(ProviderConfig c) : config_(std::move(c)) {}
-  [[nodiscard]] http::Request build(const SendContext& ctx) const override {
-    return json_post(config_, config_.url, ctx);
-  }
-  [[nodiscard]] Outcome classify(const http::Response& r) const override { return classify_http(r); }
-
- private:
-  ProviderConfig config_;
-};
-
 bool is_recipient_error(std::string_view code) {
   return code == "recipient_invalid" || code == "invalid_recipient" || code == "invalid_address" ||
          code == "unregistered";
+}
+
+using Factory = std::unique_ptr<Adapter> (*)(const ProviderConfig&);
+struct KindEntry {
+  std::string_view kind;
+  Factory make;
+};
+constexpr KindEntry kinds[] = {
+    {"sandbox", adapters::make_sandbox}, {"webhook", adapters::make_webhook}, {"twilio", adapters::make_twilio},
+    {"sendgrid", adapters::make_sendgrid}, {"smtp", adapters::make_smtp},     {"fcm", adapters::make_fcm},
+    {"apns", adapters::make_apns},       {"slack", adapters::make_slack},
+};
+
+std::string known_kinds() {
+  std::string out;
+  for (const auto& k : kinds) out += (out.empty() ? "" : ", ") + std::string(k.kind);
+  return out;
+}
+
+}  // namespace
+
+namespace adapters {
+
+std::string config_error(const ProviderConfig& c, std::string_view field, std::string_view reason) {
+  return "providers." + (c.name.empty() ? std::string("?") : c.name) + "." + std::string(field) + ": " +
+         std::string(reason);
+}
+
+const std::string& require_setting(const ProviderConfig& c, const std::string& key) {
+  auto it = c.settings.find(key);
+  if (it == c.settings.end() || it->second.empty()) throw ConfigError(config_error(c, "settings." + key, "is required"));
+  return it->second;
+}
+
+const std::string& require_secret(const ProviderConfig& c, const std::string& key) {
+  auto it = c.secrets.find(key);
+  if (it == c.secrets.end() || it->second.empty()) throw ConfigError(config_error(c, "secrets." + key, "is required"));
+  return it->second;
+}
+
+std::string setting_or(const ProviderConfig& c, const std::string& key, std::string fallback) {
+  auto it = c.settings.find(key);
+  return it == c.settings.end() || it->second.empty() ? std::move(fallback) : it->second;
+}
+
+std::string base_url(const ProviderConfig& c, std::string_view real_default) {
+  std::string url = c.url.empty() ? std::string(real_default) : c.url;
+  while (!url.empty() && url.back() == '/') url.pop_back();
+  return url;
+}
+
+std::string recipient_field(const Notification& n, std::string_view field) {
+  const json r = json::parse(n.recipient_json, nullptr, false);
+  if (!r.is_object()) return {};
+  auto it = r.find(field);
+  return it != r.end() && it->is_string() ? it->get<std::string>() : std::string{};
 }
 
 std::string short_body(const std::string& body) {
@@ -95,7 +85,38 @@ std::string short_body(const std::string& body) {
   return s;
 }
 
-}  // namespace
+}  // namespace adapters
+
+std::string InboundRequest::header(std::string_view lower_name) const {
+  for (const auto& [k, v] : headers) {
+    if (k == lower_name) return v;
+  }
+  return {};
+}
+
+std::string Adapter::address(const Notification& /*n*/) const { return {}; }
+
+http::Request Adapter::build_batch(const std::vector<SendContext>& batch) const {
+  if (batch.size() != 1) throw Error("this adapter does not batch");
+  return build(batch.front());
+}
+
+std::vector<Outcome> Adapter::classify_batch(const http::Response& r, std::size_t count) const {
+  return std::vector<Outcome>(count, classify(r));
+}
+
+std::string_view to_string(ReceiptStatus s) noexcept {
+  switch (s) {
+    case ReceiptStatus::progress: return "progress";
+    case ReceiptStatus::delivered: return "delivered";
+    case ReceiptStatus::failed: return "failed";
+    case ReceiptStatus::bounced_soft: return "bounced_soft";
+    case ReceiptStatus::bounced_hard: return "bounced_hard";
+    case ReceiptStatus::opened: return "opened";
+    case ReceiptStatus::opted_out: return "opted_out";
+  }
+  return "unknown";
+}
 
 std::string_view to_string(OutcomeKind k) noexcept {
   switch (k) {
@@ -103,6 +124,7 @@ std::string_view to_string(OutcomeKind k) noexcept {
     case OutcomeKind::retryable: return "retryable";
     case OutcomeKind::permanent: return "permanent";
     case OutcomeKind::recipient_invalid: return "recipient_invalid";
+    case OutcomeKind::recipient_opted_out: return "recipient_opted_out";
   }
   return "unknown";
 }
@@ -115,15 +137,19 @@ void validate(const ProviderConfig& c) {
                     ch == '-' || ch == '_';
     if (!ok) throw ConfigError(where + "name: may contain only letters, digits, - and _");
   }
-  if (c.kind != "sandbox" && c.kind != "webhook") {
-    throw ConfigError(where + "kind: unknown kind '" + c.kind + "' (known: sandbox, webhook)");
-  }
-  if (c.url.rfind("http://", 0) != 0 && c.url.rfind("https://", 0) != 0) {
-    throw ConfigError(where + "url: must start with http:// or https://");
+  bool known = false;
+  for (const auto& k : kinds) known = known || k.kind == c.kind;
+  if (!known) throw ConfigError(where + "kind: unknown kind '" + c.kind + "' (known: " + known_kinds() + ")");
+  if (!c.url.empty() && c.url.rfind("http://", 0) != 0 && c.url.rfind("https://", 0) != 0 &&
+      !(c.kind == "smtp" && (c.url.rfind("smtp://", 0) == 0 || c.url.rfind("smtps://", 0) == 0))) {
+    throw ConfigError(where + "url: must start with http:// or https://" +
+                      (c.kind == "smtp" ? std::string(" (smtp: smtp:// or smtps://)") : std::string()));
   }
   if (c.concurrency < 1 || c.concurrency > 10'000) throw ConfigError(where + "concurrency: must be 1..10000");
   if (c.max_attempts < 0 || c.max_attempts > 100) throw ConfigError(where + "max_attempts: must be 0..100");
   if (c.timeout_ms < 1 || c.timeout_ms > 600'000) throw ConfigError(where + "timeout_ms: must be 1..600000");
+  if (!(c.rate_per_s >= 0) || c.rate_per_s > 1e7) throw ConfigError(where + "rate_per_s: must be 0..1e7 (0 = unlimited)");
+  if (!(c.cost_per_message >= 0)) throw ConfigError(where + "cost_per_message: must be 0 or more");
   for (const auto& [k, v] : c.headers) {
     if (k.empty() || k.find_first_of(":\r\n ") != std::string::npos) {
       throw ConfigError(where + "headers: bad header name '" + k + "'");
@@ -132,12 +158,17 @@ void validate(const ProviderConfig& c) {
       throw ConfigError(where + "headers." + k + ": value contains a line break");
     }
   }
+  for (const auto& [k, v] : c.secrets) {
+    if (v.empty()) throw ConfigError(where + "secrets." + k + ": is empty");
+  }
 }
 
 std::unique_ptr<Adapter> make_adapter(const ProviderConfig& c) {
   validate(c);
-  if (c.kind == "sandbox") return std::make_unique<SandboxAdapter>(c);
-  return std::make_unique<WebhookAdapter>(c);
+  for (const auto& k : kinds) {
+    if (k.kind == c.kind) return k.make(c);
+  }
+  throw ConfigError("providers." + c.name + ".kind: unknown");  // validate() already refused it
 }
 
 std::int64_t parse_retry_after_ms(std::string_view value, std::int64_t now) {
@@ -185,7 +216,7 @@ Outcome classify_http(const http::Response& r) {
       if (c != err->end() && c->is_string()) code = c->get<std::string>();
     }
   }
-  out.error = "HTTP " + std::to_string(r.status) + (code.empty() ? ": " + short_body(r.body) : ": " + code);
+  out.error = "HTTP " + std::to_string(r.status) + (code.empty() ? ": " + adapters::short_body(r.body) : ": " + code);
   if (is_recipient_error(code)) {
     out.kind = OutcomeKind::recipient_invalid;
   } else if (r.status == 408 || r.status == 425 || r.status == 429 || r.status >= 500) {

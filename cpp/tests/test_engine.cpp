@@ -42,8 +42,26 @@ struct EngineTest : ::testing::Test {
     o.retry.base_ms = 10;
     o.retry.max_ms = 50;
     o.close_timeout = std::chrono::milliseconds(2000);
-    o.providers.push_back(ProviderConfig{"primary", "sandbox", sandbox.url(), 8, 2, 2000, {}});
-    o.providers.push_back(ProviderConfig{"backup", "sandbox", sandbox.url(), 8, 2, 2000, {}});
+    {
+      ProviderConfig c;
+      c.name = "primary";
+      c.kind = "sandbox";
+      c.url = sandbox.url();
+      c.concurrency = 8;
+      c.max_attempts = 2;
+      c.timeout_ms = 2000;
+      o.providers.push_back(c);
+    }
+    {
+      ProviderConfig c;
+      c.name = "backup";
+      c.kind = "sandbox";
+      c.url = sandbox.url();
+      c.concurrency = 8;
+      c.max_attempts = 2;
+      c.timeout_ms = 2000;
+      o.providers.push_back(c);
+    }
     router->plans["otp"] = Plan{"sms", {"primary", "backup"}, "code {code}"};
     return o;
   }

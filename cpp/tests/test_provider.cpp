@@ -93,7 +93,13 @@ TEST(ProviderConfig, BadFieldsNameTheProviderAndField) {
 }
 
 TEST(SandboxAdapter, BuildsAJsonPostWithIdempotencyHeaders) {
-  ProviderConfig c{"sms-primary", "sandbox", "http://127.0.0.1:9/", 4, 0, 1000, {{"X-Team", "growth"}}};
+  ProviderConfig c;
+  c.name = "sms-primary";
+  c.kind = "sandbox";
+  c.url = "http://127.0.0.1:9/";
+  c.concurrency = 4;
+  c.timeout_ms = 1000;
+  c.headers = {{"X-Team", "growth"}};
   auto adapter = make_adapter(c);
   Notification n;
   n.id = 42;
@@ -103,7 +109,7 @@ TEST(SandboxAdapter, BuildsAJsonPostWithIdempotencyHeaders) {
   n.data_json = R"({"code":"9"})";
   Plan plan{"sms", {"sms-primary"}, "Code {code}"};
   const std::string text = "Code 9";
-  auto req = adapter->build(SendContext{n, plan, text, 2, true});
+  auto req = adapter->build(SendContext{n, plan, text, 2, true, 0, {}});
   EXPECT_EQ(req.url, "http://127.0.0.1:9/v1/sms-primary/messages");
   EXPECT_EQ(req.method, "POST");
   auto body = nlohmann::json::parse(req.body);

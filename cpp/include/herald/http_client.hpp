@@ -21,8 +21,18 @@ struct Request {
   std::string url;
   std::vector<std::string> headers;  ///< "Name: value"
   std::string body;
-  std::string basic_auth;            ///< optional "user:password"
+  std::string basic_auth;            ///< optional "user:password" (HTTP Basic, or SMTP AUTH)
   std::chrono::milliseconds timeout{10000};
+
+  /// HTTP version wish. `any` follows Client::Options::http2 (HTTP/2 over TLS where offered);
+  /// `http2_prior_knowledge` speaks HTTP/2 without TLS (h2c), for a loopback server known to do so.
+  enum class Version { any, http1_1, http2_prior_knowledge } version = Version::any;
+
+  // SMTP (url "smtp://host:port" or "smtps://host:port"): `body` is the whole RFC 5322 message,
+  // sent with the envelope below. Response::status is then the last SMTP reply code (250 = taken).
+  std::string mail_from;               ///< envelope sender
+  std::vector<std::string> mail_rcpt;  ///< envelope recipients
+  bool require_tls = false;            ///< smtp://: insist on STARTTLS (fail rather than send in clear)
 };
 
 /// One answer. status == 0 means the transport failed (see transport_error).

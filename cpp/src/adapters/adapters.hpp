@@ -1,0 +1,44 @@
+#pragma once
+/// The built-in adapters, one file each, and what they share. Internal to the core.
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "herald/errors.hpp"
+#include "herald/provider.hpp"
+
+namespace herald::adapters {
+
+// One factory per kind. Each validates its own settings and secrets and throws ConfigError
+// "providers.<name>.<field>: <reason>" without quoting a secret's value.
+std::unique_ptr<Adapter> make_sandbox(const ProviderConfig& c);
+std::unique_ptr<Adapter> make_webhook(const ProviderConfig& c);
+std::unique_ptr<Adapter> make_twilio(const ProviderConfig& c);
+std::unique_ptr<Adapter> make_sendgrid(const ProviderConfig& c);
+std::unique_ptr<Adapter> make_smtp(const ProviderConfig& c);
+std::unique_ptr<Adapter> make_fcm(const ProviderConfig& c);
+std::unique_ptr<Adapter> make_apns(const ProviderConfig& c);
+std::unique_ptr<Adapter> make_slack(const ProviderConfig& c);
+
+/// "providers.<name>.<field>: <reason>"
+[[nodiscard]] std::string config_error(const ProviderConfig& c, std::string_view field, std::string_view reason);
+/// The setting's value; throws ConfigError "providers.<name>.settings.<key>: is required" when absent or empty.
+[[nodiscard]] const std::string& require_setting(const ProviderConfig& c, const std::string& key);
+/// The secret's value; throws ConfigError "providers.<name>.secrets.<key>: is required" when absent or empty.
+[[nodiscard]] const std::string& require_secret(const ProviderConfig& c, const std::string& key);
+/// The setting or `fallback`.
+[[nodiscard]] std::string setting_or(const ProviderConfig& c, const std::string& key, std::string fallback);
+/// c.url without trailing slashes, or `real_default` when c.url is empty.
+[[nodiscard]] std::string base_url(const ProviderConfig& c, std::string_view real_default);
+
+/// A string field of the notification's recipient JSON object ("" when absent or not a string).
+[[nodiscard]] std::string recipient_field(const Notification& n, std::string_view field);
+
+/// herald's own JSON message (id, type, tenant, channel, to, text, data) as a POST with the
+/// X-Herald-* and Idempotency-Key headers: what the sandbox and webhook adapters send.
+[[nodiscard]] http::Request herald_json_post(const ProviderConfig& c, std::string url, const SendContext& ctx);
+
+/// The body's first 200 bytes with control characters blanked, for error texts.
+[[nodiscard]] std::string short_body(const std::string& body);
+
+}  // namespace herald::adapters
