@@ -225,7 +225,9 @@ py::dict event_dict(const Event& e) {
 }
 
 ProviderConfig to_provider(const py::dict& d) {
-  static const char* known[] = {"name", "kind", "url", "concurrency", "max_attempts", "timeout_ms", "headers"};
+  static const char* known[] = {"name",       "kind",       "url",           "concurrency",      "max_attempts",
+                                "timeout_ms", "rate_per_s", "cost_per_message", "headers", "settings",
+                                "secrets"};
   ProviderConfig c;
   c.name = d.contains("name") ? py::str(d["name"]).cast<std::string>() : std::string();
   const std::string where = "providers." + (c.name.empty() ? std::string("?") : c.name) + ".";
@@ -248,18 +250,34 @@ ProviderConfig to_provider(const py::dict& d) {
     }
     return v.cast<std::int64_t>();
   };
+  auto number_field = [&](const char* key, double fallback) -> double {
+    if (!d.contains(key)) return fallback;
+    py::handle v = d[key];
+    if (!(py::isinstance<py::int_>(v) || py::isinstance<py::float_>(v)) || py::isinstance<py::bool_>(v)) {
+      throw ConfigError(where + key + ": must be a number");
+    }
+    return v.cast<double>();
+  };
+  // Secrets are named in errors by key only; their values never reach a message.
+  auto table_field = [&](const char* key, std::map<std::string, std::string>& out) {
+    if (!d.contains(key)) return;
+    if (!py::isinstance<py::dict>(d[key])) throw ConfigError(where + key + ": must be a table of strings");
+    for (auto item : d[key].cast<py::dict>()) {
+      const std::string name = py::str(item.first);
+      if (!py::isinstance<py::str>(item.second)) throw ConfigError(where + key + "." + name + ": must be a string");
+      out[name] = item.second.cast<std::string>();
+    }
+  };
   c.kind = str_field("kind");
   c.url = str_field("url");
   c.concurrency = static_cast<int>(int_field("concurrency", c.concurrency));
   c.max_attempts = static_cast<int>(int_field("max_attempts", c.max_attempts));
   c.timeout_ms = int_field("timeout_ms", c.timeout_ms);
-  if (d.contains("headers")) {
-    if (!py::isinstance<py::dict>(d["headers"])) throw ConfigError(where + "headers: must be a table of strings");
-    for (auto item : d["headers"].cast<py::dict>()) {
-      if (!py::isinstance<py::str>(item.second)) throw ConfigError(where + "headers: values must be strings");
-      c.headers[py::str(item.first)] = item.second.cast<std::string>();
-    }
-  }
+  c.rate_per_s = number_field("rate_per_s", c.rate_per_s);
+  c.cost_per_message = number_field("cost_per_message", c.cost_per_message);
+  table_field("headers", c.headers);
+  table_field("settings", c.settings);
+  table_field("secrets", c.secrets);
   return c;
 }
 

@@ -3,15 +3,23 @@
 TOML form::
 
     [providers.sms-primary]
-    kind = "sandbox"
-    url = "http://127.0.0.1:8025"
+    kind = "twilio"
+    url = "http://127.0.0.1:8025"        # omit for the real service; point at the sandbox to test
     concurrency = 64
+    rate_per_s = 50
+    cost_per_message = 0.0079
+    settings = { account_sid = "AC123", from = "+15550100" }
+    secrets = { auth_token = { env = "TWILIO_AUTH_TOKEN" } }
 
-The core validates every field and raises :class:`herald.ConfigError` naming the provider and field.
+A secret is read from an environment variable (``{ env = "NAME" }``) or a file
+(``{ file = "/run/secrets/x" }``, trailing newline dropped); a plain string is accepted from Python
+dicts. Secret values never appear in errors or logs. The core validates every other field and
+raises :class:`herald.ConfigError` naming the provider and field.
 """
 
 from __future__ import annotations
 
+import os
 import tomllib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -19,7 +27,7 @@ from typing import Any
 
 from herald.errors import ConfigError
 
-__all__ = ["ProviderSpec", "load_providers"]
+__all__ = ["ProviderSpec", "load_providers", "resolve_secret"]
 
 ProviderSpec = Mapping[str, Any] | Iterable[Mapping[str, Any]] | str | Path | None
 
@@ -37,8 +45,45 @@ def _from_mapping(table: Mapping[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+def resolve_secret(where: str, source: Any) -> str:
+    """The value of one secret given as ``{"env": NAME}``, ``{"file": PATH}`` or a plain string."""
+    if isinstance(source, str):
+        return source
+    if not isinstance(source, Mapping) or len(source) != 1 or not ({"env", "file"} & set(source)):
+        raise ConfigError(f"{where}: must be {{env = \"NAME\"}}, {{file = \"PATH\"}} or a string")
+    if "env" in source:
+        name = source["env"]
+        value = os.environ.get(str(name))
+        if not value:
+            raise ConfigError(f"{where}: environment variable {name} is not set or empty")
+        return value
+    path = Path(str(source["file"]))
+    try:
+        value = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{where}: cannot read file {str(path)!r}: {exc.strerror}") from None
+    value = value.removesuffix("\n")
+    if not value:
+        raise ConfigError(f"{where}: file {str(path)!r} is empty")
+    return value
+
+
+def _resolve(entry: dict[str, Any], where: str) -> dict[str, Any]:
+    secrets = entry.get("secrets")
+    if secrets is None:
+        return entry
+    if not isinstance(secrets, Mapping):
+        raise ConfigError(f"{where}.secrets: must be a table")
+    entry["secrets"] = {str(k): resolve_secret(f"{where}.secrets.{k}", v) for k, v in secrets.items()}
+    return entry
+
+
 def load_providers(spec: ProviderSpec) -> list[dict[str, Any]]:
-    """Normalises any accepted form into a list of provider dicts for the core."""
+    """Normalises any accepted form into a list of provider dicts for the core, secrets resolved."""
+    return [_resolve(entry, f"providers.{entry.get('name', '?')}") for entry in _load(spec)]
+
+
+def _load(spec: ProviderSpec) -> list[dict[str, Any]]:
     if spec is None:
         default = Path("herald.toml")
         return load_providers(default) if default.is_file() else []
