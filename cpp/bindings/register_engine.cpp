@@ -48,6 +48,7 @@ class PyRouter final : public Router {
         r.plan.providers = a.attr("providers").cast<std::vector<std::string>>();
         py::object tmpl = a.attr("template");
         if (!tmpl.is_none()) r.plan.template_text = tmpl.cast<std::string>();
+        if (py::hasattr(a, "batch")) r.plan.batch = a.attr("batch").cast<bool>();
         r.ok = true;
       }
     } catch (py::error_already_set& e) {
@@ -208,6 +209,12 @@ py::dict status_dict(const StoredNotification& s) {
   out["send_at"] = ms_to_seconds(n.send_at_ms);
   out["expires_at"] = ms_to_seconds(n.expires_at_ms);
   out["next_attempt_at"] = ms_to_seconds(d.state == State::retry_scheduled ? d.next_at_ms : 0);
+  auto text_or_none = [](const std::string& v) { return v.empty() ? py::object(py::none()) : py::object(py::str(v)); };
+  out["channel"] = text_or_none(d.channel);
+  out["address"] = text_or_none(d.address);
+  out["receipt"] = text_or_none(d.receipt);
+  out["receipt_at"] = ms_to_seconds(d.receipt_at_ms);
+  out["cost"] = d.cost;
   return out;
 }
 
@@ -320,7 +327,9 @@ void register_engine(py::module_& m) {
       .def(py::init([](const std::string& data_dir, const std::string& durability, const py::list& providers,
                        py::object route_batch, std::size_t route_batch_size, int max_attempts_per_provider,
                        std::int64_t retry_base_ms, std::int64_t retry_max_ms, std::uint64_t seed,
-                       std::int64_t close_timeout_ms, std::int64_t log_segment_bytes) {
+                       std::int64_t close_timeout_ms, std::int64_t log_segment_bytes, const std::string& receipts,
+                       const std::string& public_url, std::int64_t reconcile_after_ms,
+                       std::int64_t reconcile_interval_ms) {
              EngineOptions o;
              o.data_dir = data_dir;
              if (durability == "process") {
@@ -341,6 +350,12 @@ void register_engine(py::module_& m) {
              o.seed = seed;
              o.close_timeout = std::chrono::milliseconds(close_timeout_ms);
              o.log_segment_bytes = log_segment_bytes;
+             o.receipts_listen = receipts;
+             o.public_url = public_url;
+             if (reconcile_after_ms < 0) throw ConfigError("reconcile_after: must be 0 or more");
+             if (reconcile_interval_ms < 1) throw ConfigError("reconcile_interval: must be positive");
+             o.reconcile_after = std::chrono::milliseconds(reconcile_after_ms);
+             o.reconcile_interval = std::chrono::milliseconds(reconcile_interval_ms);
              auto router = std::make_shared<PyRouter>(std::move(route_batch));
              auto holder = std::make_unique<PyEngine>();
              // Why release: start-up reads the store and starts threads; nothing here needs Python.
@@ -351,7 +366,8 @@ void register_engine(py::module_& m) {
            py::arg("data_dir"), py::arg("durability"), py::arg("providers"), py::arg("route_batch"),
            py::arg("route_batch_size") = 512, py::arg("max_attempts_per_provider") = 3, py::arg("retry_base_ms") = 200,
            py::arg("retry_max_ms") = 60000, py::arg("seed") = 0, py::arg("close_timeout_ms") = 10000,
-           py::arg("log_segment_bytes") = 64 << 20)
+           py::arg("log_segment_bytes") = 64 << 20, py::arg("receipts") = "", py::arg("public_url") = "",
+           py::arg("reconcile_after_ms") = 600000, py::arg("reconcile_interval_ms") = 30000)
       .def("send",
            [](PyEngine& self, const py::dict& fields) {
              Notification n = to_notification(fields, "");
@@ -443,8 +459,43 @@ void register_engine(py::module_& m) {
         d["recovered"] = s.recovered;
         d["active"] = s.active;
         d["in_flight"] = s.in_flight;
+        d["suppressed"] = s.suppressed;
+        d["receipts"] = s.receipts;
+        d["receipts_rejected"] = s.receipts_rejected;
+        d["lookups"] = s.lookups;
+        d["reconciled"] = s.reconciled;
+        d["batched_requests"] = s.batched_requests;
         return d;
       })
+      .def("suppressions",
+           [](PyEngine& self, std::size_t limit) {
+             std::vector<Suppression> rows;
+             {
+               py::gil_scoped_release release;
+               rows = self.get().suppressions(limit);
+             }
+             py::list out;
+             for (const auto& x : rows) {
+               py::dict d;
+               d["channel"] = x.channel;
+               d["address"] = x.address;
+               d["reason"] = x.reason;
+               d["detail"] = x.detail;
+               d["provider"] = x.provider;
+               d["notification_id"] = x.notification_id;
+               d["at"] = ms_to_seconds(x.at_ms);
+               out.append(d);
+             }
+             return out;
+           },
+           py::arg("limit") = 10000)
+      .def("unsuppress",
+           [](PyEngine& self, const std::string& channel, const std::string& address) {
+             Engine& e = self.get();
+             py::gil_scoped_release release;
+             return e.unsuppress(channel, address);
+           })
+      .def_property_readonly("receipts_url", [](PyEngine& self) { return self.get().receipts_url(); })
       .def_property_readonly("data_dir", [](PyEngine& self) { return self.get().data_dir().string(); })
       .def_property_readonly("closed", [](PyEngine& self) { return !self.engine; })
       .def("close", [](PyEngine& self) {

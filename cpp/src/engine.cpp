@@ -2,6 +2,7 @@
 #include "herald/engine.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <deque>
 #include <future>
 #include <mutex>
@@ -18,6 +19,9 @@
 #include "herald/clock.hpp"
 #include "herald/errors.hpp"
 #include "herald/http_client.hpp"
+#include "herald/http_server.hpp"
+#include "herald/json_text.hpp"
+#include "herald/receipts.hpp"
 
 namespace herald {
 
@@ -45,11 +49,31 @@ struct Provider {
   ProviderConfig config;
   std::unique_ptr<Adapter> adapter;
   int max_attempts = 3;
-  int in_flight = 0;
+  int in_flight = 0;  ///< requests in flight (a batch counts once)
   std::array<std::deque<Id>, priority_count> waiting;  ///< routed, waiting for a slot, by lane
+  bool has_lookup = false;     ///< the adapter can ask the provider about a message
+  double rate_tokens = 0;      ///< token bucket for rate_per_s
+  std::int64_t rate_at_ms = 0;
 
   [[nodiscard]] bool has_waiting() const {
     return std::any_of(waiting.begin(), waiting.end(), [](const auto& q) { return !q.empty(); });
+  }
+  /// Takes the next waiting id, most urgent lane first; 0 when none.
+  Id pop_waiting() {
+    for (auto& q : waiting) {
+      if (!q.empty()) {
+        const Id id = q.front();
+        q.pop_front();
+        return id;
+      }
+    }
+    return 0;
+  }
+  [[nodiscard]] Id peek_waiting() const {
+    for (const auto& q : waiting) {
+      if (!q.empty()) return q.front();
+    }
+    return 0;
   }
 };
 
@@ -62,8 +86,15 @@ struct Active {
   bool outstanding = false;      ///< popped from the scheduler and not yet finished or deferred
   bool in_flight = false;        ///< an attempt is marked "sending" and unanswered
   bool resend_in_doubt = false;  ///< the next attempt repeats one whose outcome a crash lost
+  bool lookup_done = false;      ///< the provider was asked about the attempt in doubt (or cannot be)
+  int lookups_failed = 0;        ///< status queries about the attempt in doubt that got no answer
+  std::int64_t attempt_started_ms = 0;  ///< when the attempt in doubt was marked "sending"
   Provider* provider = nullptr;  ///< provider of the attempt in flight
 };
+
+std::string suppression_key(const std::string& channel, const std::string& address) {
+  return channel + '\n' + address;
+}
 
 Event make_event(const Active& a, const char* kind) {
   Event e;
@@ -103,10 +134,21 @@ struct Engine::Impl {
   std::mt19937_64 rng;
   WriteBatch pending_writes;  ///< collected during one loop step, submitted at its end
   std::thread loop_thread;
+  asio::steady_timer rate_timer{io};  ///< wakes the loop when a rate-limited or token-less provider may go on
+  std::int64_t rate_timer_due_ms = 0;
+  asio::steady_timer reconcile_timer{io};
+  std::unordered_map<std::string, Suppression> suppressed;  ///< by suppression_key; loop thread only
+  std::unordered_map<Id, std::string> recent_receipts;      ///< receipts recorded, maybe not yet committed
+  std::unordered_map<Id, int> reconcile_checks;             ///< lookups made per delivery awaiting a receipt
+  std::unordered_map<Id, std::int64_t> reconcile_next_ms;
+  std::unordered_map<Id, bool> reconciling;                 ///< lookups in flight
+  std::string public_url;                                   ///< receipts base ("" = no receipt server)
+  std::unique_ptr<http::Server> receipt_server;
 
   // Counters read from any thread.
   std::atomic<std::uint64_t> c_received{0}, c_dedup{0}, c_attempts{0}, c_accepted{0}, c_retries{0},
-      c_failovers{0}, c_expired{0}, c_dead{0}, c_cancelled{0}, c_in_doubt{0}, c_recovered{0};
+      c_failovers{0}, c_expired{0}, c_dead{0}, c_cancelled{0}, c_in_doubt{0}, c_recovered{0}, c_suppressed{0},
+      c_receipts{0}, c_receipts_rejected{0}, c_lookups{0}, c_reconciled{0}, c_batched{0};
   std::atomic<std::int64_t> active_count{0};  ///< accepted, not final (includes not yet admitted)
   std::atomic<std::int64_t> in_flight_count{0};
   std::atomic<bool> closing{false};
@@ -135,12 +177,56 @@ struct Engine::Impl {
     ids.raise_floor(store->max_id());
     http::Client::Options http_options;
     http = std::make_unique<http::Client>(http_options);
+    for (auto& [name, p] : providers) p.has_lookup = probe_lookup(*p.adapter);
+    for (auto& x : store->suppressions()) {
+      std::string key = suppression_key(x.channel, x.address);
+      suppressed.emplace(std::move(key), std::move(x));
+    }
     recover();
+    start_receipt_server();
     loop_thread = std::thread([this] {
       detail::name_this_thread("herald-loop");
       io.run();
     });
     post_pump();
+    asio::post(io, [this] { arm_reconcile(); });
+  }
+
+  /// Whether the adapter has a status API: asks it to build a lookup for a made-up message id.
+  static bool probe_lookup(const Adapter& adapter) {
+    Notification n;
+    n.recipient_json = R"({"phone":"+15550000000","email":"probe@example.com"})";
+    const std::string text, message_id = "probe";
+    try {
+      return adapter.build_lookup(LookupContext{n, text, message_id, 0}).has_value();
+    } catch (const std::exception&) {
+      return false;
+    }
+  }
+
+  void start_receipt_server() {
+    if (options.receipts_listen.empty()) return;
+    const auto colon = options.receipts_listen.rfind(':');
+    if (colon == std::string::npos) throw ConfigError("receipts: must be \"host:port\"");
+    http::ServerOptions so;
+    so.host = options.receipts_listen.substr(0, colon);
+    try {
+      const int port = std::stoi(options.receipts_listen.substr(colon + 1));
+      if (port < 0 || port > 65535) throw std::out_of_range("port");
+      so.port = static_cast<std::uint16_t>(port);
+    } catch (const std::exception&) {
+      throw ConfigError("receipts: port must be a number 0..65535");
+    }
+    so.thread_name = "herald-receipts";
+    so.max_body_bytes = 4 << 20;
+    // The handler only hops to the loop thread, which owns every piece of state a receipt touches.
+    receipt_server = std::make_unique<http::Server>(so, [this](http::ServerRequest&& req, http::Respond respond) {
+      asio::post(io, [this, r = std::move(req), done = std::move(respond)]() mutable {
+        on_receipt(std::move(r), std::move(done));
+      });
+    });
+    public_url = options.public_url.empty() ? receipt_server->url() : options.public_url;
+    while (!public_url.empty() && public_url.back() == '/') public_url.pop_back();
   }
 
   ~Impl() { close(); }
@@ -158,10 +244,12 @@ struct Engine::Impl {
         // The attempt went out (or was about to) and its answer was never recorded.
         a.d.in_doubt = true;
         a.resend_in_doubt = true;
+        a.attempt_started_ms = row.updated_at_ms;
         c_in_doubt.fetch_add(1, std::memory_order_relaxed);
         Event e = make_event(a, "in_doubt");
         e.provider = a.d.provider;
-        e.detail = "outcome of attempt " + std::to_string(a.d.attempt) + " unknown after a restart; resending once";
+        e.detail = "outcome of attempt " + std::to_string(a.d.attempt) +
+                   " unknown after a restart; asking the provider where it can answer, else resending once";
         batch.events.push_back(std::move(e));
         a.d.state = State::queued;
         batch.updates.push_back({a.n.id, a.d});
@@ -465,52 +553,264 @@ struct Engine::Impl {
     arm_timer(now);
   }
 
-  void dispatch(std::int64_t now) {
-    auto sends = std::make_shared<std::vector<std::pair<http::Request, http::Callback>>>();
-    // Everything recorded so far in this step goes first, in the same commit: events keep their order.
-    WriteBatch marks = std::exchange(pending_writes, WriteBatch{});
-    for (auto& [name, p] : providers) {
-      while (p.in_flight < p.config.concurrency && p.has_waiting()) {
-        Id id = 0;
-        for (auto& q : p.waiting) {
-          if (!q.empty()) {
-            id = q.front();
-            q.pop_front();
-            break;
-          }
-        }
-        auto it = active.find(id);
-        if (it == active.end()) continue;  // cancelled while waiting
-        Active& a = it->second;
-        if (expired(a, now)) {
-          expire(a);
-          continue;
-        }
-        const std::string text = render_template(a.plan.template_text, a.n.data_json);
-        ++a.d.attempt;
-        ++a.d.provider_attempt;
-        a.d.state = State::sending;
-        a.d.provider = name;
-        a.d.provider_message_id.clear();
-        SendContext ctx{a.n, a.plan, text, a.d.attempt, a.resend_in_doubt, now, {}};
-        http::Request req = p.adapter->build(ctx);
-        Event e = make_event(a, "sending");
-        e.provider = name;
-        if (a.resend_in_doubt) e.detail = "resend of an attempt in doubt";
-        a.resend_in_doubt = false;
+  // ---- provider I/O --------------------------------------------------------------
+
+  using Sends = std::vector<std::pair<http::Request, http::Callback>>;
+
+  /// Takes one send from the provider's token bucket; false (and a wake-up armed) when empty.
+  bool take_rate_token(Provider& p, std::int64_t now) {
+    const double rate = p.config.rate_per_s;
+    if (rate <= 0) return true;
+    const double burst = std::max(1.0, rate);  // one second's worth
+    if (p.rate_at_ms == 0) p.rate_tokens = burst;
+    p.rate_tokens = std::min(burst, p.rate_tokens + static_cast<double>(now - p.rate_at_ms) * rate / 1000.0);
+    p.rate_at_ms = now;
+    if (p.rate_tokens >= 1.0) {
+      p.rate_tokens -= 1.0;
+      return true;
+    }
+    wake_at(now + static_cast<std::int64_t>(std::ceil((1.0 - p.rate_tokens) * 1000.0 / rate)), now);
+    return false;
+  }
+
+  /// Arms the rate timer to pump the loop at `due` unless it already wakes earlier.
+  void wake_at(std::int64_t due, std::int64_t now) {
+    if (rate_timer_due_ms != 0 && rate_timer_due_ms <= due) return;
+    rate_timer_due_ms = due;
+    rate_timer.expires_after(std::chrono::milliseconds(std::max<std::int64_t>(0, due - now)));
+    rate_timer.async_wait([this](const boost::system::error_code& ec) {
+      if (ec) return;
+      rate_timer_due_ms = 0;
+      pump();
+    });
+  }
+
+  /// Asks for an access token when the adapter wants one (FCM's OAuth2). Not recorded: no notification's.
+  void request_token_if_due(Provider& p, std::int64_t now) {
+    auto req = p.adapter->token_request(now);
+    if (!req) return;
+    Provider* pp = &p;  // providers never change after start: the pointer stays valid
+    http->submit(std::move(*req), [this, pp](http::Response&& resp) {
+      asio::post(io, [this, pp, r = std::move(resp)] {
+        pp->adapter->on_token_response(r, now_ms());
+        post_pump();
+      });
+    });
+  }
+
+  const Suppression* suppression_of(const std::string& channel, const std::string& address) const {
+    auto it = suppressed.find(suppression_key(channel, address));
+    return it == suppressed.end() ? nullptr : &it->second;
+  }
+
+  void add_suppression(const std::string& channel, const std::string& address, const std::string& reason,
+                       const std::string& detail, const std::string& provider, Id id) {
+    if (address.empty()) return;
+    Suppression x;
+    x.channel = channel;
+    x.address = address;
+    x.reason = reason;
+    x.detail = detail;
+    x.provider = provider;
+    x.notification_id = id;
+    x.at_ms = now_ms();
+    pending_writes.suppressions.push_back(x);
+    suppressed[suppression_key(channel, address)] = std::move(x);
+  }
+
+  /// Whether `b` may ride in the same batch request as `a`.
+  static bool batch_compatible(const Active& a, const Active& b) {
+    return b.plan.batch && !b.resend_in_doubt && b.plan.channel == a.plan.channel &&
+           b.plan.template_text == a.plan.template_text;
+  }
+
+  /// Marks one attempt "sending" (recorded in `marks`, committed before the request leaves).
+  void mark_sending(Active& a, Provider& p, const std::string& address, WriteBatch& marks, std::string detail) {
+    ++a.d.attempt;
+    ++a.d.provider_attempt;
+    a.d.state = State::sending;
+    a.d.provider = p.config.name;
+    a.d.provider_message_id.clear();
+    a.d.channel = a.plan.channel;
+    a.d.address = address;
+    Event e = make_event(a, "sending");
+    e.provider = p.config.name;
+    if (a.resend_in_doubt) detail = detail.empty() ? "resend of an attempt in doubt" : detail + "; resend of an attempt in doubt";
+    e.detail = std::move(detail);
+    a.resend_in_doubt = false;
+    a.in_flight = true;
+    a.provider = &p;
+    in_flight_count.fetch_add(1);
+    c_attempts.fetch_add(1, std::memory_order_relaxed);
+    marks.events.push_back(std::move(e));
+    marks.updates.push_back({a.n.id, a.d});
+  }
+
+  std::string receipt_url(const Provider& p, Id id) const {
+    if (public_url.empty() || !p.adapter->has_receipts()) return {};
+    return public_url + "/receipts/" + p.config.name + "?hid=" + std::to_string(id);
+  }
+
+  /// Starts the next request of provider `p` for notification `a`: a status query about an
+  /// attempt in doubt, a batch, or a single attempt.
+  void start_one(Active& a, Provider& p, std::int64_t now, WriteBatch& marks, Sends& sends) {
+    const Id nid = a.n.id;
+    const std::string address = p.adapter->address(a.n);
+    std::string text = render_template(a.plan.template_text, a.n.data_json);
+    if (a.resend_in_doubt && !a.lookup_done && p.has_lookup && p.config.name == a.d.provider) {
+      const std::string no_id;
+      auto req = p.adapter->build_lookup(LookupContext{a.n, text, no_id, a.attempt_started_ms});
+      if (req) {
         a.in_flight = true;
         a.provider = &p;
         ++p.in_flight;
         in_flight_count.fetch_add(1);
-        c_attempts.fetch_add(1, std::memory_order_relaxed);
+        c_lookups.fetch_add(1, std::memory_order_relaxed);
+        Event e = make_event(a, "lookup");
+        e.provider = p.config.name;
+        e.detail = "asking whether the attempt in doubt arrived, before any resend";
         marks.events.push_back(std::move(e));
-        marks.updates.push_back({a.n.id, a.d});
-        const Id nid = a.n.id;
-        sends->emplace_back(std::move(req), [this, nid](http::Response&& resp) {
-          asio::post(io, [this, nid, r = std::move(resp)]() mutable { on_response(nid, std::move(r)); });
+        sends.emplace_back(std::move(*req), [this, nid, t = std::move(text)](http::Response&& resp) mutable {
+          asio::post(io, [this, nid, t = std::move(t), r = std::move(resp)]() mutable {
+            on_in_doubt_lookup(nid, t, std::move(r));
+          });
         });
+        return;
       }
     }
+    a.lookup_done = true;
+    if (a.plan.batch && p.adapter->max_batch() > 1 && !a.resend_in_doubt) {
+      start_batch(a, p, now, std::move(text), address, marks, sends);
+      return;
+    }
+    SendContext ctx{a.n, a.plan, text, a.d.attempt + 1, a.resend_in_doubt, now, receipt_url(p, nid)};
+    http::Request req = p.adapter->build(ctx);
+    mark_sending(a, p, address, marks, {});
+    ++p.in_flight;
+    sends.emplace_back(std::move(req), [this, nid](http::Response&& resp) {
+      asio::post(io, [this, nid, r = std::move(resp)]() mutable { on_response(nid, std::move(r)); });
+    });
+  }
+
+  /// Gathers compatible notifications waiting behind `first` into one request (SendGrid's
+  /// personalizations). Falls back to a single send when the adapter refuses the batch.
+  void start_batch(Active& first, Provider& p, std::int64_t now, std::string first_text, const std::string& first_address,
+                   WriteBatch& marks, Sends& sends) {
+    std::vector<Active*> group{&first};
+    std::vector<std::string> addresses{first_address};
+    std::vector<std::string> texts;
+    texts.reserve(p.adapter->max_batch());
+    texts.push_back(std::move(first_text));
+    while (group.size() < p.adapter->max_batch()) {
+      const Id next = p.peek_waiting();
+      if (next == 0) break;
+      auto it = active.find(next);
+      if (it == active.end()) {
+        p.pop_waiting();
+        continue;
+      }
+      Active& b = it->second;
+      if (!batch_compatible(first, b)) break;  // keeps lane order: the batch ends here
+      p.pop_waiting();
+      if (expired(b, now)) {
+        expire(b);
+        continue;
+      }
+      std::string address = p.adapter->address(b.n);
+      if (!address.empty()) {
+        if (const Suppression* why = suppression_of(b.plan.channel, address)) {
+          suppress(b, *why);
+          continue;
+        }
+      }
+      group.push_back(&b);
+      addresses.push_back(std::move(address));
+      texts.push_back(render_template(b.plan.template_text, b.n.data_json));
+    }
+    std::vector<SendContext> ctxs;
+    ctxs.reserve(group.size());
+    for (std::size_t i = 0; i < group.size(); ++i) {
+      Active& a = *group[i];
+      ctxs.push_back(SendContext{a.n, a.plan, texts[i], a.d.attempt + 1, false, now, receipt_url(p, a.n.id)});
+    }
+    http::Request req;
+    try {
+      req = group.size() == 1 ? p.adapter->build(ctxs.front()) : p.adapter->build_batch(ctxs);
+    } catch (const Error&) {
+      // The adapter cannot carry these together (e.g. an address twice): send the first alone and
+      // put the others back at the front of their lanes, in order.
+      for (std::size_t i = group.size(); i-- > 1;) p.waiting[static_cast<int>(group[i]->n.priority)].push_front(group[i]->n.id);
+      group.resize(1);
+      req = p.adapter->build(ctxs.front());
+    }
+    std::vector<Id> members;
+    members.reserve(group.size());
+    const std::string detail = group.size() > 1 ? "in a batch of " + std::to_string(group.size()) : std::string();
+    for (std::size_t i = 0; i < group.size(); ++i) {
+      mark_sending(*group[i], p, addresses[i], marks, detail);
+      members.push_back(group[i]->n.id);
+    }
+    ++p.in_flight;
+    if (members.size() > 1) c_batched.fetch_add(1, std::memory_order_relaxed);
+    Provider* pp = &p;
+    sends.emplace_back(std::move(req), [this, pp, m = std::move(members)](http::Response&& resp) mutable {
+      asio::post(io, [this, pp, m = std::move(m), r = std::move(resp)]() mutable {
+        on_batch_response(*pp, m, std::move(r));
+      });
+    });
+  }
+
+  void suppress(Active& a, const Suppression& why) {
+    c_suppressed.fetch_add(1, std::memory_order_relaxed);
+    finish(a, State::suppressed, "suppressed",
+           (why.reason == "opted_out" ? "recipient opted out of " : "address unusable on ") + why.channel + " (" +
+               why.detail + ", notification " + std::to_string(why.notification_id) + ")");
+  }
+
+  void dispatch(std::int64_t now) {
+    auto sends = std::make_shared<Sends>();
+    // Everything recorded so far in this step goes first, in the same commit: events keep their order.
+    WriteBatch marks = std::exchange(pending_writes, WriteBatch{});
+    for (auto& [name, p] : providers) {
+      request_token_if_due(p, now);
+      if (!p.adapter->ready(now)) {
+        if (p.has_waiting()) wake_at(now + 1000, now);  // look again for the token (or its retry) soon
+        continue;
+      }
+      while (p.in_flight < p.config.concurrency && p.has_waiting()) {
+        const Id id = p.peek_waiting();
+        auto it = active.find(id);
+        if (it == active.end()) {  // cancelled while waiting
+          p.pop_waiting();
+          continue;
+        }
+        Active& a = it->second;
+        if (expired(a, now)) {
+          p.pop_waiting();
+          expire(a);
+          continue;
+        }
+        const std::string address = p.adapter->address(a.n);
+        if (!address.empty()) {
+          if (const Suppression* why = suppression_of(a.plan.channel, address)) {
+            p.pop_waiting();
+            suppress(a, *why);
+            continue;
+          }
+        }
+        if (!take_rate_token(p, now)) break;
+        p.pop_waiting();
+        start_one(a, p, now, marks, *sends);
+      }
+    }
+    // Suppressions and final states recorded above ride in the same commit.
+    marks.events.insert(marks.events.end(), std::make_move_iterator(pending_writes.events.begin()),
+                        std::make_move_iterator(pending_writes.events.end()));
+    marks.updates.insert(marks.updates.end(), pending_writes.updates.begin(), pending_writes.updates.end());
+    marks.suppressions.insert(marks.suppressions.end(), pending_writes.suppressions.begin(),
+                              pending_writes.suppressions.end());
+    marks.receipts.insert(marks.receipts.end(), pending_writes.receipts.begin(), pending_writes.receipts.end());
+    pending_writes = WriteBatch{};
     if (sends->empty()) {
       if (!marks.empty()) store->submit(std::move(marks));
       return;
@@ -532,15 +832,34 @@ struct Engine::Impl {
   }
 
   void on_response(Id id, http::Response resp) {
-    auto it = active.find(id);
     in_flight_count.fetch_sub(1);
+    auto it = active.find(id);
     if (it == active.end()) return;
     Active& a = it->second;
     Provider& p = *a.provider;
     --p.in_flight;
+    handle_outcome(a, p, p.adapter->classify(resp), resp);
+    post_pump();
+  }
+
+  void on_batch_response(Provider& p, const std::vector<Id>& members, http::Response resp) {
+    --p.in_flight;
+    std::vector<Outcome> outcomes = p.adapter->classify_batch(resp, members.size());
+    for (std::size_t i = 0; i < members.size(); ++i) {
+      in_flight_count.fetch_sub(1);
+      auto it = active.find(members[i]);
+      if (it == active.end()) continue;
+      Outcome out = i < outcomes.size() ? std::move(outcomes[i]) : Outcome{};
+      handle_outcome(it->second, p, std::move(out), resp);
+    }
+    post_pump();
+  }
+
+  /// What happens to a notification after one provider answer. May finish (erase) `a`.
+  void handle_outcome(Active& a, Provider& p, Outcome out, const http::Response& resp) {
+    const Id id = a.n.id;
     a.in_flight = false;
     a.provider = nullptr;
-    Outcome out = p.adapter->classify(resp);
     const std::int64_t now = now_ms();
     auto attempt_event = [&](const char* kind) {
       Event e = make_event(a, kind);
@@ -553,6 +872,8 @@ struct Engine::Impl {
       case OutcomeKind::accepted: {
         c_accepted.fetch_add(1, std::memory_order_relaxed);
         a.d.provider_message_id = out.provider_message_id;
+        a.d.cost += p.config.cost_per_message;
+        if (p.adapter->has_receipts()) a.d.accepted_at_ms = now;
         Event e = attempt_event("accepted");
         e.detail = out.provider_message_id;
         record(a, std::move(e), false);
@@ -597,15 +918,86 @@ struct Engine::Impl {
         fail_over(a, out.error);
         break;
       }
-      case OutcomeKind::recipient_opted_out:
       case OutcomeKind::recipient_invalid: {
         Event e = attempt_event("attempt_failed");
         e.detail = out.error;
         record(a, std::move(e), false);
+        // An invalid number or an unregistered token will not get better: never try it again.
+        add_suppression(a.d.channel, a.d.address, "unusable", out.error, p.config.name, id);
         dead_letter(a, "recipient invalid: " + out.error);
         break;
       }
+      case OutcomeKind::recipient_opted_out: {
+        Event e = attempt_event("attempt_failed");
+        e.detail = out.error;
+        record(a, std::move(e), false);
+        add_suppression(a.d.channel, a.d.address, "opted_out", out.error, p.config.name, id);
+        c_suppressed.fetch_add(1, std::memory_order_relaxed);
+        finish(a, State::suppressed, "opted_out", "recipient opted out: " + out.error);
+        break;
+      }
     }
+  }
+
+  /// The provider's answer about an attempt left in doubt by a crash.
+  void on_in_doubt_lookup(Id id, const std::string& text, http::Response resp) {
+    in_flight_count.fetch_sub(1);
+    auto it = active.find(id);
+    if (it == active.end()) return;
+    Active& a = it->second;
+    Provider& p = *a.provider;
+    --p.in_flight;
+    a.in_flight = false;
+    a.provider = nullptr;
+    const std::string no_id;
+    LookupResult found = p.adapter->parse_lookup(resp, LookupContext{a.n, text, no_id, a.attempt_started_ms});
+    Event e = make_event(a, "lookup");
+    e.provider = p.config.name;
+    e.latency_us = resp.latency.count();
+    e.http_status = static_cast<int>(resp.status);
+    switch (found.found) {
+      case LookupResult::Found::yes: {
+        c_reconciled.fetch_add(1, std::memory_order_relaxed);
+        c_accepted.fetch_add(1, std::memory_order_relaxed);
+        e.kind = "reconciled";
+        e.detail = "the attempt in doubt reached " + p.config.name + " as " + found.provider_message_id + "; not resent";
+        record(a, std::move(e), false);
+        a.d.provider_message_id = found.provider_message_id;
+        a.d.cost += p.config.cost_per_message;
+        if (p.adapter->has_receipts()) a.d.accepted_at_ms = now_ms();
+        Receipt r = found.receipt;
+        r.notification_id = id;
+        const std::string current;
+        ReceiptAction act = decide_receipt(r.status, current);
+        finish(a, State::completed, "completed", found.provider_message_id);
+        if (!act.ignore && !act.receipt.empty()) {
+          pending_writes.receipts.push_back({id, act.receipt, now_ms()});
+          recent_receipts[id] = act.receipt;
+        }
+        break;
+      }
+      case LookupResult::Found::no:
+        e.detail = "the attempt in doubt never reached " + p.config.name + "; sending it";
+        record(a, std::move(e), false);
+        a.lookup_done = true;
+        enqueue_for_provider(a);
+        break;
+      case LookupResult::Found::unknown: {
+        ++a.lookups_failed;
+        e.detail = "status query failed: " + (found.error.empty() ? std::string("no answer") : found.error);
+        record(a, std::move(e), false);
+        if (a.lookups_failed >= 3) {
+          a.lookup_done = true;  // the provider cannot say: resend, flagged in doubt
+          enqueue_for_provider(a);
+        } else {
+          a.outstanding = false;
+          --outstanding;
+          scheduler.defer(id, now_ms() + 500LL * a.lookups_failed);
+        }
+        break;
+      }
+    }
+    flush_writes();
     post_pump();
   }
 
@@ -638,6 +1030,220 @@ struct Engine::Impl {
       timer_due_ms = 0;
       pump();
     });
+  }
+
+  // ---- receipts and reconciliation (loop thread) ------------------------------------
+
+  static http::ServerResponse json_answer(unsigned status, const std::string& code, const std::string& message) {
+    http::ServerResponse r;
+    r.status = status;
+    r.body = "{\"error\":{\"code\":";
+    detail::append_json_string(r.body, code);
+    r.body += ",\"message\":";
+    detail::append_json_string(r.body, message);
+    r.body += "}}";
+    return r;
+  }
+
+  /// A rejected receipt changes nothing; it is logged (events of notification 0) and counted.
+  void reject_receipt(const std::string& provider, int status, const std::string& reason, const std::string& remote) {
+    c_receipts_rejected.fetch_add(1, std::memory_order_relaxed);
+    Event e;
+    e.kind = "receipt_rejected";
+    e.provider = provider;
+    e.http_status = status;
+    e.detail = reason + " (from " + remote + ")";
+    pending_writes.events.push_back(std::move(e));
+    flush_writes();
+  }
+
+  void on_receipt(http::ServerRequest req, http::Respond respond) {
+    static constexpr std::string_view prefix = "/receipts/";
+    const std::string_view path = req.path;
+    if (path.substr(0, prefix.size()) != prefix) {
+      respond(json_answer(404, "not_found", "receipts are posted to /receipts/<provider>"));
+      return;
+    }
+    const std::string name(path.substr(prefix.size()));
+    auto pit = providers.find(name);
+    if (pit == providers.end() || !pit->second.adapter->has_receipts()) {
+      reject_receipt(name, 404, "no provider '" + name + "' takes receipts", req.remote);
+      respond(json_answer(404, "unknown_provider", "no provider '" + name + "' takes receipts"));
+      return;
+    }
+    if (req.method != "POST") {
+      respond(json_answer(405, "method_not_allowed", "receipts are POSTed"));
+      return;
+    }
+    Provider& p = pit->second;
+    InboundRequest in;
+    in.method = std::move(req.method);
+    in.url = public_url + req.target;  // what the provider called, and signed (Twilio)
+    in.path = std::move(req.path);
+    in.query = std::move(req.query);
+    in.headers = std::move(req.headers);
+    in.body = std::move(req.body);
+    in.now_ms = now_ms();
+    const ReceiptCheck check = p.adapter->verify_receipt(in);
+    if (check.status != 0) {
+      reject_receipt(name, check.status, check.reason, req.remote);
+      respond(json_answer(static_cast<unsigned>(check.status), check.status == 401 ? "unauthorized" : "forbidden",
+                          check.reason));
+      return;
+    }
+    std::vector<Receipt> receipts;
+    try {
+      receipts = p.adapter->parse_receipt(in);
+    } catch (const std::exception& ex) {
+      reject_receipt(name, 400, std::string("unreadable receipt: ") + ex.what(), req.remote);
+      respond(json_answer(400, "bad_receipt", ex.what()));
+      return;
+    }
+    for (const Receipt& r : receipts) apply_receipt(p, r, false);
+    flush_writes();
+    http::ServerResponse ok;
+    ok.status = static_cast<unsigned>(p.adapter->receipt_ok_status());
+    ok.content_type.clear();
+    respond(std::move(ok));
+  }
+
+  /// Records one genuine receipt (from a callback, or from a status query when `from_lookup`).
+  /// Returns whether it changed anything.
+  bool apply_receipt(Provider& p, const Receipt& r, bool from_lookup) {
+    const Id id = r.notification_id;
+    if (id == 0) return false;
+    // The notification's current facts: from memory while the engine works on it, else its row.
+    Notification n;
+    DeliveryState d;
+    if (auto it = active.find(id); it != active.end()) {
+      n = it->second.n;
+      d = it->second.d;
+    } else if (auto row = store->get(id)) {
+      n = std::move(row->notification);
+      d = std::move(row->delivery);
+    } else {
+      return false;  // not ours (or not yet committed: the provider will send the next status)
+    }
+    if (d.provider != p.config.name) return false;  // a receipt for another provider's attempt
+    if (!r.provider_message_id.empty() && !d.provider_message_id.empty() && r.provider_message_id != d.provider_message_id) {
+      return false;  // about an earlier attempt
+    }
+    if (auto it = recent_receipts.find(id); it != recent_receipts.end()) d.receipt = it->second;
+    const ReceiptAction act = decide_receipt(r.status, d.receipt);
+    if (act.ignore) return false;
+    c_receipts.fetch_add(1, std::memory_order_relaxed);
+    Event e;
+    e.notification_id = id;
+    e.kind = act.event;
+    e.attempt = d.attempt;
+    e.provider = p.config.name;
+    e.type = n.type;
+    e.tenant = n.tenant;
+    e.priority = n.priority;
+    e.detail = r.provider_status.empty() ? std::string(to_string(r.status)) : r.provider_status;
+    if (!r.error_code.empty()) e.detail += " (error " + r.error_code + ")";
+    if (from_lookup) e.detail += "; from a status query";
+    pending_writes.events.push_back(std::move(e));
+    if (!act.receipt.empty()) {
+      const std::int64_t at = now_ms();
+      pending_writes.receipts.push_back({id, act.receipt, at});
+      if (recent_receipts.size() > 100'000) recent_receipts.clear();  // only bridges the commit delay
+      recent_receipts[id] = act.receipt;
+      if (auto it = active.find(id); it != active.end()) {
+        it->second.d.receipt = act.receipt;
+        it->second.d.receipt_at_ms = at;
+      }
+    }
+    if (!act.suppress_reason.empty()) {
+      add_suppression(d.channel, d.address, act.suppress_reason,
+                      r.provider_status + (r.error_code.empty() ? "" : " " + r.error_code), p.config.name, id);
+    }
+    return true;
+  }
+
+  void arm_reconcile() {
+    if (closing.load()) return;
+    bool any = false;
+    for (const auto& [name, p] : providers) any = any || (p.has_lookup && p.adapter->has_receipts());
+    if (!any) return;
+    reconcile_timer.expires_after(options.reconcile_interval);
+    reconcile_timer.async_wait([this](const boost::system::error_code& ec) {
+      if (ec) return;
+      reconcile_sweep();
+      arm_reconcile();
+    });
+  }
+
+  /// Asks providers about deliveries accepted long ago that never got a final receipt.
+  void reconcile_sweep() {
+    const std::int64_t now = now_ms();
+    std::vector<std::string> names;
+    for (const auto& [name, p] : providers) {
+      if (p.has_lookup && p.adapter->has_receipts()) names.push_back(name);
+    }
+    auto rows = store->awaiting_receipt(now - options.reconcile_after.count(), names, 500);
+    for (auto& row : rows) {
+      const Id id = row.notification.id;
+      if (reconciling.count(id) != 0) continue;
+      if (auto it = reconcile_next_ms.find(id); it != reconcile_next_ms.end() && it->second > now) continue;
+      Provider& p = providers.at(row.delivery.provider);
+      const std::string text;
+      auto req = p.adapter->build_lookup(
+          LookupContext{row.notification, text, row.delivery.provider_message_id, row.delivery.accepted_at_ms});
+      if (!req) continue;
+      reconciling[id] = true;
+      c_lookups.fetch_add(1, std::memory_order_relaxed);
+      Provider* pp = &p;
+      http->submit(std::move(*req), [this, pp, row = std::move(row)](http::Response&& resp) mutable {
+        asio::post(io, [this, pp, row = std::move(row), r = std::move(resp)]() mutable {
+          on_reconcile_lookup(*pp, row, r);
+        });
+      });
+    }
+  }
+
+  void on_reconcile_lookup(Provider& p, const StoredNotification& row, const http::Response& resp) {
+    const Id id = row.notification.id;
+    reconciling.erase(id);
+    const std::string text;
+    LookupResult found =
+        p.adapter->parse_lookup(resp, LookupContext{row.notification, text, row.delivery.provider_message_id,
+                                                    row.delivery.accepted_at_ms});
+    if (found.found == LookupResult::Found::yes && found.receipt.status != ReceiptStatus::progress) {
+      Receipt r = found.receipt;
+      r.notification_id = id;
+      if (r.provider_message_id.empty()) r.provider_message_id = found.provider_message_id;
+      if (apply_receipt(p, r, true)) c_reconciled.fetch_add(1, std::memory_order_relaxed);
+      reconcile_checks.erase(id);
+      reconcile_next_ms.erase(id);
+      flush_writes();
+      return;
+    }
+    // Not final yet, unknown to the provider, or no answer: ask again later, less and less often,
+    // and give up after five tries (the receipt is then "unconfirmed").
+    const int checks = ++reconcile_checks[id];
+    Event e;
+    e.notification_id = id;
+    e.kind = "lookup";
+    e.attempt = row.delivery.attempt;
+    e.provider = p.config.name;
+    e.type = row.notification.type;
+    e.tenant = row.notification.tenant;
+    e.priority = row.notification.priority;
+    e.http_status = static_cast<int>(resp.status);
+    e.detail = found.found == LookupResult::Found::yes ? "still " + found.receipt.provider_status
+               : found.found == LookupResult::Found::no ? std::string("the provider does not know the message")
+                                                        : "status query failed: " + found.error;
+    if (checks >= 5) {
+      e.detail += "; giving up: receipt unconfirmed";
+      pending_writes.receipts.push_back({id, "unconfirmed", now_ms()});
+      reconcile_checks.erase(id);
+      reconcile_next_ms.erase(id);
+    } else {
+      reconcile_next_ms[id] = now_ms() + options.reconcile_interval.count() * (1LL << checks);
+    }
+    pending_writes.events.push_back(std::move(e));
+    flush_writes();
   }
 
   // ---- control ------------------------------------------------------------------
@@ -721,8 +1327,11 @@ struct Engine::Impl {
       while (in_flight_count.load() > 0 && std::chrono::steady_clock::now() < deadline) {
         std::this_thread::sleep_for(std::chrono::milliseconds(2));
       }
+      if (receipt_server) receipt_server->stop();  // no receipt may arrive once the loop is gone
       asio::post(io, [this] {
         timer.cancel();
+        rate_timer.cancel();
+        reconcile_timer.cancel();
         flush_writes();
         work.reset();
         io.stop();
@@ -817,10 +1426,42 @@ EngineStats Engine::stats() const {
   s.recovered = i.c_recovered.load();
   s.active = static_cast<std::uint64_t>(std::max<std::int64_t>(0, i.active_count.load()));
   s.in_flight = static_cast<std::uint64_t>(std::max<std::int64_t>(0, i.in_flight_count.load()));
+  s.suppressed = i.c_suppressed.load();
+  s.receipts = i.c_receipts.load();
+  s.receipts_rejected = i.c_receipts_rejected.load();
+  s.lookups = i.c_lookups.load();
+  s.reconciled = i.c_reconciled.load();
+  s.batched_requests = i.c_batched.load();
   return s;
 }
 
 const std::filesystem::path& Engine::data_dir() const { return impl_->options.data_dir; }
+
+std::string Engine::receipts_url() const {
+  return impl_->public_url.empty() ? std::string() : impl_->public_url + "/receipts";
+}
+
+std::vector<Suppression> Engine::suppressions(std::size_t limit) {
+  if (!impl_->store) throw EngineClosed("engine is closed");
+  impl_->store->flush();  // suppressions recorded by the loop may still be on their way
+  return impl_->store->suppressions(limit);
+}
+
+bool Engine::unsuppress(const std::string& channel, const std::string& address) {
+  if (impl_->closing.load()) throw EngineClosed("engine is closed");
+  const bool removed = impl_->on_loop([&] {
+    if (impl_->suppressed.erase(suppression_key(channel, address)) == 0) return false;
+    Suppression x;
+    x.channel = channel;
+    x.address = address;
+    x.remove = true;
+    impl_->pending_writes.suppressions.push_back(std::move(x));
+    impl_->flush_writes();
+    return true;
+  });
+  if (removed) impl_->store->flush();
+  return removed;
+}
 
 void Engine::close() { impl_->close(); }
 

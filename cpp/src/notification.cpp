@@ -60,12 +60,14 @@ std::uint64_t fnv1a(std::uint64_t h, std::string_view s) noexcept {
 }  // namespace
 
 bool is_terminal(State s) noexcept {
-  return s == State::completed || s == State::expired || s == State::dead_lettered || s == State::cancelled;
+  return s == State::completed || s == State::expired || s == State::dead_lettered || s == State::cancelled ||
+         s == State::suppressed;
 }
 
 std::string_view to_string(State s) noexcept {
-  static constexpr std::array<std::string_view, 8> names = {
-      "queued", "routed", "sending", "retry_scheduled", "completed", "expired", "dead_lettered", "cancelled"};
+  static constexpr std::array<std::string_view, 9> names = {
+      "queued", "routed", "sending", "retry_scheduled", "completed", "expired", "dead_lettered", "cancelled",
+      "suppressed"};
   const auto i = static_cast<std::size_t>(s);
   return i < names.size() ? names[i] : "unknown";
 }

@@ -37,12 +37,28 @@ CREATE TABLE IF NOT EXISTS notifications (
   provider TEXT,
   provider_message_id TEXT,
   last_error TEXT,
-  in_doubt INTEGER NOT NULL DEFAULT 0
+  in_doubt INTEGER NOT NULL DEFAULT 0,
+  channel TEXT,
+  address TEXT,
+  accepted_at INTEGER NOT NULL DEFAULT 0,
+  receipt TEXT,
+  receipt_at INTEGER NOT NULL DEFAULT 0,
+  cost REAL NOT NULL DEFAULT 0
 );
 CREATE UNIQUE INDEX IF NOT EXISTS notifications_idempotency
   ON notifications (tenant, type, recipient_id, idempotency_key) WHERE idempotency_key IS NOT NULL;
 CREATE INDEX IF NOT EXISTS notifications_unfinished ON notifications (state) WHERE state < 4;
 CREATE INDEX IF NOT EXISTS notifications_dead ON notifications (state) WHERE state = 6;
+CREATE TABLE IF NOT EXISTS suppressions (
+  channel TEXT NOT NULL,
+  address TEXT NOT NULL,
+  reason TEXT NOT NULL,
+  detail TEXT,
+  provider TEXT,
+  notification_id INTEGER NOT NULL,
+  at INTEGER NOT NULL,
+  PRIMARY KEY (channel, address)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS events (
   nid INTEGER NOT NULL,
   seq INTEGER NOT NULL,
@@ -60,7 +76,18 @@ CREATE TABLE IF NOT EXISTS events (
 constexpr const char* select_columns =
     "id, tenant, type, recipient_id, recipient, data, priority, idempotency_key, ordering_key, send_at, "
     "expires_at, created_at, content_hash, state, attempt, provider_index, provider_attempt, next_at, "
-    "updated_at, provider, provider_message_id, last_error, in_doubt";
+    "updated_at, provider, provider_message_id, last_error, in_doubt, channel, address, accepted_at, receipt, "
+    "receipt_at, cost";
+
+/// Columns added after the first release: ALTERed into older files on open.
+constexpr const char* added_columns[] = {
+    "channel TEXT", "address TEXT", "accepted_at INTEGER NOT NULL DEFAULT 0", "receipt TEXT",
+    "receipt_at INTEGER NOT NULL DEFAULT 0", "cost REAL NOT NULL DEFAULT 0"};
+
+/// Only rows that expect a receipt are indexed, so the index costs nothing for the others.
+constexpr const char* awaiting_index_sql =
+    "CREATE INDEX IF NOT EXISTS notifications_awaiting ON notifications (accepted_at) "
+    "WHERE state = 4 AND receipt IS NULL AND accepted_at > 0";
 
 struct StmtDeleter {
   void operator()(sqlite3_stmt* s) const noexcept { sqlite3_finalize(s); }
@@ -112,6 +139,12 @@ StoredNotification read_row(sqlite3_stmt* s) {
   d.provider_message_id = column_text(s, 20);
   d.last_error = column_text(s, 21);
   d.in_doubt = sqlite3_column_int(s, 22) != 0;
+  d.channel = column_text(s, 23);
+  d.address = column_text(s, 24);
+  d.accepted_at_ms = sqlite3_column_int64(s, 25);
+  d.receipt = column_text(s, 26);
+  d.receipt_at_ms = sqlite3_column_int64(s, 27);
+  d.cost = sqlite3_column_double(s, 28);
   return r;
 }
 
@@ -131,7 +164,8 @@ Event make_intake_event(const Notification& n, const char* kind, std::int64_t se
 
 struct Store::Db {
   std::unique_ptr<sqlite3, DbDeleter> db;
-  Stmt insert, update, event, get, find_idem, events, unfinished, by_state, max_id;
+  Stmt insert, update, event, receipt, suppress, unsuppress, get, find_idem, events, unfinished, by_state, max_id,
+      suppressions;
   Stmt begin, commit, rollback, savepoint, release, rollback_to;
 
   [[noreturn]] void fail(const std::string& what) const {
@@ -174,6 +208,12 @@ struct Store::Db {
     exec("PRAGMA cache_size=-65536");
     if (writer) {
       exec(schema_sql);
+      for (const char* column : added_columns) {
+        // "duplicate column" means the file already has it.
+        sqlite3_exec(db.get(), (std::string("ALTER TABLE notifications ADD COLUMN ") + column).c_str(), nullptr,
+                     nullptr, nullptr);
+      }
+      exec(awaiting_index_sql);
       // Checkpoints run on their own thread (Store::checkpoint_loop): a checkpoint inside a commit
       // would stall every send waiting on that commit.
       exec("PRAGMA wal_autocheckpoint=0");
@@ -183,7 +223,13 @@ struct Store::Db {
           "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,0,?)");
       update = prepare(
           "UPDATE notifications SET state=?, attempt=?, provider_index=?, provider_attempt=?, next_at=?, "
-          "updated_at=?, provider=?, provider_message_id=?, last_error=?, in_doubt=? WHERE id=?");
+          "updated_at=?, provider=?, provider_message_id=?, last_error=?, in_doubt=?, channel=?, address=?, "
+          "accepted_at=?, cost=? WHERE id=?");
+      receipt = prepare("UPDATE notifications SET receipt=?, receipt_at=? WHERE id=?");
+      suppress = prepare(
+          "INSERT OR REPLACE INTO suppressions (channel, address, reason, detail, provider, notification_id, at) "
+          "VALUES (?,?,?,?,?,?,?)");
+      unsuppress = prepare("DELETE FROM suppressions WHERE channel=? AND address=?");
       event = prepare(
           "INSERT OR REPLACE INTO events (nid, seq, ts_us, kind, attempt, provider, latency_us, http_status, detail) "
           "VALUES (?,?,?,?,?,?,?,?,?)");
@@ -204,6 +250,9 @@ struct Store::Db {
           "WHERE nid=? ORDER BY seq");
       unfinished = prepare("SELECT " + cols + " FROM notifications WHERE state < 4 ORDER BY id");
       by_state = prepare("SELECT " + cols + " FROM notifications WHERE state=? ORDER BY id LIMIT ?");
+      suppressions = prepare(
+          "SELECT channel, address, reason, detail, provider, notification_id, at FROM suppressions ORDER BY at "
+          "LIMIT ?");
       max_id = prepare("SELECT COALESCE(MAX(id), 0), (SELECT COALESCE(MAX(seq), 0) FROM events) FROM notifications");
     }
   }
@@ -357,8 +406,37 @@ void Store::apply(std::vector<Pending>& work) {
           bind_text(s, 8, d.provider_message_id, true);
           bind_text(s, 9, d.last_error, true);
           sqlite3_bind_int(s, 10, d.in_doubt ? 1 : 0);
-          sqlite3_bind_int64(s, 11, u.id);
+          bind_text(s, 11, d.channel, true);
+          bind_text(s, 12, d.address, true);
+          sqlite3_bind_int64(s, 13, d.accepted_at_ms);
+          sqlite3_bind_double(s, 14, d.cost);
+          sqlite3_bind_int64(s, 15, u.id);
           db.step_done(s, "update notification");
+        }
+        for (const ReceiptUpdate& r : b.receipts) {
+          sqlite3_stmt* s = db.receipt.get();
+          bind_text(s, 1, r.receipt, true);
+          sqlite3_bind_int64(s, 2, r.at_ms);
+          sqlite3_bind_int64(s, 3, r.id);
+          db.step_done(s, "record receipt");
+        }
+        for (const Suppression& x : b.suppressions) {
+          if (x.remove) {
+            sqlite3_stmt* s = db.unsuppress.get();
+            bind_text(s, 1, x.channel);
+            bind_text(s, 2, x.address);
+            db.step_done(s, "remove suppression");
+            continue;
+          }
+          sqlite3_stmt* s = db.suppress.get();
+          bind_text(s, 1, x.channel);
+          bind_text(s, 2, x.address);
+          bind_text(s, 3, x.reason);
+          bind_text(s, 4, x.detail, true);
+          bind_text(s, 5, x.provider, true);
+          sqlite3_bind_int64(s, 6, x.notification_id);
+          sqlite3_bind_int64(s, 7, x.at_ms);
+          db.step_done(s, "record suppression");
         }
         for (const Event& e : b.events) {
           sqlite3_stmt* s = db.event.get();
@@ -474,6 +552,46 @@ std::vector<StoredNotification> Store::list_by_state(State state, std::size_t li
   std::vector<StoredNotification> out;
   while (sqlite3_step(s) == SQLITE_ROW) out.push_back(read_row(s));
   sqlite3_reset(s);
+  return out;
+}
+
+std::vector<Suppression> Store::suppressions(std::size_t limit) {
+  std::lock_guard lock(read_mutex_);
+  sqlite3_stmt* s = read_db_->suppressions.get();
+  sqlite3_bind_int64(s, 1, static_cast<sqlite3_int64>(limit));
+  std::vector<Suppression> out;
+  while (sqlite3_step(s) == SQLITE_ROW) {
+    Suppression x;
+    x.channel = column_text(s, 0);
+    x.address = column_text(s, 1);
+    x.reason = column_text(s, 2);
+    x.detail = column_text(s, 3);
+    x.provider = column_text(s, 4);
+    x.notification_id = sqlite3_column_int64(s, 5);
+    x.at_ms = sqlite3_column_int64(s, 6);
+    out.push_back(std::move(x));
+  }
+  sqlite3_reset(s);
+  return out;
+}
+
+std::vector<StoredNotification> Store::awaiting_receipt(std::int64_t before_ms, const std::vector<std::string>& providers,
+                                                        std::size_t limit) {
+  if (providers.empty()) return {};
+  std::string sql = std::string("SELECT ") + select_columns +
+                    " FROM notifications WHERE state = 4 AND receipt IS NULL AND accepted_at > 0 AND accepted_at < ? "
+                    "AND provider IN (";
+  for (std::size_t i = 0; i < providers.size(); ++i) sql += i == 0 ? "?" : ",?";
+  sql += ") ORDER BY accepted_at LIMIT ?";
+  std::lock_guard lock(read_mutex_);
+  Stmt stmt = read_db_->prepare(sql);  // rare (one sweep per interval): not worth caching
+  sqlite3_stmt* s = stmt.get();
+  int col = 1;
+  sqlite3_bind_int64(s, col++, before_ms);
+  for (const auto& p : providers) bind_text(s, col++, p);
+  sqlite3_bind_int64(s, col, static_cast<sqlite3_int64>(limit));
+  std::vector<StoredNotification> out;
+  while (sqlite3_step(s) == SQLITE_ROW) out.push_back(read_row(s));
   return out;
 }
 

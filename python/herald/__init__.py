@@ -3,7 +3,7 @@
 Hand it notifications with :class:`Engine`; write rules that return a :class:`Plan`.
 """
 
-from herald.engine import Engine, Event, Receipt, Status
+from herald.engine import Engine, Event, Receipt, Status, Suppression
 from herald.errors import (
     ConfigError,
     EngineClosed,
@@ -33,6 +33,7 @@ __all__ = [
     "RuleSet",
     "Sandbox",
     "Status",
+    "Suppression",
     "StoreError",
     "ValidationError",
     "rule",

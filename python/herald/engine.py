@@ -18,13 +18,13 @@ from herald import _core
 from herald.providers import ProviderSpec, load_providers
 from herald.rules import RuleSet
 
-__all__ = ["Engine", "Event", "Receipt", "Status", "When"]
+__all__ = ["Engine", "Event", "Receipt", "Status", "Suppression", "When"]
 
 Receipt = _core.Receipt
 When = datetime | timedelta | float | int | None
 Priority = Literal["critical", "high", "normal", "bulk"]
 
-FINAL_STATES = frozenset({"completed", "expired", "dead_lettered", "cancelled"})
+FINAL_STATES = frozenset({"completed", "expired", "dead_lettered", "cancelled", "suppressed"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,10 +49,30 @@ class Status:
     send_at: float | None
     expires_at: float | None
     next_attempt_at: float | None
+    channel: str | None = None
+    address: str | None = None
+    receipt: str | None = None
+    """Latest delivery receipt: delivered, failed, bounced, opened or unconfirmed (None = none yet)."""
+    receipt_at: float | None = None
+    cost: float = 0.0
 
     @property
     def final(self) -> bool:
         return self.state in FINAL_STATES
+
+
+@dataclass(frozen=True, slots=True)
+class Suppression:
+    """An address not to be used again on a channel: ``unusable`` (hard bounce, invalid number,
+    unregistered token) or ``opted_out`` (STOP, unsubscribe)."""
+
+    channel: str
+    address: str
+    reason: str
+    detail: str
+    provider: str
+    notification_id: int
+    at: float | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +135,15 @@ class Engine:
         route_batch: int = 512,
         seed: int = 0,
         close_timeout: float = 10.0,
+        receipts: str | None = None,
+        public_url: str | None = None,
+        reconcile_after: float = 600.0,
+        reconcile_interval: float = 30.0,
     ) -> None:
+        """``receipts="127.0.0.1:8787"`` starts the receipt server providers call back
+        (``public_url`` is where they reach it, when that differs). A delivery accepted by a
+        provider that sends receipts, still without a final one after ``reconcile_after`` seconds,
+        is looked up through the provider's status API every ``reconcile_interval`` seconds."""
         if rules is None and Path("routing_rules").is_dir():
             rules = "routing_rules"
         self.rules = RuleSet.load(rules)
@@ -130,6 +158,10 @@ class Engine:
             retry_max_ms=int(retry_max * 1000),
             seed=seed,
             close_timeout_ms=int(close_timeout * 1000),
+            receipts=receipts or "",
+            public_url=public_url or "",
+            reconcile_after_ms=int(reconcile_after * 1000),
+            reconcile_interval_ms=max(1, int(reconcile_interval * 1000)),
         )
         _open_engines.add(self)
 
@@ -154,6 +186,11 @@ class Engine:
     @property
     def data_dir(self) -> Path:
         return Path(self._core.data_dir)
+
+    @property
+    def receipts_url(self) -> str | None:
+        """``<public_url>/receipts`` while the receipt server runs, else None."""
+        return self._core.receipts_url or None
 
     # -- intake --------------------------------------------------------------------------------
 
@@ -226,6 +263,14 @@ class Engine:
 
     def stats(self) -> dict[str, int]:
         return dict(self._core.stats())
+
+    def suppressions(self, limit: int = 10_000) -> list[Suppression]:
+        """Addresses herald will not send to again, oldest first."""
+        return [Suppression(**s) for s in self._core.suppressions(limit)]
+
+    def unsuppress(self, channel: str, address: str) -> bool:
+        """Lifts a suppression (the recipient re-subscribed). False when there was none."""
+        return bool(self._core.unsuppress(channel, address))
 
     # -- control -------------------------------------------------------------------------------
 

@@ -34,6 +34,15 @@ struct EngineOptions {
   std::int64_t log_segment_bytes = 64 << 20;
   std::chrono::milliseconds close_timeout{10'000};  ///< how long close() waits for attempts in flight
   std::uint64_t seed = 0;  ///< jitter seed; 0 = from the clock
+  /// Receipt server: "host:port" to listen on for providers' delivery callbacks ("" = off; port 0
+  /// picks a free one). Callbacks go to <public_url>/receipts/<provider>.
+  std::string receipts_listen;
+  /// The base URL providers reach the receipt server at ("" = http://<listen address>).
+  std::string public_url;
+  /// A delivery accepted by a provider that sends receipts and still without a final one after
+  /// this long is looked up through the provider's status API, where it has one.
+  std::chrono::milliseconds reconcile_after{10 * 60'000};
+  std::chrono::milliseconds reconcile_interval{30'000};  ///< how often to look for such deliveries
 };
 
 /// What send() answers: the id, the state and whether this was a repeat of an idempotency key.
@@ -58,6 +67,12 @@ struct EngineStats {
   std::uint64_t recovered = 0;  ///< unfinished notifications resumed at start
   std::uint64_t active = 0;     ///< accepted and not yet final
   std::uint64_t in_flight = 0;  ///< attempts awaiting a provider's answer
+  std::uint64_t suppressed = 0;          ///< not sent: unusable or opted-out address
+  std::uint64_t receipts = 0;            ///< genuine receipts applied
+  std::uint64_t receipts_rejected = 0;   ///< forged, stale or unreadable receipts answered 4xx
+  std::uint64_t lookups = 0;             ///< status queries made (reconciliation)
+  std::uint64_t reconciled = 0;          ///< deliveries or in-doubt attempts settled by a lookup
+  std::uint64_t batched_requests = 0;    ///< requests that carried more than one notification
 };
 
 class Engine {
@@ -90,6 +105,12 @@ class Engine {
   void flush();
   [[nodiscard]] EngineStats stats() const;
   [[nodiscard]] const std::filesystem::path& data_dir() const;
+  /// "<public_url>/receipts" when the receipt server runs, else "".
+  [[nodiscard]] std::string receipts_url() const;
+  /// Addresses not to be used again (unusable or opted out), oldest first.
+  [[nodiscard]] std::vector<Suppression> suppressions(std::size_t limit = 10'000);
+  /// Lifts a suppression (the recipient re-subscribed, or a new token owner). False when none.
+  bool unsuppress(const std::string& channel, const std::string& address);
   /// Stops intake, lets attempts in flight finish (up to close_timeout), commits, stops threads.
   /// Idempotent.
   void close();

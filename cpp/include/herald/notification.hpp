@@ -24,6 +24,7 @@ enum class State : std::uint8_t {
   expired = 5,          ///< expires_at passed before it could be sent
   dead_lettered = 6,    ///< failed for good; kept visible in the dead-letter set
   cancelled = 7,        ///< cancelled by the caller before it was sent
+  suppressed = 8,       ///< not sent: the address is unusable (hard bounce, unregistered) or opted out
 };
 
 [[nodiscard]] bool is_terminal(State s) noexcept;

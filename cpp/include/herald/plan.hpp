@@ -13,6 +13,7 @@ struct Plan {
   std::string channel;
   std::vector<std::string> providers;  ///< failover order: the next is tried when one fails for good
   std::string template_text;           ///< "{name}" / "{name|default}" placeholders filled from data
+  bool batch = false;                  ///< a provider that batches (SendGrid) may carry many of these in one request
 };
 
 /// A rule's answer for one notification: a plan, or why there is none (the notification is

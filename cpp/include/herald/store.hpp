@@ -38,6 +38,12 @@ struct DeliveryState {
   std::string provider_message_id;
   std::string last_error;
   bool in_doubt = false;        ///< an attempt's outcome was lost in a crash
+  std::string channel;          ///< channel of the last attempt (the plan step's)
+  std::string address;          ///< recipient address the last attempt went to ("" = none per recipient)
+  std::int64_t accepted_at_ms = 0;  ///< when a provider that sends receipts accepted it (0 = none expected)
+  std::string receipt;              ///< latest delivery receipt: delivered | failed | bounced | opened ("" = none)
+  std::int64_t receipt_at_ms = 0;
+  double cost = 0;                  ///< sum of cost_per_message over accepted attempts
 };
 
 struct StoredNotification {
@@ -52,12 +58,35 @@ struct StateUpdate {
   DeliveryState delivery;
 };
 
+/// A delivery receipt recorded on a notification that may already be final.
+struct ReceiptUpdate {
+  Id id = 0;
+  std::string receipt;
+  std::int64_t at_ms = 0;
+};
+
+/// Why an address is not to be used: it bounced hard / is unregistered, or its owner opted out.
+struct Suppression {
+  std::string channel;
+  std::string address;
+  std::string reason;  ///< "unusable" | "opted_out"
+  std::string detail;  ///< the provider's words ("twilio 21610", "bounce", "UNREGISTERED")
+  std::string provider;
+  Id notification_id = 0;  ///< the notification whose outcome or receipt revealed it
+  std::int64_t at_ms = 0;
+  bool remove = false;     ///< in a WriteBatch: delete this (channel, address) instead
+};
+
 /// Everything one submitter wants committed together.
 struct WriteBatch {
   std::vector<Notification> inserts;
   std::vector<StateUpdate> updates;
   std::vector<Event> events;
-  [[nodiscard]] bool empty() const { return inserts.empty() && updates.empty() && events.empty(); }
+  std::vector<ReceiptUpdate> receipts;
+  std::vector<Suppression> suppressions;
+  [[nodiscard]] bool empty() const {
+    return inserts.empty() && updates.empty() && events.empty() && receipts.empty() && suppressions.empty();
+  }
 };
 
 /// Identity of a notification found by its idempotency key.
@@ -99,6 +128,12 @@ class Store {
   [[nodiscard]] std::vector<StoredNotification> load_unfinished();
   [[nodiscard]] std::vector<StoredNotification> list_by_state(State state, std::size_t limit);
   [[nodiscard]] Id max_id();
+  [[nodiscard]] std::vector<Suppression> suppressions(std::size_t limit = 1'000'000);
+  /// Completed notifications accepted before `before_ms` by one of `providers` with no receipt
+  /// yet, oldest first: candidates for reconciliation.
+  [[nodiscard]] std::vector<StoredNotification> awaiting_receipt(std::int64_t before_ms,
+                                                                 const std::vector<std::string>& providers,
+                                                                 std::size_t limit);
   [[nodiscard]] const std::filesystem::path& db_path() const { return db_path_; }
   [[nodiscard]] std::filesystem::path log_dir() const;
 
