@@ -161,12 +161,74 @@ def scenario_rss(tmp: Path) -> dict:
     }
 
 
+def _keys(tmp: Path):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+    import provider_keys
+
+    return provider_keys
+
+
+def scenario_email_batching(tmp: Path) -> dict:
+    """SendGrid mail/send: personalizations batched (up to 1,000 a request) against one request each."""
+    from herald import Engine, Plan, RuleSet, Sandbox
+
+    total = 50_000
+    figures = {}
+    with Sandbox() as sandbox:
+        sandbox.set_callbacks("sendgrid", enabled=False)
+        for label, batch in (("batched", True), ("single", False)):
+            rules = RuleSet({"digest": lambda n, b=batch: Plan("email", ["mail"], "Hello {name}", batch=b)})
+            mail = {"name": "mail", "kind": "sendgrid", "url": sandbox.url, "concurrency": 64,
+                    "settings": {"from": "news@herald.test", "subject": "Digest"}, "secrets": {"api_key": "SG.bench"}}
+            items = [{"type": "digest", "recipient": {"id": f"u{i}", "email": f"u{i}@example.test"},
+                      "data": {"name": f"N{i}"}, "priority": "bulk"} for i in range(total)]
+            sandbox.clear()
+            with Engine(tmp / label, rules=rules, providers=[mail]) as engine:
+                t0 = time.perf_counter()
+                engine.send_many(items)
+                assert engine.wait_idle(900)
+                seconds = time.perf_counter() - t0
+                requests = engine.stats()["attempts"] if not batch else engine.stats()["batched_requests"]
+            figures[f"email_{label}_per_s"] = round(total / seconds)
+            figures[f"email_{label}_requests"] = requests
+    figures["email_batching_speedup"] = round(figures["email_batched_per_s"] / figures["email_single_per_s"], 2)
+    return figures
+
+
+def scenario_apns_http2(tmp: Path) -> dict:
+    """APNs pushes over one multiplexed HTTP/2 (h2c) connection against HTTP/1.1 keep-alive connections."""
+    from herald import Engine, Plan, RuleSet, Sandbox
+
+    total = 30_000
+    key = _keys(tmp).private_key_pem("ec", tmp)
+    figures = {}
+    with Sandbox(h2c_port=0) as sandbox:
+        for label, mode, url in (("h2", "prior_knowledge", sandbox.h2c_url), ("h1", "off", sandbox.url)):
+            rules = RuleSet({"push": lambda n: Plan("push", ["apns"], "{text}")})
+            apns = {"name": "apns", "kind": "apns", "url": url, "concurrency": 100,
+                    "settings": {"key_id": "K1", "team_id": "T1", "topic": "bench.app", "http2": mode},
+                    "secrets": {"private_key": key}}
+            items = [{"type": "push", "recipient": {"id": f"u{i}", "apns_token": f"{i:064x}"},
+                      "data": {"text": "hi"}} for i in range(total)]
+            sandbox.clear()
+            with Engine(tmp / label, rules=rules, providers=[apns]) as engine:
+                t0 = time.perf_counter()
+                engine.send_many(items)
+                assert engine.wait_idle(900)
+                seconds = time.perf_counter() - t0
+            figures[f"apns_{label}_per_s"] = round(total / seconds)
+    figures["apns_h2_over_h1"] = round(figures["apns_h2_per_s"] / figures["apns_h1_per_s"], 2)
+    return figures
+
+
 SCENARIOS = {
     "e2e": scenario_e2e,
     "send_latency": scenario_send_latency,
     "send_many": scenario_send_many,
     "otp_under_backlog": scenario_otp_under_backlog,
     "rss": scenario_rss,
+    "email_batching": scenario_email_batching,
+    "apns_http2": scenario_apns_http2,
 }
 
 
