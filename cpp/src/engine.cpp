@@ -655,7 +655,7 @@ struct Engine::Impl {
   /// attempt in doubt, a batch, or a single attempt.
   void start_one(Active& a, Provider& p, std::int64_t now, WriteBatch& marks, Sends& sends) {
     const Id nid = a.n.id;
-    const std::string address = p.adapter->address(a.n);
+    const std::string address = p.adapter->address_for(a.n, a.plan.channel);
     std::string text = render_template(a.plan.template_text, a.n.data_json);
     if (a.resend_in_doubt && !a.lookup_done && p.has_lookup && p.config.name == a.d.provider) {
       const std::string no_id;
@@ -716,7 +716,7 @@ struct Engine::Impl {
         expire(b);
         continue;
       }
-      std::string address = p.adapter->address(b.n);
+      std::string address = p.adapter->address_for(b.n, b.plan.channel);
       if (!address.empty()) {
         if (const Suppression* why = suppression_of(b.plan.channel, address)) {
           suppress(b, *why);
@@ -790,7 +790,7 @@ struct Engine::Impl {
           expire(a);
           continue;
         }
-        const std::string address = p.adapter->address(a.n);
+        const std::string address = p.adapter->address_for(a.n, a.plan.channel);
         if (!address.empty()) {
           if (const Suppression* why = suppression_of(a.plan.channel, address)) {
             p.pop_waiting();

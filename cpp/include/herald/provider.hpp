@@ -134,6 +134,11 @@ class Adapter {
   /// JSON (phone for SMS, email, push token); "" when the provider has none per recipient (chat
   /// webhooks) or the recipient lacks it. Used for unusable-address and opt-out records.
   [[nodiscard]] virtual std::string address(const Notification& n) const;
+  /// The same for a plan step on `channel`: adapters that serve several channels (the sandbox)
+  /// pick the field by channel. Defaults to address(n).
+  [[nodiscard]] virtual std::string address_for(const Notification& n, std::string_view /*channel*/) const {
+    return address(n);
+  }
 
   // ---- batching (email) ------------------------------------------------------
   /// How many notifications one request may carry (1 = no batching).

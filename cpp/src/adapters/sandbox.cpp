@@ -42,8 +42,11 @@ class SandboxAdapter final : public Adapter {
 
   /// The address field follows settings.channel when given (sms: phone, email: email, else
   /// push_token); without it, the first of phone, email, push_token the recipient has.
-  [[nodiscard]] std::string address(const Notification& n) const override {
-    const char* first = channel_ == "sms" ? "phone" : channel_ == "email" ? "email" : channel_.empty() ? "" : "push_token";
+  [[nodiscard]] std::string address(const Notification& n) const override { return address_for(n, channel_); }
+  /// The plan step's channel decides when settings.channel is not given.
+  [[nodiscard]] std::string address_for(const Notification& n, std::string_view step_channel) const override {
+    const std::string_view channel = channel_.empty() ? step_channel : std::string_view(channel_);
+    const char* first = channel == "sms" ? "phone" : channel == "email" ? "email" : channel.empty() ? "" : "push_token";
     if (*first != '\0') {
       if (std::string a = recipient_field(n, first); !a.empty()) return a;
     }
