@@ -275,7 +275,11 @@ std::size_t on_smtp_reply(char* data, std::size_t size, std::size_t count, void*
   std::string_view line = trim(std::string_view(data, bytes));
   try {
     std::string& body = transfer->response.body;
-    if (transfer->reply_complete) body.clear();
+    if (transfer->reply_complete) {
+      // A refusal (4xx/5xx) ends the transaction; what follows is QUIT's "221 Bye": keep the refusal.
+      if (!body.empty() && (body.front() == '4' || body.front() == '5')) return bytes;
+      body.clear();
+    }
     // "250-..." continues a multi-line reply; "250 ..." (or a bare "250") ends it.
     transfer->reply_complete = !(line.size() > 3 && line[3] == '-');
     if (body.size() + line.size() < 4096) {
@@ -411,6 +415,19 @@ struct Client::Impl {
     shutdown_on_thread();
   }
 
+  /// "scheme://authority" of a URL, lower-cased: which server a cached connection goes to.
+  static std::string smtp_endpoint(std::string_view url) {
+    const auto scheme_end = url.find("://");
+    const auto end = url.find_first_of("/?#", scheme_end == url.npos ? 0 : scheme_end + 3);
+    std::string key(url.substr(0, end));
+    std::transform(key.begin(), key.end(), key.begin(), ascii_lower);
+    return key;
+  }
+
+  static std::string smtp_tls_profile(const Request& req) {
+    return (req.require_tls ? "required\n" : "try\n") + req.ca_file;
+  }
+
   /// Configures an easy handle for one mail submission (smtp:// or smtps://): the envelope from
   /// the request, `body` uploaded as the message. No HTTP options apply.
   CURLcode configure_smtp(Transfer& t) {
@@ -456,6 +473,15 @@ struct Client::Impl {
     // smtps:// is TLS from the first byte; for smtp:// this decides STARTTLS.
     set(CURLOPT_USE_SSL, static_cast<long>(req.require_tls ? CURLUSESSL_ALL : CURLUSESSL_TRY));
     if (!req.ca_file.empty()) set(CURLOPT_CAINFO, req.ca_file.c_str());
+    // libcurl 7.88 reuses a cached smtp:// connection without comparing TLS wishes: a cleartext
+    // one (opened under "try" where no STARTTLS was offered) would carry a require_tls message in
+    // clear, and a STARTTLS one verified against another CA file is taken as is. So only the
+    // first TLS profile seen for a server reuses connections there; other profiles get their own.
+    auto [owner, inserted] = smtp_tls_profiles_.try_emplace(smtp_endpoint(req.url), smtp_tls_profile(req));
+    if (!inserted && owner->second != smtp_tls_profile(req)) {
+      set(CURLOPT_FRESH_CONNECT, 1L);
+      set(CURLOPT_FORBID_REUSE, 1L);
+    }
     return rc;
   }
 
@@ -738,6 +764,8 @@ struct Client::Impl {
   std::atomic<std::size_t> in_flight_{0};
   bool submitted_on_thread_ = false;  ///< I/O thread only: a callback queued work
   std::size_t pipewait_active_ = 0;   ///< I/O thread only: active transfers with PIPEWAIT
+  /// I/O thread only: SMTP endpoint -> the TLS profile allowed to reuse connections to it.
+  std::unordered_map<std::string, std::string> smtp_tls_profiles_;
 
   std::mutex mutex_;  ///< guards queue_ and stopping_
   std::vector<Pending> queue_;

@@ -18,8 +18,9 @@ namespace {
 
 /// What the HTTP client answers for a request with no envelope recipient (see build()).
 constexpr std::string_view kNoRecipientError = "smtp request without mail_rcpt";
-/// Encoded-words may be 75 characters at most (RFC 2047 section 2).
+/// Encoded-words may be 75 characters at most, and a line holding them 76 (RFC 2047 section 2).
 constexpr std::size_t kMaxEncodedWord = 75;
+constexpr std::size_t kMaxEncodedLine = 76;
 /// Quoted-printable lines may be 76 characters at most, the soft-break '=' included.
 constexpr std::size_t kMaxQpLine = 76;
 
@@ -90,39 +91,49 @@ std::size_t utf8_length(unsigned char c) {
   return 1;
 }
 
-/// RFC 2047 B-encoding: "=?UTF-8?B?...?=" words of at most 75 characters, never splitting a
-/// UTF-8 sequence, joined by folding whitespace (CRLF SP).
-std::string encode_words(std::string_view text) {
+/// RFC 2047 B-encoding: "=?UTF-8?B?...?=" words, never splitting a UTF-8 sequence, joined by
+/// folding whitespace (CRLF SP) so that no line exceeds 76 characters. `used` is how much of
+/// the first line the header's name already takes ("Subject: " = 9).
+std::string encode_words(std::string_view text, std::size_t used) {
   constexpr std::string_view kOpen = "=?UTF-8?B?";
   constexpr std::string_view kClose = "?=";
-  // 4 base64 characters per 3 bytes: the most raw bytes one word can hold.
-  constexpr std::size_t kMaxBytes = (kMaxEncodedWord - kOpen.size() - kClose.size()) / 4 * 3;
+  constexpr std::size_t kOverhead = kOpen.size() + kClose.size();
   std::string out;
   std::size_t pos = 0;
   while (pos < text.size()) {
+    // 4 base64 characters per 3 bytes: the most raw bytes this word can hold.
+    const std::size_t room = std::min(kMaxEncodedWord, kMaxEncodedLine - std::min(used, kMaxEncodedLine - 24));
+    const std::size_t max_bytes = (room - kOverhead) / 4 * 3;
     std::size_t end = pos;
     while (end < text.size()) {
       const std::size_t next = std::min(text.size(), end + utf8_length(static_cast<unsigned char>(text[end])));
-      if (next - pos > kMaxBytes) break;
+      if (next - pos > max_bytes) break;
       end = next;
     }
-    if (end == pos) end = std::min(text.size(), pos + kMaxBytes);  // cannot happen for kMaxBytes >= 4
-    if (!out.empty()) out += "\r\n ";
+    if (end == pos) end = std::min(text.size(), pos + max_bytes);  // max_bytes >= 9: cannot happen
     out.append(kOpen).append(base64(text.substr(pos, end - pos))).append(kClose);
     pos = end;
+    if (pos < text.size()) out += "\r\n ";
+    used = 1;  // the next word's line starts with the folding space
   }
   return out;
 }
 
+/// Length of the last line of `s`.
+std::size_t last_line_length(std::string_view s) {
+  const auto nl = s.rfind('\n');
+  return nl == s.npos ? s.size() : s.size() - nl - 1;
+}
+
 /// An unstructured header value (Subject): verbatim when short printable ASCII, else encoded.
-std::string header_text(std::string_view text) {
+std::string header_text(std::string_view text, std::size_t used) {
   if (is_ascii_printable(text) && text.size() <= 900) return std::string(text);
-  return encode_words(text);
+  return encode_words(text, used);
 }
 
 /// A display name as a quoted-string, or as encoded-words when it is not plain ASCII.
-std::string display_name(std::string_view name) {
-  if (!is_ascii_printable(name)) return encode_words(name);
+std::string display_name(std::string_view name, std::size_t used) {
+  if (!is_ascii_printable(name)) return encode_words(name, used);
   std::string out = "\"";
   for (const char c : name) {
     if (c == '"' || c == '\\') out += '\\';
@@ -260,10 +271,16 @@ class SmtpAdapter final : public Adapter {
     m.reserve(512 + ctx.text.size() * 11 / 10);
     m += "Date: " + rfc5322_date(ctx.now_ms) + "\r\n";
     m += "From: ";
-    if (!from_name_.empty()) m += display_name(from_name_) + " ";
+    if (!from_name_.empty()) {
+      const std::string name = display_name(from_name_, 6);
+      m += name;
+      // Fold before the address rather than run past 78 characters.
+      const std::size_t line = (name.find('\n') == std::string::npos ? 6 : 0) + last_line_length(name);
+      m += line + from_.size() + 3 > 78 ? "\r\n " : " ";
+    }
     m += "<" + from_ + ">\r\n";
     m += "To: <" + to + ">\r\n";
-    m += "Subject: " + header_text(subject) + "\r\n";
+    m += "Subject: " + header_text(subject, 9) + "\r\n";
     m += "Message-ID: " + message_id + "\r\n";
     m += "MIME-Version: 1.0\r\n";
     m += "Content-Type: text/plain; charset=utf-8\r\n";
