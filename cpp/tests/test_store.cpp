@@ -85,12 +85,12 @@ TEST(Store, CommitThenReadBackFromAFreshOpen) {
 TEST(Store, ADuplicateKeyFailsOnlyItsOwnBatch) {
   TempDir dir;
   Store store(dir.path, Durability::process);
-  store.commit(WriteBatch{{make(1, "same")}, {}, {}});
+  store.commit(WriteBatch{{make(1, "same")}, {}, {}, {}, {}});
   std::atomic<int> failed{0}, ok{0};
   auto dup = make(2, "same");
   dup.recipient_id = "u1";  // same (tenant, type, recipient, key) as id 1
-  store.submit(WriteBatch{{dup}, {}, {}}, [&](std::exception_ptr e, WriteBatch&) { (e ? failed : ok)++; });
-  store.submit(WriteBatch{{make(3)}, {}, {}}, [&](std::exception_ptr e, WriteBatch&) { (e ? failed : ok)++; });
+  store.submit(WriteBatch{{dup}, {}, {}, {}, {}}, [&](std::exception_ptr e, WriteBatch&) { (e ? failed : ok)++; });
+  store.submit(WriteBatch{{make(3)}, {}, {}, {}, {}}, [&](std::exception_ptr e, WriteBatch&) { (e ? failed : ok)++; });
   store.flush();
   EXPECT_EQ(failed.load(), 1);
   EXPECT_EQ(ok.load(), 1);
@@ -104,7 +104,7 @@ TEST(Store, GroupCommitFromManyThreads) {
   std::vector<std::thread> threads;
   for (int t = 0; t < 4; ++t) {
     threads.emplace_back([&, t] {
-      for (int i = 0; i < 500; ++i) store.commit(WriteBatch{{make(t * 1000 + i + 1)}, {}, {}});
+      for (int i = 0; i < 500; ++i) store.commit(WriteBatch{{make(t * 1000 + i + 1)}, {}, {}, {}, {}});
     });
   }
   for (auto& th : threads) th.join();
@@ -115,13 +115,13 @@ TEST(Store, WritesTheDeliveryLogAsJsonLines) {
   TempDir dir;
   {
     Store store(dir.path, Durability::process);
-    store.commit(WriteBatch{{make(7)}, {}, {}});
+    store.commit(WriteBatch{{make(7)}, {}, {}, {}, {}});
     Event e;
     e.notification_id = 7;
     e.kind = "sending";
     e.attempt = 1;
     e.provider = "sms";
-    store.commit(WriteBatch{{}, {}, {e}});
+    store.commit(WriteBatch{{}, {}, {e}, {}, {}});
   }
   std::vector<std::string> lines;
   for (const auto& entry : fs::directory_iterator(dir.path / "log")) {
