@@ -21,8 +21,13 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
+// GCC's sanitizer builds report a false -Wmaybe-uninitialized inside Beast's parser (a
+// boost::optional body limit); it is in Boost's code, so silence it for those headers only.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http.hpp>
+#pragma GCC diagnostic pop
 
 namespace herald::http {
 
