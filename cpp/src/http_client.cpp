@@ -18,6 +18,7 @@
 #include <stdexcept>
 #include <thread>
 #include <unordered_map>
+#include <unordered_set>
 #include <utility>
 
 namespace herald::http {
@@ -49,6 +50,8 @@ constexpr int kPendingPollMs = 50;
 /// Idle easy handles kept for reuse at most (each holds a few KiB of buffers).
 constexpr std::size_t kMaxFreeHandles = 4096;
 constexpr std::string_view kStoppedError = "client stopped";
+/// Upper bound on HTTP/2 streams curl multiplexes on one connection (CURLMOPT_MAX_CONCURRENT_STREAMS).
+constexpr long kMaxStreamsPerConnection = 1000;
 /// Bodies past this fail the transfer: provider answers are small, and an endpoint that streams
 /// without end must not exhaust memory.
 constexpr std::size_t kMaxBodyBytes = std::size_t{16} << 20;
@@ -138,6 +141,16 @@ std::string_view url_userinfo(std::string_view url) {
   return at == authority.npos ? std::string_view{} : authority.substr(0, at);
 }
 
+/// "scheme://host:port" of a URL, lower-cased: the key for a connection curl may reuse.
+std::string url_origin(std::string_view url) {
+  const auto scheme_end = url.find("://");
+  if (scheme_end == url.npos) return std::string(url);
+  const auto end = url.find_first_of("/?#", scheme_end + 3);
+  std::string origin(url.substr(0, end));
+  std::transform(origin.begin(), origin.end(), origin.begin(), ascii_lower);
+  return origin;
+}
+
 void add_credential(std::vector<std::string>& out, std::string_view credential) {
   if (credential.empty()) return;
   out.emplace_back(credential);
@@ -186,6 +199,8 @@ struct Transfer {
   std::chrono::steady_clock::time_point started;
   bool body_too_large = false;
   bool pipewait = false;  ///< may sit in curl's pending queue while a connection negotiates
+  bool h2c_reuse = false;  ///< h2c request sent as 2TLS to ride an existing h2c connection
+  bool h2c_retried = false;  ///< already re-sent once with prior knowledge
 };
 
 std::size_t on_body(char* data, std::size_t size, std::size_t count, void* user) noexcept {
@@ -262,7 +277,12 @@ struct Client::Impl {
       curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS,
                         clamp_to_long(options_.max_total_connections));
     }
-    curl_multi_setopt(multi, CURLMOPT_PIPELINING, options_.http2 ? CURLPIPE_MULTIPLEX : CURLPIPE_NOTHING);
+    // Always allowed: a Request may ask for h2c (http2_prior_knowledge) whatever Options::http2
+    // says, and multiplexing never applies to HTTP/1.1 transfers.
+    curl_multi_setopt(multi, CURLMOPT_PIPELINING, CURLPIPE_MULTIPLEX);
+    // curl's default of 100 streams per connection would open a new connection per hundred
+    // concurrent requests; the server's SETTINGS still cap it (APNs: 1000, our sandbox: 1000).
+    curl_multi_setopt(multi, CURLMOPT_MAX_CONCURRENT_STREAMS, kMaxStreamsPerConnection);
     // Started last: the thread uses every member above.
     thread_ = std::thread([this] {
       detail::name_this_thread("herald-http");
@@ -374,7 +394,22 @@ struct Client::Impl {
     set(CURLOPT_WRITEDATA, static_cast<void*>(&t));
     set(CURLOPT_HEADERFUNCTION, &on_header);
     set(CURLOPT_HEADERDATA, static_cast<void*>(&t));
-    if (options_.http2) {
+    if (req.version == Request::Version::http1_1) {
+      set(CURLOPT_HTTP_VERSION, static_cast<long>(CURL_HTTP_VERSION_1_1));
+    } else if (req.version == Request::Version::http2_prior_knowledge) {
+      // libcurl 7.88 bug (curl#10634, fixed in 8.0): a PRIOR_KNOWLEDGE transfer that reuses an
+      // h2c connection stacks a second HTTP/2 layer on it and fails with "Error in the HTTP2
+      // framing layer". So only the transfer that opens an origin's connection asks for prior
+      // knowledge; the rest ask for 2TLS, which on http:// reuses that h2c connection as is.
+      const std::string origin = url_origin(req.url);
+      t.h2c_reuse = !t.h2c_retried && h2c_origins_.count(origin) != 0;
+      if (!t.h2c_reuse) h2c_origins_.insert(origin);
+      set(CURLOPT_HTTP_VERSION, static_cast<long>(t.h2c_reuse ? CURL_HTTP_VERSION_2TLS
+                                                             : CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE));
+      // Wait for the one h2c connection rather than open one per transfer of a first burst.
+      set(CURLOPT_PIPEWAIT, 1L);
+      t.pipewait = true;
+    } else if (options_.http2) {
       set(CURLOPT_HTTP_VERSION, static_cast<long>(CURL_HTTP_VERSION_2TLS));
       // Only https can be multiplexed under 2TLS; waiting on a plain-http connection would just
       // serialise the first burst behind one HTTP/1.1 response.
@@ -448,8 +483,9 @@ struct Client::Impl {
     if (free_handles_.size() < kMaxFreeHandles) free_handles_.push_back(std::move(easy));
   }
 
-  void start(Pending&& pending) {
+  void start(Pending&& pending, bool h2c_retry = false) {
     auto transfer = std::make_unique<Transfer>();
+    transfer->h2c_retried = h2c_retry;
     transfer->request = std::move(pending.request);
     transfer->callback = std::move(pending.callback);
 
@@ -515,6 +551,22 @@ struct Client::Impl {
     std::unique_ptr<Transfer> t = std::move(it->second);
     active_.erase(it);
     if (t->pipewait) --pipewait_active_;
+    if (t->h2c_reuse && result != CURLE_OK) {
+      // The origin stays listed even so: a failed stream (a timeout) leaves its connection open,
+      // and a prior-knowledge transfer on it would hit the bug. A vanished connection shows here.
+      long new_connections = 0;
+      curl_easy_getinfo(easy, CURLINFO_NUM_CONNECTS, &new_connections);
+      if (new_connections > 0) {
+        // The h2c connection was gone, so it opened one speaking HTTP/1.1, which an h2c server
+        // rejects before reading any request: nothing was processed, so send it again once,
+        // with prior knowledge, to open a new h2c connection.
+        curl_multi_remove_handle(multi_.get(), easy);
+        t->header_list.reset();
+        release_handle(std::move(t->easy));
+        start(Pending{std::move(t->request), std::move(t->callback)}, true);
+        return;
+      }
+    }
 
     Response& response = t->response;
     response.latency = std::chrono::duration_cast<std::chrono::microseconds>(
@@ -615,6 +667,8 @@ struct Client::Impl {
   std::atomic<std::size_t> in_flight_{0};
   bool submitted_on_thread_ = false;  ///< I/O thread only: a callback queued work
   std::size_t pipewait_active_ = 0;   ///< I/O thread only: active transfers with PIPEWAIT
+  /// I/O thread only: origins with an h2c connection open or being opened (see configure()).
+  std::unordered_set<std::string> h2c_origins_;
 
   std::mutex mutex_;  ///< guards queue_ and stopping_
   std::vector<Pending> queue_;

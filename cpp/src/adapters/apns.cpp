@@ -1,12 +1,175 @@
-#include "adapters.hpp"
+// Apple Push Notification service: one HTTP/2 POST per device token, authorized by an ES256
+// provider token (JWT) minted from the team's .p8 key and reused for most of an hour.
+#include <optional>
+#include <stdexcept>
 
+#include <nlohmann/json.hpp>
+
+#include "adapters.hpp"
+#include "herald/clock.hpp"
+#include "herald/crypto.hpp"
 #include "herald/errors.hpp"
+#include "herald/json_text.hpp"
 
 namespace herald::adapters {
 
-// Placeholder until the apns adapter lands: refuses the configuration with a clear error.
-std::unique_ptr<Adapter> make_apns(const ProviderConfig& c) {
-  throw ConfigError(config_error(c, "kind", "the 'apns' adapter is not built yet"));
+namespace {
+
+using json = nlohmann::json;
+
+constexpr std::string_view default_url = "https://api.push.apple.com";
+// APNs refuses tokens older than an hour and answers TooManyProviderTokenUpdates to changes more
+// often than every 20 minutes: re-mint after 50, earlier only when APNs refused the token.
+constexpr std::int64_t remint_after_ms = 50 * 60 * 1000;
+
+crypto::PrivateKey parse_ec_key(const ProviderConfig& c) {
+  const std::string& pem = require_secret(c, "private_key");
+  std::optional<crypto::PrivateKey> key;
+  try {
+    key.emplace(pem);
+  } catch (const std::invalid_argument&) {
+    throw ConfigError(config_error(c, "secrets.private_key", "is not a PEM private key"));
+  }
+  if (!key->is_ec_p256()) throw ConfigError(config_error(c, "secrets.private_key", "is not an EC P-256 key (.p8)"));
+  return std::move(*key);
 }
+
+http::Request::Version parse_version(const ProviderConfig& c) {
+  const std::string v = setting_or(c, "http2", "tls");
+  if (v == "tls") return http::Request::Version::any;
+  if (v == "prior_knowledge") return http::Request::Version::http2_prior_knowledge;
+  if (v == "off") return http::Request::Version::http1_1;
+  throw ConfigError(config_error(c, "settings.http2", "must be tls, prior_knowledge or off"));
+}
+
+class ApnsAdapter final : public Adapter {
+ public:
+  explicit ApnsAdapter(const ProviderConfig& c)
+      : key_(parse_ec_key(c)),
+        key_id_(require_setting(c, "key_id")),
+        team_id_(require_setting(c, "team_id")),
+        topic_(require_setting(c, "topic")),
+        push_type_(setting_or(c, "push_type", "alert")),
+        version_(parse_version(c)),
+        url_(base_url(c, default_url) + "/3/device/"),
+        timeout_ms_(c.timeout_ms),
+        headers_(c.headers) {
+    jwt_header_ = json{{"alg", "ES256"}, {"kid", key_id_}}.dump();
+  }
+
+  http::Request build(const SendContext& ctx) const override {
+    const Notification& n = ctx.notification;
+    http::Request req;
+    req.method = "POST";
+    req.url = url_ + recipient_field(n, "apns_token");
+    req.timeout = std::chrono::milliseconds(timeout_ms_);
+    req.version = version_;
+
+    const json data = json::parse(n.data_json, nullptr, false);
+    std::string body;
+    body.reserve(96 + ctx.text.size());
+    body += R"({"aps":{"alert":{)";
+    if (data.is_object()) {
+      auto t = data.find("title");
+      if (t != data.end() && t->is_string()) {
+        body += R"("title":)";
+        detail::append_json_string(body, t->get_ref<const std::string&>());
+        body += ',';
+      }
+    }
+    body += R"("body":)";
+    detail::append_json_string(body, ctx.text);
+    body += R"(}},"herald_id":)";
+    body += std::to_string(n.id);
+    body += '}';
+    req.body = std::move(body);
+
+    // Background pushes must go at priority 5: APNs refuses 10 for them.
+    const bool urgent = (n.priority == Priority::critical || n.priority == Priority::high) && push_type_ != "background";
+    req.headers.reserve(6 + headers_.size());
+    req.headers.emplace_back("content-type: application/json");
+    req.headers.emplace_back("authorization: bearer " + provider_token(ctx.now_ms));
+    req.headers.emplace_back("apns-topic: " + topic_);
+    req.headers.emplace_back("apns-push-type: " + push_type_);
+    req.headers.emplace_back(urgent ? "apns-priority: 10" : "apns-priority: 5");
+    req.headers.emplace_back("apns-expiration: " + std::to_string(n.expires_at_ms > 0 ? n.expires_at_ms / 1000 : 0));
+    for (const auto& [k, v] : headers_) req.headers.emplace_back(k + ": " + v);
+    return req;
+  }
+
+  Outcome classify(const http::Response& r) const override {
+    if (r.status == 0) return classify_http(r);
+    Outcome out;
+    if (r.status == 200) {
+      out.kind = OutcomeKind::accepted;
+      out.provider_message_id = r.header("apns-id");
+      return out;
+    }
+    std::string reason;
+    const json body = json::parse(r.body, nullptr, false);
+    if (body.is_object()) {
+      auto it = body.find("reason");
+      if (it != body.end() && it->is_string()) reason = it->get<std::string>();
+    }
+    out.error = "HTTP " + std::to_string(r.status) + ": " + (reason.empty() ? short_body(r.body) : reason);
+    if (r.status == 410 || (r.status == 400 && (reason == "BadDeviceToken" || reason == "DeviceTokenNotForTopic"))) {
+      out.kind = OutcomeKind::recipient_invalid;
+    } else if (r.status == 403 && (reason == "ExpiredProviderToken" || reason == "InvalidProviderToken")) {
+      force_remint_for(r);
+      out.kind = OutcomeKind::retryable;
+    } else if (r.status == 408 || r.status == 425 || r.status == 429 || r.status >= 500) {
+      out.kind = OutcomeKind::retryable;
+      out.retry_after_ms = parse_retry_after_ms(r.header("retry-after"), now_ms());
+    } else {
+      out.kind = OutcomeKind::permanent;
+    }
+    return out;
+  }
+
+  std::string address(const Notification& n) const override { return recipient_field(n, "apns_token"); }
+
+ private:
+  /// The cached provider token, re-minted after 50 minutes, or at once after APNs refused it.
+  const std::string& provider_token(std::int64_t now) const {
+    const std::int64_t age = now - minted_at_ms_;
+    const bool due = token_.empty() || age >= remint_after_ms || age < 0 || (remint_forced_ && age >= 0);
+    if (due) {
+      const json claims = {{"iss", team_id_}, {"iat", now / 1000}};
+      token_ = crypto::jwt_sign(key_, "ES256", jwt_header_, claims.dump());
+      minted_at_ms_ = now;
+      remint_forced_ = false;
+    }
+    return token_;
+  }
+
+  /// APNs refused the token a request carried: mint a new one for the next request, unless the
+  /// request left before the current token was minted (then the refusal is about an older token).
+  void force_remint_for(const http::Response& r) const {
+    const std::int64_t sent_at = now_ms() - std::chrono::duration_cast<std::chrono::milliseconds>(r.latency).count();
+    if (token_.empty() || minted_at_ms_ > sent_at) return;
+    remint_forced_ = true;
+  }
+
+  crypto::PrivateKey key_;  // parsed once: signing is the only use
+  std::string key_id_;
+  std::string team_id_;
+  std::string topic_;
+  std::string push_type_;
+  http::Request::Version version_;
+  std::string url_;
+  std::int64_t timeout_ms_;
+  std::map<std::string, std::string> headers_;
+  std::string jwt_header_;
+
+  // Provider-token cache. build() and classify() run on the engine loop thread only, so no lock;
+  // mutable because both are const calls.
+  mutable std::string token_;
+  mutable std::int64_t minted_at_ms_ = 0;
+  mutable bool remint_forced_ = false;
+};
+
+}  // namespace
+
+std::unique_ptr<Adapter> make_apns(const ProviderConfig& c) { return std::make_unique<ApnsAdapter>(c); }
 
 }  // namespace herald::adapters

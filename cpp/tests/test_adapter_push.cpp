@@ -1,0 +1,589 @@
+// FCM and APNs adapters: JWTs (verified with OpenSSL), access/provider token timing, request
+// shapes and every classification branch, on crafted responses (no sockets).
+#include <gtest/gtest.h>
+
+#include <cctype>
+
+#include <openssl/bn.h>
+#include <openssl/ec.h>
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+
+#include <nlohmann/json.hpp>
+
+#include "herald/clock.hpp"
+#include "herald/crypto.hpp"
+#include "herald/errors.hpp"
+#include "herald/provider.hpp"
+
+using namespace herald;
+using json = nlohmann::json;
+
+namespace {
+
+constexpr std::int64_t minute = 60'000;
+
+const std::string& rsa_pem() {
+  static const std::string pem = crypto::generate_private_key_pem("rsa");
+  return pem;
+}
+const std::string& ec_pem() {
+  static const std::string pem = crypto::generate_private_key_pem("ec");
+  return pem;
+}
+
+http::Response answer(long status, std::string body = {}, std::vector<std::pair<std::string, std::string>> headers = {}) {
+  http::Response r;
+  r.status = status;
+  r.body = std::move(body);
+  r.headers = std::move(headers);
+  return r;
+}
+
+std::string header_of(const http::Request& req, std::string_view name) {
+  for (const auto& h : req.headers) {
+    const auto colon = h.find(':');
+    if (colon == std::string::npos) continue;
+    std::string k = h.substr(0, colon);
+    for (char& ch : k) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    if (k == name) return h.substr(colon + 2);
+  }
+  return "<absent>";
+}
+
+struct Jwt {
+  json header;
+  json claims;
+  std::string signing_input;
+  std::string signature;
+};
+
+Jwt split_jwt(const std::string& token) {
+  const auto d1 = token.find('.');
+  const auto d2 = token.find('.', d1 + 1);
+  EXPECT_NE(d1, std::string::npos);
+  EXPECT_NE(d2, std::string::npos);
+  EXPECT_EQ(token.find('.', d2 + 1), std::string::npos);
+  Jwt j;
+  j.header = json::parse(crypto::base64_decode(token.substr(0, d1)));
+  j.claims = json::parse(crypto::base64_decode(token.substr(d1 + 1, d2 - d1 - 1)));
+  j.signing_input = token.substr(0, d2);
+  j.signature = crypto::base64_decode(token.substr(d2 + 1));
+  return j;
+}
+
+/// Verifies `sig` over `data` with the public half of `pem` (RS256: PKCS#1 v1.5 SHA-256; ES256:
+/// DER ECDSA). The public key goes through its DER SubjectPublicKeyInfo form, as a verifier gets it.
+bool verify_with_public_key(const std::string& pem, const std::string& data, const std::string& sig) {
+  const std::string der = crypto::base64_decode(crypto::PrivateKey(pem).public_key_base64());
+  const auto* p = reinterpret_cast<const unsigned char*>(der.data());
+  EVP_PKEY* pub = d2i_PUBKEY(nullptr, &p, static_cast<long>(der.size()));
+  if (pub == nullptr) return false;
+  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+  const bool ok = EVP_DigestVerifyInit(ctx, nullptr, EVP_sha256(), nullptr, pub) == 1 &&
+                  EVP_DigestVerify(ctx, reinterpret_cast<const unsigned char*>(sig.data()), sig.size(),
+                                   reinterpret_cast<const unsigned char*>(data.data()), data.size()) == 1;
+  EVP_MD_CTX_free(ctx);
+  EVP_PKEY_free(pub);
+  return ok;
+}
+
+/// JOSE r||s (64 bytes) to the DER form OpenSSL verifies.
+std::string jose_to_der(const std::string& rs) {
+  ECDSA_SIG* sig = ECDSA_SIG_new();
+  BIGNUM* r = BN_bin2bn(reinterpret_cast<const unsigned char*>(rs.data()), 32, nullptr);
+  BIGNUM* s = BN_bin2bn(reinterpret_cast<const unsigned char*>(rs.data()) + 32, 32, nullptr);
+  ECDSA_SIG_set0(sig, r, s);
+  unsigned char* out = nullptr;
+  const int len = i2d_ECDSA_SIG(sig, &out);
+  std::string der(reinterpret_cast<char*>(out), static_cast<std::size_t>(len));
+  OPENSSL_free(out);
+  ECDSA_SIG_free(sig);
+  return der;
+}
+
+// ---- FCM ------------------------------------------------------------------------------------
+
+std::string service_account(const std::string& pem, bool with_kid = true, bool with_project = true) {
+  json sa = {{"type", "service_account"},
+             {"client_email", "herald@proj.iam.gserviceaccount.com"},
+             {"private_key", pem},
+             {"token_uri", "https://oauth2.example.test/token"}};
+  if (with_kid) sa["private_key_id"] = "kid-123";
+  if (with_project) sa["project_id"] = "key-project";
+  return sa.dump();
+}
+
+ProviderConfig fcm_config(std::string sa = service_account(rsa_pem())) {
+  ProviderConfig c;
+  c.name = "push";
+  c.kind = "fcm";
+  c.url = "http://127.0.0.1:8025/";
+  c.secrets["service_account"] = std::move(sa);
+  return c;
+}
+
+/// An FCM adapter holding a one-hour access token obtained at `t0`.
+std::unique_ptr<Adapter> fcm_with_token(std::int64_t t0, const ProviderConfig& c = fcm_config()) {
+  auto a = make_adapter(c);
+  auto req = a->token_request(t0);
+  EXPECT_TRUE(req.has_value());
+  a->on_token_response(answer(200, R"({"access_token":"ya29.first","expires_in":3600,"token_type":"Bearer"})"), t0);
+  EXPECT_TRUE(a->ready(t0));
+  return a;
+}
+
+std::string config_error_of(const ProviderConfig& c) {
+  try {
+    (void)make_adapter(c);
+  } catch (const ConfigError& e) {
+    return e.what();
+  }
+  return "<no error>";
+}
+
+struct Send {
+  Notification n;
+  Plan plan;
+  std::string text = "Your code is 1234";
+  SendContext ctx(std::int64_t now) const { return SendContext{n, plan, text, 1, false, now, ""}; }
+};
+
+TEST(FcmAdapter, ConfigErrorsNameTheFieldAndNeverTheKey) {
+  ProviderConfig none = fcm_config();
+  none.secrets.clear();
+  EXPECT_EQ(config_error_of(none), "providers.push.secrets.service_account: is required");
+
+  ProviderConfig bad = fcm_config("{not json SECRET-MATERIAL");
+  const std::string bad_error = config_error_of(bad);
+  EXPECT_EQ(bad_error.rfind("providers.push.secrets.service_account: ", 0), 0u) << bad_error;
+  EXPECT_EQ(bad_error.find("SECRET-MATERIAL"), std::string::npos);
+
+  for (const char* field : {"client_email", "private_key"}) {
+    json sa = json::parse(service_account(rsa_pem()));
+    sa.erase(field);
+    const std::string e = config_error_of(fcm_config(sa.dump()));
+    EXPECT_EQ(e, std::string("providers.push.secrets.service_account: ") + field + " is missing");
+  }
+
+  json garbage = json::parse(service_account(rsa_pem()));
+  garbage["private_key"] = "-----BEGIN PRIVATE KEY-----\nSECRETSECRET\n-----END PRIVATE KEY-----\n";
+  const std::string ge = config_error_of(fcm_config(garbage.dump()));
+  EXPECT_NE(ge.find("secrets.service_account: private_key"), std::string::npos) << ge;
+  EXPECT_EQ(ge.find("SECRETSECRET"), std::string::npos);
+
+  const std::string ece = config_error_of(fcm_config(service_account(ec_pem())));
+  EXPECT_EQ(ece, "providers.push.secrets.service_account: private_key is not an RSA key");
+  EXPECT_EQ(ece.find("PRIVATE KEY"), std::string::npos);
+
+  const std::string np = config_error_of(fcm_config(service_account(rsa_pem(), true, false)));
+  EXPECT_EQ(np.rfind("providers.push.settings.project_id: is required", 0), 0u) << np;
+}
+
+TEST(FcmAdapter, TokenUrlFollowsSettingsThenUrlThenKeyThenGoogle) {
+  const std::int64_t t0 = now_ms();
+  ProviderConfig c = fcm_config();
+  EXPECT_EQ(make_adapter(c)->token_request(t0)->url, "http://127.0.0.1:8025/token");
+  c.settings["token_url"] = "http://127.0.0.1:9/oauth";
+  EXPECT_EQ(make_adapter(c)->token_request(t0)->url, "http://127.0.0.1:9/oauth");
+  c.settings.clear();
+  c.url.clear();
+  EXPECT_EQ(make_adapter(c)->token_request(t0)->url, "https://oauth2.example.test/token");
+  json sa = json::parse(service_account(rsa_pem()));
+  sa.erase("token_uri");
+  EXPECT_EQ(make_adapter(fcm_config(sa.dump()))->token_request(t0)->url.rfind("http://127.0.0.1:8025", 0), 0u);
+  c.secrets["service_account"] = sa.dump();
+  EXPECT_EQ(make_adapter(c)->token_request(t0)->url, "https://oauth2.googleapis.com/token");
+}
+
+TEST(FcmAdapter, TokenRequestIsASignedJwtBearerGrant) {
+  const std::int64_t t0 = 1'700'000'000'123;
+  auto a = make_adapter(fcm_config());
+  auto req = a->token_request(t0);
+  ASSERT_TRUE(req.has_value());
+  EXPECT_EQ(req->method, "POST");
+  EXPECT_EQ(header_of(*req, "content-type"), "application/x-www-form-urlencoded");
+  const std::string prefix = "grant_type=urn:ietf:params:oauth:grant-type:jwt-bearer&assertion=";
+  ASSERT_EQ(req->body.rfind(prefix, 0), 0u) << req->body;
+  const auto form = crypto::form_decode(req->body);
+  ASSERT_EQ(form.size(), 2u);
+  EXPECT_EQ(form[0].second, "urn:ietf:params:oauth:grant-type:jwt-bearer");
+  const Jwt jwt = split_jwt(form[1].second);
+  EXPECT_EQ(jwt.header, json::parse(R"({"alg":"RS256","typ":"JWT","kid":"kid-123"})"));
+  EXPECT_EQ(jwt.claims["iss"], "herald@proj.iam.gserviceaccount.com");
+  EXPECT_EQ(jwt.claims["scope"], "https://www.googleapis.com/auth/firebase.messaging");
+  EXPECT_EQ(jwt.claims["aud"], "http://127.0.0.1:8025/token");
+  EXPECT_EQ(jwt.claims["iat"], 1'700'000'000);
+  EXPECT_EQ(jwt.claims["exp"], 1'700'003'600);
+  EXPECT_EQ(jwt.signature.size(), 256u);  // RSA-2048
+  EXPECT_TRUE(verify_with_public_key(rsa_pem(), jwt.signing_input, jwt.signature));
+  std::string tampered = jwt.signing_input;
+  tampered.back() = tampered.back() == 'A' ? 'B' : 'A';
+  EXPECT_FALSE(verify_with_public_key(rsa_pem(), tampered, jwt.signature));
+
+  // Without private_key_id there is no "kid".
+  auto b = make_adapter(fcm_config(service_account(rsa_pem(), false)));
+  const Jwt plain = split_jwt(crypto::form_decode(b->token_request(t0)->body)[1].second);
+  EXPECT_EQ(plain.header, json::parse(R"({"alg":"RS256","typ":"JWT"})"));
+}
+
+TEST(FcmAdapter, TokenIsRequestedOnceThenRefreshedFiveMinutesBeforeExpiry) {
+  const std::int64_t t0 = 1'700'000'000'000;
+  auto a = make_adapter(fcm_config());
+  EXPECT_FALSE(a->ready(t0));
+  ASSERT_TRUE(a->token_request(t0).has_value());
+  EXPECT_FALSE(a->token_request(t0).has_value()) << "one request pending at a time";
+  EXPECT_FALSE(a->token_request(t0 + 10 * minute).has_value());
+  a->on_token_response(answer(200, R"({"access_token":"ya29.first","expires_in":3600})"), t0);
+  EXPECT_TRUE(a->ready(t0));
+  EXPECT_FALSE(a->token_request(t0 + minute).has_value());
+  EXPECT_FALSE(a->token_request(t0 + 55 * minute - 1).has_value());
+  ASSERT_TRUE(a->token_request(t0 + 55 * minute).has_value());
+  EXPECT_FALSE(a->token_request(t0 + 55 * minute).has_value());
+  EXPECT_TRUE(a->ready(t0 + 55 * minute)) << "the old token serves while its successor is minted";
+  a->on_token_response(answer(200, R"({"access_token":"ya29.second","expires_in":3600})"), t0 + 56 * minute);
+  EXPECT_TRUE(a->ready(t0 + 70 * minute));
+  EXPECT_FALSE(a->token_request(t0 + 70 * minute).has_value());
+  Send s;
+  s.n.id = 7;
+  EXPECT_EQ(header_of(a->build(s.ctx(t0 + 70 * minute)), "authorization"), "Bearer ya29.second");
+  EXPECT_FALSE(a->ready(t0 + 116 * minute));
+}
+
+TEST(FcmAdapter, ShortLivedTokensAreRefreshedAfterEightyPercentOfTheirLife) {
+  const std::int64_t t0 = 1'700'000'000'000;
+  auto a = make_adapter(fcm_config());
+  ASSERT_TRUE(a->token_request(t0).has_value());
+  a->on_token_response(answer(200, R"({"access_token":"short","expires_in":60})"), t0);
+  EXPECT_TRUE(a->ready(t0));
+  EXPECT_FALSE(a->token_request(t0 + 47'999).has_value());
+  EXPECT_TRUE(a->token_request(t0 + 48'000).has_value());
+}
+
+TEST(FcmAdapter, FailedTokenRequestsBackOffFromOneSecondToOneMinute) {
+  const std::int64_t t0 = 1'700'000'000'000;
+  auto a = make_adapter(fcm_config());
+  ASSERT_TRUE(a->token_request(t0).has_value());
+  a->on_token_response(answer(400, R"({"error":"invalid_grant"})"), t0);
+  EXPECT_FALSE(a->ready(t0));
+  EXPECT_FALSE(a->token_request(t0 + 999).has_value());
+  ASSERT_TRUE(a->token_request(t0 + 1000).has_value());
+  a->on_token_response(answer(0), t0 + 1000);  // transport failure
+  EXPECT_FALSE(a->token_request(t0 + 2999).has_value());
+  ASSERT_TRUE(a->token_request(t0 + 3000).has_value());
+  // 200 without a usable token is a failure too.
+  a->on_token_response(answer(200, R"({"token_type":"Bearer"})"), t0 + 3000);
+  EXPECT_FALSE(a->ready(t0 + 3000));
+  EXPECT_FALSE(a->token_request(t0 + 6999).has_value());
+  std::int64_t t = t0 + 7000;
+  ASSERT_TRUE(a->token_request(t).has_value());
+  for (int i = 0; i < 10; ++i) {  // 8 s, 16 s, ... capped at 60 s
+    a->on_token_response(answer(503), t);
+    const std::int64_t expected = std::min<std::int64_t>(8000LL << i, 60'000);
+    EXPECT_FALSE(a->token_request(t + expected - 1).has_value()) << i;
+    t += expected;
+    ASSERT_TRUE(a->token_request(t).has_value()) << i;
+  }
+  a->on_token_response(answer(200, R"({"access_token":"ya29.ok","expires_in":3600})"), t);
+  EXPECT_TRUE(a->ready(t));
+}
+
+TEST(FcmAdapter, FailedRefreshKeepsTheCurrentTokenUntilItExpires) {
+  const std::int64_t t0 = 1'700'000'000'000;
+  auto a = fcm_with_token(t0);
+  const std::int64_t t1 = t0 + 55 * minute;
+  ASSERT_TRUE(a->token_request(t1).has_value());
+  a->on_token_response(answer(500), t1);
+  EXPECT_TRUE(a->ready(t1));
+  EXPECT_FALSE(a->token_request(t1 + 999).has_value());
+  EXPECT_TRUE(a->token_request(t1 + 1000).has_value());
+  EXPECT_FALSE(a->ready(t0 + 60 * minute));
+}
+
+TEST(FcmAdapter, BuildsAnHttpV1Send) {
+  const std::int64_t t0 = now_ms();
+  ProviderConfig c = fcm_config();
+  c.settings["project_id"] = "settings-project";
+  auto a = fcm_with_token(t0, c);
+  Send s;
+  s.n.id = 4242;
+  s.n.recipient_json = R"({"id":"u1","fcm_token":"tok-abc"})";
+  s.n.data_json = R"({"title":"Sign-in \"code\"","x":1})";
+  const http::Request req = a->build(s.ctx(t0));
+  EXPECT_EQ(req.method, "POST");
+  EXPECT_EQ(req.url, "http://127.0.0.1:8025/v1/projects/settings-project/messages:send");
+  EXPECT_EQ(header_of(req, "authorization"), "Bearer ya29.first");
+  EXPECT_EQ(header_of(req, "content-type"), "application/json");
+  EXPECT_EQ(header_of(req, "idempotency-key"), "herald-4242");
+  const json body = json::parse(req.body);
+  EXPECT_EQ(body, json::parse(R"({"message":{"token":"tok-abc",
+      "notification":{"title":"Sign-in \"code\"","body":"Your code is 1234"},
+      "data":{"herald_id":"4242"}}})"));
+  EXPECT_EQ(a->address(s.n), "tok-abc");
+
+  // The key's project when settings name none; no title unless data.title is a string; a TTL
+  // from expires_at.
+  auto b = fcm_with_token(t0);
+  s.n.data_json = R"({"title":5})";
+  s.n.expires_at_ms = t0 + 29'500;
+  const json b_body = json::parse(b->build(s.ctx(t0)).body);
+  EXPECT_EQ(b->build(s.ctx(t0)).url, "http://127.0.0.1:8025/v1/projects/key-project/messages:send");
+  EXPECT_FALSE(b_body["message"]["notification"].contains("title"));
+  EXPECT_EQ(b_body["message"]["android"]["ttl"], "30s");
+  s.n.expires_at_ms = t0 - 1;
+  EXPECT_EQ(json::parse(b->build(s.ctx(t0)).body)["message"]["android"]["ttl"], "0s");
+
+  // The real service by default.
+  ProviderConfig real = fcm_config();
+  real.url.clear();
+  EXPECT_EQ(make_adapter(real)->build(s.ctx(t0)).url,
+            "https://fcm.googleapis.com/v1/projects/key-project/messages:send");
+}
+
+std::string fcm_error(int code, const char* status, const char* message, const char* error_code = nullptr) {
+  json e = {{"error", {{"code", code}, {"message", message}, {"status", status}}}};
+  if (error_code != nullptr) {
+    e["error"]["details"] = json::array(
+        {{{"@type", "type.googleapis.com/google.firebase.fcm.v1.FcmError"}, {"errorCode", error_code}}});
+  }
+  return e.dump();
+}
+
+TEST(FcmAdapter, ClassifiesEveryFcmAnswer) {
+  auto a = fcm_with_token(now_ms());
+  auto ok = a->classify(answer(200, R"({"name":"projects/p/messages/0:1500415314455276%31bd1c9631bd1c96"})"));
+  EXPECT_EQ(ok.kind, OutcomeKind::accepted);
+  EXPECT_EQ(ok.provider_message_id, "projects/p/messages/0:1500415314455276%31bd1c9631bd1c96");
+
+  auto unreg = a->classify(answer(404, fcm_error(404, "NOT_FOUND", "Requested entity was not found.", "UNREGISTERED")));
+  EXPECT_EQ(unreg.kind, OutcomeKind::recipient_invalid);
+  EXPECT_NE(unreg.error.find("UNREGISTERED"), std::string::npos) << unreg.error;
+
+  auto arg = a->classify(answer(400, fcm_error(400, "INVALID_ARGUMENT", "Invalid value at 'message.android.ttl'",
+                                               "INVALID_ARGUMENT")));
+  EXPECT_EQ(arg.kind, OutcomeKind::permanent);
+  EXPECT_EQ(arg.error.rfind("HTTP 400: INVALID_ARGUMENT", 0), 0u) << arg.error;
+
+  auto bad_token = a->classify(answer(
+      400, fcm_error(400, "INVALID_ARGUMENT", "The registration token is not a valid FCM registration token",
+                     "INVALID_ARGUMENT")));
+  EXPECT_EQ(bad_token.kind, OutcomeKind::recipient_invalid);
+  // errorCode absent: the canonical status decides.
+  EXPECT_EQ(a->classify(answer(400, fcm_error(400, "INVALID_ARGUMENT", "Request contains an invalid argument."))).kind,
+            OutcomeKind::permanent);
+
+  EXPECT_EQ(a->classify(answer(403, fcm_error(403, "PERMISSION_DENIED", "SenderId mismatch", "SENDER_ID_MISMATCH"))).kind,
+            OutcomeKind::permanent);
+
+  auto quota = a->classify(answer(429, fcm_error(429, "RESOURCE_EXHAUSTED", "quota", "QUOTA_EXCEEDED"),
+                                  {{"retry-after", "7"}}));
+  EXPECT_EQ(quota.kind, OutcomeKind::retryable);
+  EXPECT_EQ(quota.retry_after_ms, 7000);
+  auto unavailable = a->classify(answer(503, fcm_error(503, "UNAVAILABLE", "busy", "UNAVAILABLE")));
+  EXPECT_EQ(unavailable.kind, OutcomeKind::retryable);
+  EXPECT_EQ(unavailable.retry_after_ms, -1);
+  EXPECT_EQ(a->classify(answer(500, fcm_error(500, "INTERNAL", "oops", "INTERNAL"))).kind, OutcomeKind::retryable);
+  EXPECT_EQ(a->classify(answer(502, "<html>bad gateway</html>")).kind, OutcomeKind::retryable);
+  EXPECT_EQ(a->classify(answer(404, "not json")).kind, OutcomeKind::permanent);
+
+  http::Response down;
+  down.transport_error = "Connection refused";
+  EXPECT_EQ(a->classify(down).kind, OutcomeKind::retryable);
+  EXPECT_TRUE(a->ready(now_ms())) << "no answer says nothing about the token";
+}
+
+TEST(FcmAdapter, UnauthorizedDropsTheAccessTokenSoANewOneIsMinted) {
+  for (const auto& resp : {answer(401, fcm_error(401, "UNAUTHENTICATED", "Request had invalid authentication credentials.")),
+                           answer(401, fcm_error(401, "UNAUTHENTICATED", "auth", "THIRD_PARTY_AUTH_ERROR")),
+                           answer(401, "")}) {
+    const std::int64_t t0 = now_ms() - 1000;
+    auto a = fcm_with_token(t0);
+    EXPECT_FALSE(a->token_request(t0 + 1000).has_value());
+    auto o = a->classify(resp);
+    EXPECT_EQ(o.kind, OutcomeKind::retryable);
+    EXPECT_FALSE(a->ready(t0 + 1000));
+    auto req = a->token_request(t0 + 1000);
+    ASSERT_TRUE(req.has_value());
+    a->on_token_response(answer(200, R"({"access_token":"ya29.fresh","expires_in":3600})"), t0 + 1000);
+    Send s;
+    EXPECT_EQ(header_of(a->build(s.ctx(t0 + 1000)), "authorization"), "Bearer ya29.fresh");
+  }
+}
+
+TEST(FcmAdapter, UnauthorizedForARequestSentBeforeTheTokenKeepsIt) {
+  const std::int64_t t0 = now_ms() - 1000;
+  auto a = fcm_with_token(t0);
+  http::Response stale = answer(401, fcm_error(401, "UNAUTHENTICATED", "expired"));
+  stale.latency = std::chrono::minutes(5);  // sent five minutes ago: with the previous token
+  EXPECT_EQ(a->classify(stale).kind, OutcomeKind::retryable);
+  EXPECT_TRUE(a->ready(t0 + 1000));
+  EXPECT_FALSE(a->token_request(t0 + 1000).has_value());
+}
+
+// ---- APNs -----------------------------------------------------------------------------------
+
+ProviderConfig apns_config() {
+  ProviderConfig c;
+  c.name = "ios";
+  c.kind = "apns";
+  c.url = "http://127.0.0.1:8026";
+  c.settings = {{"key_id", "ABC123DEFG"}, {"team_id", "DEF123GHIJ"}, {"topic", "com.example.app"}};
+  c.secrets["private_key"] = ec_pem();
+  return c;
+}
+
+std::string bearer_of(const http::Request& req) {
+  const std::string auth = header_of(req, "authorization");
+  EXPECT_EQ(auth.rfind("bearer ", 0), 0u) << auth;
+  return auth.substr(7);
+}
+
+TEST(ApnsAdapter, ConfigErrorsNameTheFieldAndNeverTheKey) {
+  for (const char* key : {"key_id", "team_id", "topic"}) {
+    ProviderConfig c = apns_config();
+    c.settings.erase(key);
+    EXPECT_EQ(config_error_of(c), std::string("providers.ios.settings.") + key + ": is required");
+  }
+  ProviderConfig no_key = apns_config();
+  no_key.secrets.clear();
+  EXPECT_EQ(config_error_of(no_key), "providers.ios.secrets.private_key: is required");
+
+  ProviderConfig garbage = apns_config();
+  garbage.secrets["private_key"] = "-----BEGIN PRIVATE KEY-----\nSECRETSECRET\n-----END PRIVATE KEY-----\n";
+  const std::string ge = config_error_of(garbage);
+  EXPECT_EQ(ge, "providers.ios.secrets.private_key: is not a PEM private key");
+
+  ProviderConfig rsa = apns_config();
+  rsa.secrets["private_key"] = rsa_pem();
+  EXPECT_EQ(config_error_of(rsa), "providers.ios.secrets.private_key: is not an EC P-256 key (.p8)");
+
+  ProviderConfig h2 = apns_config();
+  h2.settings["http2"] = "maybe";
+  EXPECT_EQ(config_error_of(h2), "providers.ios.settings.http2: must be tls, prior_knowledge or off");
+}
+
+TEST(ApnsAdapter, BuildsAnApnsPost) {
+  const std::int64_t t0 = 1'700'000'000'000;
+  auto a = make_adapter(apns_config());
+  Send s;
+  s.n.id = 99;
+  s.n.priority = Priority::high;
+  s.n.recipient_json = R"({"apns_token":"a1b2c3"})";
+  s.n.data_json = R"({"title":"Hello"})";
+  s.n.expires_at_ms = 1'700'000'600'500;
+  const http::Request req = a->build(s.ctx(t0));
+  EXPECT_EQ(req.method, "POST");
+  EXPECT_EQ(req.url, "http://127.0.0.1:8026/3/device/a1b2c3");
+  EXPECT_EQ(req.version, http::Request::Version::any);
+  EXPECT_EQ(header_of(req, "apns-topic"), "com.example.app");
+  EXPECT_EQ(header_of(req, "apns-push-type"), "alert");
+  EXPECT_EQ(header_of(req, "apns-priority"), "10");
+  EXPECT_EQ(header_of(req, "apns-expiration"), "1700000600");
+  EXPECT_EQ(header_of(req, "apns-id"), "<absent>");
+  EXPECT_EQ(json::parse(req.body),
+            json::parse(R"({"aps":{"alert":{"title":"Hello","body":"Your code is 1234"}},"herald_id":99})"));
+  EXPECT_EQ(a->address(s.n), "a1b2c3");
+
+  s.n.priority = Priority::normal;
+  s.n.expires_at_ms = 0;
+  s.n.data_json = "{}";
+  const http::Request plain = a->build(s.ctx(t0));
+  EXPECT_EQ(header_of(plain, "apns-priority"), "5");
+  EXPECT_EQ(header_of(plain, "apns-expiration"), "0");
+  EXPECT_EQ(json::parse(plain.body), json::parse(R"({"aps":{"alert":{"body":"Your code is 1234"}},"herald_id":99})"));
+  s.n.priority = Priority::critical;
+  EXPECT_EQ(header_of(a->build(s.ctx(t0)), "apns-priority"), "10");
+
+  ProviderConfig c = apns_config();
+  c.settings["http2"] = "prior_knowledge";
+  c.settings["push_type"] = "background";
+  const http::Request bg = make_adapter(c)->build(s.ctx(t0));
+  EXPECT_EQ(bg.version, http::Request::Version::http2_prior_knowledge);
+  EXPECT_EQ(header_of(bg, "apns-push-type"), "background");
+  EXPECT_EQ(header_of(bg, "apns-priority"), "5");
+  c.settings["http2"] = "off";
+  EXPECT_EQ(make_adapter(c)->build(s.ctx(t0)).version, http::Request::Version::http1_1);
+  c.url.clear();
+  EXPECT_EQ(make_adapter(c)->build(s.ctx(t0)).url, "https://api.push.apple.com/3/device/a1b2c3");
+}
+
+TEST(ApnsAdapter, ProviderTokenIsAnEs256JwtSignedWithTheKey) {
+  const std::int64_t t0 = 1'700'000'000'777;
+  auto a = make_adapter(apns_config());
+  Send s;
+  const Jwt jwt = split_jwt(bearer_of(a->build(s.ctx(t0))));
+  EXPECT_EQ(jwt.header, json::parse(R"({"alg":"ES256","kid":"ABC123DEFG"})"));
+  EXPECT_EQ(jwt.claims, json::parse(R"({"iss":"DEF123GHIJ","iat":1700000000})"));
+  ASSERT_EQ(jwt.signature.size(), 64u);
+  const std::string der = jose_to_der(jwt.signature);
+  const std::string pub = crypto::PrivateKey(ec_pem()).public_key_base64();
+  EXPECT_TRUE(crypto::verify_es256_der(pub, jwt.signing_input, der));
+  EXPECT_TRUE(verify_with_public_key(ec_pem(), jwt.signing_input, der));
+  EXPECT_FALSE(crypto::verify_es256_der(pub, jwt.signing_input + "x", der));
+}
+
+TEST(ApnsAdapter, ProviderTokenIsReusedForFiftyMinutes) {
+  const std::int64_t t0 = 1'700'000'000'000;
+  auto a = make_adapter(apns_config());
+  Send s;
+  const std::string first = bearer_of(a->build(s.ctx(t0)));
+  EXPECT_EQ(bearer_of(a->build(s.ctx(t0 + 20 * minute))), first);
+  EXPECT_EQ(bearer_of(a->build(s.ctx(t0 + 50 * minute - 1))), first);
+  const std::string second = bearer_of(a->build(s.ctx(t0 + 50 * minute)));
+  EXPECT_NE(second, first);
+  EXPECT_EQ(split_jwt(second).claims["iat"], (t0 + 50 * minute) / 1000);
+  EXPECT_EQ(bearer_of(a->build(s.ctx(t0 + 99 * minute))), second);
+}
+
+TEST(ApnsAdapter, RefusedProviderTokenIsReMintedAtOnce) {
+  for (const char* reason : {"ExpiredProviderToken", "InvalidProviderToken"}) {
+    const std::int64_t t0 = now_ms() - 2 * minute;
+    auto a = make_adapter(apns_config());
+    Send s;
+    const std::string first = bearer_of(a->build(s.ctx(t0)));
+    auto o = a->classify(answer(403, json{{"reason", reason}}.dump()));
+    EXPECT_EQ(o.kind, OutcomeKind::retryable);
+    EXPECT_EQ(o.error, std::string("HTTP 403: ") + reason);
+    const std::string second = bearer_of(a->build(s.ctx(t0 + minute)));
+    EXPECT_NE(second, first);
+    EXPECT_EQ(split_jwt(second).claims["iat"], (t0 + minute) / 1000);
+    EXPECT_EQ(bearer_of(a->build(s.ctx(t0 + minute + 1))), second) << "re-minted once, then cached";
+
+    // A refusal of a request sent before the new token existed does not re-mint again.
+    http::Response stale = answer(403, json{{"reason", reason}}.dump());
+    stale.latency = std::chrono::minutes(10);
+    (void)a->classify(stale);
+    EXPECT_EQ(bearer_of(a->build(s.ctx(t0 + minute + 2))), second);
+  }
+}
+
+TEST(ApnsAdapter, ClassifiesEveryApnsAnswer) {
+  auto a = make_adapter(apns_config());
+  auto ok = a->classify(answer(200, "", {{"apns-id", "EC1BF194-B3B2-424A-89A9-5A918A6E6B6B"}}));
+  EXPECT_EQ(ok.kind, OutcomeKind::accepted);
+  EXPECT_EQ(ok.provider_message_id, "EC1BF194-B3B2-424A-89A9-5A918A6E6B6B");
+
+  auto gone = a->classify(answer(410, R"({"reason":"Unregistered","timestamp":1700000000000})"));
+  EXPECT_EQ(gone.kind, OutcomeKind::recipient_invalid);
+  EXPECT_EQ(gone.error, "HTTP 410: Unregistered");
+  EXPECT_EQ(a->classify(answer(410, R"({"reason":"ExpiredToken"})")).kind, OutcomeKind::recipient_invalid);
+  EXPECT_EQ(a->classify(answer(400, R"({"reason":"BadDeviceToken"})")).kind, OutcomeKind::recipient_invalid);
+  EXPECT_EQ(a->classify(answer(400, R"({"reason":"DeviceTokenNotForTopic"})")).kind, OutcomeKind::recipient_invalid);
+
+  auto topic = a->classify(answer(400, R"({"reason":"BadTopic"})"));
+  EXPECT_EQ(topic.kind, OutcomeKind::permanent);
+  EXPECT_EQ(topic.error, "HTTP 400: BadTopic");
+  EXPECT_EQ(a->classify(answer(403, R"({"reason":"BadCertificateEnvironment"})")).kind, OutcomeKind::permanent);
+  EXPECT_EQ(a->classify(answer(413, R"({"reason":"PayloadTooLarge"})")).kind, OutcomeKind::permanent);
+
+  auto busy = a->classify(answer(429, R"({"reason":"TooManyRequests"})", {{"retry-after", "4"}}));
+  EXPECT_EQ(busy.kind, OutcomeKind::retryable);
+  EXPECT_EQ(busy.retry_after_ms, 4000);
+  EXPECT_EQ(a->classify(answer(500, R"({"reason":"InternalServerError"})")).kind, OutcomeKind::retryable);
+  EXPECT_EQ(a->classify(answer(503, R"({"reason":"ServiceUnavailable"})")).kind, OutcomeKind::retryable);
+  http::Response timeout;
+  timeout.timed_out = true;
+  EXPECT_EQ(a->classify(timeout).kind, OutcomeKind::retryable);
+}
+
+}  // namespace
