@@ -31,6 +31,8 @@ def smtp_server(tmp_path: Path) -> Iterator[tuple[int, Path]]:
     finally:
         proc.terminate()
         proc.wait(10)
+        if proc.stdout is not None:
+            proc.stdout.close()
 
 
 def mail_engine(tmp_path: Path, port: int, password: str) -> Engine:

@@ -16,8 +16,10 @@ class Sandbox:
     ``rate_limit_rate``, ``retry_after_s``, ``latency_ms``, ``outage_for_ms``/``outage_until_ms``.
     """
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, threads: int = 1, seed: int = 42) -> None:
-        self._core = _core.Sandbox(host, port, threads, seed)
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, threads: int = 1, seed: int = 42,
+                 signing_secret: str = "sandbox-secret", h2c_port: int | None = None) -> None:
+        """``h2c_port`` also serves every API over HTTP/2 cleartext (0 = any free port)."""
+        self._core = _core.Sandbox(host, port, threads, seed, signing_secret, -1 if h2c_port is None else h2c_port)
 
     def __enter__(self) -> Sandbox:
         return self
@@ -32,6 +34,21 @@ class Sandbox:
     @property
     def port(self) -> int:
         return int(self._core.port)
+
+    @property
+    def h2c_url(self) -> str | None:
+        """The HTTP/2 (h2c) listener's URL, when one was asked for."""
+        return str(self._core.h2c_url) or None
+
+    def keys(self) -> dict[str, str]:
+        """``sendgrid_verification_key`` (configure it as the sendgrid provider's
+        ``secrets.verification_key``) and ``signing_secret`` (herald's JSON receipts)."""
+        return dict(self._core.keys())
+
+    def set_callbacks(self, service: str, *, enabled: bool = True, delay_ms: int = 50, url: str = "") -> None:
+        """Whether and when status callbacks are sent for ``service`` (``twilio``, ``sendgrid``, a
+        sandbox provider name, or ``"*"``); ``url`` is SendGrid's Event Webhook URL."""
+        self._core.set_callbacks(service, enabled, delay_ms, url)
 
     def provider(self, name: str, **settings: Any) -> dict[str, Any]:
         """A provider configuration of kind ``sandbox`` pointed at this sandbox."""
