@@ -10,6 +10,7 @@ import http.server
 import json
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -70,7 +71,8 @@ def providers(sandbox: Sandbox, keys_dir: Path) -> list[dict[str, Any]]:
         {"name": "apns", "kind": "apns", "url": sandbox.url,
          "settings": {"key_id": "KEY1234567", "team_id": "TEAM123456", "topic": "test.herald.app", "http2": "off"},
          "secrets": {"private_key": private_key_pem("ec", keys_dir)}},
-        {"name": "slack", "kind": "slack", "secrets": {"webhook_url": f"{sandbox.url}/services/T000/B000/XXXX"}},
+        {"name": "slack", "kind": "slack", "max_attempts": 10,
+         "secrets": {"webhook_url": f"{sandbox.url}/services/T000/B000/XXXX"}},
         {"name": "hook", "kind": "webhook", "url": f"{sandbox.url}/hooks/orders",
          "secrets": {"signing_secret": "hook-secret"}},
     ]
@@ -101,7 +103,7 @@ def test_twilio_request_shape_and_delivered_receipt(engine: Engine, sandbox: San
     assert status.provider_message_id.startswith("SM")
     assert status.cost == pytest.approx(0.0079)
     [m] = service_messages(sandbox, "twilio")
-    body = m["body"]
+    body = dict(urllib.parse.parse_qsl(m["body"]))
     assert body["To"] == "+15551230001" and body["From"] == "+15550100"
     assert body["Body"] == "Your code is 4242"
     assert body["StatusCallback"] == f"{engine.receipts_url}/sms?hid={r.id}"
@@ -275,6 +277,7 @@ def test_webhook_requests_are_signed(engine: Engine, tmp_path: Path, providers: 
             assert e.wait(r.id).state == "completed"
     finally:
         server.shutdown()
+        server.server_close()
     [(headers, body)] = received
     fields = dict(part.split("=", 1) for part in headers["x-herald-signature"].split(","))
     assert abs(int(fields["t"]) - time.time()) < 60
