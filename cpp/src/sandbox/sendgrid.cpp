@@ -23,7 +23,20 @@ struct Recipient {
   std::string email;
   std::string subject;
   json custom_args = json::object();
+  json substitutions = json::object();  ///< tag -> value, applied to the content as SendGrid does
 };
+
+/// The content as this recipient receives it: every substitution tag replaced by its value.
+std::string substituted(std::string text, const json& substitutions) {
+  for (auto it = substitutions.begin(); it != substitutions.end(); ++it) {
+    if (!it.value().is_string() || it.key().empty()) continue;
+    const std::string& value = it.value().get_ref<const std::string&>();
+    for (auto at = text.find(it.key()); at != std::string::npos; at = text.find(it.key(), at + value.size())) {
+      text.replace(at, it.key().size(), value);
+    }
+  }
+  return text;
+}
 
 /// Checks the request as SendGrid does; fills `out` on success, returns the error otherwise.
 std::optional<ServerResponse> validate(const json& body, std::vector<Recipient>& out, json& content) {
@@ -72,6 +85,8 @@ std::optional<ServerResponse> validate(const json& body, std::vector<Recipient>&
                             "with a subject defined or if every personalization has a subject defined.",
                             "subject");
     }
+    json subs = json::object();
+    if (auto x = pers.find("substitutions"); x != pers.end() && x->is_object()) subs = *x;
     json args = top_args;
     if (auto a = pers.find("custom_args"); a != pers.end() && a->is_object()) {
       for (auto it = a->begin(); it != a->end(); ++it) args[it.key()] = it.value();
@@ -100,7 +115,7 @@ std::optional<ServerResponse> validate(const json& body, std::vector<Recipient>&
         if (++total > 1000) {
           return sendgrid_error(400, "The total number of recipients must be no more than 1000.", "personalizations");
         }
-        out.push_back(Recipient{email, subject, args});
+        out.push_back(Recipient{email, subject, args, subs});
       }
     }
   }
@@ -204,7 +219,7 @@ ServerResponse handle_sendgrid(State& state, const ServerRequest& req) {
     rec.idempotency_key = idempotency_key;
     rec.to = r.email;
     rec.subject = r.subject;
-    rec.text = first_text;
+    rec.text = substituted(first_text, r.substitutions);
     rec.timeline.push_back({now, "processed", ""});
     for (json& e : events_for(outcome)) {
       const std::string name = e["event"].get<std::string>();
