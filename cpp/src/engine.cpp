@@ -651,11 +651,18 @@ struct Engine::Impl {
     return public_url + "/receipts/" + p.config.name + "?hid=" + std::to_string(id);
   }
 
+  /// The recipient's address for this attempt, read only when something will use it: a
+  /// suppression to check, or receipts that may make it unusable later (it costs a JSON parse).
+  std::string address_if_needed(const Provider& p, const Active& a) const {
+    if (suppressed.empty() && !p.adapter->has_receipts()) return {};
+    return p.adapter->address_for(a.n, a.plan.channel);
+  }
+
   /// Starts the next request of provider `p` for notification `a`: a status query about an
   /// attempt in doubt, a batch, or a single attempt.
-  void start_one(Active& a, Provider& p, std::int64_t now, WriteBatch& marks, Sends& sends) {
+  void start_one(Active& a, Provider& p, std::int64_t now, const std::string& address, WriteBatch& marks,
+                 Sends& sends) {
     const Id nid = a.n.id;
-    const std::string address = p.adapter->address_for(a.n, a.plan.channel);
     std::string text = render_template(a.plan.template_text, a.n.data_json);
     if (a.resend_in_doubt && !a.lookup_done && p.has_lookup && p.config.name == a.d.provider) {
       const std::string no_id;
@@ -716,7 +723,7 @@ struct Engine::Impl {
         expire(b);
         continue;
       }
-      std::string address = p.adapter->address_for(b.n, b.plan.channel);
+      std::string address = address_if_needed(p, b);
       if (!address.empty()) {
         if (const Suppression* why = suppression_of(b.plan.channel, address)) {
           suppress(b, *why);
@@ -790,7 +797,7 @@ struct Engine::Impl {
           expire(a);
           continue;
         }
-        const std::string address = p.adapter->address_for(a.n, a.plan.channel);
+        const std::string address = address_if_needed(p, a);
         if (!address.empty()) {
           if (const Suppression* why = suppression_of(a.plan.channel, address)) {
             p.pop_waiting();
@@ -800,7 +807,7 @@ struct Engine::Impl {
         }
         if (!take_rate_token(p, now)) break;
         p.pop_waiting();
-        start_one(a, p, now, marks, *sends);
+        start_one(a, p, now, address, marks, *sends);
       }
     }
     // Suppressions and final states recorded above ride in the same commit.
@@ -923,6 +930,7 @@ struct Engine::Impl {
         e.detail = out.error;
         record(a, std::move(e), false);
         // An invalid number or an unregistered token will not get better: never try it again.
+        if (a.d.address.empty()) a.d.address = p.adapter->address_for(a.n, a.d.channel);
         add_suppression(a.d.channel, a.d.address, "unusable", out.error, p.config.name, id);
         dead_letter(a, "recipient invalid: " + out.error);
         break;
@@ -931,6 +939,7 @@ struct Engine::Impl {
         Event e = attempt_event("attempt_failed");
         e.detail = out.error;
         record(a, std::move(e), false);
+        if (a.d.address.empty()) a.d.address = p.adapter->address_for(a.n, a.d.channel);
         add_suppression(a.d.channel, a.d.address, "opted_out", out.error, p.config.name, id);
         c_suppressed.fetch_add(1, std::memory_order_relaxed);
         finish(a, State::suppressed, "opted_out", "recipient opted out: " + out.error);

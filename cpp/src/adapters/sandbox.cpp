@@ -47,11 +47,18 @@ class SandboxAdapter final : public Adapter {
   [[nodiscard]] std::string address_for(const Notification& n, std::string_view step_channel) const override {
     const std::string_view channel = channel_.empty() ? step_channel : std::string_view(channel_);
     const char* first = channel == "sms" ? "phone" : channel == "email" ? "email" : channel.empty() ? "" : "push_token";
+    // One parse of the recipient for every field looked at.
+    const auto recipient = nlohmann::json::parse(n.recipient_json, nullptr, false);
+    if (!recipient.is_object()) return {};
+    auto field = [&](const char* name) -> std::string {
+      auto it = recipient.find(name);
+      return it != recipient.end() && it->is_string() ? it->get<std::string>() : std::string();
+    };
     if (*first != '\0') {
-      if (std::string a = recipient_field(n, first); !a.empty()) return a;
+      if (std::string a = field(first); !a.empty()) return a;
     }
     for (const char* f : {"phone", "email", "push_token"}) {
-      if (std::string a = recipient_field(n, f); !a.empty()) return a;
+      if (std::string a = field(f); !a.empty()) return a;
     }
     return {};
   }
