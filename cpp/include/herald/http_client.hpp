@@ -39,6 +39,8 @@ struct Request {
 };
 
 /// One answer. status == 0 means the transport failed (see transport_error).
+/// For SMTP, status is the last reply code and `headers` carries one entry, "message-id", copied
+/// from the message sent (the SMTP reply has no id of its own).
 struct Response {
   long status = 0;
   std::string body;
