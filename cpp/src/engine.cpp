@@ -96,16 +96,19 @@ std::string suppression_key(const std::string& channel, const std::string& addre
   return channel + '\n' + address;
 }
 
-Event make_event(const Active& a, const char* kind) {
+/// An event about notification `n`, copying what the JSON Lines log carries without a join.
+Event make_event(const Notification& n, int attempt, std::string kind) {
   Event e;
-  e.notification_id = a.n.id;
-  e.kind = kind;
-  e.attempt = a.d.attempt;
-  e.type = a.n.type;
-  e.tenant = a.n.tenant;
-  e.priority = a.n.priority;
+  e.notification_id = n.id;
+  e.kind = std::move(kind);
+  e.attempt = attempt;
+  e.type = n.type;
+  e.tenant = n.tenant;
+  e.priority = n.priority;
   return e;
 }
+
+Event make_event(const Active& a, const char* kind) { return make_event(a.n, a.d.attempt, kind); }
 
 }  // namespace
 
@@ -875,6 +878,15 @@ struct Engine::Impl {
       e.http_status = static_cast<int>(resp.status);
       return e;
     };
+    auto record_failed_attempt = [&] {
+      Event e = attempt_event("attempt_failed");
+      e.detail = out.error;
+      record(a, std::move(e), false);
+    };
+    auto suppress_address = [&](const char* reason) {
+      if (a.d.address.empty()) a.d.address = p.adapter->address_for(a.n, a.d.channel);
+      add_suppression(a.d.channel, a.d.address, reason, out.error, p.config.name, id);
+    };
     switch (out.kind) {
       case OutcomeKind::accepted: {
         c_accepted.fetch_add(1, std::memory_order_relaxed);
@@ -888,11 +900,7 @@ struct Engine::Impl {
         break;
       }
       case OutcomeKind::retryable: {
-        record(a, [&] {
-          Event e = attempt_event("attempt_failed");
-          e.detail = out.error;
-          return e;
-        }(), false);
+        record_failed_attempt();
         if (a.d.provider_attempt < p.max_attempts) {
           const std::int64_t delay = backoff_ms(options.retry, a.d.provider_attempt, out.retry_after_ms, rng);
           const std::int64_t at = now + delay;
@@ -919,28 +927,20 @@ struct Engine::Impl {
         break;
       }
       case OutcomeKind::permanent: {
-        Event e = attempt_event("attempt_failed");
-        e.detail = out.error;
-        record(a, std::move(e), false);
+        record_failed_attempt();
         fail_over(a, out.error);
         break;
       }
       case OutcomeKind::recipient_invalid: {
-        Event e = attempt_event("attempt_failed");
-        e.detail = out.error;
-        record(a, std::move(e), false);
+        record_failed_attempt();
         // An invalid number or an unregistered token will not get better: never try it again.
-        if (a.d.address.empty()) a.d.address = p.adapter->address_for(a.n, a.d.channel);
-        add_suppression(a.d.channel, a.d.address, "unusable", out.error, p.config.name, id);
+        suppress_address("unusable");
         dead_letter(a, "recipient invalid: " + out.error);
         break;
       }
       case OutcomeKind::recipient_opted_out: {
-        Event e = attempt_event("attempt_failed");
-        e.detail = out.error;
-        record(a, std::move(e), false);
-        if (a.d.address.empty()) a.d.address = p.adapter->address_for(a.n, a.d.channel);
-        add_suppression(a.d.channel, a.d.address, "opted_out", out.error, p.config.name, id);
+        record_failed_attempt();
+        suppress_address("opted_out");
         c_suppressed.fetch_add(1, std::memory_order_relaxed);
         finish(a, State::suppressed, "opted_out", "recipient opted out: " + out.error);
         break;
@@ -1141,14 +1141,8 @@ struct Engine::Impl {
     const ReceiptAction act = decide_receipt(r.status, d.receipt);
     if (act.ignore) return false;
     c_receipts.fetch_add(1, std::memory_order_relaxed);
-    Event e;
-    e.notification_id = id;
-    e.kind = act.event;
-    e.attempt = d.attempt;
+    Event e = make_event(n, d.attempt, act.event);
     e.provider = p.config.name;
-    e.type = n.type;
-    e.tenant = n.tenant;
-    e.priority = n.priority;
     e.detail = r.provider_status.empty() ? std::string(to_string(r.status)) : r.provider_status;
     if (!r.error_code.empty()) e.detail += " (error " + r.error_code + ")";
     if (from_lookup) e.detail += "; from a status query";
@@ -1231,14 +1225,8 @@ struct Engine::Impl {
     // Not final yet, unknown to the provider, or no answer: ask again later, less and less often,
     // and give up after five tries (the receipt is then "unconfirmed").
     const int checks = ++reconcile_checks[id];
-    Event e;
-    e.notification_id = id;
-    e.kind = "lookup";
-    e.attempt = row.delivery.attempt;
+    Event e = make_event(row.notification, row.delivery.attempt, "lookup");
     e.provider = p.config.name;
-    e.type = row.notification.type;
-    e.tenant = row.notification.tenant;
-    e.priority = row.notification.priority;
     e.http_status = static_cast<int>(resp.status);
     e.detail = found.found == LookupResult::Found::yes ? "still " + found.receipt.provider_status
                : found.found == LookupResult::Found::no ? std::string("the provider does not know the message")
