@@ -284,3 +284,29 @@ def test_webhook_requests_are_signed(engine: Engine, tmp_path: Path, providers: 
     expected = hmac.new(b"hook-secret", fields["t"].encode() + b"." + body, hashlib.sha256).hexdigest()
     assert hmac.compare_digest(expected, fields["v1"])
     assert json.loads(body)["text"] == "order 7 shipped"
+
+
+# -- faults in the provider's own dialect ---------------------------------------------------------------
+
+
+def test_an_injected_twilio_error_code_is_read_like_the_real_one(engine: Engine, sandbox: Sandbox) -> None:
+    sandbox.set_faults("twilio", error_rate=1.0, error_status=400, error_code="21211")
+    r = engine.send("otp", {"id": "u20", "phone": "+15551230020"}, {"code": "1"})
+    status = engine.wait(r.id)
+    assert status.state == "dead_lettered" and "21211" in status.last_error
+
+
+def test_a_twilio_outage_fails_over_to_another_kind(tmp_path: Path, sandbox: Sandbox,
+                                                    providers: list[dict[str, Any]]) -> None:
+    sandbox.set_faults("twilio", outage_for_ms=60_000)
+    rules = RuleSet({"otp": lambda n: Plan("sms", ["sms", "sms-backup"], "code {code}")})
+    backup = sandbox.provider("sms-backup")
+    with Engine(tmp_path / "failover", rules=rules, providers=[providers[0], backup],
+                max_attempts_per_provider=2, retry_base=0.01, retry_max=0.05) as e:
+        r = e.send("otp", {"id": "u21", "phone": "+15551230021"}, {"code": "5"})
+        status = e.wait(r.id)
+        assert status.state == "completed" and status.provider == "sms-backup"
+        kinds = [ev.event for ev in e.trace(r.id)]
+        assert kinds.count("attempt_failed") == 2 and "failed_over" in kinds
+    assert service_messages(sandbox, "twilio") == []
+    assert len(sandbox.messages("sms-backup")) == 1
