@@ -87,6 +87,7 @@ struct Active {
   bool in_flight = false;        ///< an attempt is marked "sending" and unanswered
   bool resend_in_doubt = false;  ///< the next attempt repeats one whose outcome a crash lost
   bool lookup_done = false;      ///< the provider was asked about the attempt in doubt (or cannot be)
+  bool no_batch = false;         ///< its batch was refused (or could not be built): send it alone
   int lookups_failed = 0;        ///< status queries about the attempt in doubt that got no answer
   std::int64_t attempt_started_ms = 0;  ///< when the attempt in doubt was marked "sending"
   Provider* provider = nullptr;  ///< provider of the attempt in flight
@@ -623,7 +624,7 @@ struct Engine::Impl {
 
   /// Whether `b` may ride in the same batch request as `a`.
   static bool batch_compatible(const Active& a, const Active& b) {
-    return b.plan.batch && !b.resend_in_doubt && b.plan.channel == a.plan.channel &&
+    return b.plan.batch && !b.no_batch && !b.resend_in_doubt && b.plan.channel == a.plan.channel &&
            b.plan.template_text == a.plan.template_text;
   }
 
@@ -654,6 +655,18 @@ struct Engine::Impl {
     return public_url + "/receipts/" + p.config.name + "?hid=" + std::to_string(id);
   }
 
+  /// Builds the request; an adapter that cannot (a bug, or data it cannot express) dead-letters
+  /// the notification instead of stopping the loop. False when `a` is finished.
+  bool build_or_dead_letter(Active& a, Provider& p, const SendContext& ctx, http::Request& out) {
+    try {
+      out = p.adapter->build(ctx);
+      return true;
+    } catch (const std::exception& ex) {
+      dead_letter(a, p.config.name + " could not build the request: " + ex.what());
+      return false;
+    }
+  }
+
   /// The recipient's address for this attempt, read only when something will use it: a
   /// suppression to check, or receipts that may make it unusable later (it costs a JSON parse).
   std::string address_if_needed(const Provider& p, const Active& a) const {
@@ -680,25 +693,28 @@ struct Engine::Impl {
         e.provider = p.config.name;
         e.detail = "asking whether the attempt in doubt arrived, before any resend";
         marks.events.push_back(std::move(e));
-        sends.emplace_back(std::move(*req), [this, nid, t = std::move(text)](http::Response&& resp) mutable {
-          asio::post(io, [this, nid, t = std::move(t), r = std::move(resp)]() mutable {
-            on_in_doubt_lookup(nid, t, std::move(r));
+        Provider* pp = &p;
+        sends.emplace_back(std::move(*req), [this, pp, nid, t = std::move(text)](http::Response&& resp) mutable {
+          asio::post(io, [this, pp, nid, t = std::move(t), r = std::move(resp)]() mutable {
+            on_in_doubt_lookup(*pp, nid, t, std::move(r));
           });
         });
         return;
       }
     }
     a.lookup_done = true;
-    if (a.plan.batch && p.adapter->max_batch() > 1 && !a.resend_in_doubt) {
+    if (a.plan.batch && !a.no_batch && p.adapter->max_batch() > 1 && !a.resend_in_doubt) {
       start_batch(a, p, now, std::move(text), address, marks, sends);
       return;
     }
     SendContext ctx{a.n, a.plan, text, a.d.attempt + 1, a.resend_in_doubt, now, receipt_url(p, nid)};
-    http::Request req = p.adapter->build(ctx);
+    http::Request req;
+    if (!build_or_dead_letter(a, p, ctx, req)) return;
     mark_sending(a, p, address, marks, {});
     ++p.in_flight;
-    sends.emplace_back(std::move(req), [this, nid](http::Response&& resp) {
-      asio::post(io, [this, nid, r = std::move(resp)]() mutable { on_response(nid, std::move(r)); });
+    Provider* pp = &p;
+    sends.emplace_back(std::move(req), [this, pp, nid](http::Response&& resp) {
+      asio::post(io, [this, pp, nid, r = std::move(resp)]() mutable { on_response(*pp, nid, std::move(r)); });
     });
   }
 
@@ -746,12 +762,14 @@ struct Engine::Impl {
     http::Request req;
     try {
       req = group.size() == 1 ? p.adapter->build(ctxs.front()) : p.adapter->build_batch(ctxs);
-    } catch (const Error&) {
-      // The adapter cannot carry these together (e.g. an address twice): send the first alone and
-      // put the others back at the front of their lanes, in order.
+    } catch (const std::exception&) {
+      // The adapter cannot carry these together (e.g. an address twice): they all go alone, the
+      // first now and the others from the front of their lanes, in order. Marking them keeps the
+      // next pump from gathering (and failing) the same group again.
+      for (Active* m : group) m->no_batch = true;
       for (std::size_t i = group.size(); i-- > 1;) p.waiting[static_cast<int>(group[i]->n.priority)].push_front(group[i]->n.id);
       group.resize(1);
-      req = p.adapter->build(ctxs.front());
+      if (!build_or_dead_letter(first, p, ctxs.front(), req)) return;
     }
     std::vector<Id> members;
     members.reserve(group.size());
@@ -841,13 +859,12 @@ struct Engine::Impl {
     });
   }
 
-  void on_response(Id id, http::Response resp) {
+  void on_response(Provider& p, Id id, http::Response resp) {
     in_flight_count.fetch_sub(1);
+    --p.in_flight;  // before anything else: the slot is free whatever became of the notification
     auto it = active.find(id);
     if (it == active.end()) return;
     Active& a = it->second;
-    Provider& p = *a.provider;
-    --p.in_flight;
     handle_outcome(a, p, p.adapter->classify(resp), resp);
     post_pump();
   }
@@ -860,7 +877,23 @@ struct Engine::Impl {
       auto it = active.find(members[i]);
       if (it == active.end()) continue;
       Outcome out = i < outcomes.size() ? std::move(outcomes[i]) : Outcome{};
-      handle_outcome(it->second, p, std::move(out), resp);
+      Active& a = it->second;
+      if (members.size() > 1 && out.kind == OutcomeKind::permanent) {
+        // One bad member can make the provider refuse the whole request: each goes again alone,
+        // and this attempt does not count against the provider.
+        a.in_flight = false;
+        a.provider = nullptr;
+        a.no_batch = true;
+        --a.d.provider_attempt;
+        Event e = make_event(a, "attempt_failed");
+        e.provider = p.config.name;
+        e.http_status = static_cast<int>(resp.status);
+        e.detail = "the batch was refused (" + out.error + "); sending alone";
+        record(a, std::move(e), false);
+        enqueue_for_provider(a);
+        continue;
+      }
+      handle_outcome(a, p, std::move(out), resp);
     }
     post_pump();
   }
@@ -949,13 +982,12 @@ struct Engine::Impl {
   }
 
   /// The provider's answer about an attempt left in doubt by a crash.
-  void on_in_doubt_lookup(Id id, const std::string& text, http::Response resp) {
+  void on_in_doubt_lookup(Provider& p, Id id, const std::string& text, http::Response resp) {
     in_flight_count.fetch_sub(1);
+    --p.in_flight;
     auto it = active.find(id);
     if (it == active.end()) return;
     Active& a = it->second;
-    Provider& p = *a.provider;
-    --p.in_flight;
     a.in_flight = false;
     a.provider = nullptr;
     const std::string no_id;
@@ -978,10 +1010,15 @@ struct Engine::Impl {
         r.notification_id = id;
         const std::string current;
         ReceiptAction act = decide_receipt(r.status, current);
+        const std::string channel = a.d.channel, address = a.d.address;
         finish(a, State::completed, "completed", found.provider_message_id);
         if (!act.ignore && !act.receipt.empty()) {
-          pending_writes.receipts.push_back({id, act.receipt, now_ms()});
+          pending_writes.receipts.push_back({id, act.receipt, now_ms(), false});
           recent_receipts[id] = act.receipt;
+        }
+        if (!act.ignore && !act.suppress_reason.empty()) {
+          add_suppression(channel, address, act.suppress_reason, r.provider_status + " " + r.error_code,
+                          p.config.name, id);
         }
         break;
       }
@@ -1149,9 +1186,11 @@ struct Engine::Impl {
     pending_writes.events.push_back(std::move(e));
     if (!act.receipt.empty()) {
       const std::int64_t at = now_ms();
-      pending_writes.receipts.push_back({id, act.receipt, at});
+      pending_writes.receipts.push_back({id, act.receipt, at, false});
       if (recent_receipts.size() > 100'000) recent_receipts.clear();  // only bridges the commit delay
       recent_receipts[id] = act.receipt;
+      reconcile_checks.erase(id);
+      reconcile_next_ms.erase(id);
       if (auto it = active.find(id); it != active.end()) {
         it->second.d.receipt = act.receipt;
         it->second.d.receipt_at_ms = at;
@@ -1212,11 +1251,18 @@ struct Engine::Impl {
     LookupResult found =
         p.adapter->parse_lookup(resp, LookupContext{row.notification, text, row.delivery.provider_message_id,
                                                     row.delivery.accepted_at_ms});
-    if (found.found == LookupResult::Found::yes && found.receipt.status != ReceiptStatus::progress) {
+    if (found.found == LookupResult::Found::yes && found.receipt.status != ReceiptStatus::progress &&
+        found.receipt.status != ReceiptStatus::bounced_soft) {
       Receipt r = found.receipt;
       r.notification_id = id;
       if (r.provider_message_id.empty()) r.provider_message_id = found.provider_message_id;
       if (apply_receipt(p, r, true)) c_reconciled.fetch_add(1, std::memory_order_relaxed);
+      if (recent_receipts.count(id) == 0) {
+        // The answer was final but records no receipt of its own (an opt-out, or a stale answer):
+        // close the row so it is not looked up again on every sweep.
+        pending_writes.receipts.push_back(
+            {id, r.status == ReceiptStatus::opted_out ? "failed" : "unconfirmed", now_ms(), true});
+      }
       reconcile_checks.erase(id);
       reconcile_next_ms.erase(id);
       flush_writes();
@@ -1233,7 +1279,7 @@ struct Engine::Impl {
                                                         : "status query failed: " + found.error;
     if (checks >= 5) {
       e.detail += "; giving up: receipt unconfirmed";
-      pending_writes.receipts.push_back({id, "unconfirmed", now_ms()});
+      pending_writes.receipts.push_back({id, "unconfirmed", now_ms(), true});
       reconcile_checks.erase(id);
       reconcile_next_ms.erase(id);
     } else {
@@ -1247,9 +1293,13 @@ struct Engine::Impl {
 
   template <class F>
   auto on_loop(F&& f) -> decltype(f()) {
-    std::packaged_task<decltype(f())()> task(std::forward<F>(f));
-    auto future = task.get_future();
-    asio::post(io, [&task] { task(); });
+    auto task = std::make_shared<std::packaged_task<decltype(f())()>>(std::forward<F>(f));
+    auto future = task->get_future();
+    asio::post(io, [task] { (*task)(); });
+    // close() may stop the loop after a caller's check: then the task never runs.
+    while (future.wait_for(std::chrono::milliseconds(50)) != std::future_status::ready) {
+      if (io.stopped()) throw EngineClosed("engine is closed");
+    }
     return future.get();
   }
 

@@ -225,7 +225,7 @@ struct Store::Db {
           "UPDATE notifications SET state=?, attempt=?, provider_index=?, provider_attempt=?, next_at=?, "
           "updated_at=?, provider=?, provider_message_id=?, last_error=?, in_doubt=?, channel=?, address=?, "
           "accepted_at=?, cost=? WHERE id=?");
-      receipt = prepare("UPDATE notifications SET receipt=?, receipt_at=? WHERE id=?");
+      receipt = prepare("UPDATE notifications SET receipt=?, receipt_at=? WHERE id=? AND (? = 0 OR receipt IS NULL)");
       suppress = prepare(
           "INSERT OR REPLACE INTO suppressions (channel, address, reason, detail, provider, notification_id, at) "
           "VALUES (?,?,?,?,?,?,?)");
@@ -418,6 +418,7 @@ void Store::apply(std::vector<Pending>& work) {
           bind_text(s, 1, r.receipt, true);
           sqlite3_bind_int64(s, 2, r.at_ms);
           sqlite3_bind_int64(s, 3, r.id);
+          sqlite3_bind_int(s, 4, r.only_if_none ? 1 : 0);
           db.step_done(s, "record receipt");
         }
         for (const Suppression& x : b.suppressions) {

@@ -305,3 +305,21 @@ TEST(TwilioAdapter, ParsesLookups) {
   EXPECT_EQ(denied.found, LookupResult::Found::unknown);
   expect_no_secret(denied.error);
 }
+
+TEST(TwilioAdapter, AnOlderMessageWithTheSameTextIsNotTheAttemptInDoubt) {
+  auto a = make_adapter(twilio_config());
+  const Notification n = otp(42);
+  const std::string text = "Your code is 4242", none;
+  // 2026-11-21 20:00:00 UTC and an hour earlier.
+  const std::int64_t started = 1'795'291'200'000;
+  const std::string page = R"({"messages":[
+      {"sid":"SM0009","to":"+15551230001","body":"Your code is 4242","status":"delivered",
+       "date_created":"Sat, 21 Nov 2026 19:00:00 +0000"}]})";
+  EXPECT_EQ(a->parse_lookup(answer(200, page), LookupContext{n, text, none, started}).found, LookupResult::Found::no);
+  const std::string fresh = R"({"messages":[
+      {"sid":"SM0010","to":"+15551230001","body":"Your code is 4242","status":"sent",
+       "date_created":"Sat, 21 Nov 2026 20:00:01 +0000"}]})";
+  LookupResult found = a->parse_lookup(answer(200, fresh), LookupContext{n, text, none, started});
+  EXPECT_EQ(found.found, LookupResult::Found::yes);
+  EXPECT_EQ(found.provider_message_id, "SM0010");
+}

@@ -63,6 +63,7 @@ struct ReceiptUpdate {
   Id id = 0;
   std::string receipt;
   std::int64_t at_ms = 0;
+  bool only_if_none = false;  ///< leave a receipt already recorded alone (reconciliation giving up)
 };
 
 /// Why an address is not to be used: it bounced hard / is unregistered, or its owner opted out.

@@ -13,6 +13,21 @@ namespace herald::adapters {
 
 namespace {
 
+/// How far Twilio's clock may be behind ours when matching a message to an attempt.
+constexpr std::int64_t kClockSkewMs = 60'000;
+
+/// A message resource's date_created (RFC 2822, "Sat, 21 Nov 2026 20:43:11 +0000") in epoch ms;
+/// 0 when absent or unreadable, which never counts as recent.
+std::int64_t created_ms(const nlohmann::json& m) {
+  auto it = m.find("date_created");
+  if (it == m.end() || !it->is_string()) return 0;
+  std::tm tm{};
+  const std::string text = it->get<std::string>();
+  const char* end = strptime(text.c_str(), "%a, %d %b %Y %H:%M:%S", &tm);
+  if (end == nullptr) return 0;
+  return static_cast<std::int64_t>(timegm(&tm)) * 1000;  // Twilio writes +0000
+}
+
 using json = nlohmann::json;
 
 /// A JSON number or numeric string as text ("" for null and anything else).
@@ -195,7 +210,9 @@ class TwilioAdapter final : public Adapter {
         auto to = m.find("to");
         const bool same_text = body != m.end() && body->is_string() && body->get<std::string>() == ctx.text;
         const bool same_to = phone.empty() || (to != m.end() && to->is_string() && to->get<std::string>() == phone);
-        if (same_text && same_to) {
+        // An earlier message with the same text to the same phone is not the attempt in doubt.
+        const bool recent = ctx.attempt_started_ms == 0 || created_ms(m) >= ctx.attempt_started_ms - kClockSkewMs;
+        if (same_text && same_to && recent) {
           message = &m;
           break;
         }
