@@ -205,10 +205,7 @@ struct Server::Impl {
         state_(std::make_shared<State>(options_.seed, options_.signing_secret)),
         ioc_(std::make_unique<asio::io_context>(static_cast<int>(std::max(1u, options_.threads)))) {
     if (options_.threads == 0) options_.threads = 1;
-    if (options_.h2c_port >= 0) {
-      // TODO(h2c): serve the same route through http::H2cServer once it has landed.
-      throw std::runtime_error("sandbox: h2c is not available in this build");
-    }
+    if (options_.h2c_port > 65535) throw std::runtime_error("sandbox: h2c_port must be -1..65535");
     const tcp::endpoint endpoint = resolve_endpoint(options_.host, options_.port);
     acceptor_.emplace(*ioc_);
     beast::error_code ec;
@@ -223,6 +220,27 @@ struct Server::Impl {
     port_ = acceptor_->local_endpoint().port();
     const bool v6 = endpoint.address().is_v6();
     url_ = "http://" + (v6 ? "[" + options_.host + "]" : options_.host) + ":" + std::to_string(port_);
+
+    if (options_.h2c_port >= 0) {
+      http::ServerOptions h2;
+      h2.host = options_.host;
+      h2.port = static_cast<std::uint16_t>(options_.h2c_port);
+      h2.threads = options_.threads;
+      h2.max_body_bytes = kBodyLimit;
+      h2.thread_name = "herald-sbx-h2c";
+      // The handler holds the state by shared_ptr: a stream answered late never sees it freed.
+      h2c_ = std::make_unique<http::H2cServer>(h2, [state = state_](http::ServerRequest&& req, http::Respond respond) {
+        http::ServerResponse res;
+        try {
+          res = detail::route(*state, req);
+        } catch (const std::exception& e) {
+          res = detail::herald_error(500, "internal", e.what());
+        }
+        respond(std::move(res));
+      });
+      h2c_port_ = h2c_->port();
+      h2c_url_ = h2c_->url();
+    }
 
     accept();
     threads_.reserve(options_.threads);
@@ -263,6 +281,7 @@ struct Server::Impl {
   void stop() {
     // Serialises concurrent stop() calls; the second one finds nothing left to do.
     std::lock_guard lock(stop_mu_);
+    if (h2c_) h2c_->stop();
     if (!ioc_) return;
     ioc_->stop();
     for (std::thread& t : threads_) {
@@ -284,6 +303,7 @@ struct Server::Impl {
   std::vector<std::thread> threads_;
   std::uint16_t port_ = 0;
   std::string url_;
+  std::unique_ptr<http::H2cServer> h2c_;
   std::uint16_t h2c_port_ = 0;
   std::string h2c_url_;
   std::mutex stop_mu_;
