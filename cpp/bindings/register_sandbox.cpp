@@ -3,6 +3,9 @@
 #include "herald/errors.hpp"
 #include "herald/sandbox.hpp"
 
+#include <chrono>
+#include <cstdint>
+
 namespace herald::bindings {
 
 namespace {
@@ -32,6 +35,7 @@ void register_sandbox(py::module_& m) {
   py::class_<PySandbox>(m, "Sandbox")
       .def(py::init([](const std::string& host, std::uint16_t port, unsigned threads, std::uint64_t seed,
                        const std::string& signing_secret, int h2c_port) {
+             if (h2c_port < -1 || h2c_port > 65535) throw ValidationError("h2c_port", "must be -1 (off) or 0..65535");
              sandbox::Server::Options o;
              o.host = host;
              o.port = port;
@@ -51,16 +55,17 @@ void register_sandbox(py::module_& m) {
       .def_property_readonly("h2c_port", [](PySandbox& s) { return s.get().h2c_port(); })
       .def_property_readonly("h2c_url", [](PySandbox& s) { return s.get().h2c_url(); })
       .def("keys", [](PySandbox& s) { return from_json(s.get().keys()); })
-      .def("set_callbacks",
-           [](PySandbox& s, const std::string& service, bool enabled, std::int64_t delay_ms, const std::string& url) {
-             if (delay_ms < 0) throw ValidationError("delay_ms", "must be 0 or more");
-             sandbox::Server::Callbacks c;
-             c.enabled = enabled;
-             c.delay = std::chrono::milliseconds(delay_ms);
-             c.url = url;
-             s.get().set_callbacks(service, c);
-           },
-           py::arg("service"), py::arg("enabled") = true, py::arg("delay_ms") = 50, py::arg("url") = "")
+      .def(
+          "set_callbacks",
+          [](PySandbox& s, const std::string& service, bool enabled, std::int64_t delay_ms, const std::string& url) {
+            if (delay_ms < 0 || delay_ms > 86'400'000) throw ValidationError("delay_ms", "must be between 0 and 86400000");
+            sandbox::Server::Callbacks c;
+            c.enabled = enabled;
+            c.delay = std::chrono::milliseconds(delay_ms);
+            c.url = url;
+            s.get().set_callbacks(service, c);
+          },
+          py::arg("service"), py::arg("enabled") = true, py::arg("delay_ms") = 50, py::arg("url") = "")
       .def("set_faults",
            [](PySandbox& s, const std::string& provider, const py::dict& faults) {
              sandbox::Faults f;

@@ -28,8 +28,12 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def _cmd_sandbox(args: argparse.Namespace) -> int:
     from herald.sandbox import Sandbox
 
-    with Sandbox(args.host, args.port, threads=args.threads) as sandbox:
-        print(f"herald sandbox listening on {sandbox.url}  (messages: {sandbox.url}/_sandbox/messages)", flush=True)
+    with Sandbox(
+        args.host, args.port, threads=args.threads, signing_secret=args.signing_secret, h2c_port=args.h2c_port
+    ) as sandbox:
+        print(f"herald sandbox listening on {sandbox.url}  (messages: {sandbox.url}/)", flush=True)
+        if sandbox.h2c_url:
+            print(f"herald sandbox h2c (HTTP/2 cleartext) on {sandbox.h2c_url}", flush=True)
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         try:
@@ -99,6 +103,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8025)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--signing-secret", default="sandbox-secret", help="signs herald JSON receipts")
+    p.add_argument("--h2c-port", type=int, default=-1, help="also serve HTTP/2 cleartext here (-1 off, 0 any)")
     p.set_defaults(func=_cmd_sandbox)
 
     p = sub.add_parser("send", help="send one notification")

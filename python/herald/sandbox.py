@@ -12,14 +12,28 @@ __all__ = ["Sandbox"]
 class Sandbox:
     """A running sandbox on loopback. Point a provider of kind ``sandbox`` at :attr:`url`.
 
-    Faults (per provider, ``"*"`` for all): ``error_rate``, ``error_status``, ``error_code``,
-    ``rate_limit_rate``, ``retry_after_s``, ``latency_ms``, ``outage_for_ms``/``outage_until_ms``.
+    It also speaks the real providers' APIs (Twilio, SendGrid, FCM, APNs, Slack) at their own
+    paths, so a provider of any kind can point its ``url`` here; see docs/providers.md.
+
+    Faults (per service or provider, ``"*"`` for all): ``error_rate``, ``error_status``,
+    ``error_code``, ``rate_limit_rate``, ``retry_after_s``, ``latency_ms``,
+    ``outage_for_ms``/``outage_until_ms``.
+
+    ``signing_secret`` signs herald JSON receipts; ``h2c_port`` (-1 off, 0 any free port) also
+    serves everything over HTTP/2 cleartext (APNs-style), at :attr:`h2c_url`.
     """
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, threads: int = 1, seed: int = 42,
-                 signing_secret: str = "sandbox-secret", h2c_port: int | None = None) -> None:
-        """``h2c_port`` also serves every API over HTTP/2 cleartext (0 = any free port)."""
-        self._core = _core.Sandbox(host, port, threads, seed, signing_secret, -1 if h2c_port is None else h2c_port)
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        threads: int = 1,
+        seed: int = 42,
+        signing_secret: str = "sandbox-secret",
+        h2c_port: int = -1,
+    ) -> None:
+        self._core = _core.Sandbox(host, port, threads, seed, signing_secret, h2c_port)
 
     def __enter__(self) -> Sandbox:
         return self
@@ -36,18 +50,20 @@ class Sandbox:
         return int(self._core.port)
 
     @property
-    def h2c_url(self) -> str | None:
-        """The HTTP/2 (h2c) listener's URL, when one was asked for."""
-        return str(self._core.h2c_url) or None
+    def h2c_url(self) -> str:
+        """The HTTP/2 cleartext URL, or ``""`` when ``h2c_port`` was -1."""
+        return str(self._core.h2c_url)
+
+    @property
+    def h2c_port(self) -> int:
+        return int(self._core.h2c_port)
 
     def keys(self) -> dict[str, str]:
-        """``sendgrid_verification_key`` (configure it as the sendgrid provider's
-        ``secrets.verification_key``) and ``signing_secret`` (herald's JSON receipts)."""
+        """``{"sendgrid_verification_key": ..., "signing_secret": ...}`` for receipt checks."""
         return dict(self._core.keys())
 
-    def set_callbacks(self, service: str, *, enabled: bool = True, delay_ms: int = 50, url: str = "") -> None:
-        """Whether and when status callbacks are sent for ``service`` (``twilio``, ``sendgrid``, a
-        sandbox provider name, or ``"*"``); ``url`` is SendGrid's Event Webhook URL."""
+    def set_callbacks(self, service: str, enabled: bool = True, delay_ms: int = 50, url: str = "") -> None:
+        """When status callbacks are sent for ``service`` (``url``: SendGrid's Event Webhook)."""
         self._core.set_callbacks(service, enabled, delay_ms, url)
 
     def provider(self, name: str, **settings: Any) -> dict[str, Any]:

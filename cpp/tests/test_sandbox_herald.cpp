@@ -1,0 +1,119 @@
+// The sandbox's herald API additions: signed JSON receipts, status queries, callbacks settings,
+// the web page and the keys.
+#include "herald/crypto.hpp"
+#include "test_sandbox_support.hpp"
+
+namespace {
+
+using namespace sandbox_test;
+using herald::sandbox::Server;
+namespace crypto = herald::crypto;
+
+Response herald_send(const Server& s, const std::string& provider, const json& body, const std::string& key = {}) {
+  std::vector<std::string> headers = {"Content-Type: application/json"};
+  if (!key.empty()) headers.emplace_back("Idempotency-Key: " + key);
+  return send("POST", s.url() + "/v1/" + provider + "/messages", body.dump(), headers);
+}
+
+}  // namespace
+
+TEST(SandboxHerald, ReceiptsAreSignedWithTheSigningSecret) {
+  Server::Options o = options();
+  o.signing_secret = "s3cret";
+  Server server(o);
+  server.set_callbacks("*", {true, 10ms, ""});
+  Listener hook;
+  const json base = {{"callback_url", hook.url("/receipts/mail?x=1")}, {"text", "hi"}};
+  json b1 = base;
+  b1["id"] = 101;
+  b1["to"] = {{"email", "bounce@example.com"}};
+  json b2 = base;
+  b2["id"] = 102;
+  b2["to"] = {{"phone", "+15005550006"}};
+  json b3 = base;
+  b3["id"] = 103;
+  b3["to"] = {{"email", "open@example.com"}};
+  const std::string id1 = body_json(herald_send(server, "mail", b1))["id"];
+  ASSERT_EQ(herald_send(server, "sms", b2).status, 202);
+  ASSERT_EQ(herald_send(server, "mail", b3).status, 202);
+  const auto got = hook.wait_for(4);
+  ASSERT_EQ(got.size(), 4u);
+  std::map<std::int64_t, std::vector<std::string>> statuses;
+  for (const Received& r : got) {
+    EXPECT_EQ(r.target, "/receipts/mail?x=1");
+    const std::string sig = r.header("x-herald-signature");
+    const auto comma = sig.find(",v1=");
+    ASSERT_EQ(sig.rfind("t=", 0), 0u) << sig;
+    ASSERT_NE(comma, std::string::npos) << sig;
+    const std::string t = sig.substr(2, comma - 2);
+    EXPECT_NEAR(std::stoll(t), std::time(nullptr), 5);
+    EXPECT_EQ(sig.substr(comma + 4), crypto::hex(crypto::hmac_sha256("s3cret", t + "." + r.body)));
+    const json receipt = json::parse(r.body);
+    statuses[receipt["herald_id"].get<std::int64_t>()].push_back(receipt["status"]);
+    if (receipt["herald_id"] == 101) {
+      EXPECT_EQ(receipt["message_id"], id1);
+    }
+    if (receipt["herald_id"] == 102) {
+      EXPECT_EQ(receipt["error_code"], "30003");
+    }
+  }
+  using V = std::vector<std::string>;
+  EXPECT_EQ(statuses[101], (V{"bounced_hard"}));
+  EXPECT_EQ(statuses[102], (V{"failed"}));
+  EXPECT_EQ(statuses[103], (V{"delivered", "opened"}));
+}
+
+TEST(SandboxHerald, StatusQueriesByIdAndIdempotencyKey) {
+  Server server(options());
+  ASSERT_EQ(send("PUT", server.url() + "/_sandbox/callbacks/mail", R"({"enabled":false,"delay_ms":40})").status, 200);
+  const std::string id =
+      body_json(herald_send(server, "mail", {{"id", 7}, {"to", {{"email", "x@example.com"}}}}, "herald-7"))["id"];
+  ASSERT_EQ(herald_send(server, "other", {{"id", 8}}, "herald-8").status, 202);
+
+  Response r = send("GET", server.url() + "/v1/mail/messages/" + id);
+  ASSERT_EQ(r.status, 200) << r.body;
+  json m = body_json(r);
+  EXPECT_EQ(m["id"], id);
+  EXPECT_EQ(m["status"], "accepted");
+  EXPECT_EQ(m["idempotency_key"], "herald-7");
+  std::this_thread::sleep_for(120ms);
+  EXPECT_EQ(body_json(send("GET", server.url() + "/v1/mail/messages/" + id))["status"], "delivered");
+
+  EXPECT_EQ(send("GET", server.url() + "/v1/mail/messages/sbx-999").status, 404);
+  EXPECT_EQ(send("GET", server.url() + "/v1/other/messages/" + id).status, 404);  // another provider's
+
+  json list = body_json(send("GET", server.url() + "/v1/mail/messages?idempotency_key=herald-7"));
+  ASSERT_EQ(list["messages"].size(), 1u);
+  EXPECT_EQ(list["messages"][0]["id"], id);
+  EXPECT_EQ(list["messages"][0]["status"], "delivered");
+  list = body_json(send("GET", server.url() + "/v1/mail/messages?idempotency_key=herald-8"));
+  EXPECT_TRUE(list["messages"].empty());
+}
+
+TEST(SandboxControl, WebPageListsEscapedRecordsNewestFirst) {
+  Server server(options());
+  ASSERT_EQ(herald_send(server, "sms", {{"to", {{"phone", "+15550001"}}}, {"text", "first"}}).status, 202);
+  ASSERT_EQ(herald_send(server, "sms", {{"to", {{"email", "<b>x</b>@example.com"}}}, {"text", "a & b <script>"}}).status,
+            202);
+  const Response r = send("GET", server.url() + "/");
+  ASSERT_EQ(r.status, 200);
+  EXPECT_NE(r.header("content-type").find("text/html"), std::string::npos);
+  EXPECT_NE(r.body.find("<meta http-equiv=\"refresh\" content=\"2\">"), std::string::npos);
+  EXPECT_NE(r.body.find("a &amp; b &lt;script&gt;"), std::string::npos);
+  EXPECT_NE(r.body.find("&lt;b&gt;x&lt;/b&gt;@example.com"), std::string::npos);
+  EXPECT_EQ(r.body.find("<script>"), std::string::npos);
+  EXPECT_LT(r.body.find("a &amp; b"), r.body.find("<td>first</td>"));  // newest first
+}
+
+TEST(SandboxControl, ServiceFilterCallbacksValidationAndKeys) {
+  Server server(options());
+  ASSERT_EQ(herald_send(server, "sms", json::object()).status, 202);
+  ASSERT_EQ(send("POST", server.url() + "/services/T/B/X", R"({"text":"x"})").status, 200);
+  EXPECT_EQ(body_json(send("GET", server.url() + "/_sandbox/messages?service=slack")).size(), 1u);
+  EXPECT_EQ(body_json(send("GET", server.url() + "/_sandbox/messages?provider=sms")).size(), 1u);
+  EXPECT_EQ(send("PUT", server.url() + "/_sandbox/callbacks/twilio", R"({"delay_ms":"x"})").status, 400);
+  EXPECT_EQ(send("PUT", server.url() + "/_sandbox/callbacks/twilio", R"({"bogus":1})").status, 400);
+  const json keys = body_json(send("GET", server.url() + "/_sandbox/keys"));
+  EXPECT_EQ(keys["signing_secret"], "sandbox-secret");
+  EXPECT_FALSE(keys["sendgrid_verification_key"].get<std::string>().empty());
+}
