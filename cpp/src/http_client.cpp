@@ -18,7 +18,6 @@
 #include <stdexcept>
 #include <thread>
 #include <unordered_map>
-#include <unordered_set>
 #include <utility>
 
 namespace herald::http {
@@ -204,8 +203,9 @@ struct Transfer {
   std::chrono::steady_clock::time_point started;
   bool body_too_large = false;
   bool pipewait = false;  ///< may sit in curl's pending queue while a connection negotiates
-  bool h2c_reuse = false;  ///< h2c request sent as 2TLS to ride an existing h2c connection
-  bool h2c_retried = false;  ///< already re-sent once with prior knowledge
+  bool h2c_opener = false;   ///< h2c request that opens its origin's one connection (prior knowledge)
+  bool h2c_reuse = false;    ///< h2c request sent as 2TLS to ride that open connection
+  bool h2c_retried = false;  ///< already restarted once after the connection went away
   // SMTP only (see configure_smtp).
   bool smtp = false;
   SlistPtr rcpt_list;              ///< envelope recipients: curl reads it until the handle is removed
@@ -426,6 +426,7 @@ struct Client::Impl {
         if (collect_completions() == 0 || !waiting_possible) break;
         curl_multi_perform(multi_.get(), &running);
       }
+      if (promote_h2c_openers()) submitted_on_thread_ = true;  // transfers released: perform again
       // Callbacks that submitted did not wake us: go straight back to the queue instead.
       if (!std::exchange(submitted_on_thread_, false)) {
         const int wait_ms = may_have_pending() ? kPendingPollMs : kIdlePollMs;
@@ -534,9 +535,7 @@ struct Client::Impl {
       // h2c connection stacks a second HTTP/2 layer on it and fails with "Error in the HTTP2
       // framing layer". So only the transfer that opens an origin's connection asks for prior
       // knowledge; the rest ask for 2TLS, which on http:// reuses that h2c connection as is.
-      const std::string origin = url_origin(req.url);
-      t.h2c_reuse = !t.h2c_retried && h2c_origins_.count(origin) != 0;
-      if (!t.h2c_reuse) h2c_origins_.insert(origin);
+      // start() decided which this is, and holds the others back while the opener connects.
       set(CURLOPT_HTTP_VERSION, static_cast<long>(t.h2c_reuse ? CURL_HTTP_VERSION_2TLS
                                                              : CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE));
       // Wait for the one h2c connection rather than open one per transfer of a first burst.
@@ -623,8 +622,23 @@ struct Client::Impl {
   }
 
   void start(Pending&& pending, bool h2c_retry = false) {
+    // h2c: one connection per origin. While its opener connects, the others wait here: a second
+    // connection would be opened as HTTP/1.1 (2TLS on http://) or hit curl#10634 (prior knowledge).
+    H2cOrigin* h2c = nullptr;
+    if (pending.request.version == Request::Version::http2_prior_knowledge && !is_smtp_url(pending.request.url)) {
+      h2c = &h2c_origins_[url_origin(pending.request.url)];
+      if (h2c->state == H2cOrigin::opening) {
+        h2c->waiting.push_back(Waiting{std::move(pending), h2c_retry});
+        return;
+      }
+    }
     auto transfer = std::make_unique<Transfer>();
     transfer->h2c_retried = h2c_retry;
+    if (h2c != nullptr) {
+      transfer->h2c_opener = h2c->state == H2cOrigin::closed;
+      transfer->h2c_reuse = !transfer->h2c_opener;
+      if (transfer->h2c_opener) h2c->state = H2cOrigin::opening;
+    }
     transfer->request = std::move(pending.request);
     transfer->callback = std::move(pending.callback);
 
@@ -648,7 +662,24 @@ struct Client::Impl {
       return;
     }
     if (transfer->pipewait) ++pipewait_active_;
+    if (transfer->h2c_opener) h2c_origins_[url_origin(transfer->request.url)].opener = easy;
     active_.emplace(easy, std::move(transfer));
+  }
+
+  /// Opens an h2c origin to the transfers held back as soon as its opener is connected (not when
+  /// its answer arrives, which would serialise them behind it). True when any were started.
+  bool promote_h2c_openers() {
+    std::vector<Waiting> released;
+    for (auto& [origin, o] : h2c_origins_) {
+      if (o.state != H2cOrigin::opening || o.opener == nullptr || o.waiting.empty()) continue;
+      curl_off_t connected_us = 0;
+      if (curl_easy_getinfo(o.opener, CURLINFO_CONNECT_TIME_T, &connected_us) != CURLE_OK || connected_us <= 0) continue;
+      o.state = H2cOrigin::open;
+      for (auto& w : o.waiting) released.push_back(std::move(w));
+      o.waiting.clear();
+    }
+    for (auto& w : released) start(std::move(w.pending), w.retried);  // after the loop: start() may add origins
+    return !released.empty();
   }
 
   void fail_before_start(Transfer& t, std::string error) {
@@ -690,15 +721,30 @@ struct Client::Impl {
     std::unique_ptr<Transfer> t = std::move(it->second);
     active_.erase(it);
     if (t->pipewait) --pipewait_active_;
+    if (t->h2c_opener) {
+      // The opener's end decides for the transfers held back: the connection is open when it got
+      // an answer; otherwise the next one tries to open it.
+      long status = 0;
+      curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
+      H2cOrigin& o = h2c_origins_[url_origin(t->request.url)];
+      o.opener = nullptr;
+      // A stream that failed on a connected h2c connection (a timeout) leaves the connection in
+      // curl's cache: later transfers must reuse it (2TLS), never open it again with prior knowledge.
+      curl_off_t connected_us = 0;
+      curl_easy_getinfo(easy, CURLINFO_CONNECT_TIME_T, &connected_us);
+      o.state = result == CURLE_OK || status > 0 || connected_us > 0 ? H2cOrigin::open : H2cOrigin::closed;
+      auto held = std::exchange(o.waiting, {});
+      for (auto& w : held) start(std::move(w.pending), w.retried);
+    }
     if (t->h2c_reuse && result != CURLE_OK) {
-      // The origin stays listed even so: a failed stream (a timeout) leaves its connection open,
-      // and a prior-knowledge transfer on it would hit the bug. A vanished connection shows here.
       long new_connections = 0;
       curl_easy_getinfo(easy, CURLINFO_NUM_CONNECTS, &new_connections);
-      if (new_connections > 0) {
-        // The h2c connection was gone, so it opened one speaking HTTP/1.1, which an h2c server
-        // rejects before reading any request: nothing was processed, so send it again once,
-        // with prior knowledge, to open a new h2c connection.
+      if (new_connections > 0 && !t->h2c_retried) {
+        // The h2c connection was gone, so curl opened one speaking HTTP/1.1, which an h2c server
+        // rejects before reading any request: nothing was processed. Mark the origin closed and
+        // send it again once, as (or behind) the opener of a new h2c connection.
+        H2cOrigin& o = h2c_origins_[url_origin(t->request.url)];
+        if (o.state == H2cOrigin::open) o.state = H2cOrigin::closed;
         curl_multi_remove_handle(multi_.get(), easy);
         t->header_list.reset();
         release_handle(std::move(t->easy));
@@ -791,6 +837,11 @@ struct Client::Impl {
       release_handle(std::move(transfer->easy));
       answer_stopped(transfer->callback);
     }
+    auto origins = std::move(h2c_origins_);
+    h2c_origins_.clear();
+    for (auto& [origin, o] : origins) {
+      for (auto& w : o.waiting) answer_stopped(w.pending.callback);
+    }
     // Callbacks above may have submitted more: answer until the queue stays empty.
     answer_queued_as_stopped();
   }
@@ -816,8 +867,18 @@ struct Client::Impl {
   std::atomic<std::size_t> in_flight_{0};
   bool submitted_on_thread_ = false;  ///< I/O thread only: a callback queued work
   std::size_t pipewait_active_ = 0;   ///< I/O thread only: active transfers with PIPEWAIT
-  /// I/O thread only: origins with an h2c connection open or being opened (see configure()).
-  std::unordered_set<std::string> h2c_origins_;
+  /// One h2c origin's connection, as far as start() knows (see configure()).
+  struct Waiting {
+    Pending pending;
+    bool retried = false;
+  };
+  struct H2cOrigin {
+    enum State { closed, opening, open } state = closed;
+    CURL* opener = nullptr;        ///< the transfer opening the connection, while it runs
+    std::vector<Waiting> waiting;  ///< held back while the opener connects
+  };
+  /// I/O thread only.
+  std::unordered_map<std::string, H2cOrigin> h2c_origins_;
   /// I/O thread only: SMTP endpoint -> the TLS profile allowed to reuse connections to it.
   std::unordered_map<std::string, std::string> smtp_tls_profiles_;
 
