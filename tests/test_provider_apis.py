@@ -11,6 +11,7 @@ import json
 import threading
 import time
 import urllib.parse
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -310,3 +311,17 @@ def test_a_twilio_outage_fails_over_to_another_kind(tmp_path: Path, sandbox: San
         assert kinds.count("attempt_failed") == 2 and "failed_over" in kinds
     assert service_messages(sandbox, "twilio") == []
     assert len(sandbox.messages("sms-backup")) == 1
+
+
+def test_fcm_mints_a_new_token_when_the_old_one_expires_without_a_failed_attempt(engine: Engine, sandbox: Sandbox) -> None:
+    request = urllib.request.Request(f"{sandbox.url}/_sandbox/settings/fcm", data=b'{"token_ttl_s": 2}',
+                                     headers={"Content-Type": "application/json"}, method="PUT")
+    with urllib.request.urlopen(request, timeout=5) as answer:
+        assert answer.status == 200
+    first = engine.send("android", {"id": "u30", "fcm_token": "tok-1"}, {"text": "one"})
+    assert engine.wait(first.id).state == "completed"
+    time.sleep(2.5)  # the first token has expired by now; the adapter must have minted another
+    second = engine.send("android", {"id": "u30", "fcm_token": "tok-1"}, {"text": "two"})
+    status = engine.wait(second.id)
+    assert status.state == "completed"
+    assert status.attempts == 1, [str(e) for e in engine.trace(second.id)]
