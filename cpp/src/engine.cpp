@@ -148,6 +148,7 @@ struct Engine::Impl {
   std::unordered_map<Id, bool> reconciling;                 ///< lookups in flight
   std::string public_url;                                   ///< receipts base ("" = no receipt server)
   std::unique_ptr<http::Server> receipt_server;
+  std::atomic<bool> receipts_ready{false};  ///< public_url is set: the receipt thread may read it
 
   // Counters read from any thread.
   std::atomic<std::uint64_t> c_received{0}, c_dedup{0}, c_attempts{0}, c_accepted{0}, c_retries{0},
@@ -223,14 +224,12 @@ struct Engine::Impl {
     }
     so.thread_name = "herald-receipts";
     so.max_body_bytes = 4 << 20;
-    // The handler only hops to the loop thread, which owns every piece of state a receipt touches.
     receipt_server = std::make_unique<http::Server>(so, [this](http::ServerRequest&& req, http::Respond respond) {
-      asio::post(io, [this, r = std::move(req), done = std::move(respond)]() mutable {
-        on_receipt(std::move(r), std::move(done));
-      });
+      on_receipt(std::move(req), std::move(respond));
     });
     public_url = options.public_url.empty() ? receipt_server->url() : options.public_url;
     while (!public_url.empty() && public_url.back() == '/') public_url.pop_back();
+    receipts_ready.store(true, std::memory_order_release);
   }
 
   ~Impl() { close(); }
@@ -1092,26 +1091,35 @@ struct Engine::Impl {
   }
 
   /// A rejected receipt changes nothing; it is logged (events of notification 0) and counted.
+  /// Any thread: it goes to the store directly.
   void reject_receipt(const std::string& provider, int status, const std::string& reason, const std::string& remote) {
     c_receipts_rejected.fetch_add(1, std::memory_order_relaxed);
+    WriteBatch b;
     Event e;
     e.kind = "receipt_rejected";
     e.provider = provider;
     e.http_status = status;
     e.detail = reason + " (from " + remote + ")";
-    pending_writes.events.push_back(std::move(e));
-    flush_writes();
+    b.events.push_back(std::move(e));
+    store->submit(std::move(b));
   }
 
+  /// On the receipt server's thread: checks and reads everything a receipt needs (the adapter's
+  /// receipt methods are const and touch configuration only; the store's reads are thread-safe),
+  /// then hands the result to the loop, so the loop never waits on SQLite for a receipt.
   void on_receipt(http::ServerRequest req, http::Respond respond) {
     static constexpr std::string_view prefix = "/receipts/";
+    if (!receipts_ready.load(std::memory_order_acquire)) {
+      respond(json_answer(503, "starting", "the engine is starting; send again"));
+      return;
+    }
     const std::string_view path = req.path;
     if (path.substr(0, prefix.size()) != prefix) {
       respond(json_answer(404, "not_found", "receipts are posted to /receipts/<provider>"));
       return;
     }
     const std::string name(path.substr(prefix.size()));
-    auto pit = providers.find(name);
+    auto pit = providers.find(name);  // the map never changes after start: safe to search from here
     if (pit == providers.end() || !pit->second.adapter->has_receipts()) {
       reject_receipt(name, 404, "no provider '" + name + "' takes receipts", req.remote);
       respond(json_answer(404, "unknown_provider", "no provider '" + name + "' takes receipts"));
@@ -1145,28 +1153,39 @@ struct Engine::Impl {
       respond(json_answer(400, "bad_receipt", ex.what()));
       return;
     }
-    for (const Receipt& r : receipts) apply_receipt(p, r, false);
-    flush_writes();
-    http::ServerResponse ok;
-    ok.status = static_cast<unsigned>(p.adapter->receipt_ok_status());
-    ok.content_type.clear();
-    respond(std::move(ok));
+    auto rows = std::make_shared<std::vector<std::optional<StoredNotification>>>();
+    rows->reserve(receipts.size());
+    for (const Receipt& r : receipts) {
+      rows->push_back(r.notification_id == 0 ? std::nullopt : store->get(r.notification_id));
+    }
+    Provider* pp = &p;
+    asio::post(io, [this, pp, rows, rs = std::move(receipts), done = std::move(respond)]() mutable {
+      for (std::size_t i = 0; i < rs.size(); ++i) {
+        apply_receipt(*pp, rs[i], false, (*rows)[i] ? &*(*rows)[i] : nullptr);
+      }
+      flush_writes();
+      http::ServerResponse ok;
+      ok.status = static_cast<unsigned>(pp->adapter->receipt_ok_status());
+      ok.content_type.clear();
+      done(std::move(ok));  // answered once applied: a crash before this makes the provider resend
+    });
   }
 
   /// Records one genuine receipt (from a callback, or from a status query when `from_lookup`).
   /// Returns whether it changed anything.
-  bool apply_receipt(Provider& p, const Receipt& r, bool from_lookup) {
+  bool apply_receipt(Provider& p, const Receipt& r, bool from_lookup, const StoredNotification* row) {
     const Id id = r.notification_id;
     if (id == 0) return false;
-    // The notification's current facts: from memory while the engine works on it, else its row.
+    // The notification's current facts: from memory while the engine works on it, else its row
+    // (read by the caller, off the loop).
     Notification n;
     DeliveryState d;
     if (auto it = active.find(id); it != active.end()) {
       n = it->second.n;
       d = it->second.d;
-    } else if (auto row = store->get(id)) {
-      n = std::move(row->notification);
-      d = std::move(row->delivery);
+    } else if (row != nullptr) {
+      n = row->notification;
+      d = row->delivery;
     } else {
       return false;  // not ours (or not yet committed: the provider will send the next status)
     }
@@ -1256,7 +1275,7 @@ struct Engine::Impl {
       Receipt r = found.receipt;
       r.notification_id = id;
       if (r.provider_message_id.empty()) r.provider_message_id = found.provider_message_id;
-      if (apply_receipt(p, r, true)) c_reconciled.fetch_add(1, std::memory_order_relaxed);
+      if (apply_receipt(p, r, true, &row)) c_reconciled.fetch_add(1, std::memory_order_relaxed);
       if (recent_receipts.count(id) == 0) {
         // The answer was final but records no receipt of its own (an opt-out, or a stale answer):
         // close the row so it is not looked up again on every sweep.
