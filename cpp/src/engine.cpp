@@ -1219,7 +1219,26 @@ struct Engine::Impl {
       add_suppression(d.channel, d.address, act.suppress_reason,
                       r.provider_status + (r.error_code.empty() ? "" : " " + r.error_code), p.config.name, id);
     }
+    settle_in_doubt_by_receipt(id, p, r);
     return true;
+  }
+
+  /// A receipt for an attempt a crash left in doubt proves it reached the provider: complete the
+  /// notification instead of asking again or resending.
+  void settle_in_doubt_by_receipt(Id id, Provider& p, const Receipt& r) {
+    auto it = active.find(id);
+    if (it == active.end()) return;
+    Active& a = it->second;
+    if (!a.resend_in_doubt || a.in_flight || a.d.provider != p.config.name) return;
+    c_reconciled.fetch_add(1, std::memory_order_relaxed);
+    c_accepted.fetch_add(1, std::memory_order_relaxed);
+    if (!r.provider_message_id.empty()) a.d.provider_message_id = r.provider_message_id;
+    if (p.adapter->has_receipts()) a.d.accepted_at_ms = now_ms();
+    Event e = make_event(a, "reconciled");
+    e.provider = p.config.name;
+    e.detail = "a receipt shows the attempt in doubt reached " + p.config.name + "; not resent";
+    record(a, std::move(e), false);
+    finish(a, State::completed, "completed", a.d.provider_message_id);
   }
 
   void arm_reconcile() {
