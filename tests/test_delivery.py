@@ -30,7 +30,7 @@ def test_weighted_lanes_serve_normal_before_bulk_but_bulk_still_moves(make_engin
     sandbox.set_faults("primary", latency_ms=1)
     engine = make_engine(primary_concurrency=1, route_batch=8)
     # Hold the provider busy while both lanes fill, so the lanes decide the order.
-    sandbox.set_faults("primary", latency_ms=300)
+    sandbox.set_faults("primary", latency_ms=1000)  # long enough for a loaded machine to queue both lanes
     engine.send("news", "warmup", priority="bulk")
     time.sleep(0.05)
     engine.send_many([{"type": "news", "recipient": f"b{i}", "priority": "bulk"} for i in range(40)])
