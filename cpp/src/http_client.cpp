@@ -446,7 +446,7 @@ struct Client::Impl {
   }
 
   static std::string smtp_tls_profile(const Request& req) {
-    return (req.require_tls ? "required\n" : "try\n") + req.ca_file;
+    return (req.require_tls ? "required\n" : req.no_tls ? "none\n" : "try\n") + req.ca_file;
   }
 
   /// Configures an easy handle for one mail submission (smtp:// or smtps://): the envelope from
@@ -492,7 +492,9 @@ struct Client::Impl {
 
     if (!req.basic_auth.empty()) set(CURLOPT_USERPWD, req.basic_auth.c_str());
     // smtps:// is TLS from the first byte; for smtp:// this decides STARTTLS.
-    set(CURLOPT_USE_SSL, static_cast<long>(req.require_tls ? CURLUSESSL_ALL : CURLUSESSL_TRY));
+    set(CURLOPT_USE_SSL, static_cast<long>(req.require_tls ? CURLUSESSL_ALL
+                                           : req.no_tls    ? CURLUSESSL_NONE
+                                                           : CURLUSESSL_TRY));
     if (!req.ca_file.empty()) set(CURLOPT_CAINFO, req.ca_file.c_str());
     // libcurl 7.88 reuses a cached smtp:// connection without comparing TLS wishes: a cleartext
     // one (opened under "try" where no STARTTLS was offered) would carry a require_tls message in

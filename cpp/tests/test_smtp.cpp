@@ -570,6 +570,20 @@ TEST(SmtpDelivery, StartTlsWithAPrivateCa) {
     EXPECT_FALSE(u.transport_error.empty());
     EXPECT_EQ(untrusted->classify(u).kind, OutcomeKind::retryable);
     EXPECT_EQ(server.messages(0).size(), 1u);
+
+    // tls = none: the server offers STARTTLS, and the message still goes in clear.
+    auto clear_config = smtp_config(server.url());
+    clear_config.settings["tls"] = "none";
+    clear_config.settings["username"] = "mailer";
+    clear_config.secrets["password"] = "pw";
+    const auto clear = make_adapter(clear_config);
+    const auto n = send(client, build(*clear, make_notification(5, "a@b.test"), "in clear on purpose"));
+    ASSERT_EQ(n.status, 250) << n.transport_error;
+    const auto all = server.messages(2);
+    ASSERT_EQ(all.size(), 2u);
+    for (const auto& m : all) {
+      EXPECT_EQ(m["tls"], m["body"] == "over TLS\n") << m.dump();
+    }
   }
   {
     // tls = required against a server without STARTTLS: refused rather than sent in clear.

@@ -33,6 +33,7 @@ struct Request {
   std::string mail_from;               ///< envelope sender
   std::vector<std::string> mail_rcpt;  ///< envelope recipients
   bool require_tls = false;            ///< smtp://: insist on STARTTLS (fail rather than send in clear)
+  bool no_tls = false;                 ///< smtp://: never STARTTLS (a relay on loopback); require_tls wins
   /// Optional PEM file of CA certificates to verify the server with instead of the system's
   /// (CURLOPT_CAINFO): for a server with a private or self-signed certificate.
   std::string ca_file;

@@ -235,6 +235,7 @@ class SmtpAdapter final : public Adapter {
         from_name_(one_line(setting_or(config_, "from_name", ""))),
         subject_(setting_or(config_, "subject", "")),
         require_tls_(setting_or(config_, "tls", "try") == "required"),
+        no_tls_(setting_or(config_, "tls", "try") == "none"),
         ca_file_(setting_or(config_, "ca_file", "")) {
     const std::string username = setting_or(config_, "username", "");
     if (!username.empty()) basic_auth_ = username + ":" + require_secret(config_, "password");
@@ -247,6 +248,7 @@ class SmtpAdapter final : public Adapter {
     req.timeout = std::chrono::milliseconds(config_.timeout_ms);
     req.mail_from = from_;
     req.require_tls = require_tls_;
+    req.no_tls = no_tls_;
     req.ca_file = ca_file_;
     req.basic_auth = basic_auth_;
     const std::string to = clean_address(address(n));
@@ -330,6 +332,7 @@ class SmtpAdapter final : public Adapter {
   std::string from_name_;
   std::string subject_;
   bool require_tls_ = false;
+  bool no_tls_ = false;
   std::string ca_file_;
   std::string basic_auth_;  ///< "username:password" or empty (no AUTH); never logged
 };
