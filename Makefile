@@ -14,12 +14,13 @@ APT_PACKAGES := g++ make pkg-config ninja-build libboost-dev libcurl4-openssl-de
 PY_TOOLS := "scikit-build-core>=0.10" "pybind11>=2.12" "cmake>=3.20" ninja
 PY_TEST := "pytest>=8" "hypothesis>=6" "aiosmtpd>=1.4" "pandas>=2" "matplotlib>=3.7" nbclient nbformat ipykernel
 
-.PHONY: help deps venv build build-cpp demo test test-cpp test-py bench clean
+.PHONY: help deps venv build build-cpp demo test test-cpp test-py test-sanitize bench clean
 
 help:
 	@echo "make demo   - run the demo on the embedded store (sandbox providers, mixed workload)"
 	@echo "make test   - run every test: GoogleTest (ctest) and pytest"
 	@echo "make bench  - run the benchmarks; figures go to bench/results/latest.json"
+	@echo "make test-sanitize - the C++ tests under ASan+UBSan"
 
 deps:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -59,6 +60,15 @@ test-py: build
 	$(PY) -m pytest
 
 test: test-cpp test-py
+
+# The C++ tests again under ASan+UBSan (CI runs this after `make test`). -Werror is off here:
+# GCC reports a false -Wmaybe-uninitialized inside Beast's parser when sanitizing.
+SANITIZE_BUILD := build/sanitize
+test-sanitize: venv
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" cmake -S . -B $(SANITIZE_BUILD) -G Ninja -DHERALD_BUILD_TESTS=ON \
+	  -DHERALD_SANITIZE=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" cmake --build $(SANITIZE_BUILD) -j $(JOBS)
+	cd $(SANITIZE_BUILD) && PATH="$(CURDIR)/$(VENV)/bin:$$PATH" ctest --output-on-failure -j $(JOBS) --timeout 300
 
 bench: build
 	$(PY) bench/run.py
