@@ -192,13 +192,13 @@ int hex_value(char c) noexcept {
   return -1;
 }
 
-/// '+' becomes a space and %XX a byte; a '%' not followed by two hex digits stays literal.
-std::string form_unescape(std::string_view s) {
+/// %XX becomes a byte (and '+' a space when asked); a '%' not followed by two hex digits stays literal.
+std::string form_unescape(std::string_view s, bool plus_is_space) {
   std::string out;
   out.reserve(s.size());
   for (std::size_t i = 0; i < s.size(); ++i) {
     const char c = s[i];
-    if (c == '+') {
+    if (c == '+' && plus_is_space) {
       out += ' ';
     } else if (c == '%' && i + 2 < s.size() && hex_value(s[i + 1]) >= 0 && hex_value(s[i + 2]) >= 0) {
       out += static_cast<char>(hex_value(s[i + 1]) * 16 + hex_value(s[i + 2]));
@@ -293,6 +293,8 @@ std::string form_encode(std::string_view s) {
   return out;
 }
 
+std::string percent_decode(std::string_view s, bool plus_is_space) { return detail::form_unescape(s, plus_is_space); }
+
 std::vector<std::pair<std::string, std::string>> form_decode(std::string_view body) {
   std::vector<std::pair<std::string, std::string>> out;
   while (!body.empty()) {
@@ -302,9 +304,9 @@ std::vector<std::pair<std::string, std::string>> form_decode(std::string_view bo
     if (part.empty()) continue;  // "a=1&&b=2"
     const auto eq = part.find('=');
     if (eq == std::string_view::npos) {
-      out.emplace_back(detail::form_unescape(part), std::string{});
+      out.emplace_back(detail::form_unescape(part, true), std::string{});
     } else {
-      out.emplace_back(detail::form_unescape(part.substr(0, eq)), detail::form_unescape(part.substr(eq + 1)));
+      out.emplace_back(detail::form_unescape(part.substr(0, eq), true), detail::form_unescape(part.substr(eq + 1), true));
     }
   }
   return out;

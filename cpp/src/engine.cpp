@@ -20,7 +20,6 @@
 #include "herald/errors.hpp"
 #include "herald/http_client.hpp"
 #include "herald/http_server.hpp"
-#include "herald/json_text.hpp"
 #include "herald/receipts.hpp"
 
 namespace herald {
@@ -1079,17 +1078,6 @@ struct Engine::Impl {
 
   // ---- receipts and reconciliation (loop thread) ------------------------------------
 
-  static http::ServerResponse json_answer(unsigned status, const std::string& code, const std::string& message) {
-    http::ServerResponse r;
-    r.status = status;
-    r.body = "{\"error\":{\"code\":";
-    detail::append_json_string(r.body, code);
-    r.body += ",\"message\":";
-    detail::append_json_string(r.body, message);
-    r.body += "}}";
-    return r;
-  }
-
   /// A rejected receipt changes nothing; it is logged (events of notification 0) and counted.
   /// Any thread: it goes to the store directly.
   void reject_receipt(const std::string& provider, int status, const std::string& reason, const std::string& remote) {
@@ -1110,23 +1098,23 @@ struct Engine::Impl {
   void on_receipt(http::ServerRequest req, http::Respond respond) {
     static constexpr std::string_view prefix = "/receipts/";
     if (!receipts_ready.load(std::memory_order_acquire)) {
-      respond(json_answer(503, "starting", "the engine is starting; send again"));
+      respond(http::error_response(503, "starting", "the engine is starting; send again"));
       return;
     }
     const std::string_view path = req.path;
     if (path.substr(0, prefix.size()) != prefix) {
-      respond(json_answer(404, "not_found", "receipts are posted to /receipts/<provider>"));
+      respond(http::error_response(404, "not_found", "receipts are posted to /receipts/<provider>"));
       return;
     }
     const std::string name(path.substr(prefix.size()));
     auto pit = providers.find(name);  // the map never changes after start: safe to search from here
     if (pit == providers.end() || !pit->second.adapter->has_receipts()) {
       reject_receipt(name, 404, "no provider '" + name + "' takes receipts", req.remote);
-      respond(json_answer(404, "unknown_provider", "no provider '" + name + "' takes receipts"));
+      respond(http::error_response(404, "unknown_provider", "no provider '" + name + "' takes receipts"));
       return;
     }
     if (req.method != "POST") {
-      respond(json_answer(405, "method_not_allowed", "receipts are POSTed"));
+      respond(http::error_response(405, "method_not_allowed", "receipts are POSTed"));
       return;
     }
     Provider& p = pit->second;
@@ -1141,7 +1129,7 @@ struct Engine::Impl {
     const ReceiptCheck check = p.adapter->verify_receipt(in);
     if (check.status != 0) {
       reject_receipt(name, check.status, check.reason, req.remote);
-      respond(json_answer(static_cast<unsigned>(check.status), check.status == 401 ? "unauthorized" : "forbidden",
+      respond(http::error_response(static_cast<unsigned>(check.status), check.status == 401 ? "unauthorized" : "forbidden",
                           check.reason));
       return;
     }
@@ -1150,7 +1138,7 @@ struct Engine::Impl {
       receipts = p.adapter->parse_receipt(in);
     } catch (const std::exception& ex) {
       reject_receipt(name, 400, std::string("unreadable receipt: ") + ex.what(), req.remote);
-      respond(json_answer(400, "bad_receipt", ex.what()));
+      respond(http::error_response(400, "bad_receipt", ex.what()));
       return;
     }
     auto rows = std::make_shared<std::vector<std::optional<StoredNotification>>>();

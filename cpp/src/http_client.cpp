@@ -449,29 +449,39 @@ struct Client::Impl {
     return (req.require_tls ? "required\n" : req.no_tls ? "none\n" : "try\n") + req.ca_file;
   }
 
+  /// What every transfer sets, HTTP or SMTP: the URL and allowed protocols, error buffer, socket
+  /// options, timeouts, and where the body and the header (or SMTP reply) lines go.
+  CURLcode configure_transport(Transfer& t, const char* protocols, curl_write_callback on_line) {
+    CURL* easy = t.easy.get();
+    CURLcode rc = CURLE_OK;
+    auto set = [&](CURLoption option, auto value) {
+      if (rc == CURLE_OK) rc = curl_easy_setopt(easy, option, value);
+    };
+    set(CURLOPT_URL, t.request.url.c_str());
+    set(CURLOPT_PROTOCOLS_STR, protocols);
+    set(CURLOPT_ERRORBUFFER, t.error_buffer.data());
+    set(CURLOPT_NOSIGNAL, 1L);
+    set(CURLOPT_TCP_NODELAY, 1L);
+    set(CURLOPT_TCP_KEEPALIVE, 1L);
+    set(CURLOPT_TIMEOUT_MS, clamp_to_long(t.request.timeout));
+    set(CURLOPT_CONNECTTIMEOUT_MS, clamp_to_long(options_.connect_timeout));
+    set(CURLOPT_WRITEFUNCTION, &on_body);
+    set(CURLOPT_WRITEDATA, static_cast<void*>(&t));
+    set(CURLOPT_HEADERFUNCTION, on_line);
+    set(CURLOPT_HEADERDATA, static_cast<void*>(&t));
+    return rc;
+  }
+
   /// Configures an easy handle for one mail submission (smtp:// or smtps://): the envelope from
   /// the request, `body` uploaded as the message. No HTTP options apply.
   CURLcode configure_smtp(Transfer& t) {
     CURL* easy = t.easy.get();
     const Request& req = t.request;
-    CURLcode rc = CURLE_OK;
+    t.smtp = true;
+    CURLcode rc = configure_transport(t, "smtp,smtps", &on_smtp_reply);
     auto set = [&](CURLoption option, auto value) {
       if (rc == CURLE_OK) rc = curl_easy_setopt(easy, option, value);
     };
-    t.smtp = true;
-
-    set(CURLOPT_URL, req.url.c_str());
-    set(CURLOPT_PROTOCOLS_STR, "smtp,smtps");
-    set(CURLOPT_ERRORBUFFER, t.error_buffer.data());
-    set(CURLOPT_NOSIGNAL, 1L);
-    set(CURLOPT_TCP_NODELAY, 1L);
-    set(CURLOPT_TCP_KEEPALIVE, 1L);
-    set(CURLOPT_TIMEOUT_MS, clamp_to_long(req.timeout));
-    set(CURLOPT_CONNECTTIMEOUT_MS, clamp_to_long(options_.connect_timeout));
-    set(CURLOPT_HEADERFUNCTION, &on_smtp_reply);
-    set(CURLOPT_HEADERDATA, static_cast<void*>(&t));
-    set(CURLOPT_WRITEFUNCTION, &on_body);
-    set(CURLOPT_WRITEDATA, static_cast<void*>(&t));
 
     // An SMTP reply carries no message id: echo the message's own Message-ID as a response
     // header so that the adapter's classify() can record it.
@@ -513,23 +523,10 @@ struct Client::Impl {
     if (is_smtp_url(t.request.url)) return configure_smtp(t);
     CURL* easy = t.easy.get();
     const Request& req = t.request;
-    CURLcode rc = CURLE_OK;
+    CURLcode rc = configure_transport(t, "http,https", &on_header);
     auto set = [&](CURLoption option, auto value) {
       if (rc == CURLE_OK) rc = curl_easy_setopt(easy, option, value);
     };
-
-    set(CURLOPT_URL, req.url.c_str());
-    set(CURLOPT_PROTOCOLS_STR, "http,https");
-    set(CURLOPT_ERRORBUFFER, t.error_buffer.data());
-    set(CURLOPT_NOSIGNAL, 1L);
-    set(CURLOPT_TCP_NODELAY, 1L);
-    set(CURLOPT_TCP_KEEPALIVE, 1L);
-    set(CURLOPT_TIMEOUT_MS, clamp_to_long(req.timeout));
-    set(CURLOPT_CONNECTTIMEOUT_MS, clamp_to_long(options_.connect_timeout));
-    set(CURLOPT_WRITEFUNCTION, &on_body);
-    set(CURLOPT_WRITEDATA, static_cast<void*>(&t));
-    set(CURLOPT_HEADERFUNCTION, &on_header);
-    set(CURLOPT_HEADERDATA, static_cast<void*>(&t));
     if (req.version == Request::Version::http1_1) {
       set(CURLOPT_HTTP_VERSION, static_cast<long>(CURL_HTTP_VERSION_1_1));
     } else if (req.version == Request::Version::http2_prior_knowledge) {

@@ -2,6 +2,7 @@
 // Handler and writes whatever the Handler's Respond callable is later given.
 #include "herald/http_server.hpp"
 
+#include "herald/json_text.hpp"
 #include "herald/thread_name.hpp"
 
 #include <algorithm>
@@ -36,6 +37,19 @@ namespace beast = boost::beast;
 namespace bhttp = beast::http;
 using tcp = asio::ip::tcp;
 
+ServerResponse error_response(unsigned status, std::string_view code, std::string_view message) {
+  ServerResponse r;
+  r.status = status;
+  r.body = R"({"error":{"code":)";
+  herald::detail::append_json_string(r.body, code);
+  if (!message.empty()) {
+    r.body += R"(,"message":)";
+    herald::detail::append_json_string(r.body, message);
+  }
+  r.body += "}}";
+  return r;
+}
+
 std::string ServerRequest::header(std::string_view lower_name) const {
   for (const auto& [name, value] : headers) {
     if (name == lower_name) return value;
@@ -54,40 +68,6 @@ std::string lower(std::string_view s) {
   std::transform(out.begin(), out.end(), out.begin(),
                  [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
   return out;
-}
-
-/// Escapes `s` as the inside of a JSON string.
-std::string json_escape(std::string_view s) {
-  std::string out;
-  out.reserve(s.size());
-  for (const char c : s) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          static constexpr char kHex[] = "0123456789abcdef";
-          out += "\\u00";
-          out += kHex[(c >> 4) & 0xf];
-          out += kHex[c & 0xf];
-        } else {
-          out += c;
-        }
-    }
-  }
-  return out;
-}
-
-ServerResponse error_response(unsigned status, std::string_view code, std::string_view message = {}) {
-  ServerResponse r;
-  r.status = status;
-  r.body = R"({"error":{"code":")" + json_escape(code) + '"';
-  if (!message.empty()) r.body += R"(,"message":")" + json_escape(message) + '"';
-  r.body += "}}";
-  return r;
 }
 
 tcp::endpoint resolve_endpoint(const std::string& host, std::uint16_t port) {

@@ -190,7 +190,7 @@ Outcome classify_http(const http::Response& r) {
   Outcome out;
   if (r.status == 0) {
     out.kind = OutcomeKind::retryable;
-    out.error = r.timed_out ? "timeout" : "transport: " + r.transport_error;
+    out.error = adapters::transport_error_text(r);
     return out;
   }
   json body = json::parse(r.body, nullptr, false);
@@ -219,9 +219,8 @@ Outcome classify_http(const http::Response& r) {
   out.error = "HTTP " + std::to_string(r.status) + (code.empty() ? ": " + adapters::short_body(r.body) : ": " + code);
   if (is_recipient_error(code)) {
     out.kind = OutcomeKind::recipient_invalid;
-  } else if (r.status == 408 || r.status == 425 || r.status == 429 || r.status >= 500) {
-    out.kind = OutcomeKind::retryable;
-    out.retry_after_ms = parse_retry_after_ms(r.header("retry-after"), std::time(nullptr) * 1000LL);
+  } else if (adapters::retryable_status(r.status)) {
+    adapters::set_retryable(out, r);
   } else {
     out.kind = OutcomeKind::permanent;
   }

@@ -25,6 +25,9 @@ namespace herald::crypto {
 
 /// Percent-encoding for application/x-www-form-urlencoded (space as '+', unreserved kept).
 [[nodiscard]] std::string form_encode(std::string_view s);
+/// %XX decoded to a byte ('+' to a space when `plus_is_space`, as in forms and query strings; kept
+/// in paths); a '%' not followed by two hex digits stays literal.
+[[nodiscard]] std::string percent_decode(std::string_view s, bool plus_is_space);
 /// Decodes a form body or query string into pairs, in order; '+' is a space.
 [[nodiscard]] std::vector<std::pair<std::string, std::string>> form_decode(std::string_view body);
 

@@ -35,6 +35,9 @@ struct ServerResponse {
   std::chrono::milliseconds delay{0};  ///< wait this long before answering (a timer, not a blocked thread)
 };
 
+/// {"error":{"code":...,"message":...}} with that status (no "message" when it is empty).
+[[nodiscard]] ServerResponse error_response(unsigned status, std::string_view code, std::string_view message = {});
+
 /// Must be called exactly once, from any thread.
 using Respond = std::function<void(ServerResponse)>;
 /// Called on a server thread for every request. May answer at once or later through `respond`.

@@ -38,6 +38,21 @@ std::unique_ptr<Adapter> make_slack(const ProviderConfig& c);
 /// X-Herald-* and Idempotency-Key headers: what the sandbox and webhook adapters send.
 [[nodiscard]] http::Request herald_json_post(const ProviderConfig& c, std::string url, const SendContext& ctx);
 
+/// 408, 425, 429 and 5xx: the provider may take it later.
+[[nodiscard]] bool retryable_status(long status) noexcept;
+/// Marks `out` retryable, with the answer's Retry-After as the earliest next attempt.
+void set_retryable(Outcome& out, const http::Response& r);
+/// "timeout" or "transport: <curl's text>", for an answer that never came (status 0).
+[[nodiscard]] std::string transport_error_text(const http::Response& r);
+
+/// The start every parse_lookup shares: no answer → unknown; 404 to a query by message id → not
+/// found; any other non-2xx → unknown with the error. nullopt when the body is a 2xx to read.
+[[nodiscard]] std::optional<LookupResult> lookup_failure(const http::Response& r, const LookupContext& ctx);
+
+/// Appends `"title":...,"body":...` (the title only when the data has a string "title"): the
+/// alert both push providers carry, without its braces.
+void append_push_alert(std::string& body, const std::string& data_json, const std::string& text);
+
 /// The body's first 200 bytes with control characters blanked, for error texts.
 [[nodiscard]] std::string short_body(const std::string& body);
 

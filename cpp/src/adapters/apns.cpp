@@ -65,20 +65,10 @@ class ApnsAdapter final : public Adapter {
     req.timeout = std::chrono::milliseconds(timeout_ms_);
     req.version = version_;
 
-    const json data = json::parse(n.data_json, nullptr, false);
     std::string body;
     body.reserve(96 + ctx.text.size());
     body += R"({"aps":{"alert":{)";
-    if (data.is_object()) {
-      auto t = data.find("title");
-      if (t != data.end() && t->is_string()) {
-        body += R"("title":)";
-        detail::append_json_string(body, t->get_ref<const std::string&>());
-        body += ',';
-      }
-    }
-    body += R"("body":)";
-    detail::append_json_string(body, ctx.text);
+    append_push_alert(body, n.data_json, ctx.text);
     body += R"(}},"herald_id":)";
     body += std::to_string(n.id);
     body += '}';
@@ -117,9 +107,8 @@ class ApnsAdapter final : public Adapter {
     } else if (r.status == 403 && (reason == "ExpiredProviderToken" || reason == "InvalidProviderToken")) {
       force_remint_for(r);
       out.kind = OutcomeKind::retryable;
-    } else if (r.status == 408 || r.status == 425 || r.status == 429 || r.status >= 500) {
-      out.kind = OutcomeKind::retryable;
-      out.retry_after_ms = parse_retry_after_ms(r.header("retry-after"), now_ms());
+    } else if (retryable_status(r.status)) {
+      set_retryable(out, r);
     } else {
       out.kind = OutcomeKind::permanent;
     }

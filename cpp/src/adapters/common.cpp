@@ -1,5 +1,9 @@
 #include "adapters.hpp"
 
+#include <ctime>
+
+#include <nlohmann/json.hpp>
+
 #include "herald/json_text.hpp"
 
 namespace herald::adapters {
@@ -34,6 +38,48 @@ std::string message_body(const SendContext& ctx) {
 }
 
 }  // namespace
+
+bool retryable_status(long status) noexcept { return status == 408 || status == 425 || status == 429 || status >= 500; }
+
+void set_retryable(Outcome& out, const http::Response& r) {
+  out.kind = OutcomeKind::retryable;
+  out.retry_after_ms = parse_retry_after_ms(r.header("retry-after"), std::time(nullptr) * 1000LL);
+}
+
+std::string transport_error_text(const http::Response& r) {
+  return r.timed_out ? "timeout" : "transport: " + r.transport_error;
+}
+
+std::optional<LookupResult> lookup_failure(const http::Response& r, const LookupContext& ctx) {
+  LookupResult out;
+  if (r.status == 0) {
+    out.error = transport_error_text(r);
+    return out;
+  }
+  if (r.status == 404 && !ctx.provider_message_id.empty()) {
+    out.found = LookupResult::Found::no;
+    return out;
+  }
+  if (r.status < 200 || r.status >= 300) {
+    out.error = "HTTP " + std::to_string(r.status) + ": " + short_body(r.body);
+    return out;
+  }
+  return std::nullopt;
+}
+
+void append_push_alert(std::string& body, const std::string& data_json, const std::string& text) {
+  const auto data = nlohmann::json::parse(data_json, nullptr, false);
+  if (data.is_object()) {
+    auto t = data.find("title");
+    if (t != data.end() && t->is_string()) {
+      body += R"("title":)";
+      detail::append_json_string(body, t->get_ref<const std::string&>());
+      body += ',';
+    }
+  }
+  body += R"("body":)";
+  detail::append_json_string(body, text);
+}
 
 http::Request herald_json_post(const ProviderConfig& c, std::string url, const SendContext& ctx) {
   http::Request req;

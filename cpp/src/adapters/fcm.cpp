@@ -83,22 +83,12 @@ class FcmAdapter final : public Adapter {
     req.url = send_url_;
     req.timeout = std::chrono::milliseconds(timeout_ms_);
 
-    const json data = json::parse(n.data_json, nullptr, false);
     std::string body;
     body.reserve(160 + ctx.text.size());
     body += R"({"message":{"token":)";
     detail::append_json_string(body, recipient_field(n, "fcm_token"));
     body += R"(,"notification":{)";
-    if (data.is_object()) {
-      auto t = data.find("title");
-      if (t != data.end() && t->is_string()) {
-        body += R"("title":)";
-        detail::append_json_string(body, t->get_ref<const std::string&>());
-        body += ',';
-      }
-    }
-    body += R"("body":)";
-    detail::append_json_string(body, ctx.text);
+    append_push_alert(body, n.data_json, ctx.text);
     body += R"(},"data":{"herald_id":")";
     body += std::to_string(n.id);
     body += "\"}";
@@ -172,10 +162,8 @@ class FcmAdapter final : public Adapter {
       out.kind = bad_token ? OutcomeKind::recipient_invalid : OutcomeKind::permanent;
     } else if (code == "SENDER_ID_MISMATCH") {
       out.kind = OutcomeKind::permanent;
-    } else if (code == "QUOTA_EXCEEDED" || code == "UNAVAILABLE" || code == "INTERNAL" || r.status == 408 ||
-               r.status == 425 || r.status == 429 || r.status >= 500) {
-      out.kind = OutcomeKind::retryable;
-      out.retry_after_ms = parse_retry_after_ms(r.header("retry-after"), now_ms());
+    } else if (code == "QUOTA_EXCEEDED" || code == "UNAVAILABLE" || code == "INTERNAL" || retryable_status(r.status)) {
+      set_retryable(out, r);
     } else {
       out.kind = OutcomeKind::permanent;
     }

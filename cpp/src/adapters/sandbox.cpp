@@ -84,19 +84,8 @@ class SandboxAdapter final : public Adapter {
 
   /// {"id","status",...} for one message, or {"messages":[...]} (empty: not found).
   [[nodiscard]] LookupResult parse_lookup(const http::Response& r, const LookupContext& ctx) const override {
+    if (auto failed = lookup_failure(r, ctx)) return *failed;
     LookupResult out;
-    if (r.status == 0) {
-      out.error = r.timed_out ? "timeout" : "transport: " + r.transport_error;
-      return out;
-    }
-    if (r.status == 404 && !ctx.provider_message_id.empty()) {
-      out.found = LookupResult::Found::no;
-      return out;
-    }
-    if (r.status < 200 || r.status >= 300) {
-      out.error = "HTTP " + std::to_string(r.status) + ": " + short_body(r.body);
-      return out;
-    }
     const json doc = json::parse(r.body, nullptr, false);
     const json* record = nullptr;
     if (doc.is_object() && doc.contains("messages")) {

@@ -125,12 +125,11 @@ class SendgridAdapter final : public Adapter {
       out.error = prefix + "sendgrid: api key rejected";
       return out;
     }
-    if (r.status == 408 || r.status == 425 || r.status == 429 || r.status >= 500) {
-      out.kind = OutcomeKind::retryable;
+    if (retryable_status(r.status)) {
+      set_retryable(out, r);
       out.error = prefix + short_body(r.body);
-      const std::int64_t now = std::time(nullptr) * 1000LL;
-      out.retry_after_ms = parse_retry_after_ms(r.header("retry-after"), now);
       if (out.retry_after_ms < 0) {  // SendGrid's rate limit answer names the reset time instead
+        const std::int64_t now = std::time(nullptr) * 1000LL;
         const std::string reset = r.header("x-ratelimit-reset");
         std::int64_t at = 0;
         auto [ptr, ec] = std::from_chars(reset.data(), reset.data() + reset.size(), at);

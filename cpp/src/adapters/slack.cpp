@@ -2,7 +2,6 @@
 #include <nlohmann/json.hpp>
 
 #include "adapters.hpp"
-#include "herald/clock.hpp"
 #include "herald/errors.hpp"
 #include "herald/json_text.hpp"
 
@@ -82,9 +81,8 @@ class SlackAdapter final : public Adapter {
       return out;
     }
     out.error = "HTTP " + std::to_string(r.status) + ": " + short_body(clean(r.body));
-    if (r.status == 408 || r.status == 425 || r.status == 429 || r.status >= 500) {
-      out.kind = OutcomeKind::retryable;
-      out.retry_after_ms = parse_retry_after_ms(r.header("retry-after"), now_ms());
+    if (retryable_status(r.status)) {
+      set_retryable(out, r);
     } else {
       out.kind = OutcomeKind::permanent;  // invalid_payload, no_text, invalid_token, no_service, channel_is_archived, ...
     }

@@ -308,7 +308,7 @@ class SmtpAdapter final : public Adapter {
         return out;
       }
       out.kind = OutcomeKind::retryable;  // connection refused, timeout, TLS failure, dropped
-      out.error = r.timed_out ? "timeout" : "transport: " + r.transport_error;
+      out.error = transport_error_text(r);
       return out;
     }
     out.error = "SMTP " + std::to_string(s) + (r.body.empty() ? std::string() : ": " + short_body(r.body));

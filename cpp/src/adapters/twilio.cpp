@@ -111,9 +111,8 @@ class TwilioAdapter final : public Adapter {
       out.kind = OutcomeKind::recipient_opted_out;
     } else if (code == "20003") {
       out.kind = OutcomeKind::permanent;  // authentication: the account's configuration
-    } else if (r.status == 408 || r.status == 425 || r.status == 429 || r.status >= 500) {
-      out.kind = OutcomeKind::retryable;
-      out.retry_after_ms = parse_retry_after_ms(r.header("retry-after"), std::time(nullptr) * 1000LL);
+    } else if (retryable_status(r.status)) {
+      set_retryable(out, r);
     } else {
       out.kind = OutcomeKind::permanent;
     }
@@ -179,19 +178,8 @@ class TwilioAdapter final : public Adapter {
   /// One Message resource (looked up by sid), or a page {"messages":[...]} searched for the
   /// attempt's text sent to the recipient's phone (newest first).
   [[nodiscard]] LookupResult parse_lookup(const http::Response& r, const LookupContext& ctx) const override {
+    if (auto failed = lookup_failure(r, ctx)) return *failed;
     LookupResult out;
-    if (r.status == 0) {
-      out.error = r.timed_out ? "timeout" : "transport: " + r.transport_error;
-      return out;
-    }
-    if (r.status == 404 && !ctx.provider_message_id.empty()) {
-      out.found = LookupResult::Found::no;
-      return out;
-    }
-    if (r.status < 200 || r.status >= 300) {
-      out.error = "HTTP " + std::to_string(r.status) + ": " + short_body(r.body);
-      return out;
-    }
     const json doc = json::parse(r.body, nullptr, false);
     if (!doc.is_object()) {
       out.error = "unreadable status answer: " + short_body(r.body);

@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <ctime>
 
+#include "herald/crypto.hpp"
 #include "routes.hpp"
 
 namespace herald::sandbox::detail {
@@ -170,7 +171,7 @@ ServerResponse handle_control(State& state, const ServerRequest& req) {
   }
   constexpr std::string_view kFaults = "/_sandbox/faults/";
   if (starts_with(path, kFaults) && path.size() > kFaults.size()) {
-    const std::string service = url_decode(path.substr(kFaults.size()), false);
+    const std::string service = crypto::percent_decode(path.substr(kFaults.size()), false);
     if (method == "PUT") {
       const json body = json::parse(req.body, nullptr, false);
       if (body.is_discarded()) return herald_error(400, "bad_json", "faults: body is not valid JSON");
@@ -195,7 +196,7 @@ ServerResponse handle_control(State& state, const ServerRequest& req) {
   }
   constexpr std::string_view kCallbacks = "/_sandbox/callbacks/";
   if (starts_with(path, kCallbacks) && path.size() > kCallbacks.size()) {
-    const std::string service = url_decode(path.substr(kCallbacks.size()), false);
+    const std::string service = crypto::percent_decode(path.substr(kCallbacks.size()), false);
     if (method == "PUT") return put_callbacks(state, service, req.body);
     if (method == "GET") {
       const CallbackSettings s = state.callbacks(service);
@@ -206,7 +207,7 @@ ServerResponse handle_control(State& state, const ServerRequest& req) {
   constexpr std::string_view kSettings = "/_sandbox/settings/";
   if (starts_with(path, kSettings) && path.size() > kSettings.size()) {
     if (method != "PUT") return method_not_allowed("PUT");
-    return put_settings(state, url_decode(path.substr(kSettings.size()), false), req.body);
+    return put_settings(state, crypto::percent_decode(path.substr(kSettings.size()), false), req.body);
   }
   return herald_error(404, "not_found", "no such path: " + req.path);
 }

@@ -1,5 +1,6 @@
 // herald's own API: POST /v1/{provider}/messages (with signed JSON receipts to callback_url),
 // GET /v1/{provider}/messages/{id}, GET /v1/{provider}/messages?idempotency_key=K, POST /hooks/{name}.
+#include "herald/crypto.hpp"
 #include "routes.hpp"
 
 namespace herald::sandbox::detail {
@@ -135,13 +136,13 @@ ServerResponse handle_herald(State& state, const ServerRequest& req) {
   if (starts_with(path, kHookPrefix)) {
     if (path.size() == kHookPrefix.size()) return herald_error(404, "not_found", "no such path: " + req.path);
     if (req.method != "POST") return method_not_allowed("POST");
-    return send(state, req, "hook:" + url_decode(path.substr(kHookPrefix.size()), false), true);
+    return send(state, req, "hook:" + crypto::percent_decode(path.substr(kHookPrefix.size()), false), true);
   }
   // /v1/{provider}/messages[/{id}]
   const std::string_view rest = path.substr(kSendPrefix.size());
   const auto slash = rest.find('/');
   if (slash == std::string_view::npos || slash == 0) return herald_error(404, "not_found", "no such path: " + req.path);
-  const std::string provider = url_decode(rest.substr(0, slash), false);
+  const std::string provider = crypto::percent_decode(rest.substr(0, slash), false);
   const std::string_view tail = rest.substr(slash);
   if (tail == "/messages") {
     if (req.method == "POST") return send(state, req, provider, false);
@@ -160,7 +161,7 @@ ServerResponse handle_herald(State& state, const ServerRequest& req) {
   if (starts_with(tail, kOne) && tail.size() > kOne.size() &&
       tail.find('/', kOne.size()) == std::string_view::npos) {
     if (req.method != "GET") return method_not_allowed("GET");
-    const std::string id = url_decode(tail.substr(kOne.size()), false);
+    const std::string id = crypto::percent_decode(tail.substr(kOne.size()), false);
     const auto rec = state.find(id);
     if (!rec || rec->service != provider) return herald_error(404, "not_found", "no message " + id);
     return json_response(200, dump(status_json(*rec, epoch_ms())));

@@ -186,7 +186,7 @@ ServerResponse handle_fcm_send(State& state, const ServerRequest& req) {
 
 ServerResponse handle_apns(State& state, const ServerRequest& req) {
   constexpr std::string_view kPrefix = "/3/device/";
-  const std::string token = url_decode(std::string_view(req.path).substr(kPrefix.size()), false);
+  const std::string token = crypto::percent_decode(std::string_view(req.path).substr(kPrefix.size()), false);
   if (req.method != "POST") {
     ServerResponse res = apns_error(405, "MethodNotAllowed");
     res.headers.emplace_back("Allow", "POST");

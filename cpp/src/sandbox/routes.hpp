@@ -21,7 +21,6 @@ using http::ServerResponse;
 
 /// The first header with this lower-case name, or empty.
 [[nodiscard]] std::string header_of(const ServerRequest& req, std::string_view lower_name);
-[[nodiscard]] std::string url_decode(std::string_view s, bool plus_is_space);
 /// The decoded value of `name` in a query string, if present.
 [[nodiscard]] std::optional<std::string> query_param(std::string_view query, std::string_view name);
 [[nodiscard]] std::string dump(const nlohmann::json& j);

@@ -237,7 +237,7 @@ ServerResponse handle_twilio(State& state, const ServerRequest& req) {
   if (slash == std::string_view::npos || slash == 0) {
     return twilio_error(404, 20404, "The requested resource " + req.path + " was not found");
   }
-  const std::string account = url_decode(rest.substr(0, slash), false);
+  const std::string account = crypto::percent_decode(rest.substr(0, slash), false);
   const std::string_view tail = rest.substr(slash);
   const bool collection = tail == "/Messages.json";
   constexpr std::string_view kOne = "/Messages/";
