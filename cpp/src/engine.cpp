@@ -9,6 +9,7 @@
 #include <random>
 #include <thread>
 #include <unordered_map>
+#include <unordered_set>
 #include <utility>
 
 #include <boost/asio/executor_work_guard.hpp>
@@ -144,7 +145,7 @@ struct Engine::Impl {
   std::unordered_map<Id, std::string> recent_receipts;      ///< receipts recorded, maybe not yet committed
   std::unordered_map<Id, int> reconcile_checks;             ///< lookups made per delivery awaiting a receipt
   std::unordered_map<Id, std::int64_t> reconcile_next_ms;
-  std::unordered_map<Id, bool> reconciling;                 ///< lookups in flight
+  std::unordered_set<Id> reconciling;                       ///< lookups in flight
   std::string public_url;                                   ///< receipts base ("" = no receipt server)
   std::unique_ptr<http::Server> receipt_server;
   std::atomic<bool> receipts_ready{false};  ///< public_url is set: the receipt thread may read it
@@ -829,14 +830,8 @@ struct Engine::Impl {
         start_one(a, p, now, address, marks, *sends);
       }
     }
-    // Suppressions and final states recorded above ride in the same commit.
-    marks.events.insert(marks.events.end(), std::make_move_iterator(pending_writes.events.begin()),
-                        std::make_move_iterator(pending_writes.events.end()));
-    marks.updates.insert(marks.updates.end(), pending_writes.updates.begin(), pending_writes.updates.end());
-    marks.suppressions.insert(marks.suppressions.end(), pending_writes.suppressions.begin(),
-                              pending_writes.suppressions.end());
-    marks.receipts.insert(marks.receipts.end(), pending_writes.receipts.begin(), pending_writes.receipts.end());
-    pending_writes = WriteBatch{};
+    // Final states recorded above (expired, suppressed) stay in pending_writes: pump() submits
+    // them right after these marks.
     if (sends->empty()) {
       if (!marks.empty()) store->submit(std::move(marks));
       return;
@@ -996,20 +991,13 @@ struct Engine::Impl {
     e.http_status = static_cast<int>(resp.status);
     switch (found.found) {
       case LookupResult::Found::yes: {
-        c_reconciled.fetch_add(1, std::memory_order_relaxed);
-        c_accepted.fetch_add(1, std::memory_order_relaxed);
-        e.kind = "reconciled";
         e.detail = "the attempt in doubt reached " + p.config.name + " as " + found.provider_message_id + "; not resent";
-        record(a, std::move(e), false);
         a.d.provider_message_id = found.provider_message_id;
-        a.d.cost += p.config.cost_per_message;
-        if (p.adapter->has_receipts()) a.d.accepted_at_ms = now_ms();
-        Receipt r = found.receipt;
-        r.notification_id = id;
+        const Receipt& r = found.receipt;
         const std::string current;
-        ReceiptAction act = decide_receipt(r.status, current);
+        const ReceiptAction act = decide_receipt(r.status, current);
         const std::string channel = a.d.channel, address = a.d.address;
-        finish(a, State::completed, "completed", found.provider_message_id);
+        complete_in_doubt(a, p, std::move(e));
         if (!act.ignore && !act.receipt.empty()) {
           pending_writes.receipts.push_back({id, act.receipt, now_ms(), false});
           recent_receipts[id] = act.receipt;
@@ -1218,14 +1206,22 @@ struct Engine::Impl {
     if (it == active.end()) return;
     Active& a = it->second;
     if (!a.resend_in_doubt || a.in_flight || a.d.provider != p.config.name) return;
+    if (!r.provider_message_id.empty()) a.d.provider_message_id = r.provider_message_id;
+    Event e = make_event(a, "reconciled");
+    e.detail = "a receipt shows the attempt in doubt reached " + p.config.name + "; not resent";
+    complete_in_doubt(a, p, std::move(e));
+  }
+
+  /// Completes a notification whose attempt in doubt is known to have reached `p`, without a
+  /// resend: counted and charged like an accepted attempt. `a` is gone afterwards.
+  void complete_in_doubt(Active& a, Provider& p, Event reconciled) {
     c_reconciled.fetch_add(1, std::memory_order_relaxed);
     c_accepted.fetch_add(1, std::memory_order_relaxed);
-    if (!r.provider_message_id.empty()) a.d.provider_message_id = r.provider_message_id;
+    a.d.cost += p.config.cost_per_message;
     if (p.adapter->has_receipts()) a.d.accepted_at_ms = now_ms();
-    Event e = make_event(a, "reconciled");
-    e.provider = p.config.name;
-    e.detail = "a receipt shows the attempt in doubt reached " + p.config.name + "; not resent";
-    record(a, std::move(e), false);
+    reconciled.kind = "reconciled";
+    reconciled.provider = p.config.name;
+    record(a, std::move(reconciled), false);
     finish(a, State::completed, "completed", a.d.provider_message_id);
   }
 
@@ -1259,7 +1255,7 @@ struct Engine::Impl {
       auto req = p.adapter->build_lookup(
           LookupContext{row.notification, text, row.delivery.provider_message_id, row.delivery.accepted_at_ms});
       if (!req) continue;
-      reconciling[id] = true;
+      reconciling.insert(id);
       c_lookups.fetch_add(1, std::memory_order_relaxed);
       Provider* pp = &p;
       http->submit(std::move(*req), [this, pp, row = std::move(row)](http::Response&& resp) mutable {
