@@ -1,5 +1,11 @@
 #include "herald/delivery_log.hpp"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
 #include <cstdio>
 
 #include "herald/errors.hpp"
@@ -15,7 +21,7 @@ DeliveryLog::DeliveryLog(std::filesystem::path dir, std::int64_t segment_bytes)
 
 DeliveryLog::~DeliveryLog() {
   flush();
-  if (file_ != nullptr) std::fclose(file_);
+  if (fd_ >= 0) ::close(fd_);
 }
 
 std::string DeliveryLog::to_json_line(const Event& e) {
@@ -63,18 +69,18 @@ void DeliveryLog::append_line(std::string& out, const Event& e) {
 }
 
 void DeliveryLog::open_segment(std::int64_t first_seq) {
-  if (file_ != nullptr) std::fclose(file_);
   char name[64];
   std::snprintf(name, sizeof name, "events-%020lld.jsonl", static_cast<long long>(first_seq));
-  file_ = std::fopen((dir_ / name).c_str(), "ab");
-  if (file_ == nullptr) throw StoreError("cannot open delivery log segment " + (dir_ / name).string());
+  const int fd = ::open((dir_ / name).c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (fd < 0) return;  // no room for a new segment: keep writing to the current one
+  if (fd_ >= 0) ::close(fd_);
+  fd_ = fd;
   written_ = 0;
 }
 
 void DeliveryLog::append(const Event& e) {
-  if (file_ == nullptr || written_ >= segment_bytes_) {
-    flush();
-    open_segment(e.seq);
+  if (fd_ < 0 || written_ >= segment_bytes_) {
+    if (flush()) open_segment(e.seq);  // rotate only once the old segment holds every line
   }
   const auto before = buffer_.size();
   append_line(buffer_, e);
@@ -83,11 +89,36 @@ void DeliveryLog::append(const Event& e) {
   if (buffer_.size() >= (1u << 16)) flush();
 }
 
-void DeliveryLog::flush() {
-  if (file_ == nullptr || buffer_.empty()) return;
-  std::fwrite(buffer_.data(), 1, buffer_.size(), file_);
-  std::fflush(file_);
-  buffer_.clear();
+bool DeliveryLog::flush() {
+  if (buffer_.empty()) return true;
+  if (fd_ >= 0) {
+    struct stat st {};
+    const off_t start = ::fstat(fd_, &st) == 0 ? st.st_size : -1;
+    std::size_t done = 0;
+    while (done < buffer_.size()) {
+      const ssize_t n = ::write(fd_, buffer_.data() + done, buffer_.size() - done);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) break;
+      done += static_cast<std::size_t>(n);
+    }
+    if (done == buffer_.size()) {
+      buffer_.clear();
+      return true;
+    }
+    // A full disk took part of a line: cut the segment back so every line in it stays whole.
+    if (done > 0 && start >= 0 && ::ftruncate(fd_, start) != 0) {
+      buffer_.erase(0, done);  // could not cut back: keep what did land, resend the rest
+    }
+  }
+  if (buffer_.size() > max_held_bytes) {
+    // Too much held for too long: drop the oldest whole lines.
+    std::size_t cut = buffer_.size() - max_held_bytes;
+    const auto nl = buffer_.find('\n', cut);
+    cut = nl == std::string::npos ? buffer_.size() : nl + 1;
+    dropped_lines_ += static_cast<std::uint64_t>(std::count(buffer_.begin(), buffer_.begin() + static_cast<std::ptrdiff_t>(cut), '\n'));
+    buffer_.erase(0, cut);
+  }
+  return false;
 }
 
 }  // namespace herald

@@ -22,6 +22,7 @@
 #include "herald/http_client.hpp"
 #include "herald/http_server.hpp"
 #include "herald/receipts.hpp"
+#include "herald/rejection_tally.hpp"
 
 namespace herald {
 
@@ -120,9 +121,13 @@ struct Engine::Impl {
   std::unique_ptr<http::Client> http;
   IdGenerator ids;
 
-  // Intake idempotency index: every key seen since start; older keys are found in the store.
+  // Intake idempotency index: the keys of the last one or two minutes (two generations, the older
+  // dropped whole when the newer is a minute old, so trimming never walks the map); older keys are
+  // found in the store.
+  using IdemMap = std::unordered_map<IdemKey, IdemEntry, IdemKeyHash>;
   std::mutex idem_mutex;
-  std::unordered_map<IdemKey, IdemEntry, IdemKeyHash> idem;
+  IdemMap idem, idem_previous;
+  std::int64_t idem_rotated_ms = now_ms();
 
   // Loop thread state.
   asio::io_context io{1};
@@ -149,11 +154,15 @@ struct Engine::Impl {
   std::string public_url;                                   ///< receipts base ("" = no receipt server)
   std::unique_ptr<http::Server> receipt_server;
   std::atomic<bool> receipts_ready{false};  ///< public_url is set: the receipt thread may read it
+  std::mutex tally_mutex;                   ///< receipt threads count refusals, the loop writes them
+  RejectionTally rejections;
+  asio::steady_timer housekeeping_timer{io};
+  std::unique_ptr<Retention> retention;
 
   // Counters read from any thread.
   std::atomic<std::uint64_t> c_received{0}, c_dedup{0}, c_attempts{0}, c_accepted{0}, c_retries{0},
       c_failovers{0}, c_expired{0}, c_dead{0}, c_cancelled{0}, c_in_doubt{0}, c_recovered{0}, c_suppressed{0},
-      c_receipts{0}, c_receipts_rejected{0}, c_lookups{0}, c_reconciled{0}, c_batched{0};
+      c_receipts{0}, c_receipts_rejected{0}, c_lookups{0}, c_reconciled{0}, c_batched{0}, c_pruned{0};
   std::atomic<std::int64_t> active_count{0};  ///< accepted, not final (includes not yet admitted)
   std::atomic<std::int64_t> in_flight_count{0};
   std::atomic<bool> closing{false};
@@ -178,7 +187,11 @@ struct Engine::Impl {
     }
     max_outstanding += options.route_batch;
     rng.seed(options.seed != 0 ? options.seed : static_cast<std::uint64_t>(now_us()));
-    store = std::make_unique<Store>(options.data_dir, options.durability, options.log_segment_bytes);
+    StoreOptions so;
+    so.durability = options.durability;
+    so.log_segment_bytes = options.log_segment_bytes;
+    so.retry_max = options.store_retry_max;
+    store = std::make_unique<Store>(options.data_dir, so);
     ids.raise_floor(store->max_id());
     http::Client::Options http_options;
     http = std::make_unique<http::Client>(http_options);
@@ -194,7 +207,13 @@ struct Engine::Impl {
       io.run();
     });
     post_pump();
-    asio::post(io, [this] { arm_reconcile(); });
+    asio::post(io, [this] {
+      arm_reconcile();
+      arm_housekeeping();
+    });
+    retention = std::make_unique<Retention>(*store, store->log_dir(), options.retention, [this](const PruneReport& pass) {
+      c_pruned.fetch_add(pass.store.notifications, std::memory_order_relaxed);
+    });
   }
 
   /// Whether the adapter has a status API: asks it to build a lookup for a made-up message id.
@@ -264,7 +283,8 @@ struct Engine::Impl {
       active_count.fetch_add(1, std::memory_order_relaxed);
       c_recovered.fetch_add(1, std::memory_order_relaxed);
     }
-    if (!batch.empty()) store->commit(std::move(batch));
+    // Held, not awaited: on a full disk the engine still opens and resumes; these wait for space.
+    if (!batch.empty()) store->submit(std::move(batch));
   }
 
   // ---- intake (caller threads) ---------------------------------------------
@@ -276,7 +296,9 @@ struct Engine::Impl {
     IdemKey key{n.tenant, n.type, n.recipient_id, n.idempotency_key};
     auto it = idem.find(key);
     if (it == idem.end()) {
-      if (auto hit = store->find_idempotent(n.tenant, n.type, n.recipient_id, n.idempotency_key)) {
+      if (auto old = idem_previous.find(key); old != idem_previous.end()) {
+        it = idem.emplace(std::move(key), old->second).first;
+      } else if (auto hit = store->find_idempotent(n.tenant, n.type, n.recipient_id, n.idempotency_key)) {
         it = idem.emplace(std::move(key), IdemEntry{hit->id, hit->content_hash}).first;
       }
     }
@@ -301,8 +323,14 @@ struct Engine::Impl {
     fresh.reserve(batch.size());
     std::vector<IdemKey> reserved;  // keys this call added, removed again if the commit fails
     std::vector<std::size_t> duplicates;
+    IdemMap dropped;  // freed after the lock is released
     {
       std::lock_guard lock(idem_mutex);
+      if (now - idem_rotated_ms >= 60'000) {
+        dropped.swap(idem_previous);
+        idem_previous.swap(idem);
+        idem_rotated_ms = now;
+      }
       // First pass: find conflicts before changing anything, so a rejected batch leaves no trace.
       std::unordered_map<IdemKey, std::pair<std::uint64_t, std::size_t>, IdemKeyHash> in_batch;
       std::vector<std::optional<SendResult>> repeats(batch.size());
@@ -358,19 +386,26 @@ struct Engine::Impl {
       try {
         // Why admit from the writer thread: the notification is durable from here on, and the loop
         // can start on it while the caller is still being woken. The rows move on without a copy.
-        store->submit(std::move(wb), [this, &durable](std::exception_ptr err, WriteBatch& done) {
-          if (!err) {
-            asio::post(io, [this, rows = std::move(done.inserts)]() mutable { admit(std::move(rows)); });
-            durable.set_value();
-          } else {
-            durable.set_exception(err);
-          }
-        });
+        // OnFault::fail: on a full disk the caller hears it at once and nothing is accepted.
+        store->submit(
+            std::move(wb),
+            [this, &durable](std::exception_ptr err, WriteBatch& done) {
+              if (!err) {
+                asio::post(io, [this, rows = std::move(done.inserts)]() mutable { admit(std::move(rows)); });
+                durable.set_value();
+              } else {
+                durable.set_exception(err);
+              }
+            },
+            OnFault::fail);
         future.get();
       } catch (...) {
         active_count.fetch_sub(count);
         std::lock_guard lock(idem_mutex);
-        for (const auto& key : reserved) idem.erase(key);
+        for (const auto& key : reserved) {
+          idem.erase(key);
+          idem_previous.erase(key);
+        }
         throw;
       }
       c_received.fetch_add(static_cast<std::uint64_t>(count), std::memory_order_relaxed);
@@ -1066,18 +1101,35 @@ struct Engine::Impl {
 
   // ---- receipts and reconciliation (loop thread) ------------------------------------
 
-  /// A rejected receipt changes nothing; it is logged (events of notification 0) and counted.
-  /// Any thread: it goes to the store directly.
+  /// A rejected receipt changes nothing; it is counted by kind and logged in aggregate by the
+  /// housekeeping timer (events of notification 0), so a flood of forgeries cannot fill the disk.
+  /// Any thread.
   void reject_receipt(const std::string& provider, int status, const std::string& reason, const std::string& remote) {
     c_receipts_rejected.fetch_add(1, std::memory_order_relaxed);
-    WriteBatch b;
-    Event e;
-    e.kind = "receipt_rejected";
-    e.provider = provider;
-    e.http_status = status;
-    e.detail = reason + " (from " + remote + ")";
-    b.events.push_back(std::move(e));
-    store->submit(std::move(b));
+    std::lock_guard lock(tally_mutex);
+    rejections.add(provider, status, reason, remote, now_ms());
+  }
+
+  /// Loop thread: writes the refused receipts counted since the last call.
+  void log_rejections() {
+    std::vector<Event> events;
+    {
+      std::lock_guard lock(tally_mutex);
+      if (rejections.empty()) return;
+      events = rejections.drain();
+    }
+    for (auto& e : events) pending_writes.events.push_back(std::move(e));
+    flush_writes();
+  }
+
+  void arm_housekeeping() {
+    if (closing.load()) return;
+    housekeeping_timer.expires_after(options.rejection_log_interval);
+    housekeeping_timer.async_wait([this](const boost::system::error_code& ec) {
+      if (ec) return;
+      log_rejections();
+      arm_housekeeping();
+    });
   }
 
   /// On the receipt server's thread: checks and reads everything a receipt needs (the adapter's
@@ -1087,6 +1139,13 @@ struct Engine::Impl {
     static constexpr std::string_view prefix = "/receipts/";
     if (!receipts_ready.load(std::memory_order_acquire)) {
       respond(http::error_response(503, "starting", "the engine is starting; send again"));
+      return;
+    }
+    if (store->health().degraded) {
+      // An applied receipt could not be recorded now: the provider keeps it and sends it again.
+      http::ServerResponse busy = http::error_response(503, "store_degraded", "the engine cannot record receipts now; send again later");
+      busy.headers.emplace_back("Retry-After", "30");
+      respond(std::move(busy));
       return;
     }
     const std::string_view path = req.path;
@@ -1325,8 +1384,19 @@ struct Engine::Impl {
     return future.get();
   }
 
+  /// Control calls change state only while the store takes writes: otherwise the caller would be
+  /// told of a change that status() cannot show and a crash could lose.
+  void require_writable(const char* what) const {
+    const StoreHealth h = store->health();
+    if (h.degraded) {
+      throw StoreError(std::string(what) + " refused: the store cannot write (" + h.error +
+                       "); accepted notifications are held until it can");
+    }
+  }
+
   bool cancel(Id id) {
     if (closing.load()) throw EngineClosed("engine is closed");
+    require_writable("cancel");
     const bool cancelled = on_loop([&] {
       auto it = active.find(id);
       if (it == active.end() || it->second.in_flight) return false;
@@ -1342,6 +1412,7 @@ struct Engine::Impl {
 
   void retry(Id id) {
     if (closing.load()) throw EngineClosed("engine is closed");
+    require_writable("retry");
     auto row = store->get(id);
     if (!row) {
       store->flush();  // it may be a final state still on its way to the store
@@ -1382,15 +1453,24 @@ struct Engine::Impl {
       if (std::chrono::steady_clock::now() >= deadline) return false;
       std::this_thread::sleep_for(std::chrono::milliseconds(2));
     }
-    // Final states are recorded by the loop; make sure they reached the store.
+    // Final states are recorded by the loop; make sure they reached the store (which may be
+    // holding them while the disk is full: then keep trying until the deadline).
     if (!closing.load()) on_loop([this] { flush_writes(); });
-    store->flush();
-    return true;
+    for (;;) {
+      try {
+        store->flush();
+        return true;
+      } catch (const StoreError&) {
+        if (std::chrono::steady_clock::now() >= deadline) return false;
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      }
+    }
   }
 
   void close() {
     std::call_once(close_once, [this] {
       closing.store(true);
+      retention.reset();  // a pass in progress ends after its current chunk
       const auto deadline = std::chrono::steady_clock::now() + options.close_timeout;
       // Let answers already on their way be recorded, so a clean stop leaves nothing in doubt.
       while (in_flight_count.load() > 0 && std::chrono::steady_clock::now() < deadline) {
@@ -1401,14 +1481,22 @@ struct Engine::Impl {
         timer.cancel();
         rate_timer.cancel();
         reconcile_timer.cancel();
+        housekeeping_timer.cancel();
+        log_rejections();
         flush_writes();
         work.reset();
         io.stop();
       });
       if (loop_thread.joinable()) loop_thread.join();
-      store->flush();  // runs the callbacks that hand committed "sending" marks to the client
-      http.reset();  // answers still pending are dropped: their rows stay "sending", in doubt
+      try {
+        store->flush();  // runs the callbacks that hand committed "sending" marks to the client
+      } catch (const StoreError&) {
+        // The disk refuses writes: the store keeps trying for its stop_timeout, below.
+      }
+      // The store goes first: a held "sending" mark that commits while it stops still hands its
+      // request to a live client.
       store.reset();
+      http.reset();  // answers still pending are dropped: their rows stay "sending", in doubt
     });
   }
 };
@@ -1501,7 +1589,20 @@ EngineStats Engine::stats() const {
   s.lookups = i.c_lookups.load();
   s.reconciled = i.c_reconciled.load();
   s.batched_requests = i.c_batched.load();
+  s.pruned = i.c_pruned.load();
   return s;
+}
+
+EngineHealth Engine::health() const {
+  EngineHealth h;
+  h.closing = impl_->closing.load();
+  if (impl_->store) h.store = impl_->store->health();
+  return h;
+}
+
+PruneReport Engine::prune() {
+  if (impl_->closing.load() || !impl_->retention) throw EngineClosed("engine is closed");
+  return impl_->retention->run_now();
 }
 
 const std::filesystem::path& Engine::data_dir() const { return impl_->options.data_dir; }
@@ -1512,12 +1613,17 @@ std::string Engine::receipts_url() const {
 
 std::vector<Suppression> Engine::suppressions(std::size_t limit) {
   if (!impl_->store) throw EngineClosed("engine is closed");
-  impl_->store->flush();  // suppressions recorded by the loop may still be on their way
+  try {
+    impl_->store->flush();  // suppressions recorded by the loop may still be on their way
+  } catch (const StoreError&) {
+    // held while the disk is full: the committed ones are what can be shown
+  }
   return impl_->store->suppressions(limit);
 }
 
 bool Engine::unsuppress(const std::string& channel, const std::string& address) {
   if (impl_->closing.load()) throw EngineClosed("engine is closed");
+  impl_->require_writable("unsuppress");
   const bool removed = impl_->on_loop([&] {
     if (impl_->suppressed.erase(suppression_key(channel, address)) == 0) return false;
     Suppression x;

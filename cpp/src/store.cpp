@@ -1,7 +1,11 @@
 #include "herald/thread_name.hpp"
 #include "herald/store.hpp"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <future>
+#include <limits>
 
 #include <sqlite3.h>
 
@@ -89,6 +93,20 @@ constexpr const char* awaiting_index_sql =
     "CREATE INDEX IF NOT EXISTS notifications_awaiting ON notifications (accepted_at) "
     "WHERE state = 4 AND receipt IS NULL AND accepted_at > 0";
 
+/// A failed SQLite call, with its primary result code: a constraint belongs to one batch, anything
+/// else (full disk, I/O error, busy) to the whole transaction.
+class SqliteError : public StoreError {
+ public:
+  SqliteError(const std::string& what, int code) : StoreError(what), code_(code) {}
+  [[nodiscard]] int code() const noexcept { return code_; }
+  [[nodiscard]] bool batch_only() const noexcept {
+    return code_ == SQLITE_CONSTRAINT || code_ == SQLITE_TOOBIG || code_ == SQLITE_MISMATCH || code_ == SQLITE_RANGE;
+  }
+
+ private:
+  int code_;
+};
+
 struct StmtDeleter {
   void operator()(sqlite3_stmt* s) const noexcept { sqlite3_finalize(s); }
 };
@@ -165,18 +183,18 @@ Event make_intake_event(const Notification& n, const char* kind, std::int64_t se
 struct Store::Db {
   std::unique_ptr<sqlite3, DbDeleter> db;
   Stmt insert, update, event, receipt, suppress, unsuppress, get, find_idem, events, unfinished, by_state, max_id,
-      suppressions;
+      suppressions, prune_rows, prune_events, prune_system_events, page_count, freelist_count, page_size;
   Stmt begin, commit, rollback, savepoint, release, rollback_to;
 
   [[noreturn]] void fail(const std::string& what) const {
-    throw StoreError(what + ": " + sqlite3_errmsg(db.get()));
+    throw SqliteError(what + ": " + sqlite3_errmsg(db.get()), sqlite3_errcode(db.get()) & 0xff);
   }
   void exec(const char* sql) const {
     char* err = nullptr;
     if (sqlite3_exec(db.get(), sql, nullptr, nullptr, &err) != SQLITE_OK) {
       std::string msg = err != nullptr ? err : "unknown error";
       sqlite3_free(err);
-      throw StoreError(std::string("sqlite: ") + msg);
+      throw SqliteError(std::string("sqlite: ") + msg, sqlite3_errcode(db.get()) & 0xff);
     }
   }
   Stmt prepare(const std::string& sql) const {
@@ -217,6 +235,9 @@ struct Store::Db {
       // Checkpoints run on their own thread (Store::checkpoint_loop): a checkpoint inside a commit
       // would stall every send waiting on that commit.
       exec("PRAGMA wal_autocheckpoint=0");
+      // A checkpoint that resets the WAL also cuts the file back to this size: a burst does not
+      // leave a WAL of gigabytes behind.
+      exec("PRAGMA journal_size_limit=67108864");
       insert = prepare(
           "INSERT INTO notifications (id, tenant, type, recipient_id, recipient, data, priority, idempotency_key, "
           "ordering_key, send_at, expires_at, created_at, content_hash, state, updated_at) "
@@ -233,6 +254,13 @@ struct Store::Db {
       event = prepare(
           "INSERT OR REPLACE INTO events (nid, seq, ts_us, kind, attempt, provider, latency_us, http_status, detail) "
           "VALUES (?,?,?,?,?,?,?,?,?)");
+      prune_rows = prepare(
+          "DELETE FROM notifications WHERE id IN (SELECT id FROM notifications WHERE id < ?1 AND state >= 4 "
+          "AND updated_at < ?2 ORDER BY id LIMIT ?3) RETURNING id");
+      prune_events = prepare(
+          "DELETE FROM events WHERE nid BETWEEN ?1 AND ?2 AND nid NOT IN "
+          "(SELECT id FROM notifications WHERE id BETWEEN ?1 AND ?2)");
+      prune_system_events = prepare("DELETE FROM events WHERE nid = 0 AND ts_us < ?");
       begin = prepare("BEGIN");
       commit = prepare("COMMIT");
       rollback = prepare("ROLLBACK");
@@ -254,19 +282,48 @@ struct Store::Db {
           "SELECT channel, address, reason, detail, provider, notification_id, at FROM suppressions ORDER BY at "
           "LIMIT ?");
       max_id = prepare("SELECT COALESCE(MAX(id), 0), (SELECT COALESCE(MAX(seq), 0) FROM events) FROM notifications");
+      page_count = prepare("PRAGMA page_count");
+      freelist_count = prepare("PRAGMA freelist_count");
+      page_size = prepare("PRAGMA page_size");
     }
   }
 };
 
+namespace {
+
+constexpr const char* reserve_name = ".reserve";
+
+/// Sets `bytes` of real disk blocks aside in `path` (fallocate, so a full disk cannot take them).
+/// False, and no file left behind, when the disk has no room.
+bool make_reserve(const std::filesystem::path& path, std::int64_t bytes) {
+  if (bytes <= 0) return true;
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) return false;
+  const bool ok = ::posix_fallocate(fd, 0, static_cast<off_t>(bytes)) == 0;
+  ::close(fd);
+  if (!ok) ::unlink(path.c_str());
+  return ok;
+}
+
+}  // namespace
+
+/// One retention step run inside a group commit: deletes up to `limit` final notifications
+/// created before `before_id` and last updated before `before_ms`, and their events.
+struct Store::PruneChunk {
+  Id before_id = std::numeric_limits<Id>::max();
+  std::int64_t before_ms = std::numeric_limits<std::int64_t>::max();
+  std::int64_t system_before_us = 0;  ///< also delete system events (id 0) older than this (0 = none)
+  std::size_t limit = 2000;
+  std::uint64_t notifications = 0;  ///< results, written by the writer thread
+  std::uint64_t events = 0;
+};
+
 Store::Store(const std::filesystem::path& dir, Durability durability, std::int64_t log_segment_bytes)
-    : durability_(durability) {
-  std::error_code ec;
-  std::filesystem::create_directories(dir, ec);
-  if (ec) throw StoreError("cannot create data directory " + dir.string() + ": " + ec.message());
-  db_path_ = dir / "herald.db";
-  write_db_ = std::make_unique<Db>(db_path_, durability, true);
-  read_db_ = std::make_unique<Db>(db_path_, durability, false);
-  log_ = std::make_unique<DeliveryLog>(dir / "log", log_segment_bytes);
+    : Store(dir, StoreOptions{durability, log_segment_bytes}) {}
+
+Store::Store(const std::filesystem::path& dir, StoreOptions options)
+    : dir_(dir), options_(options), durability_(options.durability) {
+  open(dir);
   {
     sqlite3_stmt* s = read_db_->max_id.get();
     if (sqlite3_step(s) == SQLITE_ROW) next_seq_ = sqlite3_column_int64(s, 1) + 1;
@@ -281,6 +338,43 @@ Store::Store(const std::filesystem::path& dir, Durability durability, std::int64
     detail::name_this_thread("herald-store");
     writer_loop();
   });
+}
+
+void Store::open(const std::filesystem::path& dir) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) throw StoreError("cannot create data directory " + dir.string() + ": " + ec.message());
+  db_path_ = dir / "herald.db";
+  const auto reserve = dir / reserve_name;
+  auto connect = [this] {
+    write_db_ = std::make_unique<Db>(db_path_, durability_, true);
+    read_db_ = std::make_unique<Db>(db_path_, durability_, false);
+    // The first read maps the WAL index (<db>-shm), which needs disk blocks: fail here, not later.
+    sqlite3_stmt* s = read_db_->max_id.get();
+    const int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    if (rc != SQLITE_ROW) read_db_->fail("read " + db_path_.string());
+  };
+  try {
+    connect();
+  } catch (const StoreError&) {
+    // A full disk cannot hold the WAL index: give up the reserve and try once more, so an engine
+    // can always open its folder and resume (its writes wait until space returns).
+    write_db_.reset();
+    read_db_.reset();
+    if (!std::filesystem::exists(reserve, ec)) throw;
+    std::filesystem::remove(reserve, ec);
+    connect();
+  }
+  log_ = std::make_unique<DeliveryLog>(dir / "log", options_.log_segment_bytes);
+  restore_reserve();
+}
+
+void Store::restore_reserve() {
+  std::error_code ec;
+  const auto reserve = dir_ / reserve_name;
+  if (options_.reserve_bytes <= 0 || std::filesystem::exists(reserve, ec)) return;
+  make_reserve(reserve, options_.reserve_bytes);  // no room now: tried again after the next recovery
 }
 
 Store::~Store() {
@@ -316,62 +410,197 @@ void Store::checkpoint_loop() {
 
 std::filesystem::path Store::log_dir() const { return log_->dir(); }
 
-void Store::submit(WriteBatch batch, Done done) {
+void Store::enqueue(Pending p) {
   const std::int64_t ts = now_us();
   {
     std::lock_guard lock(mutex_);
     if (stopping_) throw StoreError("store is closed");
     // Intake events go to the JSON Lines log only; the row itself records them in SQLite.
-    const std::int64_t intake_seq = next_seq_;
-    next_seq_ += static_cast<std::int64_t>(2 * batch.inserts.size());
-    for (auto& e : batch.events) {
+    p.intake_seq = next_seq_;
+    next_seq_ += static_cast<std::int64_t>(2 * p.batch.inserts.size());
+    for (auto& e : p.batch.events) {
       e.seq = next_seq_++;
       if (e.ts_us == 0) e.ts_us = ts;
     }
-    queue_.push_back(Pending{std::move(batch), std::move(done), intake_seq});
+    if (p.on_fault == OnFault::fail) ++fail_fast_queued_;
+    queue_.push_back(std::move(p));
   }
   wake_.notify_one();
+}
+
+void Store::submit(WriteBatch batch, Done done, OnFault on_fault) {
+  Pending p;
+  p.batch = std::move(batch);
+  p.done = std::move(done);
+  p.on_fault = on_fault;
+  enqueue(std::move(p));
 }
 
 void Store::commit(WriteBatch batch) {
   std::promise<void> promise;
   auto future = promise.get_future();
-  submit(std::move(batch), [&promise](std::exception_ptr err, WriteBatch&) {
-    if (err) {
-      promise.set_exception(err);
-    } else {
-      promise.set_value();
-    }
-  });
+  submit(
+      std::move(batch),
+      [&promise](std::exception_ptr err, WriteBatch&) {
+        if (err) {
+          promise.set_exception(err);
+        } else {
+          promise.set_value();
+        }
+      },
+      OnFault::fail);
   future.get();
 }
 
 void Store::flush() { commit({}); }
 
-void Store::writer_loop() {
-  std::vector<Pending> work;
-  for (;;) {
-    {
-      std::unique_lock lock(mutex_);
-      wake_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
-      if (queue_.empty()) return;  // stopping and drained
-      work.swap(queue_);
-    }
-    apply(work);
-    work.clear();
+StoreHealth Store::health() const {
+  std::lock_guard lock(mutex_);
+  return health_;
+}
+
+void Store::note_fault(const std::string& error, std::size_t held) {
+  std::lock_guard lock(mutex_);
+  if (!health_.degraded) {
+    health_.degraded = true;
+    health_.since_ms = now_ms();
+  }
+  health_.error = error;
+  health_.held_batches = held;
+  ++health_.write_faults;
+}
+
+void Store::note_recovered() {
+  StoreHealth was;
+  {
+    std::lock_guard lock(mutex_);
+    was = health_;
+    health_.degraded = false;
+    health_.error.clear();
+    health_.since_ms = 0;
+    health_.held_batches = 0;
+  }
+  // The fault and its end go into the log once the disk takes writes again, with their own times.
+  WriteBatch b;
+  Event down;
+  down.kind = "store_degraded";
+  down.ts_us = was.since_ms * 1000;
+  down.detail = "writes refused: " + was.error + "; the engine's records were held in memory";
+  Event up;
+  up.kind = "store_recovered";
+  up.detail = "writes accepted again after " + std::to_string(now_ms() - was.since_ms) + " ms and " +
+              std::to_string(was.write_faults) + " refused commits in all; held records committed in order";
+  b.events.push_back(std::move(down));
+  b.events.push_back(std::move(up));
+  restore_reserve();
+  Pending p;
+  p.batch = std::move(b);
+  try {
+    enqueue(std::move(p));
+  } catch (const StoreError&) {
+    // closing: the next open will not know of this episode; the rows themselves are complete
   }
 }
 
-void Store::apply(std::vector<Pending>& work) {
+void Store::writer_loop() {
+  using steady = std::chrono::steady_clock;
+  std::vector<Pending> work;  // batches held by a refused commit, then what arrived since
+  std::chrono::milliseconds backoff{50};
+  steady::time_point retry_at{};
+  steady::time_point give_up_at{};
+  bool stop_seen = false;
+  for (;;) {
+    {
+      std::unique_lock lock(mutex_);
+      if (work.empty()) {
+        wake_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+        if (queue_.empty()) return;  // stopping and drained
+      } else {
+        // Held writes: wait for the next retry, unless a submitter is waiting to hear the outcome
+        // (intake must fail fast) or the store is closing.
+        wake_.wait_until(lock, retry_at, [&] { return fail_fast_queued_ > 0 || (stopping_ && !stop_seen); });
+        if (stopping_ && !stop_seen) {
+          stop_seen = true;
+          give_up_at = steady::now() + options_.stop_timeout;
+        }
+        if (stop_seen && steady::now() >= give_up_at) {
+          for (auto& p : queue_) work.push_back(std::move(p));
+          queue_.clear();
+          lock.unlock();
+          // Closing while the disk refuses writes: what was held is lost to this process. The rows
+          // keep their last committed state, so a restart resumes from there (in doubt where an
+          // attempt was marked "sending").
+          const auto err = std::make_exception_ptr(
+              StoreError("store closed while the disk refused writes (" + health().error + ")"));
+          for (auto& p : work) {
+            if (p.done) p.done(err, p.batch);
+          }
+          return;
+        }
+      }
+      for (auto& p : queue_) work.push_back(std::move(p));
+      queue_.clear();
+      fail_fast_queued_ = 0;
+    }
+    if (apply(work)) {
+      work.clear();
+      backoff = std::chrono::milliseconds(50);
+      if (health().degraded) note_recovered();
+    } else {
+      retry_at = steady::now() + backoff;
+      backoff = std::min(backoff * 2, options_.retry_max);
+    }
+  }
+}
+
+namespace {
+
+void run_prune_chunk(sqlite3* db, sqlite3_stmt* rows, sqlite3_stmt* events, sqlite3_stmt* system_events,
+                     std::int64_t before_id, std::int64_t before_ms, std::int64_t limit, std::int64_t system_before_us,
+                     std::uint64_t& deleted_rows, std::uint64_t& deleted_events,
+                     const std::function<void(const char*)>& fail) {
+  sqlite3_bind_int64(rows, 1, before_id);
+  sqlite3_bind_int64(rows, 2, before_ms);
+  sqlite3_bind_int64(rows, 3, limit);
+  std::int64_t lo = std::numeric_limits<std::int64_t>::max(), hi = 0;
+  int rc = 0;
+  while ((rc = sqlite3_step(rows)) == SQLITE_ROW) {
+    const std::int64_t id = sqlite3_column_int64(rows, 0);
+    lo = std::min(lo, id);
+    hi = std::max(hi, id);
+    ++deleted_rows;
+  }
+  sqlite3_reset(rows);
+  if (rc != SQLITE_DONE) fail("prune notifications");
+  if (hi > 0) {
+    sqlite3_bind_int64(events, 1, lo);
+    sqlite3_bind_int64(events, 2, hi);
+    rc = sqlite3_step(events);
+    sqlite3_reset(events);
+    if (rc != SQLITE_DONE) fail("prune events");
+    deleted_events += static_cast<std::uint64_t>(sqlite3_changes(db));
+  }
+  if (system_before_us > 0) {
+    sqlite3_bind_int64(system_events, 1, system_before_us);
+    rc = sqlite3_step(system_events);
+    sqlite3_reset(system_events);
+    if (rc != SQLITE_DONE) fail("prune system events");
+    deleted_events += static_cast<std::uint64_t>(sqlite3_changes(db));
+  }
+}
+
+}  // namespace
+
+bool Store::apply(std::vector<Pending>& work) {
   Db& db = *write_db_;
   std::vector<std::exception_ptr> errors(work.size());
   const std::int64_t now = now_ms();
-  std::exception_ptr commit_error;
+  std::exception_ptr fault;
   try {
     db.step_done(db.begin.get(), "begin");
     for (std::size_t i = 0; i < work.size(); ++i) {
       const WriteBatch& b = work[i].batch;
-      if (b.empty()) continue;
+      if (b.empty() && !work[i].prune) continue;
       db.step_done(db.savepoint.get(), "savepoint");
       try {
         for (const Notification& n : b.inserts) {
@@ -452,8 +681,16 @@ void Store::apply(std::vector<Pending>& work) {
           bind_text(s, 9, e.detail, true);
           db.step_done(s, "insert event");
         }
+        if (PruneChunk* c = work[i].prune.get()) {
+          c->notifications = 0;
+          c->events = 0;
+          run_prune_chunk(db.db.get(), db.prune_rows.get(), db.prune_events.get(), db.prune_system_events.get(),
+                          c->before_id, c->before_ms, static_cast<std::int64_t>(c->limit), c->system_before_us,
+                          c->notifications, c->events, [&db](const char* what) { db.fail(what); });
+        }
         db.step_done(db.release.get(), "release");
-      } catch (...) {
+      } catch (const SqliteError& ex) {
+        if (!ex.batch_only()) throw;  // the disk or the file, not this batch: the transaction fails
         errors[i] = std::current_exception();
         db.step_done(db.rollback_to.get(), "rollback to");
         db.step_done(db.release.get(), "release");
@@ -461,29 +698,113 @@ void Store::apply(std::vector<Pending>& work) {
     }
     db.step_done(db.commit.get(), "commit");
   } catch (...) {
-    commit_error = std::current_exception();
-    sqlite3_step(db.rollback.get());
+    fault = std::current_exception();
+    sqlite3_step(db.rollback.get());  // SQLite may have rolled back already (full disk): then a no-op
     sqlite3_reset(db.rollback.get());
+  }
+  if (fault) {
+    // Nothing of this transaction is on disk. Submitters that wait on the outcome hear of it now;
+    // the engine's own records stay held, in order, for the next attempt.
+    std::string message;
+    try {
+      std::rethrow_exception(fault);
+    } catch (const std::exception& ex) {
+      message = ex.what();
+    }
+    const auto err = std::make_exception_ptr(StoreError("cannot write to " + db_path_.string() + ": " + message));
+    std::vector<Pending> held;
+    for (auto& p : work) {
+      if (p.on_fault == OnFault::hold) {
+        held.push_back(std::move(p));
+      } else if (p.done) {
+        p.done(err, p.batch);
+      }
+    }
+    work = std::move(held);
+    note_fault(message, work.size());
+    return false;
   }
   for (std::size_t i = 0; i < work.size(); ++i) {
     Pending& p = work[i];
-    std::exception_ptr err = commit_error ? commit_error : errors[i];
+    const std::exception_ptr& err = errors[i];
     if (!err) {
-      try {
-        std::int64_t seq = p.intake_seq;  // reserved in submit()
-        for (const Notification& n : p.batch.inserts) {
-          const std::int64_t ts_us = n.created_at_ms * 1000;
-          log_->append(make_intake_event(n, "received", seq++, ts_us));
-          log_->append(make_intake_event(n, "queued", seq++, ts_us));
-        }
-        for (const Event& e : p.batch.events) log_->append(e);
-      } catch (...) {
-        // The rows are committed; a log segment that cannot be written must not undo them.
+      std::int64_t seq = p.intake_seq;  // reserved in enqueue()
+      for (const Notification& n : p.batch.inserts) {
+        const std::int64_t ts_us = n.created_at_ms * 1000;
+        log_->append(make_intake_event(n, "received", seq++, ts_us));
+        log_->append(make_intake_event(n, "queued", seq++, ts_us));
       }
+      for (const Event& e : p.batch.events) log_->append(e);
     }
     if (p.done) p.done(err, p.batch);
   }
   log_->flush();
+  return true;
+}
+
+PruneResult Store::prune(const PruneLimits& limits) {
+  PruneResult out;
+  const std::size_t chunk = std::max<std::size_t>(1, limits.chunk);
+  auto run = [&](std::shared_ptr<PruneChunk> c) {
+    std::promise<void> promise;
+    auto future = promise.get_future();
+    Pending p;
+    p.prune = c;
+    p.on_fault = OnFault::fail;
+    p.done = [&promise](std::exception_ptr err, WriteBatch&) {
+      if (err) {
+        promise.set_exception(err);
+      } else {
+        promise.set_value();
+      }
+    };
+    enqueue(std::move(p));
+    future.get();
+    out.notifications += c->notifications;
+    out.events += c->events;
+    return c->notifications;
+  };
+  if (limits.older_than_ms > 0) {
+    bool first = true;
+    for (;;) {
+      auto c = std::make_shared<PruneChunk>();
+      c->before_id = limits.older_than_ms << 16;  // ids are (ms << 16 | counter): created before the cut
+      c->before_ms = limits.older_than_ms;
+      c->system_before_us = first ? limits.older_than_ms * 1000 : 0;
+      c->limit = chunk;
+      first = false;
+      if (run(c) < chunk || (limits.stop != nullptr && limits.stop->load())) break;
+    }
+  }
+  if (limits.max_db_bytes > 0) {
+    // Pages freed by a chunk go to the file's free list and are reused, so live pages are what
+    // count. Prune to 90% of the limit so the next pass does not start at once.
+    const std::int64_t target = limits.max_db_bytes / 10 * 9;
+    if (db_bytes() > limits.max_db_bytes) {
+      while (db_bytes() > target) {
+        auto c = std::make_shared<PruneChunk>();
+        c->limit = chunk;
+        if (run(c) == 0) break;  // only unfinished notifications left
+        if (limits.stop != nullptr && limits.stop->load()) break;
+      }
+    }
+  }
+  out.db_bytes = db_bytes();
+  restore_reserve();  // given up to open on a full disk: set aside again once there is room
+  return out;
+}
+
+std::int64_t Store::db_bytes() {
+  std::lock_guard lock(read_mutex_);
+  auto read = [](sqlite3_stmt* s) {
+    std::int64_t v = 0;
+    if (sqlite3_step(s) == SQLITE_ROW) v = sqlite3_column_int64(s, 0);
+    sqlite3_reset(s);
+    return v;
+  };
+  const std::int64_t pages = read(read_db_->page_count.get());
+  const std::int64_t free_pages = read(read_db_->freelist_count.get());
+  return (pages - free_pages) * read(read_db_->page_size.get());
 }
 
 std::optional<StoredNotification> Store::get(Id id) {

@@ -22,8 +22,13 @@ class DeliveryLog {
   DeliveryLog& operator=(const DeliveryLog&) = delete;
 
   void append(const Event& e);
-  /// Pushes buffered lines to the OS (called after every group commit).
-  void flush();
+  /// Pushes buffered lines to the OS (called after every group commit). When the disk refuses
+  /// them, the segment is cut back to its last whole line and the lines stay buffered for the
+  /// next flush (up to max_held_bytes; beyond that the oldest are dropped and counted). False then.
+  bool flush();
+  /// Lines dropped because the disk refused them for too long.
+  [[nodiscard]] std::uint64_t dropped_lines() const { return dropped_lines_; }
+  static constexpr std::size_t max_held_bytes = 64 << 20;
   [[nodiscard]] const std::filesystem::path& dir() const { return dir_; }
 
   /// The JSON line for one event, without the newline.
@@ -37,8 +42,9 @@ class DeliveryLog {
   std::filesystem::path dir_;
   std::int64_t segment_bytes_;
   std::int64_t written_ = 0;
-  std::FILE* file_ = nullptr;
+  int fd_ = -1;
   std::string buffer_;
+  std::uint64_t dropped_lines_ = 0;
 };
 
 }  // namespace herald

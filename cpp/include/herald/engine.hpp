@@ -19,6 +19,7 @@
 #include "herald/notification.hpp"
 #include "herald/plan.hpp"
 #include "herald/provider.hpp"
+#include "herald/retention.hpp"
 #include "herald/scheduler.hpp"
 #include "herald/store.hpp"
 
@@ -43,6 +44,12 @@ struct EngineOptions {
   /// this long is looked up through the provider's status API, where it has one.
   std::chrono::milliseconds reconcile_after{10 * 60'000};
   std::chrono::milliseconds reconcile_interval{30'000};  ///< how often to look for such deliveries
+  /// What is kept of final notifications, their events and the delivery log (pruned by "herald-prune").
+  RetentionOptions retention;
+  /// Longest pause between retries of writes the disk refused (they are held in memory meanwhile).
+  std::chrono::milliseconds store_retry_max{5'000};
+  /// How often refused receipts are written to the log, counted by kind.
+  std::chrono::milliseconds rejection_log_interval{10'000};
 };
 
 /// What send() answers: the id, the state and whether this was a repeat of an idempotency key.
@@ -73,6 +80,13 @@ struct EngineStats {
   std::uint64_t lookups = 0;             ///< status queries made (reconciliation)
   std::uint64_t reconciled = 0;          ///< deliveries or in-doubt attempts settled by a lookup
   std::uint64_t batched_requests = 0;    ///< requests that carried more than one notification
+  std::uint64_t pruned = 0;              ///< final notifications deleted by retention
+};
+
+/// Whether the engine can do its work: the store takes writes, the engine is open.
+struct EngineHealth {
+  bool closing = false;
+  StoreHealth store;  ///< store.degraded: writes are refused and held (disk full); delivery waits
 };
 
 class Engine {
@@ -104,6 +118,9 @@ class Engine {
   /// Blocks until every recorded change is committed to the store.
   void flush();
   [[nodiscard]] EngineStats stats() const;
+  [[nodiscard]] EngineHealth health() const;
+  /// Runs a retention pass now (the pruner also runs one every retention.interval).
+  PruneReport prune();
   [[nodiscard]] const std::filesystem::path& data_dir() const;
   /// "<public_url>/receipts" when the receipt server runs, else "".
   [[nodiscard]] std::string receipts_url() const;

@@ -4,6 +4,8 @@
 /// Writers hand in batches from any thread; the writer thread applies everything queued since its
 /// last commit in one transaction, then tells each submitter its batch is durable. Readers use a
 /// separate connection (WAL lets them read while the writer writes) and see committed data only.
+#include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <exception>
@@ -99,6 +101,44 @@ struct IdempotencyHit {
 
 class DeliveryLog;
 
+/// What a batch's submitter wants when the disk refuses the write (full, I/O error).
+enum class OnFault : std::uint8_t {
+  hold,  ///< keep it, in order, and retry with backoff until it commits (the engine's own records)
+  fail,  ///< fail it at once with StoreError (intake: the caller is told and nothing was accepted)
+};
+
+/// Whether writes are reaching the disk. While degraded, held batches wait in memory, in order.
+struct StoreHealth {
+  bool degraded = false;
+  std::string error;             ///< the last write error while degraded
+  std::int64_t since_ms = 0;     ///< when writes began to fail (0 = healthy)
+  std::size_t held_batches = 0;  ///< batches waiting for the disk
+  std::uint64_t write_faults = 0;  ///< failed commits since open
+};
+
+/// How much the store keeps of notifications that are final (see Store::prune).
+struct PruneLimits {
+  std::int64_t older_than_ms = 0;     ///< delete final notifications created and last updated before this (0 = no age limit)
+  std::int64_t max_db_bytes = 0;      ///< then the oldest final ones until the file's live pages fit (0 = no size limit)
+  std::size_t chunk = 2000;           ///< notifications per transaction: keeps each pause of the writer short
+  const std::atomic<bool>* stop = nullptr;  ///< when set, the pass ends between two chunks
+};
+
+struct PruneResult {
+  std::uint64_t notifications = 0;  ///< rows deleted, with their events
+  std::uint64_t events = 0;         ///< event rows deleted
+  std::int64_t db_bytes = 0;        ///< live bytes in the file afterwards (page count minus free pages)
+};
+
+/// Store tuning that tests and the engine set; defaults suit production.
+struct StoreOptions {
+  Durability durability = Durability::process;
+  std::int64_t log_segment_bytes = 64 << 20;
+  std::chrono::milliseconds retry_max{5'000};    ///< longest pause between retries of held writes
+  std::chrono::milliseconds stop_timeout{5'000};  ///< how long closing keeps retrying held writes
+  std::int64_t reserve_bytes = 1 << 20;  ///< space set aside in <dir>/.reserve, given up to open on a full disk
+};
+
 class Store {
  public:
   /// Called on the writer thread once the batch is committed (nullptr) or failed (the error).
@@ -107,16 +147,28 @@ class Store {
 
   /// Opens or creates <dir>/herald.db and the delivery log under <dir>/log/.
   Store(const std::filesystem::path& dir, Durability durability, std::int64_t log_segment_bytes = 64 << 20);
-  ~Store();  ///< commits what is queued, then stops the writer
+  Store(const std::filesystem::path& dir, StoreOptions options);
+  /// Commits what is queued (retrying held writes up to stop_timeout), then stops the writer.
+  ~Store();
   Store(const Store&) = delete;
   Store& operator=(const Store&) = delete;
 
-  /// Thread-safe. Assigns event sequence numbers; `done` runs after the commit.
-  void submit(WriteBatch batch, Done done = {});
-  /// Submits and blocks until committed; rethrows a store failure as StoreError.
+  /// Thread-safe. Assigns event sequence numbers; `done` runs after the commit, or with the error
+  /// when the batch itself is refused (a constraint) or, for OnFault::fail, when the disk refuses.
+  void submit(WriteBatch batch, Done done = {}, OnFault on_fault = OnFault::hold);
+  /// Submits and blocks until committed; rethrows a store failure as StoreError (OnFault::fail).
   void commit(WriteBatch batch);
-  /// Blocks until everything submitted before this call is committed.
+  /// Blocks until everything submitted before this call is committed. Throws StoreError while
+  /// the disk refuses writes (what was held stays held).
   void flush();
+  /// Thread-safe.
+  [[nodiscard]] StoreHealth health() const;
+  /// Deletes final notifications (and their events) past the limits, oldest first, in chunks
+  /// committed by the writer between other work; also system events (id 0) older than
+  /// `older_than_ms`. Blocks until done. Throws StoreError while the disk refuses writes.
+  PruneResult prune(const PruneLimits& limits);
+  /// Live bytes of the database file (pages in use times page size).
+  [[nodiscard]] std::int64_t db_bytes();
 
   // Reads: thread-safe, committed data only.
   [[nodiscard]] std::optional<StoredNotification> get(Id id);
@@ -139,27 +191,40 @@ class Store {
   [[nodiscard]] std::filesystem::path log_dir() const;
 
  private:
+  struct PruneChunk;
   struct Pending {
     WriteBatch batch;
     Done done;
     std::int64_t intake_seq = 0;  ///< first of the 2 * inserts sequence numbers reserved for intake events
+    OnFault on_fault = OnFault::hold;
+    std::shared_ptr<PruneChunk> prune;  ///< a retention chunk to run in this transaction
   };
   struct Db;  // SQLite handles and prepared statements
 
+  void open(const std::filesystem::path& dir);
   void writer_loop();
   void checkpoint_loop();
-  void apply(std::vector<Pending>& work);
+  /// One group commit. False when the disk refused it: `work` then keeps only the held batches.
+  bool apply(std::vector<Pending>& work);
+  void enqueue(Pending p);
+  void note_fault(const std::string& error, std::size_t held);
+  void note_recovered();
+  void restore_reserve();
 
+  std::filesystem::path dir_;
   std::filesystem::path db_path_;
+  StoreOptions options_;
   Durability durability_;
   std::unique_ptr<Db> write_db_;  // touched only by the writer thread after construction
   std::unique_ptr<Db> read_db_;
   std::mutex read_mutex_;         // one reader at a time on the read connection
   std::unique_ptr<DeliveryLog> log_;
 
-  std::mutex mutex_;  // guards queue_, stopping_, next_seq_
+  mutable std::mutex mutex_;  // guards queue_, stopping_, next_seq_, health_, fail_fast_queued_
   std::condition_variable wake_;
   std::vector<Pending> queue_;
+  std::size_t fail_fast_queued_ = 0;  ///< batches in queue_ whose submitter waits to hear of a fault
+  StoreHealth health_;
   bool stopping_ = false;
   std::int64_t next_seq_ = 1;
   std::condition_variable wake_checkpointer_;
