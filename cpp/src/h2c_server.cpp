@@ -7,6 +7,8 @@
 // nghttp2_session_mem_send, with at most one async_write in flight per connection. A Respond
 // may run on any thread: it posts to the strand, which submits the answer and flushes.
 #include "herald/http_server.hpp"
+
+#include "connection_limits.hpp"
 #include "herald/thread_name.hpp"
 
 #include <nghttp2/nghttp2.h>
@@ -19,6 +21,7 @@
 #include <cctype>
 #include <cstring>
 #include <mutex>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -96,9 +99,12 @@ class Connection;
 struct Shared {
   ServerOptions options;
   Handler handler;
-  std::mutex mutex;  ///< guards connections and stopped: stop() runs on a foreign thread
-  std::unordered_map<Connection*, std::weak_ptr<Connection>> connections;
+  std::size_t max_connections = 0;  ///< options.max_connections after the open-file cap
+  std::mutex mutex;  ///< guards table, stopped and each connection's handle_/in_table_
+  /// Open connections; idle = no stream open. Weak: a connection lives by its pending I/O.
+  detail::ConnectionTable<std::weak_ptr<Connection>> table;
   bool stopped = false;
+  detail::ConnectionCounters counters;
 };
 
 /// One request/response exchange on one stream. Strand only.
@@ -113,8 +119,10 @@ struct Stream {
 
 class Connection : public std::enable_shared_from_this<Connection> {
  public:
+  using Handle = detail::ConnectionTable<std::weak_ptr<Connection>>::Handle;
+
   Connection(tcp::socket socket, Strand strand, std::shared_ptr<Shared> shared)
-      : socket_(std::move(socket)), strand_(std::move(strand)), shared_(std::move(shared)) {}
+      : socket_(std::move(socket)), strand_(std::move(strand)), shared_(std::move(shared)), idle_timer_(strand_) {}
 
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
@@ -140,6 +148,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     }
     read();
     flush();
+    arm_idle_timer();
   }
 
   /// Strand only. Idempotent: drops every stream (cancelling delay timers) and the socket.
@@ -147,17 +156,23 @@ class Connection : public std::enable_shared_from_this<Connection> {
     if (closed_) return;
     closed_ = true;
     streams_.clear();
+    idle_timer_.cancel();
     boost::system::error_code ec;
     socket_.shutdown(tcp::socket::shutdown_both, ec);
     socket_.close(ec);
     {
-      // Why the lock: stop() walks the table from its own thread.
+      // Why the lock: stop() and the acceptor walk the table from their own threads.
       std::lock_guard lock(shared_->mutex);
-      shared_->connections.erase(this);
+      if (in_table_) shared_->table.remove(handle_);
+      in_table_ = false;
     }
     // The session goes with the last handler holding this connection; no nghttp2 call is made
     // after closed_ is set.
   }
+
+  // Guarded by shared_->mutex: where this connection sits in the table, if it still does.
+  Handle handle_{};
+  bool in_table_ = false;
 
   /// Any thread: hands one answer to the strand.
   void post_response(std::int32_t stream_id, ServerResponse response) {
@@ -170,6 +185,47 @@ class Connection : public std::enable_shared_from_this<Connection> {
   [[nodiscard]] const Strand& strand() const { return strand_; }
 
  private:
+  // --- idleness ---------------------------------------------------------------------------
+
+  /// Strand only. Moves this connection to the table's idle or busy side; false when it is no
+  /// longer there (evicted, or the server stopping) and must end.
+  bool set_idle(bool idle) {
+    {
+      // Why the lock: the acceptor reads the table to pick whom to evict.
+      std::lock_guard lock(shared_->mutex);
+      if (!in_table_) return false;
+      if (idle) {
+        shared_->table.mark_idle(handle_);
+      } else {
+        shared_->table.mark_busy(handle_);
+      }
+    }
+    if (idle) {
+      arm_idle_timer();
+    } else {
+      ++idle_generation_;  // the pending idle wait, if any, finds itself superseded
+    }
+    return true;
+  }
+
+  /// Strand only. Closes the connection once idle_timeout passes with no stream open: first a
+  /// GOAWAY (the peer learns not to reuse it), then, if it is still open idle_timeout later, the
+  /// socket.
+  void arm_idle_timer() {
+    const std::uint64_t generation = ++idle_generation_;
+    idle_timer_.expires_after(shared_->options.idle_timeout);
+    idle_timer_.async_wait([self = shared_from_this(), generation](const boost::system::error_code& ec) {
+      if (ec || self->closed_ || generation != self->idle_generation_) return;
+      if (!self->streams_.empty()) return;
+      if (self->goaway_sent_) return self->close();
+      detail::ConnectionCounters::bump(self->shared_->counters.closed_idle);
+      self->goaway_sent_ = true;
+      if (nghttp2_session_terminate_session(self->session_.get(), NGHTTP2_NO_ERROR) != 0) return self->close();
+      self->arm_idle_timer();
+      self->flush();  // closes once the GOAWAY is out and nothing more is wanted
+    });
+  }
+
   bool make_session() {
     nghttp2_session_callbacks* raw = nullptr;
     if (nghttp2_session_callbacks_new(&raw) != 0) return false;
@@ -362,7 +418,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
                               void* user_data) noexcept {
     if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;
     try {
-      self(user_data).streams_[frame->hd.stream_id] = std::make_unique<Stream>();
+      Connection& conn = self(user_data);
+      // The first stream makes the connection busy; evicted meanwhile: fail, which closes it.
+      if (conn.streams_.empty() && !conn.set_idle(false)) return NGHTTP2_ERR_CALLBACK_FAILURE;
+      conn.streams_[frame->hd.stream_id] = std::make_unique<Stream>();
     } catch (...) {
       return NGHTTP2_ERR_CALLBACK_FAILURE;
     }
@@ -430,7 +489,15 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   static int on_stream_close(nghttp2_session*, std::int32_t stream_id, std::uint32_t,
                              void* user_data) noexcept {
-    self(user_data).streams_.erase(stream_id);  // a later answer for it finds nothing: dropped
+    Connection& conn = self(user_data);
+    conn.streams_.erase(stream_id);  // a later answer for it finds nothing: dropped
+    if (conn.streams_.empty() && !conn.closed_) {
+      try {
+        conn.set_idle(true);  // false (evicted): the pending close ends it
+      } catch (...) {
+        return NGHTTP2_ERR_CALLBACK_FAILURE;
+      }
+    }
     return 0;
   }
 
@@ -444,6 +511,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::string write_buffer_;  ///< the bytes of the one write in flight
   bool writing_ = false;
   bool closed_ = false;
+  asio::steady_timer idle_timer_;        ///< idle_timeout with no stream open
+  std::uint64_t idle_generation_ = 0;    ///< bumped to supersede a pending idle wait
+  bool goaway_sent_ = false;             ///< the idle timeout has begun closing
 };
 
 }  // namespace
@@ -455,6 +525,8 @@ struct H2cServer::Impl {
       : shared_(std::make_shared<Shared>()), acceptor_(io_), acceptor_strand_(io_.get_executor()) {
     shared_->options = std::move(options);
     shared_->handler = std::move(handler);
+    if (shared_->options.idle_timeout.count() <= 0) shared_->options.idle_timeout = std::chrono::milliseconds{1};
+    shared_->max_connections = detail::cap_connections(shared_->options.max_connections);
     const ServerOptions& opts = shared_->options;
     const std::string where = opts.host + ":" + std::to_string(opts.port);
 
@@ -480,7 +552,7 @@ struct H2cServer::Impl {
     threads_.reserve(count);
     for (unsigned i = 0; i < count; ++i) {
       threads_.emplace_back([this] {
-        detail::name_this_thread(shared_->options.thread_name.substr(0, 15).c_str());
+        herald::detail::name_this_thread(shared_->options.thread_name.substr(0, 15).c_str());
         io_.run();
       });
     }
@@ -500,11 +572,15 @@ struct H2cServer::Impl {
     asio::post(acceptor_strand_, [this] {
       boost::system::error_code ec;
       acceptor_.close(ec);
+      accept_retry_.cancel();
       std::vector<std::shared_ptr<Connection>> open;
       {
         std::lock_guard lock(shared_->mutex);
-        for (auto& [raw, weak] : shared_->connections) {
-          if (auto conn = weak.lock()) open.push_back(std::move(conn));
+        for (auto& weak : shared_->table.take_all()) {
+          if (auto conn = weak.lock()) {
+            conn->in_table_ = false;
+            open.push_back(std::move(conn));
+          }
         }
       }
       for (auto& conn : open) {
@@ -526,26 +602,82 @@ struct H2cServer::Impl {
                                                           const boost::system::error_code& ec,
                                                           tcp::socket socket) {
           if (!acceptor_.is_open()) return;
-          if (!ec) start_connection(std::move(socket), strand);
+          if (ec) return on_accept_error(ec);
+          start_connection(std::move(socket), strand);
           accept();
         }));
   }
 
+  /// acceptor_strand_ only. Out of descriptors and the like: free one (the oldest idle
+  /// connection) and retry after a short pause rather than spin on an accept that fails at once.
+  void on_accept_error(const boost::system::error_code& ec) {
+    detail::ConnectionCounters::bump(shared_->counters.accept_errors);
+    if (detail::out_of_descriptors(ec)) {
+      std::shared_ptr<Connection> victim;
+      {
+        std::lock_guard lock(shared_->mutex);
+        victim = detach(shared_->table.evict_oldest_idle());
+      }
+      evict(std::move(victim));
+    }
+    accept_retry_.expires_after(std::chrono::milliseconds(10));
+    accept_retry_.async_wait(asio::bind_executor(acceptor_strand_, [this](const boost::system::error_code& timer_ec) {
+      if (!timer_ec && acceptor_.is_open()) accept();
+    }));
+  }
+
+  /// Takes the connection into the table (closing the oldest idle one when full), or closes it
+  /// when every connection held is busy.
   void start_connection(tcp::socket socket, const Strand& strand) {
     auto conn = std::make_shared<Connection>(std::move(socket), strand, shared_);
+    detail::ConnectionTable<std::weak_ptr<Connection>>::Admission admission;
+    std::shared_ptr<Connection> victim;
     {
-      // Why the lock: stop() reads the table from its own thread.
+      // Why the lock: stop() and the connections use the table from their own threads.
       std::lock_guard lock(shared_->mutex);
       if (shared_->stopped) return;  // the socket closes with conn
-      shared_->connections.emplace(conn.get(), conn);
+      admission = shared_->table.admit(shared_->max_connections);
+      victim = detach(std::move(admission.evicted));
+      if (admission.accept) {
+        conn->handle_ = shared_->table.add(conn);
+        conn->in_table_ = true;
+      }
     }
+    evict(std::move(victim));
+    if (!admission.accept) {
+      detail::ConnectionCounters::bump(shared_->counters.refused);
+      return;  // the socket closes with conn
+    }
+    detail::ConnectionCounters::bump(shared_->counters.accepted);
     asio::post(strand, [conn] { conn->start(); });
+  }
+
+  /// Under shared_->mutex, with the entry the table just gave up: marks the connection as out
+  /// of the table (so its close() does not remove it twice) and hands it back, if it still lives.
+  static std::shared_ptr<Connection> detach(std::optional<std::weak_ptr<Connection>> removed) {
+    if (!removed) return nullptr;
+    auto conn = removed->lock();
+    if (conn) conn->in_table_ = false;
+    return conn;
+  }
+
+  /// Closes a connection the table gave up to make room, on its strand.
+  void evict(std::shared_ptr<Connection> victim) {
+    if (!victim) return;
+    detail::ConnectionCounters::bump(shared_->counters.closed_evicted);
+    asio::post(victim->strand(), [victim] { victim->close(); });
+  }
+
+  [[nodiscard]] ServerStats stats() const {
+    std::lock_guard lock(shared_->mutex);
+    return shared_->counters.snapshot(shared_->table.size(), shared_->table.idle_count(), shared_->max_connections);
   }
 
   std::shared_ptr<Shared> shared_;
   asio::io_context io_;
   tcp::acceptor acceptor_;
   asio::strand<asio::io_context::executor_type> acceptor_strand_;
+  asio::steady_timer accept_retry_{io_};  ///< paces accept() after a failure; acceptor_strand_ only
   std::uint16_t port_ = 0;
   std::string host_;
   std::vector<std::thread> threads_;  ///< last: joined before the members above go
@@ -564,6 +696,7 @@ std::string H2cServer::url() const {
   return "http://" + (v6 ? "[" + host + "]" : host) + ":" + std::to_string(impl_->port_);
 }
 
+ServerStats H2cServer::stats() const { return impl_->stats(); }
 void H2cServer::stop() { impl_->stop(); }
 
 }  // namespace herald::http

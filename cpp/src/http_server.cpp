@@ -2,6 +2,7 @@
 // Handler and writes whatever the Handler's Respond callable is later given.
 #include "herald/http_server.hpp"
 
+#include "connection_limits.hpp"
 #include "herald/json_text.hpp"
 #include "herald/thread_name.hpp"
 
@@ -11,6 +12,7 @@
 #include <cctype>
 #include <exception>
 #include <iterator>
+#include <limits>
 #include <mutex>
 #include <optional>
 #include <stdexcept>
@@ -85,26 +87,36 @@ tcp::endpoint resolve_endpoint(const std::string& host, std::uint16_t port) {
 }
 
 class Session;
+using Clock = std::chrono::steady_clock;
 
 /// What the server, its sessions and every outstanding Respond share. Outlives the Server when a
 /// Respond is kept after stop(); `stopped` then turns the Respond into a no-op.
 struct Shared {
   Handler handler;
-  std::size_t max_body_bytes = 0;
-  /// Guards `stopped` and `sessions`. A Respond posts to a session's strand while holding it, so
+  ServerOptions options;
+  std::size_t max_connections = 0;  ///< options.max_connections after the open-file cap
+  /// The shortest of the timeouts: a session's deadline timer wakes at least this often while it
+  /// has a deadline, so moving to a later deadline never re-arms the timer (see Session::expect).
+  Clock::duration tick{};
+  /// Guards `stopped` and `table`. A Respond posts to a session's strand while holding it, so
   /// stop() (which sets `stopped` under it) never destroys the io_context under a post.
   std::mutex mu;
   bool stopped = false;
   /// Every open connection, owned here so one waiting for its Respond (no I/O pending) stays
-  /// alive; the session removes itself when it ends, stop() drops the rest.
-  std::unordered_map<Session*, std::shared_ptr<Session>> sessions;
+  /// alive; the session removes itself when it ends, eviction and stop() remove the rest.
+  detail::ConnectionTable<std::shared_ptr<Session>> table;
+  detail::ConnectionCounters counters;
 };
 
-/// One connection: read a request, hand it to the handler, write its answer when Respond is
-/// called, repeat while keep-alive holds. All of it runs on the socket's strand.
+/// One connection: wait for a request (idle), read its head and body, hand it to the handler,
+/// write its answer when Respond is called, repeat while keep-alive holds. All of it runs on the
+/// socket's strand. One timer per connection enforces the timeouts of the phase it is in.
 class Session : public std::enable_shared_from_this<Session> {
  public:
-  Session(tcp::socket socket, std::shared_ptr<Shared> shared) : socket_(std::move(socket)), shared_(std::move(shared)) {
+  using Handle = detail::ConnectionTable<std::shared_ptr<Session>>::Handle;
+
+  Session(tcp::socket socket, std::shared_ptr<Shared> shared)
+      : socket_(std::move(socket)), shared_(std::move(shared)), deadline_timer_(socket_.get_executor()) {
     beast::error_code ec;
     const tcp::endpoint peer = socket_.remote_endpoint(ec);
     if (!ec) {
@@ -117,6 +129,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
   /// Called on the strand with an answer from a Respond.
   void answer(ServerResponse response, bool keep_alive, unsigned version) {
+    if (closed_) return;
     if (response.delay.count() > 0) {
       if (!timer_) timer_.emplace(socket_.get_executor());
       timer_->expires_after(response.delay);
@@ -132,45 +145,95 @@ class Session : public std::enable_shared_from_this<Session> {
     write();
   }
 
+  /// Strand only: the server chose this idle connection to make room (it is out of the table).
+  void evict() { close_socket(); }
+
   /// Only from stop(), with no io thread running.
   void close_now() {
     beast::error_code ignored;
     if (timer_) timer_->cancel();
     if (drain_timer_) drain_timer_->cancel();
+    deadline_timer_.cancel();
     socket_.close(ignored);
   }
 
   [[nodiscard]] asio::any_io_executor executor() { return socket_.get_executor(); }
 
+  // Guarded by shared_->mu: where this session sits in the table, if it still does.
+  Handle handle_{};
+  bool in_table_ = false;
+
  private:
+  /// What the connection waits for; says which timeout applies and what its expiry means.
+  enum class Phase : std::uint8_t {
+    idle,      ///< the first byte of the next request (idle_timeout: close quietly)
+    head,      ///< the rest of the request head (header_timeout: 408, close)
+    body,      ///< the rest of the body (body_timeout: 408, close)
+    handling,  ///< the handler's answer (no timeout: the handler owns that)
+    writing,   ///< the answer to go out (write_timeout: close)
+    closing,   ///< draining after our FIN (bounded by kDrainTime)
+  };
+
   void read() {
+    if (!set_idle(true)) return finish();  // evicted while busy cannot happen; stopped can
     parser_.emplace();
-    parser_->body_limit(shared_->max_body_bytes);
-    bhttp::async_read(socket_, buffer_, *parser_,
-                      [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_read(ec); });
+    parser_->header_limit(static_cast<std::uint32_t>(
+        std::min<std::size_t>(shared_->options.max_header_bytes, std::numeric_limits<std::uint32_t>::max())));
+    parser_->body_limit(shared_->options.max_body_bytes);
+    if (buffer_.size() > 0) return read_head();  // a pipelined request is already here
+    expect(Phase::idle, shared_->options.idle_timeout);
+    socket_.async_read_some(buffer_.prepare(kFirstRead), [self = shared_from_this()](beast::error_code ec, std::size_t n) {
+      self->on_first_bytes(ec, n);
+    });
   }
 
-  void on_read(beast::error_code ec) {
-    if (ec == bhttp::error::end_of_stream) {
-      beast::error_code ignored;
-      socket_.shutdown(tcp::socket::shutdown_send, ignored);
-      finish();
-      return;
-    }
-    if (ec) {
-      if (ec == asio::error::operation_aborted || ec == asio::error::connection_reset || ec == asio::error::eof) {
-        finish();
-        return;
-      }
-      // An oversized or malformed request: answer once, then hang up.
-      ServerResponse r = ec == bhttp::error::body_limit     ? error_response(413, "too_large")
-                         : ec == bhttp::error::header_limit ? error_response(431, "too_large", "headers too large")
-                                                            : error_response(400, "bad_request", ec.message());
-      build(std::move(r), false, 11);
+  void on_first_bytes(beast::error_code ec, std::size_t n) {
+    if (ec) return finish();  // the peer left between requests, idle timeout, eviction or stop
+    buffer_.commit(n);
+    read_head();
+  }
+
+  void read_head() {
+    expect(Phase::head, shared_->options.header_timeout);
+    bhttp::async_read_header(socket_, buffer_, *parser_,
+                             [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_head(ec); });
+  }
+
+  void on_head(beast::error_code ec) {
+    if (ec) return on_read_error(ec);
+    if (!set_idle(false)) return finish();  // evicted just before the head completed: drop it
+    if (parser_->is_done()) return on_request();
+    expect(Phase::body, shared_->options.body_timeout);
+    bhttp::async_read(socket_, buffer_, *parser_, [self = shared_from_this()](beast::error_code read_ec, std::size_t) {
+      if (read_ec) return self->on_read_error(read_ec);
+      self->on_request();
+    });
+  }
+
+  void on_read_error(beast::error_code ec) {
+    if (timed_out_) {
+      // A half-sent request: tell the peer why before hanging up.
+      build(error_response(408, "timeout", "request not received in time"), false, 11);
+      timed_out_ = false;
       write();
       return;
     }
+    if (closed_ || ec == bhttp::error::end_of_stream || ec == bhttp::error::partial_message ||
+        ec == asio::error::operation_aborted || ec == asio::error::connection_reset || ec == asio::error::eof) {
+      return finish();
+    }
+    // An oversized or malformed request: answer once, then hang up.
+    const bool too_large = ec == bhttp::error::body_limit || ec == bhttp::error::header_limit;
+    if (too_large) detail::ConnectionCounters::bump(shared_->counters.closed_too_large);
+    ServerResponse r = ec == bhttp::error::body_limit     ? error_response(413, "too_large")
+                       : ec == bhttp::error::header_limit ? error_response(431, "too_large", "headers too large")
+                                                          : error_response(400, "bad_request", ec.message());
+    build(std::move(r), false, 11);
+    write();
+  }
 
+  void on_request() {
+    expect(Phase::handling, {});
     auto& req = parser_->get();
     ServerRequest sreq;
     sreq.method = std::string(req.method_string());
@@ -192,6 +255,85 @@ class Session : public std::enable_shared_from_this<Session> {
     } catch (...) {
       respond(error_response(500, "internal", "unknown exception"));
     }
+  }
+
+  // --- timeouts ------------------------------------------------------------------------------
+
+  /// Enters `phase` with `timeout` from now (zero: no deadline). Cheap on the per-request path:
+  /// the timer is re-armed only when the new deadline comes before its pending expiry, which the
+  /// tick (never longer than the shortest timeout) makes rare.
+  void expect(Phase phase, std::chrono::milliseconds timeout) {
+    phase_ = phase;
+    if (timeout.count() <= 0) {
+      deadline_ = Clock::time_point::max();  // a pending wait finds nothing due and lapses
+      return;
+    }
+    const auto now = Clock::now();
+    deadline_ = now + timeout;
+    if (!timer_pending_ || timer_expiry_ > deadline_) arm(std::min(deadline_, now + shared_->tick));
+  }
+
+  void arm(Clock::time_point at) {
+    timer_pending_ = true;
+    timer_expiry_ = at;
+    const std::uint64_t generation = ++timer_generation_;  // a superseded wait ignores itself
+    deadline_timer_.expires_at(at);
+    deadline_timer_.async_wait([self = shared_from_this(), generation](beast::error_code ec) {
+      self->on_timer(ec, generation);
+    });
+  }
+
+  void on_timer(beast::error_code ec, std::uint64_t generation) {
+    if (ec || generation != timer_generation_ || closed_) return;
+    timer_pending_ = false;
+    if (deadline_ == Clock::time_point::max()) return;
+    const auto now = Clock::now();
+    if (now < deadline_) return arm(std::min(deadline_, now + shared_->tick));
+    auto& counters = shared_->counters;
+    switch (phase_) {
+      case Phase::idle:
+        detail::ConnectionCounters::bump(counters.closed_idle);
+        close_socket();
+        break;
+      case Phase::head:
+      case Phase::body:
+        // The read handler answers 408; cancel (not close) so that answer can still be written.
+        detail::ConnectionCounters::bump(counters.closed_timeout);
+        timed_out_ = true;
+        socket_.cancel(ec);
+        break;
+      case Phase::writing:
+        detail::ConnectionCounters::bump(counters.closed_timeout);
+        close_socket();
+        break;
+      case Phase::handling:
+      case Phase::closing:
+        break;
+    }
+  }
+
+  // --- bookkeeping ---------------------------------------------------------------------------
+
+  /// Moves this connection to the table's idle or busy side. False when it is no longer in the
+  /// table (evicted, or the server stopping): the connection must end.
+  bool set_idle(bool idle) {
+    // Why the lock: the acceptor thread reads the table to pick whom to evict.
+    std::lock_guard lock(shared_->mu);
+    if (!in_table_) return false;
+    if (idle) {
+      shared_->table.mark_idle(handle_);
+    } else {
+      shared_->table.mark_busy(handle_);
+    }
+    return true;
+  }
+
+  void close_socket() {
+    if (closed_) return;
+    closed_ = true;
+    beast::error_code ignored;
+    socket_.shutdown(tcp::socket::shutdown_both, ignored);
+    socket_.close(ignored);
   }
 
   /// The once-only state behind one Respond (and its copies).
@@ -257,19 +399,19 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void write() {
+    expect(Phase::writing, shared_->options.write_timeout);
     bhttp::async_write(socket_, res_, [self = shared_from_this()](beast::error_code ec, std::size_t) {
       self->on_write(ec);
     });
   }
 
   void on_write(beast::error_code ec) {
-    if (ec) {
-      finish();
-      return;
-    }
+    if (ec || closed_) return finish();
     if (close_after_write_) {
+      expect(Phase::closing, {});
       beast::error_code ignored;
       socket_.shutdown(tcp::socket::shutdown_send, ignored);
+      buffer_.clear();
       drain();
       return;
     }
@@ -282,28 +424,38 @@ class Session : public std::enable_shared_from_this<Session> {
       drain_timer_.emplace(socket_.get_executor());
       drain_timer_->expires_after(kDrainTime);
       drain_timer_->async_wait([self = shared_from_this()](beast::error_code ec) {
-        if (ec) return;
-        beast::error_code ignored;
-        self->socket_.close(ignored);
+        if (!ec) self->close_socket();
       });
     }
-    socket_.async_read_some(asio::buffer(drain_buf_), [self = shared_from_this()](beast::error_code ec, std::size_t) {
+    // Into the request buffer, consumed at once: no per-connection drain buffer to keep.
+    socket_.async_read_some(buffer_.prepare(kFirstRead), [self = shared_from_this()](beast::error_code ec, std::size_t) {
       if (!ec) {
         self->drain();
         return;
       }
       if (self->drain_timer_) self->drain_timer_->cancel();
-      beast::error_code ignored;
-      self->socket_.close(ignored);
       self->finish();
     });
   }
 
-  /// The connection is done: leave the server's table (pending handlers still hold `this`).
+  /// The connection is done: close it and leave the server's table (pending handlers still hold
+  /// `this`).
   void finish() {
-    std::lock_guard lock(shared_->mu);
-    shared_->sessions.erase(this);
+    close_socket();
+    deadline_timer_.cancel();  // its pending wait holds a reference: let it go now
+    std::shared_ptr<Session> self_in_table;
+    {
+      std::lock_guard lock(shared_->mu);
+      if (in_table_) {
+        self_in_table = shared_->table.remove(handle_);
+        in_table_ = false;
+      }
+    }
+    // self_in_table is released here, outside the lock; the caller's reference keeps `this`.
   }
+
+  /// Bytes asked for by the read that waits for a request, and by drain().
+  static constexpr std::size_t kFirstRead = 4096;
 
   tcp::socket socket_;
   std::shared_ptr<Shared> shared_;
@@ -312,9 +464,16 @@ class Session : public std::enable_shared_from_this<Session> {
   std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
   bhttp::response<bhttp::string_body> res_;
   bool close_after_write_ = false;
+  bool closed_ = false;     // the socket is closed: nothing more to read or write
+  bool timed_out_ = false;  // the deadline cancelled a head or body read: answer 408
+  Phase phase_ = Phase::idle;
+  Clock::time_point deadline_ = Clock::time_point::max();  // of the current phase
+  asio::steady_timer deadline_timer_;
+  bool timer_pending_ = false;  // a wait on deadline_timer_ is outstanding, expiring at timer_expiry_
+  Clock::time_point timer_expiry_{};
+  std::uint64_t timer_generation_ = 0;
   std::optional<asio::steady_timer> timer_;        // made on the first delayed answer, reused after
   std::optional<asio::steady_timer> drain_timer_;  // bounds drain()
-  std::array<char, 16 * 1024> drain_buf_{};
 };
 
 }  // namespace
@@ -326,8 +485,14 @@ struct Server::Impl {
         ioc_(std::make_unique<asio::io_context>(static_cast<int>(std::max(1u, options_.threads)))) {
     if (options_.threads == 0) options_.threads = 1;
     if (options_.thread_name.size() > 15) options_.thread_name.resize(15);  // Linux's limit
+    for (auto* t : {&options_.header_timeout, &options_.body_timeout, &options_.idle_timeout, &options_.write_timeout}) {
+      if (t->count() <= 0) *t = std::chrono::milliseconds{1};
+    }
     shared_->handler = std::move(handler);
-    shared_->max_body_bytes = options_.max_body_bytes;
+    shared_->options = options_;
+    shared_->max_connections = detail::cap_connections(options_.max_connections);
+    shared_->tick = std::min({options_.header_timeout, options_.body_timeout, options_.idle_timeout,
+                              options_.write_timeout});
 
     const tcp::endpoint endpoint = resolve_endpoint(options_.host, options_.port);
     acceptor_.emplace(*ioc_);
@@ -343,12 +508,13 @@ struct Server::Impl {
     port_ = acceptor_->local_endpoint().port();
     const bool v6 = endpoint.address().is_v6();
     url_ = "http://" + (v6 ? "[" + options_.host + "]" : options_.host) + ":" + std::to_string(port_);
+    accept_retry_.emplace(*ioc_);
 
     accept();
     threads_.reserve(options_.threads);
     for (unsigned i = 0; i < options_.threads; ++i) {
       threads_.emplace_back([ctx = ioc_.get(), name = options_.thread_name] {
-        detail::name_this_thread(name.c_str());
+        herald::detail::name_this_thread(name.c_str());
         ctx->run();
       });
     }
@@ -358,43 +524,89 @@ struct Server::Impl {
   Impl(const Impl&) = delete;
   Impl& operator=(const Impl&) = delete;
 
+  /// Only one accept is outstanding at a time, so its handler (and accept_retry_) never runs
+  /// concurrently with itself.
   void accept() {
     // Each connection's socket lives on its own strand, so its handlers (and the answers posted
     // to it from other threads) never run concurrently.
     acceptor_->async_accept(asio::make_strand(*ioc_), [this](beast::error_code ec, tcp::socket socket) {
       if (ec == asio::error::operation_aborted) return;
-      if (ec) {
-        // Out of descriptors and the like: back off briefly rather than spin.
-        auto timer = std::make_shared<asio::steady_timer>(*ioc_, std::chrono::milliseconds(10));
-        timer->async_wait([this, timer](beast::error_code timer_ec) {
-          if (!timer_ec) accept();
-        });
-        return;
-      }
-      beast::error_code ignored;
-      socket.set_option(tcp::no_delay(true), ignored);
-      auto session = std::make_shared<Session>(std::move(socket), shared_);
-      {
-        std::lock_guard lock(shared_->mu);
-        if (shared_->stopped) return;
-        shared_->sessions.emplace(session.get(), session);
-      }
-      // start() touches the socket: do it on the session's strand.
-      asio::post(session->executor(), [session] { session->start(); });
+      if (ec) return on_accept_error(ec);
+      admit(std::move(socket));
       accept();
     });
+  }
+
+  /// Out of descriptors and the like: free one (the oldest idle connection) and retry after a
+  /// short pause rather than spin on an accept that fails at once.
+  void on_accept_error(beast::error_code ec) {
+    auto& counters = shared_->counters;
+    detail::ConnectionCounters::bump(counters.accept_errors);
+    if (detail::out_of_descriptors(ec)) {
+      std::optional<std::shared_ptr<Session>> victim;
+      {
+        std::lock_guard lock(shared_->mu);
+        victim = shared_->table.evict_oldest_idle();
+        if (victim) (*victim)->in_table_ = false;
+      }
+      if (victim) evict(std::move(*victim));
+    }
+    accept_retry_->expires_after(std::chrono::milliseconds(10));
+    accept_retry_->async_wait([this](beast::error_code timer_ec) {
+      if (!timer_ec) accept();
+    });
+  }
+
+  /// Takes the new connection into the table (closing the oldest idle one if the table is full),
+  /// or closes it when the table is full of busy ones.
+  void admit(tcp::socket socket) {
+    beast::error_code ignored;
+    socket.set_option(tcp::no_delay(true), ignored);
+    auto session = std::make_shared<Session>(std::move(socket), shared_);
+    auto& counters = shared_->counters;
+    detail::ConnectionTable<std::shared_ptr<Session>>::Admission admission;
+    {
+      // Why the lock: sessions move between idle and busy from their own strands.
+      std::lock_guard lock(shared_->mu);
+      if (shared_->stopped) return;
+      admission = shared_->table.admit(shared_->max_connections);
+      if (admission.evicted) (*admission.evicted)->in_table_ = false;
+      if (admission.accept) {
+        session->handle_ = shared_->table.add(session);
+        session->in_table_ = true;
+      }
+    }
+    if (admission.evicted) evict(std::move(*admission.evicted));
+    if (!admission.accept) {
+      detail::ConnectionCounters::bump(counters.refused);
+      return;  // the socket closes with `session`, which nothing else holds
+    }
+    detail::ConnectionCounters::bump(counters.accepted);
+    // start() touches the socket: do it on the session's strand.
+    asio::post(session->executor(), [session] { session->start(); });
+  }
+
+  void evict(std::shared_ptr<Session> victim) {
+    detail::ConnectionCounters::bump(shared_->counters.closed_evicted);
+    asio::post(victim->executor(), [victim] { victim->evict(); });
+  }
+
+  [[nodiscard]] ServerStats stats() const {
+    std::lock_guard lock(shared_->mu);
+    return shared_->counters.snapshot(shared_->table.size(), shared_->table.idle_count(), shared_->max_connections);
   }
 
   void stop() {
     // Serialises concurrent stop() calls; the second one finds nothing left to do.
     std::lock_guard stop_lock(stop_mu_);
     if (!ioc_) return;
-    std::unordered_map<Session*, std::shared_ptr<Session>> sessions;
+    std::vector<std::shared_ptr<Session>> sessions;
     {
       // From here on every Respond is a no-op, so nothing posts to the io_context we destroy.
       std::lock_guard lock(shared_->mu);
       shared_->stopped = true;
-      sessions.swap(shared_->sessions);
+      sessions = shared_->table.take_all();
+      for (auto& s : sessions) s->in_table_ = false;
     }
     ioc_->stop();
     for (std::thread& t : threads_) {
@@ -404,10 +616,11 @@ struct Server::Impl {
     // No io thread runs now, so the sockets can be touched from here.
     beast::error_code ignored;
     acceptor_->close(ignored);
-    for (auto& [ptr, session] : sessions) session->close_now();
+    for (auto& session : sessions) session->close_now();
     sessions.clear();
     // The acceptor before the io_context it belongs to; destroying the io_context then destroys
     // every pending handler, and with them the last references to the sessions.
+    accept_retry_.reset();
     acceptor_.reset();
     ioc_.reset();
   }
@@ -416,6 +629,7 @@ struct Server::Impl {
   std::shared_ptr<Shared> shared_;
   std::unique_ptr<asio::io_context> ioc_;
   std::optional<tcp::acceptor> acceptor_;
+  std::optional<asio::steady_timer> accept_retry_;  ///< paces accept() after a failure
   std::vector<std::thread> threads_;
   std::uint16_t port_ = 0;
   std::string url_;
@@ -431,6 +645,7 @@ Server::~Server() {
 
 std::uint16_t Server::port() const { return impl_->port_; }
 std::string Server::url() const { return impl_->url_; }
+ServerStats Server::stats() const { return impl_->stats(); }
 void Server::stop() { impl_->stop(); }
 
 }  // namespace herald::http

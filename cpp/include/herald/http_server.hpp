@@ -43,12 +43,49 @@ using Respond = std::function<void(ServerResponse)>;
 /// Called on a server thread for every request. May answer at once or later through `respond`.
 using Handler = std::function<void(ServerRequest&& request, Respond respond)>;
 
+/// Settings shared by Server and H2cServer. The limits protect a server from connections that are
+/// opened and then left idle or fed slowly: each such connection holds a descriptor, and at the
+/// open-file limit a genuine request could otherwise not be accepted at all.
 struct ServerOptions {
   std::string host = "127.0.0.1";
   std::uint16_t port = 0;  ///< 0 = any free port
   unsigned threads = 1;    ///< io threads (0 counts as 1)
-  std::size_t max_body_bytes = 8 << 20;  ///< larger bodies get 413
+  std::size_t max_body_bytes = 8 << 20;  ///< larger bodies get 413 and the connection is closed
+  /// Largest request head (request line and header fields) in bytes; larger gets 431 and the
+  /// connection is closed. HTTP/1.1 only (nghttp2 applies its own header-list limit).
+  std::size_t max_header_bytes = 16 * 1024;
+  /// Time from the first byte of a request to its complete head. On expiry the peer gets 408 and
+  /// the connection is closed. HTTP/1.1 only.
+  std::chrono::milliseconds header_timeout{10'000};
+  /// Time from the complete head to the complete body. On expiry: 408, then close. HTTP/1.1 only.
+  std::chrono::milliseconds body_timeout{30'000};
+  /// Time a connection may wait for the first byte of its next request (HTTP/1.1), or spend with
+  /// no stream open (h2c), before it is closed without an answer.
+  std::chrono::milliseconds idle_timeout{60'000};
+  /// Time to write one answer; a peer that does not read it is closed. HTTP/1.1 only.
+  std::chrono::milliseconds write_timeout{30'000};
+  /// Connections held at once. A new connection beyond it closes the oldest idle one (HTTP/1.1:
+  /// waiting for a request or for the rest of a request head; h2c: no stream open); when none is
+  /// idle the new connection is closed instead. Capped at start to three quarters of the
+  /// process's open-file limit (whose soft value the server first raises to the hard one), so
+  /// the rest of the process keeps descriptors. 0 counts as 1.
+  std::size_t max_connections = 1024;
   std::string thread_name = "herald-http";
+};
+
+/// A server's connection counters, for a metrics endpoint. Counts since start; `open` and
+/// `max_connections` are current values.
+struct ServerStats {
+  std::uint64_t open = 0;             ///< connections held now (idle or not)
+  std::uint64_t idle = 0;             ///< of those, idle now (see ServerOptions::max_connections)
+  std::uint64_t accepted = 0;         ///< connections accepted
+  std::uint64_t closed_idle = 0;      ///< closed by idle_timeout
+  std::uint64_t closed_timeout = 0;   ///< closed by header_timeout, body_timeout or write_timeout
+  std::uint64_t closed_evicted = 0;   ///< oldest idle closed to make room for a new connection
+  std::uint64_t refused = 0;          ///< new connections closed at once: full and none idle
+  std::uint64_t closed_too_large = 0; ///< closed after 413 or 431
+  std::uint64_t accept_errors = 0;    ///< failed accepts (EMFILE/ENFILE and the like)
+  std::uint64_t max_connections = 0;  ///< the limit in force (after the open-file cap)
 };
 
 /// HTTP/1.1 server (Boost.Beast), keep-alive, one strand per connection.
@@ -61,6 +98,8 @@ class Server {
   Server& operator=(const Server&) = delete;
   [[nodiscard]] std::uint16_t port() const;
   [[nodiscard]] std::string url() const;  ///< "http://host:port"
+  /// Connection counters. Thread-safe; takes the server's connection lock briefly.
+  [[nodiscard]] ServerStats stats() const;
   /// Idempotent. Closes the listener and every connection and joins the threads. Answers not yet
   /// written are dropped. Not to be called from a handler.
   void stop();
@@ -80,6 +119,9 @@ class H2cServer {
   H2cServer& operator=(const H2cServer&) = delete;
   [[nodiscard]] std::uint16_t port() const;
   [[nodiscard]] std::string url() const;
+  /// Connection counters (those that apply to h2c: open, idle, accepted, closed_idle,
+  /// closed_evicted, refused, accept_errors, max_connections). Thread-safe.
+  [[nodiscard]] ServerStats stats() const;
   void stop();
 
  private:
