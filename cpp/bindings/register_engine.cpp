@@ -1,6 +1,8 @@
 #include "pybind.hpp"
 
 #include <chrono>
+#include <limits>
+#include <map>
 
 #include <pybind11/functional.h>
 
@@ -41,22 +43,12 @@ class PyRouter final : public Router {
       py::list items(batch.size());
       for (std::size_t i = 0; i < batch.size(); ++i) items[i] = py::cast(*batch[i]);
       py::object answers = route_batch_(items);
-      py::list list = answers.cast<py::list>();
+      if (!PyList_Check(answers.ptr())) throw Error("route_batch must return a list");
+      auto list = py::reinterpret_borrow<py::list>(answers);
       if (list.size() != batch.size()) throw Error("route_batch returned a list of the wrong length");
       for (std::size_t i = 0; i < batch.size(); ++i) {
-        py::handle a = list[i];
-        RouteResult& r = out[i];
-        if (py::isinstance<py::str>(a)) {
-          r.error = a.cast<std::string>();
-          continue;
-        }
-        // A plan: any object with channel, providers and template attributes (herald.Plan).
-        r.plan.channel = a.attr("channel").cast<std::string>();
-        r.plan.providers = a.attr("providers").cast<std::vector<std::string>>();
-        py::object tmpl = a.attr("template");
-        if (!tmpl.is_none()) r.plan.template_text = tmpl.cast<std::string>();
-        if (py::hasattr(a, "batch")) r.plan.batch = a.attr("batch").cast<bool>();
-        r.ok = true;
+        py::object answer = list[i];
+        out[i] = to_result(answer);
       }
     } catch (py::error_already_set& e) {
       const std::string text = std::string("routing failed: ") + e.what();
@@ -69,6 +61,39 @@ class PyRouter final : public Router {
   }
 
  private:
+  /// One answer of the routing function: a plan, or the text of why there is none. A plan that
+  /// cannot be used (a lone surrogate in a name, a wrong type) fails only its own notification.
+  static RouteResult to_result(py::handle answer) {
+    RouteResult r;
+    if (PyUnicode_Check(answer.ptr())) {
+      r.error = display_text(answer);  // the reason is kept even if it holds a lone surrogate
+      return r;
+    }
+    try {
+      // A plan: any object with channel, providers and template attributes (herald.Plan).
+      r.plan.channel = to_text(answer.attr("channel"), "plan.channel");
+      py::object providers = answer.attr("providers");
+      if (PyUnicode_Check(providers.ptr())) throw ValidationError("plan.providers", "must be a sequence of names");
+      std::size_t n = 0;
+      for (py::handle p : providers) {
+        r.plan.providers.push_back(to_text(p, "plan.providers[" + std::to_string(n++) + "]"));
+      }
+      py::object tmpl = answer.attr("template");
+      if (!tmpl.is_none()) r.plan.template_text = to_text(tmpl, "plan.template");
+      if (py::hasattr(answer, "batch")) {
+        py::object batch = answer.attr("batch");
+        if (!PyBool_Check(batch.ptr())) throw ValidationError("plan.batch", "must be True or False");
+        r.plan.batch = batch.ptr() == Py_True;
+      }
+      r.ok = true;
+    } catch (const Error& e) {
+      r = RouteResult{false, {}, std::string("the rule returned an unusable plan: ") + e.what()};
+    } catch (py::error_already_set& e) {
+      r = RouteResult{false, {}, "the rule returned an unusable plan: " + display_text(e.value())};
+    }
+    return r;
+  }
+
   py::object route_batch_;
   bool thread_state_kept_ = false;  ///< loop thread only
 };
@@ -122,16 +147,12 @@ PyObject* field(PyObject* d, PyObject* key) {
 
 std::string get_str(PyObject* d, PyObject* key, const std::string& prefix, bool required) {
   PyObject* v = field(d, key);
-  const char* name = PyUnicode_AsUTF8(key);
+  const std::string name = prefix + PyUnicode_AsUTF8(key);  // an interned ASCII key
   if (v == nullptr) {
-    if (required) throw ValidationError(prefix + name, "is required");
+    if (required) throw ValidationError(name, "is required");
     return {};
   }
-  if (!PyUnicode_Check(v)) throw ValidationError(prefix + name, "must be a string");
-  Py_ssize_t size = 0;
-  const char* text = PyUnicode_AsUTF8AndSize(v, &size);
-  if (text == nullptr) throw py::error_already_set();
-  return {text, static_cast<std::size_t>(size)};
+  return to_text(v, name);
 }
 
 /// One notification from the keyword form Python hands over; names fields as the caller wrote them.
@@ -141,15 +162,22 @@ Notification to_notification(const py::dict& dict, const std::string& prefix) {
   const PyObject* const fields[] = {k.type,         k.recipient, k.data,       k.priority, k.idempotency_key,
                                     k.ordering_key, k.send_at,   k.expires_at, k.tenant};
   Py_ssize_t known = 0;
-  for (const PyObject* key : fields) known += PyDict_Contains(d, const_cast<PyObject*>(key)) == 1 ? 1 : 0;
+  for (const PyObject* key : fields) {
+    const int has = PyDict_Contains(d, const_cast<PyObject*>(key));
+    if (has < 0) throw py::error_already_set();
+    known += has;
+  }
   if (known != PyDict_Size(d)) {  // rare: find and name the stranger
     PyObject* key = nullptr;
     PyObject* value = nullptr;
     Py_ssize_t pos = 0;
     while (PyDict_Next(d, &pos, &key, &value)) {
       bool ok = false;
-      for (const PyObject* f : fields) ok = ok || key == f || PyObject_RichCompareBool(key, const_cast<PyObject*>(f), Py_EQ) == 1;
-      if (!ok) throw ValidationError(prefix + py::str(key).cast<std::string>(), "unknown field");
+      // Only a str can be a field name; PyUnicode_Compare of two str cannot fail.
+      for (const PyObject* f : fields) {
+        ok = ok || (PyUnicode_Check(key) && PyUnicode_Compare(key, const_cast<PyObject*>(f)) == 0);
+      }
+      if (!ok) throw ValidationError(prefix + display_text(key), "unknown field");
     }
   }
   Notification n;
@@ -159,13 +187,12 @@ Notification to_notification(const py::dict& dict, const std::string& prefix) {
   PyObject* r = field(d, k.recipient);
   if (r == nullptr) throw ValidationError(prefix + "recipient", "is required");
   if (PyUnicode_Check(r)) {
-    n.recipient_id = py::handle(r).cast<std::string>();
+    n.recipient_id = to_text(r, prefix + "recipient");
     n.recipient_json = "{\"id\":" + to_json(r, prefix + "recipient") + "}";
   } else if (PyDict_Check(r)) {
     PyObject* rid = field(r, k.id);
     if (rid == nullptr) throw ValidationError(prefix + "recipient.id", "is required");
-    if (!PyUnicode_Check(rid)) throw ValidationError(prefix + "recipient.id", "must be a string");
-    n.recipient_id = py::handle(rid).cast<std::string>();
+    n.recipient_id = to_text(rid, prefix + "recipient.id");
     n.recipient_json = to_json(r, prefix + "recipient");
   } else {
     throw ValidationError(prefix + "recipient", "must be a user id (str) or a dict with an 'id'");
@@ -205,19 +232,19 @@ py::dict status_dict(const StoredNotification& s) {
   out["recipient_id"] = n.recipient_id;
   out["priority"] = std::string(to_string(n.priority));
   out["attempts"] = d.attempt;
-  out["provider"] = d.provider.empty() ? py::object(py::none()) : py::object(py::str(d.provider));
+  out["provider"] = d.provider.empty() ? py::object(py::none()) : py::object(to_py_text(d.provider));
   out["provider_message_id"] =
-      d.provider_message_id.empty() ? py::object(py::none()) : py::object(py::str(d.provider_message_id));
-  out["last_error"] = d.last_error.empty() ? py::object(py::none()) : py::object(py::str(d.last_error));
+      d.provider_message_id.empty() ? py::object(py::none()) : py::object(to_py_text(d.provider_message_id));
+  out["last_error"] = d.last_error.empty() ? py::object(py::none()) : py::object(to_py_text(d.last_error));
   out["in_doubt"] = d.in_doubt;
-  out["idempotency_key"] = n.idempotency_key.empty() ? py::object(py::none()) : py::object(py::str(n.idempotency_key));
-  out["ordering_key"] = n.ordering_key.empty() ? py::object(py::none()) : py::object(py::str(n.ordering_key));
+  out["idempotency_key"] = n.idempotency_key.empty() ? py::object(py::none()) : py::object(to_py_text(n.idempotency_key));
+  out["ordering_key"] = n.ordering_key.empty() ? py::object(py::none()) : py::object(to_py_text(n.ordering_key));
   out["created_at"] = ms_to_seconds(n.created_at_ms);
   out["updated_at"] = ms_to_seconds(s.updated_at_ms);
   out["send_at"] = ms_to_seconds(n.send_at_ms);
   out["expires_at"] = ms_to_seconds(n.expires_at_ms);
   out["next_attempt_at"] = ms_to_seconds(d.state == State::retry_scheduled ? d.next_at_ms : 0);
-  auto text_or_none = [](const std::string& v) { return v.empty() ? py::object(py::none()) : py::object(py::str(v)); };
+  auto text_or_none = [](const std::string& v) { return v.empty() ? py::object(py::none()) : py::object(to_py_text(v)); };
   out["channel"] = text_or_none(d.channel);
   out["address"] = text_or_none(d.address);
   out["receipt"] = text_or_none(d.receipt);
@@ -232,68 +259,86 @@ py::dict event_dict(const Event& e) {
   out["event"] = e.kind;
   out["at"] = static_cast<double>(e.ts_us) / 1e6;
   out["attempt"] = e.attempt;
-  out["provider"] = e.provider.empty() ? py::object(py::none()) : py::object(py::str(e.provider));
+  out["provider"] = e.provider.empty() ? py::object(py::none()) : py::object(to_py_text(e.provider));
   out["latency_ms"] = e.latency_us < 0 ? py::object(py::none()) : py::object(py::float_(e.latency_us / 1000.0));
   out["http_status"] = e.http_status == 0 ? py::object(py::none()) : py::object(py::int_(e.http_status));
-  out["detail"] = e.detail.empty() ? py::object(py::none()) : py::object(py::str(e.detail));
+  out["detail"] = e.detail.empty() ? py::object(py::none()) : py::object(to_py_text(e.detail));
   return out;
 }
 
-ProviderConfig to_provider(const py::dict& d) {
+/// Ranges of the provider numbers, checked here so that no value wraps on its way into an int.
+/// The same ranges as the core's validate(ProviderConfig) in provider.cpp; documented in
+/// docs/providers.md.
+struct IntRange {
+  const char* key;
+  std::int64_t min;
+  std::int64_t max;
+};
+constexpr IntRange provider_ints[] = {{"concurrency", 1, 10'000}, {"max_attempts", 0, 100}, {"timeout_ms", 1, 600'000}};
+constexpr double max_rate_per_s = 1e7;
+
+/// One provider's dict. Every key and text is checked (a lone surrogate is a ConfigError naming
+/// the field); secrets are named in errors by key only, their values never reach a message.
+ProviderConfig to_provider(py::handle entry, std::size_t index) {
   static const char* known[] = {"name",       "kind",       "url",           "concurrency",      "max_attempts",
                                 "timeout_ms", "rate_per_s", "cost_per_message", "headers", "settings",
                                 "secrets"};
+  constexpr auto config = ErrorKind::config;
+  const std::string at = "providers[" + std::to_string(index) + "]";
+  if (!PyDict_Check(entry.ptr())) throw ConfigError(at, std::string("must be a dict (got ") + Py_TYPE(entry.ptr())->tp_name + ")");
+  const auto d = py::reinterpret_borrow<py::dict>(entry);
   ProviderConfig c;
-  c.name = d.contains("name") ? py::str(d["name"]).cast<std::string>() : std::string();
-  const std::string where = "providers." + (c.name.empty() ? std::string("?") : c.name) + ".";
+  if (PyObject* name = PyDict_GetItemString(d.ptr(), "name")) c.name = to_text(name, at + ".name", config);
+  const std::string where = c.name.empty() ? at + "." : "providers." + c.name + ".";
   for (auto item : d) {
-    const std::string key = py::str(item.first);
+    if (!PyUnicode_Check(item.first.ptr())) throw ConfigError(where + display_text(item.first), "unknown field");
+    const std::string key = display_text(item.first);
     bool ok = false;
     for (const char* k : known) ok = ok || key == k;
-    if (!ok) throw ConfigError(where + key + ": unknown field");
+    if (!ok) throw ConfigError(where + key, "unknown field");
   }
+  auto get = [&](const char* key) -> PyObject* { return PyDict_GetItemString(d.ptr(), key); };  // borrowed
   auto str_field = [&](const char* key) -> std::string {
-    if (!d.contains(key)) return {};
-    if (!py::isinstance<py::str>(d[key])) throw ConfigError(where + key + ": must be a string");
-    return d[key].cast<std::string>();
+    PyObject* v = get(key);
+    return v == nullptr ? std::string() : to_text(v, where + key, config);
   };
-  auto int_field = [&](const char* key, std::int64_t fallback) -> std::int64_t {
-    if (!d.contains(key)) return fallback;
-    py::handle v = d[key];
-    if (!py::isinstance<py::int_>(v) || py::isinstance<py::bool_>(v)) {
-      throw ConfigError(where + key + ": must be an integer");
-    }
-    return v.cast<std::int64_t>();
+  auto int_field = [&](const IntRange& range, auto fallback) -> decltype(fallback) {
+    PyObject* v = get(range.key);
+    if (v == nullptr) return fallback;
+    return static_cast<decltype(fallback)>(to_int(v, where + range.key, range.min, range.max, config));
   };
-  auto number_field = [&](const char* key, double fallback) -> double {
-    if (!d.contains(key)) return fallback;
-    py::handle v = d[key];
-    if (!(py::isinstance<py::int_>(v) || py::isinstance<py::float_>(v)) || py::isinstance<py::bool_>(v)) {
-      throw ConfigError(where + key + ": must be a number");
-    }
-    return v.cast<double>();
+  auto number_field = [&](const char* key, double fallback, double max) -> double {
+    PyObject* v = get(key);
+    return v == nullptr ? fallback : to_number(v, where + key, 0.0, max, config);
   };
-  // Secrets are named in errors by key only; their values never reach a message.
   auto table_field = [&](const char* key, std::map<std::string, std::string>& out) {
-    if (!d.contains(key)) return;
-    if (!py::isinstance<py::dict>(d[key])) throw ConfigError(where + key + ": must be a table of strings");
-    for (auto item : d[key].cast<py::dict>()) {
-      const std::string name = py::str(item.first);
-      if (!py::isinstance<py::str>(item.second)) throw ConfigError(where + key + "." + name + ": must be a string");
-      out[name] = item.second.cast<std::string>();
+    PyObject* table = get(key);
+    if (table == nullptr) return;
+    if (!PyDict_Check(table)) throw ConfigError(where + key, "must be a table of strings");
+    for (auto item : py::reinterpret_borrow<py::dict>(table)) {
+      if (!PyUnicode_Check(item.first.ptr())) throw ConfigError(where + key, "keys must be strings");
+      const Py_ssize_t bad = lone_surrogate_at(item.first);
+      if (bad >= 0) throw ConfigError(where + key + "." + display_text(item.first), "key " + surrogate_reason(bad));
+      const std::string name = to_text(item.first, where + key, config);
+      out[name] = to_text(item.second, where + key + "." + name, config);
     }
   };
   c.kind = str_field("kind");
   c.url = str_field("url");
-  c.concurrency = static_cast<int>(int_field("concurrency", c.concurrency));
-  c.max_attempts = static_cast<int>(int_field("max_attempts", c.max_attempts));
-  c.timeout_ms = int_field("timeout_ms", c.timeout_ms);
-  c.rate_per_s = number_field("rate_per_s", c.rate_per_s);
-  c.cost_per_message = number_field("cost_per_message", c.cost_per_message);
+  c.concurrency = int_field(provider_ints[0], c.concurrency);
+  c.max_attempts = int_field(provider_ints[1], c.max_attempts);
+  c.timeout_ms = int_field(provider_ints[2], c.timeout_ms);
+  c.rate_per_s = number_field("rate_per_s", c.rate_per_s, max_rate_per_s);
+  c.cost_per_message = number_field("cost_per_message", c.cost_per_message, std::numeric_limits<double>::infinity());
   table_field("headers", c.headers);
   table_field("settings", c.settings);
   table_field("secrets", c.secrets);
   return c;
+}
+
+/// A duration option in milliseconds from 0 (or `min`) to `max`.
+std::chrono::milliseconds to_ms(py::handle value, const char* field, std::int64_t min, std::int64_t max) {
+  return std::chrono::milliseconds(to_int(value, field, min, max, ErrorKind::config));
 }
 
 }  // namespace
@@ -332,38 +377,45 @@ void register_engine(py::module_& m) {
       });
 
   py::class_<PyEngine>(m, "Engine")
-      .def(py::init([](const std::string& data_dir, const std::string& durability, const py::list& providers,
-                       py::object route_batch, std::size_t route_batch_size, int max_attempts_per_provider,
-                       std::int64_t retry_base_ms, std::int64_t retry_max_ms, std::uint64_t seed,
-                       std::int64_t close_timeout_ms, std::int64_t log_segment_bytes, const std::string& receipts,
-                       const std::string& public_url, std::int64_t reconcile_after_ms,
-                       std::int64_t reconcile_interval_ms) {
+      .def(py::init([](const py::object& data_dir, const py::object& durability, const py::object& providers,
+                       py::object route_batch, const py::object& route_batch_size,
+                       const py::object& max_attempts_per_provider, const py::object& retry_base_ms,
+                       const py::object& retry_max_ms, const py::object& seed, const py::object& close_timeout_ms,
+                       const py::object& log_segment_bytes, const py::object& receipts, const py::object& public_url,
+                       const py::object& reconcile_after_ms, const py::object& reconcile_interval_ms) {
+             // Every option is range-checked here (the same ranges as herald.Engine, in seconds there).
+             constexpr auto config = ErrorKind::config;
+             constexpr std::int64_t day_ms = 86'400'000;
              EngineOptions o;
-             o.data_dir = data_dir;
-             if (durability == "process") {
+             const std::string dir = to_text(data_dir, "data_dir", config);
+             if (dir.empty() || dir.find('\0') != std::string::npos) {
+               throw ConfigError("data_dir", "must be a non-empty path without NUL characters");
+             }
+             o.data_dir = dir;
+             const std::string mode = to_text(durability, "durability", config);
+             if (mode == "process") {
                o.durability = Durability::process;
-             } else if (durability == "fsync") {
+             } else if (mode == "fsync") {
                o.durability = Durability::fsync;
              } else {
-               throw ConfigError("durability: must be 'process' or 'fsync' (got '" + durability + "')");
+               throw ConfigError("durability", "must be 'process' or 'fsync' (got '" + mode + "')");
              }
-             for (auto p : providers) {
-               if (!py::isinstance<py::dict>(p)) throw ConfigError("providers: each provider must be a dict");
-               o.providers.push_back(to_provider(p.cast<py::dict>()));
-             }
-             o.route_batch = route_batch_size;
-             o.retry.max_attempts_per_provider = max_attempts_per_provider;
-             o.retry.base_ms = retry_base_ms;
-             o.retry.max_ms = retry_max_ms;
-             o.seed = seed;
-             o.close_timeout = std::chrono::milliseconds(close_timeout_ms);
-             o.log_segment_bytes = log_segment_bytes;
-             o.receipts_listen = receipts;
-             o.public_url = public_url;
-             if (reconcile_after_ms < 0) throw ConfigError("reconcile_after: must be 0 or more");
-             if (reconcile_interval_ms < 1) throw ConfigError("reconcile_interval: must be positive");
-             o.reconcile_after = std::chrono::milliseconds(reconcile_after_ms);
-             o.reconcile_interval = std::chrono::milliseconds(reconcile_interval_ms);
+             if (!PyList_Check(providers.ptr())) throw ConfigError("providers", "must be a list of dicts");
+             std::size_t index = 0;
+             for (py::handle p : providers) o.providers.push_back(to_provider(p, index++));
+             if (!PyCallable_Check(route_batch.ptr())) throw ConfigError("route_batch", "must be callable");
+             o.route_batch = static_cast<std::size_t>(to_int(route_batch_size, "route_batch_size", 1, 65'536, config));
+             o.retry.max_attempts_per_provider =
+                 static_cast<int>(to_int(max_attempts_per_provider, "max_attempts_per_provider", 1, 100, config));
+             o.retry.base_ms = to_ms(retry_base_ms, "retry_base_ms", 0, 3'600'000).count();
+             o.retry.max_ms = to_ms(retry_max_ms, "retry_max_ms", 0, day_ms).count();
+             o.seed = to_uint64(seed, "seed", config);
+             o.close_timeout = to_ms(close_timeout_ms, "close_timeout_ms", 0, day_ms);
+             o.log_segment_bytes = to_int(log_segment_bytes, "log_segment_bytes", 4096, std::int64_t{1} << 32, config);
+             o.receipts_listen = to_text(receipts, "receipts", config);
+             o.public_url = to_text(public_url, "public_url", config);
+             o.reconcile_after = to_ms(reconcile_after_ms, "reconcile_after_ms", 0, 30 * day_ms);
+             o.reconcile_interval = to_ms(reconcile_interval_ms, "reconcile_interval_ms", 1, day_ms);
              auto router = std::make_shared<PyRouter>(std::move(route_batch));
              auto holder = std::make_unique<PyEngine>();
              // Why release: start-up reads the store and starts threads; nothing here needs Python.
@@ -374,7 +426,7 @@ void register_engine(py::module_& m) {
            py::arg("data_dir"), py::arg("durability"), py::arg("providers"), py::arg("route_batch"),
            py::arg("route_batch_size") = 512, py::arg("max_attempts_per_provider") = 3, py::arg("retry_base_ms") = 200,
            py::arg("retry_max_ms") = 60000, py::arg("seed") = 0, py::arg("close_timeout_ms") = 10000,
-           py::arg("log_segment_bytes") = 64 << 20, py::arg("receipts") = "", py::arg("public_url") = "",
+           py::arg("log_segment_bytes") = 64 << 20, py::arg("receipts") = py::str(""), py::arg("public_url") = py::str(""),
            py::arg("reconcile_after_ms") = 600000, py::arg("reconcile_interval_ms") = 30000)
       .def("send",
            [](PyEngine& self, const py::dict& fields) {
@@ -441,11 +493,13 @@ void register_engine(py::module_& m) {
         py::gil_scoped_release release;
         return e.cancel(id);
       })
-      .def("wait_idle", [](PyEngine& self, double timeout_s) {
+      .def("wait_idle", [](PyEngine& self, const py::object& timeout_s) {
+        // A year at most: the product below must fit 64 bits (inf or 1e300 would not).
+        const double s = to_number(timeout_s, "timeout", 0.0, 365.0 * 86'400);
         Engine& e = self.get();
         py::gil_scoped_release release;
-        return e.wait_idle(std::chrono::milliseconds(static_cast<std::int64_t>(timeout_s * 1000)));
-      })
+        return e.wait_idle(std::chrono::milliseconds(static_cast<std::int64_t>(s * 1000)));
+      }, py::arg("timeout_s"))
       .def("flush", [](PyEngine& self) {
         Engine& e = self.get();
         py::gil_scoped_release release;
@@ -498,11 +552,14 @@ void register_engine(py::module_& m) {
            },
            py::arg("limit") = 10000)
       .def("unsuppress",
-           [](PyEngine& self, const std::string& channel, const std::string& address) {
+           [](PyEngine& self, const py::object& channel_text, const py::object& address_text) {
+             const std::string channel = to_text(channel_text, "channel");
+             const std::string address = to_text(address_text, "address");
              Engine& e = self.get();
              py::gil_scoped_release release;
              return e.unsuppress(channel, address);
-           })
+           },
+           py::arg("channel"), py::arg("address"))
       .def_property_readonly("receipts_url", [](PyEngine& self) { return self.get().receipts_url(); })
       .def_property_readonly("data_dir", [](PyEngine& self) { return self.get().data_dir().string(); })
       .def_property_readonly("closed", [](PyEngine& self) { return !self.engine; })

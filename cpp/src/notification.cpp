@@ -9,7 +9,6 @@ namespace herald {
 namespace {
 constexpr std::size_t max_name = 128;
 constexpr std::size_t max_key = 256;
-constexpr std::size_t max_payload = 256 * 1024;
 
 bool is_name_char(char c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
@@ -44,8 +43,15 @@ void check_key(std::string_view prefix, const char* field, const std::string& va
 
 void check_object(std::string_view prefix, const char* field, const std::string& json) {
   auto name = std::string(prefix) + field;
-  if (json.size() > max_payload) throw ValidationError(name, "larger than 256 KiB");
+  if (json.size() > max_payload_bytes) throw ValidationError(name, "larger than 256 KiB");
   if (json.empty() || json.front() != '{') throw ValidationError(name, "must be a JSON object");
+}
+
+void check_time(std::string_view prefix, const char* field, std::int64_t ms) {
+  if (ms < 0 || ms > max_epoch_s * 1000 + 999) {
+    throw ValidationError(std::string(prefix) + field, "must be a time from 1970-01-01 to 9999-12-31 (epoch ms " +
+                                                           std::to_string(ms) + ")");
+  }
 }
 
 std::uint64_t fnv1a(std::uint64_t h, std::string_view s) noexcept {
@@ -97,8 +103,8 @@ void validate(const Notification& n, std::int64_t now, std::string_view prefix) 
   if (static_cast<int>(n.priority) >= priority_count) {
     throw ValidationError(std::string(prefix) + "priority", "unknown priority");
   }
-  if (n.send_at_ms < 0) throw ValidationError(std::string(prefix) + "send_at", "must not be negative");
-  if (n.expires_at_ms < 0) throw ValidationError(std::string(prefix) + "expires_at", "must not be negative");
+  check_time(prefix, "send_at", n.send_at_ms);
+  check_time(prefix, "expires_at", n.expires_at_ms);
   if (n.expires_at_ms != 0) {
     if (n.expires_at_ms <= now) throw ValidationError(std::string(prefix) + "expires_at", "is already in the past");
     if (n.send_at_ms != 0 && n.expires_at_ms <= n.send_at_ms) {

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import gc
+import os
 import time
 import weakref
 from collections.abc import Iterable, Mapping
@@ -15,6 +16,7 @@ from types import ModuleType
 from typing import Any, Literal
 
 from herald import _core
+from herald._checks import checked_int, checked_text, config_error, seconds_to_ms, validation_error
 from herald.providers import ProviderSpec, load_providers
 from herald.rules import RuleSet
 
@@ -107,6 +109,21 @@ class Event:
 _open_engines: weakref.WeakSet[Engine] = weakref.WeakSet()
 
 
+def _data_dir(value: object) -> str:
+    """The data directory as text: a str or an os.PathLike (bytes paths decoded as the OS does)."""
+    try:
+        path = os.fspath(value)  # type: ignore[arg-type]
+    except TypeError:
+        raise config_error("data_dir", f"must be a path (got {type(value).__name__})") from None
+    if isinstance(path, bytes):
+        path = os.fsdecode(path)
+    if not path:
+        raise config_error("data_dir", "must not be empty")
+    if "\0" in path:
+        raise config_error("data_dir", "must not contain a NUL character")
+    return checked_text("data_dir", path, config=True)
+
+
 @atexit.register
 def _close_all() -> None:
     # The core's threads call into Python for routing: stop them before the interpreter goes.
@@ -146,23 +163,23 @@ class Engine:
         is looked up through the provider's status API every ``reconcile_interval`` seconds."""
         if rules is None and Path("routing_rules").is_dir():
             rules = "routing_rules"
+        # Durations are checked here, in seconds and under the caller's names; the core checks the
+        # same ranges again in milliseconds. Integer options the core names as the caller does.
+        options = {
+            "route_batch_size": checked_int("route_batch", route_batch, 1, 65_536),
+            "max_attempts_per_provider": max_attempts_per_provider,
+            "retry_base_ms": seconds_to_ms("retry_base", retry_base, 0, 3600),
+            "retry_max_ms": seconds_to_ms("retry_max", retry_max, 0, 86_400),
+            "seed": seed,
+            "close_timeout_ms": seconds_to_ms("close_timeout", close_timeout, 0, 86_400),
+            "receipts": "" if receipts is None else receipts,
+            "public_url": "" if public_url is None else public_url,
+            "reconcile_after_ms": seconds_to_ms("reconcile_after", reconcile_after, 0, 30 * 86_400),
+            "reconcile_interval_ms": max(1, seconds_to_ms("reconcile_interval", reconcile_interval, 0, 86_400)),
+        }
+        path = _data_dir(data_dir)
         self.rules = RuleSet.load(rules)
-        self._core = _core.Engine(
-            str(data_dir),
-            durability,
-            load_providers(providers),
-            self.rules.route_batch,
-            route_batch_size=route_batch,
-            max_attempts_per_provider=max_attempts_per_provider,
-            retry_base_ms=int(retry_base * 1000),
-            retry_max_ms=int(retry_max * 1000),
-            seed=seed,
-            close_timeout_ms=int(close_timeout * 1000),
-            receipts=receipts or "",
-            public_url=public_url or "",
-            reconcile_after_ms=int(reconcile_after * 1000),
-            reconcile_interval_ms=max(1, int(reconcile_interval * 1000)),
-        )
+        self._core = _core.Engine(path, durability, load_providers(providers), self.rules.route_batch, **options)
         _open_engines.add(self)
 
     # -- context manager ---------------------------------------------------------------------
@@ -232,9 +249,14 @@ class Engine:
         Each chunk is validated whole and committed at once: a bad item rejects its chunk, naming
         the item, before any of that chunk is accepted.
         """
-        items = notifications if isinstance(notifications, list) else list(notifications)
-        if chunk < 1:
-            raise ValueError("chunk: must be at least 1")
+        checked_int("chunk", chunk, 1, 2**31 - 1, config=False)
+        if isinstance(notifications, list):
+            items = notifications
+        else:
+            try:
+                items = list(notifications)
+            except TypeError:
+                raise validation_error("notifications", "must be an iterable of dicts") from None
         out: list[Receipt] = []
         # A collection mid-intake would walk every caller's dict for nothing: hold it until the end.
         collecting = gc.isenabled()
@@ -288,6 +310,8 @@ class Engine:
 
     def wait(self, id: int, timeout: float = 30.0) -> Status:
         """Blocks until one notification is final; raises TimeoutError with its last status."""
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout >= 0:
+            raise validation_error("timeout", "must be a number of seconds, 0 or more")
         deadline = time.monotonic() + timeout
         delay = 0.002
         while True:

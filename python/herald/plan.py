@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from herald._checks import checked_text, validation_error
+
 __all__ = ["Plan"]
 
 
@@ -25,15 +27,24 @@ class Plan:
     batch: bool = False
 
     def __post_init__(self) -> None:
+        # Raises herald.ValidationError (a ValueError) naming the field, e.g. "Plan.providers[1]".
         if not isinstance(self.channel, str) or not self.channel:
-            raise ValueError("Plan.channel: must be a non-empty string")
+            raise validation_error("Plan.channel", "must be a non-empty string")
+        checked_text("Plan.channel", self.channel)
         if isinstance(self.providers, str):
             object.__setattr__(self, "providers", (self.providers,))
-        providers = tuple(self.providers)
+        try:
+            providers = tuple(self.providers)
+        except TypeError:
+            raise validation_error("Plan.providers", "must be a non-empty sequence of provider names") from None
         if not providers or not all(isinstance(p, str) and p for p in providers):
-            raise ValueError("Plan.providers: must be a non-empty sequence of provider names")
+            raise validation_error("Plan.providers", "must be a non-empty sequence of provider names")
+        for i, p in enumerate(providers):
+            checked_text(f"Plan.providers[{i}]", p)
         object.__setattr__(self, "providers", providers)
-        if self.template is not None and not isinstance(self.template, str):
-            raise ValueError("Plan.template: must be a string or None")
+        if self.template is not None:
+            if not isinstance(self.template, str):
+                raise validation_error("Plan.template", "must be a string or None")
+            checked_text("Plan.template", self.template)
         if not isinstance(self.batch, bool):
-            raise ValueError("Plan.batch: must be True or False")
+            raise validation_error("Plan.batch", "must be True or False")

@@ -25,7 +25,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from herald.errors import ConfigError
+from herald._checks import config_error
 
 __all__ = ["ProviderSpec", "load_providers", "resolve_secret"]
 
@@ -36,10 +36,10 @@ def _from_mapping(table: Mapping[str, Any]) -> list[dict[str, Any]]:
     out = []
     for name, settings in table.items():
         if not isinstance(settings, Mapping):
-            raise ConfigError(f"providers.{name}: must be a table of settings")
+            raise config_error(f"providers.{name}", "must be a table of settings")
         entry = dict(settings)
         if "name" in entry and entry["name"] != name:
-            raise ConfigError(f"providers.{name}.name: differs from the table's name")
+            raise config_error(f"providers.{name}.name", "differs from the table's name")
         entry["name"] = name
         out.append(entry)
     return out
@@ -50,21 +50,30 @@ def resolve_secret(where: str, source: Any) -> str:
     if isinstance(source, str):
         return source
     if not isinstance(source, Mapping) or len(source) != 1 or not ({"env", "file"} & set(source)):
-        raise ConfigError(f"{where}: must be {{env = \"NAME\"}}, {{file = \"PATH\"}} or a string")
+        raise config_error(where, 'must be {env = "NAME"}, {file = "PATH"} or a string')
     if "env" in source:
         name = source["env"]
-        value = os.environ.get(str(name))
+        if not isinstance(name, str) or not name or "\0" in name or "=" in name:
+            raise config_error(f"{where}.env", "must be the name of an environment variable")
+        try:
+            value = os.environ.get(name)
+        except UnicodeError:  # a lone surrogate the OS encoding cannot carry
+            value = None
         if not value:
-            raise ConfigError(f"{where}: environment variable {name} is not set or empty")
+            raise config_error(where, f"environment variable {name!r} is not set or empty")
         return value
-    path = Path(str(source["file"]))
+    path = source["file"]
+    if not isinstance(path, (str, os.PathLike)) or "\0" in str(path):
+        raise config_error(f"{where}.file", "must be a path without NUL characters")
     try:
-        value = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{where}: cannot read file {str(path)!r}: {exc.strerror}") from None
+        value = Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise config_error(where, f"file {str(path)!r} is not UTF-8 text") from None
+    except (OSError, ValueError) as exc:
+        raise config_error(where, f"cannot read file {str(path)!r}: {getattr(exc, 'strerror', None) or exc}") from None
     value = value.removesuffix("\n")
     if not value:
-        raise ConfigError(f"{where}: file {str(path)!r} is empty")
+        raise config_error(where, f"file {str(path)!r} is empty")
     return value
 
 
@@ -73,8 +82,9 @@ def _resolve(entry: dict[str, Any], where: str) -> dict[str, Any]:
     if secrets is None:
         return entry
     if not isinstance(secrets, Mapping):
-        raise ConfigError(f"{where}.secrets: must be a table")
-    entry["secrets"] = {str(k): resolve_secret(f"{where}.secrets.{k}", v) for k, v in secrets.items()}
+        raise config_error(f"{where}.secrets", "must be a table")
+    # Keys stay as given: the core refuses any that is not text, naming it.
+    entry["secrets"] = {k: resolve_secret(f"{where}.secrets.{k}", v) for k, v in secrets.items()}
     return entry
 
 
@@ -92,18 +102,24 @@ def _load(spec: ProviderSpec) -> list[dict[str, Any]]:
         try:
             document = tomllib.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
-            raise ConfigError(f"providers: file {str(path)!r} does not exist") from None
+            raise config_error("providers", f"file {str(path)!r} does not exist") from None
+        except UnicodeDecodeError:
+            raise config_error("providers", f"file {str(path)!r} is not UTF-8 text") from None
         except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"providers: {path}: {exc}") from None
+            raise config_error("providers", f"{path}: {exc}") from None
+        except (OSError, ValueError) as exc:
+            raise config_error("providers", f"cannot read file {str(path)!r}: {exc}") from None
         table = document.get("providers", {})
         if not isinstance(table, Mapping):
-            raise ConfigError(f"providers: {path}: [providers] must be a table")
+            raise config_error("providers", f"{path}: [providers] must be a table")
         return _from_mapping(table)
     if isinstance(spec, Mapping):
         return _from_mapping(spec)
+    if isinstance(spec, (bytes, bytearray)) or not isinstance(spec, Iterable):
+        raise config_error("providers", "must be a list of dicts, a {name: settings} mapping or a TOML path")
     out = []
     for i, entry in enumerate(spec):
         if not isinstance(entry, Mapping):
-            raise ConfigError(f"providers[{i}]: must be a dict")
+            raise config_error(f"providers[{i}]", "must be a dict")
         out.append(dict(entry))
     return out

@@ -22,6 +22,19 @@ __all__ = ["Notification", "RuleFn", "RuleSet", "rule"]
 Notification = _core.Notification
 RuleFn = Callable[[Any], Plan]
 
+def _text_of(exc: BaseException) -> str:
+    """str(exc), or a stand-in when its __str__ fails too: the reason must not break the batch."""
+    try:
+        return str(exc)
+    except Exception:
+        return "<unprintable exception>"
+
+
+def _name_of(fn: Any) -> str:
+    name = getattr(fn, "__qualname__", None)
+    return name if isinstance(name, str) else type(fn).__name__
+
+
 def rule(*types: str) -> Callable[[RuleFn], RuleFn]:
     """Registers the decorated function as the rule for one or more notification types."""
     if not types or not all(isinstance(t, str) and t for t in types):
@@ -96,9 +109,9 @@ class RuleSet:
         try:
             plan = fn(n)
         except Exception as exc:  # a broken rule dead-letters its notification; the engine goes on
-            return f"rule {getattr(fn, '__qualname__', fn)!s} raised {type(exc).__name__}: {exc}"
+            return f"rule {_name_of(fn)} raised {type(exc).__name__}: {_text_of(exc)}"
         if not isinstance(plan, Plan):
-            return f"rule {getattr(fn, '__qualname__', fn)!s} returned {type(plan).__name__}, not a Plan"
+            return f"rule {_name_of(fn)} returned {type(plan).__name__}, not a Plan"
         return plan
 
     def route_batch(self, batch: list[Any]) -> list[Plan | str]:

@@ -1,5 +1,6 @@
 #pragma once
 /// The notification model: what a caller hands the engine, its priority and lifecycle states.
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -9,6 +10,13 @@ namespace herald {
 
 /// Notification ids are time-ordered 64-bit integers (see IdGenerator).
 using Id = std::int64_t;
+
+/// Largest recipient or data object, as compact JSON text (256 KiB).
+inline constexpr std::size_t max_payload_bytes = 256 * 1024;
+/// Deepest nesting of a recipient or data object: the object itself is level 1.
+inline constexpr int max_payload_depth = 64;
+/// Latest time a notification may name: 9999-12-31T23:59:59Z, in epoch seconds.
+inline constexpr std::int64_t max_epoch_s = 253'402'300'799;
 
 /// Scheduling lane. Lower value = more urgent.
 enum class Priority : std::uint8_t { critical = 0, high = 1, normal = 2, bulk = 3 };

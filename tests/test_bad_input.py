@@ -1,0 +1,582 @@
+"""Bad input ends in a herald exception that names the field and the reason, never in a crash.
+
+Each case was once a segfault, a SystemError, a pybind11 "Unable to cast", a silently wrapped
+number or a message cut at a NUL byte (issue 7).
+"""
+
+from __future__ import annotations
+
+import math
+import resource
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+import herald
+from herald import Engine, Plan, RuleSet, Sandbox
+
+from support import default_rules
+
+DEPTH = 64  # the documented nesting limit of data and recipient
+UTF8 = "must be valid UTF-8 text (lone surrogate at index {}"
+TIME_RANGE = "must be a time from 1970-01-01 to 9999-12-31"
+
+
+def send_args(**overrides: Any) -> dict[str, Any]:
+    args: dict[str, Any] = {"type": "otp", "recipient": "u1", "data": {"code": "1"}}
+    args.update(overrides)
+    return args
+
+
+def rejected(engine: Engine, **overrides: Any) -> herald.ValidationError:
+    """The ValidationError that send() raises for these arguments; send_many must agree on it."""
+    args = send_args(**overrides)
+    with pytest.raises(herald.ValidationError) as info:
+        engine.send(args.pop("type"), args.pop("recipient"), args.pop("data"), **args)
+    error = info.value
+    with pytest.raises(herald.ValidationError) as batch_info:
+        engine.send_many([send_args(), send_args(**overrides)])
+    assert batch_info.value.field == f"notifications[1].{error.field}"
+    assert str(batch_info.value) == f"notifications[1].{error}"
+    return error
+
+
+def nested(levels: int, make: Callable[[Any], Any]) -> Any:
+    """`levels` containers, one inside the next (built without recursion)."""
+    value: Any = "leaf"
+    for _ in range(levels):
+        value = make(value)
+    return value
+
+
+# -- data and recipient: cycles, depth, size ------------------------------------------------------
+
+
+def test_data_that_contains_itself(engine: Engine) -> None:
+    data: dict[str, Any] = {"a": 1}
+    data["self"] = data
+    error = rejected(engine, data=data)
+    assert error.field == "data.self"
+    assert str(error) == "data.self: contains itself"
+
+
+def test_a_list_that_contains_itself_deep_inside(engine: Engine) -> None:
+    loop: list[Any] = [1, 2]
+    loop.append({"back": loop})
+    error = rejected(engine, data={"a": {"b": [0, 1, 2, loop]}})
+    assert error.field == "data.a.b[3][2].back"
+    assert str(error).endswith(": contains itself")
+
+
+def test_recipient_that_contains_itself(engine: Engine) -> None:
+    recipient: dict[str, Any] = {"id": "u1"}
+    recipient["friends"] = [recipient]
+    error = rejected(engine, recipient=recipient)
+    assert error.field == "recipient.friends[0]"
+    assert str(error) == "recipient.friends[0]: contains itself"
+
+
+def test_the_same_object_twice_is_not_a_cycle(engine: Engine) -> None:
+    shared = {"x": 1}
+    receipt = engine.send("otp", "u1", {"code": "1", "a": shared, "b": [shared, shared]})
+    assert receipt.state == "queued"
+
+
+@pytest.mark.parametrize("levels", [100, 50_000], ids=["100-levels", "50000-levels"])
+def test_data_nested_too_deep(engine: Engine, levels: int) -> None:
+    error = rejected(engine, data={"x": nested(levels, lambda v: [v])})
+    # data is level 1 and x level 2: the 65th container is x followed by 63 [0].
+    assert error.field == "data.x" + "[0]" * (DEPTH - 1)
+    assert str(error).endswith(f": is nested deeper than {DEPTH} levels")
+
+
+def test_dicts_nested_tens_of_thousands_deep_in_the_recipient(engine: Engine) -> None:
+    error = rejected(engine, recipient={"id": "u1", "a": nested(30_000, lambda v: {"a": v})})
+    assert error.field == "recipient" + ".a" * DEPTH
+    assert "nested deeper than 64 levels" in str(error)
+
+
+def test_nesting_up_to_the_limit_is_accepted(engine: Engine) -> None:
+    data = {"x": nested(DEPTH - 1, lambda v: [v])}  # data + 63 lists = 64 levels
+    assert engine.send("otp", "u1", data).state == "queued"
+    error = rejected(engine, data={"x": nested(DEPTH, lambda v: [v])})
+    assert "nested deeper" in str(error)
+
+
+def test_conversion_stops_at_the_size_limit_before_building_the_rest(engine: Engine) -> None:
+    chunk = "x" * 100_000
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    error = rejected(engine, data={"items": [chunk] * 10_000})  # 1 GB of JSON if built whole
+    grown_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+    assert error.field == "data"
+    assert str(error) == "data: larger than 256 KiB"
+    assert grown_kib < 100 * 1024
+
+
+def test_one_string_over_the_size_limit(engine: Engine) -> None:
+    error = rejected(engine, recipient={"id": "u1", "bio": "b" * (300 * 1024)})
+    assert str(error) == "recipient: larger than 256 KiB"
+
+
+# -- values JSON cannot carry -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("data", "field", "reason"),
+    [
+        pytest.param({"n": 2**64}, "data.n", "must be an integer from -9223372036854775808 to 9223372036854775807",
+                     id="int-too-large"),
+        pytest.param({"n": [-(10**400)]}, "data.n[0]", "must be an integer from", id="huge-negative-int"),
+        pytest.param({"f": math.inf}, "data.f", "NaN and infinity are not valid JSON", id="inf"),
+        pytest.param({"f": {"g": math.nan}}, "data.f.g", "NaN and infinity are not valid JSON", id="nan"),
+        pytest.param({"b": b"raw"}, "data.b", "cannot be sent as JSON (type bytes)", id="bytes"),
+        pytest.param({"s": {1, 2}}, "data.s", "cannot be sent as JSON (type set)", id="set"),
+        pytest.param({"a": {1: "x"}}, "data.a", "dictionary keys must be strings", id="int-key"),
+        pytest.param({"a": {None: "x"}}, "data.a", "dictionary keys must be strings", id="none-key"),
+    ],
+)
+def test_values_json_cannot_carry(engine: Engine, data: dict[str, Any], field: str, reason: str) -> None:
+    error = rejected(engine, data=data)
+    assert error.field == field
+    assert str(error).startswith(f"{field}: {reason}")
+
+
+# -- lone surrogates: text with no UTF-8 form ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field", "index"),
+    [
+        pytest.param({"type": "otp\udc80"}, "type", 3, id="type"),
+        pytest.param({"tenant": "\ud800acme"}, "tenant", 0, id="tenant"),
+        pytest.param({"recipient": "u\udfff1"}, "recipient", 1, id="recipient-str"),
+        pytest.param({"recipient": {"id": "u1\udc80"}}, "recipient.id", 2, id="recipient-id"),
+        pytest.param({"recipient": {"id": "u1", "email": "a\udc80@b.c"}}, "recipient.email", 1, id="recipient-field"),
+        pytest.param({"idempotency_key": "k\udc80"}, "idempotency_key", 1, id="idempotency-key"),
+        pytest.param({"ordering_key": "\udc80"}, "ordering_key", 0, id="ordering-key"),
+        pytest.param({"priority": "high\udc80"}, "priority", 4, id="priority"),
+        pytest.param({"data": {"code": "12\udc8034"}}, "data.code", 2, id="data-value"),
+        pytest.param({"data": {"a": {"b": ["x", "y\ud83d"]}}}, "data.a.b[1]", 1, id="data-nested"),
+    ],
+)
+def test_lone_surrogates_are_named(engine: Engine, overrides: dict[str, Any], field: str, index: int) -> None:
+    error = rejected(engine, **overrides)
+    assert error.field == field
+    assert str(error) == f"{field}: {UTF8.format(index)})"
+
+
+def test_a_lone_surrogate_in_a_data_key_names_the_key(engine: Engine) -> None:
+    error = rejected(engine, data={"ok": 1, "bad\udc80key": 2})
+    assert error.field == "data.bad\\udc80key"  # the key as text, the surrogate escaped
+    assert str(error) == "data.bad\\udc80key: key " + UTF8.format(3) + ")"
+
+
+def test_a_surrogate_in_the_error_text_itself_is_escaped(engine: Engine) -> None:
+    with pytest.raises(herald.ValidationError) as info:
+        engine.send_many([{"type": "otp", "recipient": "u1", "wh\udc80t": 1}])
+    assert info.value.field == "notifications[0].wh\\udc80t"
+    assert str(info.value) == "notifications[0].wh\\udc80t: unknown field"
+
+
+# -- times -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("field", ["send_at", "expires_at"])
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        pytest.param(10**400, TIME_RANGE, id="int-10e400"),
+        pytest.param(2**63, TIME_RANGE, id="int-2e63"),
+        pytest.param(1e300, TIME_RANGE, id="float-1e300"),
+        pytest.param(253_402_300_800, TIME_RANGE, id="year-10000"),
+        pytest.param(-1, TIME_RANGE, id="negative"),
+        pytest.param(-1e-3, TIME_RANGE, id="negative-float"),
+        pytest.param(math.inf, "must be a finite number", id="inf"),
+        pytest.param(math.nan, "must be a finite number", id="nan"),
+        pytest.param(timedelta.max, "must end between 1970-01-01 and 9999-12-31 when added to now", id="timedelta-max"),
+        pytest.param(timedelta.min, "must end between 1970-01-01 and 9999-12-31 when added to now", id="timedelta-min"),
+        pytest.param(datetime.min.replace(tzinfo=timezone.utc), TIME_RANGE, id="datetime-min"),
+        pytest.param(True, "must be a datetime, a timedelta or epoch seconds (got bool)", id="bool"),
+        pytest.param(b"1", "must be a datetime, a timedelta or epoch seconds (got bytes)", id="bytes"),
+    ],
+)
+def test_times_out_of_range(engine: Engine, field: str, value: Any, reason: str) -> None:
+    error = rejected(engine, **{field: value})
+    assert error.field == field
+    assert str(error).startswith(f"{field}: {reason}")
+
+
+def test_times_at_the_edge_of_the_range_are_accepted(engine: Engine) -> None:
+    last = datetime.max.replace(tzinfo=timezone.utc)
+    assert engine.send("otp", "u1", {"code": "1"}, send_at=253_402_300_799).state == "queued"
+    assert engine.send("otp", "u2", {"code": "1"}, send_at=last, expires_at=None).state == "queued"
+    status = engine.status(engine.send("otp", "u3", {"code": "1"}, expires_at=last).id)
+    assert status is not None and status.expires_at == pytest.approx(253_402_300_800, abs=1)
+
+
+# -- NUL bytes in error texts ------------------------------------------------------------------------
+
+
+def test_an_error_text_keeps_everything_after_a_nul(engine: Engine) -> None:
+    error = rejected(engine, type="a\x00b")
+    assert error.field == "type"
+    assert str(error) == "type: may contain only letters, digits and _ - . : (got 'a\\x00b')"
+
+
+def test_a_nul_in_an_unknown_field_name(engine: Engine) -> None:
+    with pytest.raises(herald.ValidationError) as info:
+        engine.send_many([{"type": "otp", "recipient": "u1", "x\x00y": 1}])
+    assert info.value.field == "notifications[0].x\x00y"  # .field keeps the name as given
+    assert str(info.value) == "notifications[0].x\\x00y: unknown field"
+
+
+def test_a_nul_in_the_priority_is_reported_whole(engine: Engine) -> None:
+    error = rejected(engine, priority="hi\x00gh")
+    assert str(error) == "priority: must be one of critical, high, normal, bulk (got 'hi\\x00gh')"
+
+
+# -- send_many and the other calls ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("chunk", [0, -1, True, 2.0, 2**64])
+def test_send_many_chunk(engine: Engine, chunk: Any) -> None:
+    with pytest.raises(herald.ValidationError) as info:
+        engine.send_many([send_args()], chunk=chunk)
+    assert info.value.field == "chunk"
+    assert "must be an integer from 1 to 2147483647" in str(info.value)
+
+
+def test_send_many_of_something_not_iterable(engine: Engine) -> None:
+    with pytest.raises(herald.ValidationError) as info:
+        engine.send_many(5)  # type: ignore[arg-type]
+    assert info.value.field == "notifications"
+    with pytest.raises(herald.ValidationError) as info:
+        engine.send_many([send_args(), "otp"])  # type: ignore[list-item]
+    assert str(info.value) == "notifications[1]: must be a dict"
+
+
+@pytest.mark.parametrize("timeout", [math.nan, math.inf, -1.0, 10**400, "1"])
+def test_wait_idle_timeout(engine: Engine, timeout: Any) -> None:
+    with pytest.raises(herald.ValidationError) as info:
+        engine.wait_idle(timeout)
+    assert info.value.field == "timeout"
+
+
+def test_wait_timeout_must_be_a_number(engine: Engine) -> None:
+    receipt = engine.send("otp", "u1", {"code": "1"})
+    with pytest.raises(herald.ValidationError) as info:
+        engine.wait(receipt.id, math.nan)
+    assert info.value.field == "timeout"
+
+
+def test_unsuppress_with_a_surrogate(engine: Engine) -> None:
+    with pytest.raises(herald.ValidationError) as info:
+        engine.unsuppress("sms\udc80", "+15550100")
+    assert info.value.field == "channel"
+    assert str(info.value) == f"channel: {UTF8.format(3)})"
+
+
+def test_the_engine_still_works_after_all_that(engine: Engine, sandbox: Sandbox) -> None:
+    data: dict[str, Any] = {}
+    data["me"] = data
+    for bad in (data, {"x": nested(10_000, lambda v: [v])}, {"k": "\udc80"}, {"n": 10**400}):
+        with pytest.raises(herald.ValidationError):
+            engine.send("otp", "u1", bad)
+    receipt = engine.send("otp", "u1", {"code": "42"})
+    assert engine.wait(receipt.id, timeout=10).state == "completed"
+
+
+# -- provider configuration -----------------------------------------------------------------------------
+
+
+def engine_with(tmp_path: Path, sandbox: Sandbox, **provider: Any) -> herald.ConfigError:
+    """The ConfigError of an engine with one sandbox provider 'sms' changed by `provider`."""
+    config = sandbox.provider("sms", **provider)
+    with pytest.raises(herald.ConfigError) as info:
+        Engine(tmp_path / "data", rules=default_rules(), providers=[config])
+    return info.value
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "reason"),
+    [
+        pytest.param("concurrency", 2**32 + 8, "must be an integer from 1 to 10000", id="concurrency-2e32+8"),
+        pytest.param("concurrency", 2**64, "must be an integer from 1 to 10000", id="concurrency-2e64"),
+        pytest.param("concurrency", 0, "must be an integer from 1 to 10000", id="concurrency-0"),
+        pytest.param("concurrency", True, "must be an integer from 1 to 10000", id="concurrency-bool"),
+        pytest.param("concurrency", 8.0, "must be an integer from 1 to 10000", id="concurrency-float"),
+        pytest.param("max_attempts", 2**32, "must be an integer from 0 to 100", id="max-attempts-2e32"),
+        pytest.param("max_attempts", -1, "must be an integer from 0 to 100", id="max-attempts-negative"),
+        pytest.param("timeout_ms", 2**63, "must be an integer from 1 to 600000", id="timeout-2e63"),
+        pytest.param("timeout_ms", "10", "must be an integer from 1 to 600000", id="timeout-str"),
+        pytest.param("rate_per_s", math.inf, "must be a number from 0 to 10000000", id="rate-inf"),
+        pytest.param("rate_per_s", 10**400, "must be a number from 0 to 10000000", id="rate-huge-int"),
+        pytest.param("rate_per_s", -0.5, "must be a number from 0 to 10000000", id="rate-negative"),
+        pytest.param("cost_per_message", math.inf, "must be a finite number, 0 or more", id="cost-inf"),
+        pytest.param("cost_per_message", math.nan, "must be a finite number, 0 or more", id="cost-nan"),
+        pytest.param("cost_per_message", -0.01, "must be a finite number, 0 or more", id="cost-negative"),
+        pytest.param("cost_per_message", False, "must be a finite number, 0 or more", id="cost-bool"),
+    ],
+)
+def test_provider_numbers(tmp_path: Path, sandbox: Sandbox, key: str, value: Any, reason: str) -> None:
+    error = engine_with(tmp_path, sandbox, **{key: value})
+    assert error.field == f"providers.sms.{key}"
+    assert str(error).startswith(f"providers.sms.{key}: {reason}")
+
+
+def test_provider_numbers_at_their_bounds_are_accepted(tmp_path: Path, sandbox: Sandbox) -> None:
+    config = sandbox.provider("sms", concurrency=10_000, max_attempts=100, timeout_ms=600_000, rate_per_s=1e7,
+                              cost_per_message=1e9)
+    with Engine(tmp_path / "data", rules=default_rules(), providers=[config]) as engine:
+        assert not engine.closed
+
+
+@pytest.mark.parametrize(
+    ("provider", "field", "reason"),
+    [
+        pytest.param({"kind": "sand\udc80box"}, "providers.sms.kind", UTF8.format(4), id="kind"),
+        pytest.param({"url": "http://\ud800"}, "providers.sms.url", UTF8.format(7), id="url"),
+        pytest.param({"settings": {"from": "+1\udc80"}}, "providers.sms.settings.from", UTF8.format(2), id="setting"),
+        pytest.param({"headers": {"x-a": "\udc80"}}, "providers.sms.headers.x-a", UTF8.format(0), id="header"),
+        pytest.param({"settings": {"fr\udc80m": "x"}}, "providers.sms.settings.fr\\udc80m",
+                     "key " + UTF8.format(2), id="setting-key"),
+        pytest.param({"settings": {1: "x"}}, "providers.sms.settings", "keys must be strings", id="setting-int-key"),
+        pytest.param({"settings": {"from": 5}}, "providers.sms.settings.from", "must be a string (got int)",
+                     id="setting-int"),
+        pytest.param({"colour\udc80": "red"}, "providers.sms.colour\\udc80", "unknown field", id="unknown-key"),
+    ],
+)
+def test_provider_texts(tmp_path: Path, sandbox: Sandbox, provider: dict[str, Any], field: str, reason: str) -> None:
+    error = engine_with(tmp_path, sandbox, **provider)
+    assert error.field == field
+    assert str(error).startswith(f"{field}: {reason}")
+
+
+def test_a_surrogate_in_a_provider_name(tmp_path: Path, sandbox: Sandbox) -> None:
+    config = sandbox.provider("sms\udc80")
+    with pytest.raises(herald.ConfigError) as info:
+        Engine(tmp_path / "data", rules=default_rules(), providers=[config])
+    assert info.value.field == "providers[0].name"
+    assert str(info.value) == f"providers[0].name: {UTF8.format(3)})"
+    with pytest.raises(herald.ConfigError) as info:
+        Engine(tmp_path / "data", rules=default_rules(), providers={"sms\udc80": {"kind": "sandbox"}})
+    assert info.value.field == "providers[0].name"
+
+
+def test_a_secret_with_a_surrogate_is_named_by_key_only(tmp_path: Path, sandbox: Sandbox) -> None:
+    error = engine_with(tmp_path, sandbox, secrets={"token": "s3cr3t\udc80value"})
+    assert error.field == "providers.sms.secrets.token"
+    assert "s3cr3t" not in str(error)
+    assert str(error) == f"providers.sms.secrets.token: {UTF8.format(6)})"
+
+
+@pytest.mark.parametrize(
+    ("source", "field"),
+    [
+        pytest.param({"file": "/tmp/a\x00b"}, "providers.sms.secrets.token.file", id="file-with-nul"),
+        pytest.param({"file": 5}, "providers.sms.secrets.token.file", id="file-not-a-path"),
+        pytest.param({"env": "A\x00B"}, "providers.sms.secrets.token.env", id="env-with-nul"),
+        pytest.param({"env": "\ud800"}, "providers.sms.secrets.token", id="env-unencodable"),
+        pytest.param({"other": "x"}, "providers.sms.secrets.token", id="unknown-source"),
+    ],
+)
+def test_secret_sources(tmp_path: Path, sandbox: Sandbox, source: dict[str, Any], field: str) -> None:
+    assert engine_with(tmp_path, sandbox, secrets={"token": source}).field == field
+
+
+def test_a_secrets_file_that_is_not_text(tmp_path: Path, sandbox: Sandbox) -> None:
+    binary = tmp_path / "secret.bin"
+    binary.write_bytes(b"\xff\xfe\x00")
+    error = engine_with(tmp_path, sandbox, secrets={"token": {"file": str(binary)}})
+    assert error.field == "providers.sms.secrets.token"
+    assert "is not UTF-8 text" in str(error)
+
+
+@pytest.mark.parametrize(
+    ("providers", "field"),
+    [
+        pytest.param(5, "providers", id="int"),
+        pytest.param([5], "providers[0]", id="item-int"),
+        pytest.param({"sms": "sandbox"}, "providers.sms", id="table-not-a-table"),
+    ],
+)
+def test_provider_containers(tmp_path: Path, providers: Any, field: str) -> None:
+    with pytest.raises(herald.ConfigError) as info:
+        Engine(tmp_path / "data", rules=default_rules(), providers=providers)
+    assert info.value.field == field
+
+
+def test_a_providers_file_that_is_not_utf8(tmp_path: Path) -> None:
+    toml = tmp_path / "herald.toml"
+    toml.write_bytes(b"[providers.sms]\nkind = \"\xff\"\n")
+    with pytest.raises(herald.ConfigError) as info:
+        Engine(tmp_path / "data", rules=default_rules(), providers=toml)
+    assert info.value.field == "providers"
+    assert "is not UTF-8 text" in str(info.value)
+
+
+def test_core_config_errors_carry_the_field_too(tmp_path: Path, sandbox: Sandbox) -> None:
+    error = engine_with(tmp_path, sandbox, kind="carrier-pigeon")
+    assert error.field == "providers.sms.kind"
+
+
+# -- engine options ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("options", "field", "reason"),
+    [
+        pytest.param({"route_batch": 2**64}, "route_batch", "must be an integer from 1 to 65536", id="route-batch-huge"),
+        pytest.param({"route_batch": 0}, "route_batch", "must be an integer from 1 to 65536", id="route-batch-0"),
+        pytest.param({"route_batch": True}, "route_batch", "must be an integer from 1 to 65536", id="route-batch-bool"),
+        pytest.param({"max_attempts_per_provider": 2**32}, "max_attempts_per_provider",
+                     "must be an integer from 1 to 100", id="max-attempts-2e32"),
+        pytest.param({"retry_base": math.inf}, "retry_base", "must be a number of seconds from 0 to 3600", id="retry-inf"),
+        pytest.param({"retry_base": math.nan}, "retry_base", "must be a number of seconds from 0 to 3600", id="retry-nan"),
+        pytest.param({"retry_max": 10**400}, "retry_max", "must be a number of seconds from 0 to 86400", id="retry-max-huge"),
+        pytest.param({"close_timeout": -1}, "close_timeout", "must be a number of seconds from 0 to 86400",
+                     id="close-negative"),
+        pytest.param({"close_timeout": True}, "close_timeout", "must be a number of seconds", id="close-bool"),
+        pytest.param({"reconcile_after": 1e300}, "reconcile_after", "must be a number of seconds from 0 to 2592000",
+                     id="reconcile-after-huge"),
+        pytest.param({"reconcile_interval": "30"}, "reconcile_interval", "must be a number of seconds",
+                     id="reconcile-interval-str"),
+        pytest.param({"seed": -1}, "seed", "must be an integer from 0 to 18446744073709551615", id="seed-negative"),
+        pytest.param({"seed": 2**64}, "seed", "must be an integer from 0 to 18446744073709551615", id="seed-2e64"),
+        pytest.param({"durability": "fs\udc80ync"}, "durability", UTF8.format(2), id="durability-surrogate"),
+        pytest.param({"durability": "fsync\x00"}, "durability", "must be 'process' or 'fsync' (got 'fsync\\x00')",
+                     id="durability-nul"),
+        pytest.param({"receipts": 8787}, "receipts", "must be a string (got int)", id="receipts-int"),
+        pytest.param({"public_url": "http://\udc80"}, "public_url", UTF8.format(7), id="public-url-surrogate"),
+    ],
+)
+def test_engine_options(tmp_path: Path, sandbox: Sandbox, options: dict[str, Any], field: str, reason: str) -> None:
+    with pytest.raises(herald.ConfigError) as info:
+        Engine(tmp_path / "data", rules=default_rules(), providers=[sandbox.provider("sms")], **options)
+    assert info.value.field == field
+    assert str(info.value).startswith(f"{field}: {reason}")
+
+
+@pytest.mark.parametrize(
+    ("data_dir", "reason"),
+    [
+        pytest.param("data\udc80", UTF8.format(4), id="surrogate"),
+        pytest.param("data\x00dir", "must not contain a NUL character", id="nul"),
+        pytest.param(42, "must be a path (got int)", id="int"),
+        pytest.param("", "must not be empty", id="empty"),
+    ],
+)
+def test_engine_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, data_dir: Any, reason: str) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(herald.ConfigError) as info:
+        Engine(data_dir, rules=default_rules(), providers=[])
+    assert info.value.field == "data_dir"
+    assert str(info.value).startswith(f"data_dir: {reason}")
+
+
+def test_the_core_checks_options_in_milliseconds_too(tmp_path: Path) -> None:
+    from herald import _core
+
+    def route(batch: list[Any]) -> list[Any]:
+        return ["no rules" for _ in batch]
+
+    for name, value in [("retry_base_ms", 2**63), ("close_timeout_ms", -1), ("log_segment_bytes", 2**64),
+                        ("reconcile_interval_ms", 0), ("route_batch_size", 2**64)]:
+        with pytest.raises(herald.ConfigError) as info:
+            _core.Engine(str(tmp_path / "d"), "process", [], route, **{name: value})
+        assert info.value.field == name
+    with pytest.raises(herald.ConfigError) as info:
+        _core.Engine(str(tmp_path / "d"), "process", [], "not callable")
+    assert info.value.field == "route_batch"
+
+
+# -- plans --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field", "reason"),
+    [
+        pytest.param({"channel": "sms\udc80"}, "Plan.channel", UTF8.format(3), id="channel-surrogate"),
+        pytest.param({"channel": ""}, "Plan.channel", "must be a non-empty string", id="channel-empty"),
+        pytest.param({"providers": ["a", "b\ud800"]}, "Plan.providers[1]", UTF8.format(1), id="provider-surrogate"),
+        pytest.param({"providers": ["a", 3]}, "Plan.providers", "must be a non-empty sequence", id="provider-int"),
+        pytest.param({"providers": 3}, "Plan.providers", "must be a non-empty sequence", id="providers-int"),
+        pytest.param({"template": "Hi {name}\udc80"}, "Plan.template", UTF8.format(9), id="template-surrogate"),
+        pytest.param({"template": b"Hi"}, "Plan.template", "must be a string or None", id="template-bytes"),
+        pytest.param({"batch": 1}, "Plan.batch", "must be True or False", id="batch-int"),
+    ],
+)
+def test_plan_fields(kwargs: dict[str, Any], field: str, reason: str) -> None:
+    args: dict[str, Any] = {"channel": "sms", "providers": ["primary"]}
+    args.update(kwargs)
+    with pytest.raises(herald.ValidationError) as info:
+        Plan(**args)
+    assert info.value.field == field
+    assert str(info.value).startswith(f"{field}: {reason}")
+    assert isinstance(info.value, ValueError)
+
+
+class RawRules(RuleSet):
+    """Answers the core with plan-like objects as given, bypassing Plan's own checks."""
+
+    def __init__(self, answers: dict[str, Any]) -> None:
+        super().__init__()
+        self.answers = answers
+
+    def route_batch(self, batch: list[Any]) -> list[Any]:
+        return [self.answers[n.type] for n in batch]
+
+
+def test_an_unusable_plan_dead_letters_only_its_own_notification(tmp_path: Path, sandbox: Sandbox) -> None:
+    answers = {
+        "good": Plan("sms", ["primary"], "{text|hi}"),
+        "channel": SimpleNamespace(channel="sms\udc80", providers=["primary"], template=None),
+        "provider": SimpleNamespace(channel="sms", providers=["primary", "\ud800"], template=None),
+        "template": SimpleNamespace(channel="sms", providers=["primary"], template="x\udc80"),
+        "batch": SimpleNamespace(channel="sms", providers=["primary"], template=None, batch="yes"),
+        "attrs": SimpleNamespace(channel="sms"),
+        "reason": "no plan for you \udc80",
+    }
+    expected = {
+        "channel": "the rule returned an unusable plan: plan.channel: " + UTF8.format(3) + ")",
+        "provider": "the rule returned an unusable plan: plan.providers[1]: " + UTF8.format(0) + ")",
+        "template": "the rule returned an unusable plan: plan.template: " + UTF8.format(1) + ")",
+        "batch": "the rule returned an unusable plan: plan.batch: must be True or False",
+        "attrs": "the rule returned an unusable plan: 'types.SimpleNamespace' object has no attribute 'providers'",
+        "reason": "no plan for you \\udc80",
+    }
+    with Engine(tmp_path / "data", rules=RawRules(answers), providers=[sandbox.provider("primary")],
+                close_timeout=3.0) as engine:
+        receipts = engine.send_many([{"type": t, "recipient": "u1"} for t in answers])
+        assert engine.wait_idle(10)
+        states = {t: engine.status(r.id) for t, r in zip(answers, receipts)}
+    assert states["good"] is not None and states["good"].state == "completed"
+    for kind, reason in expected.items():
+        status = states[kind]
+        assert status is not None and status.state == "dead_lettered"
+        assert status.last_error == reason
+
+
+def test_a_rule_that_builds_a_bad_plan_dead_letters_with_the_reason(tmp_path: Path, sandbox: Sandbox) -> None:
+    def bad_rule(n: Any) -> Plan:
+        return Plan("sms\udc80", ["primary"])
+
+    def raising_rule(n: Any) -> Plan:
+        raise RuntimeError("broken \ud800 rule")
+
+    rules = RuleSet({"bad": bad_rule, "raising": raising_rule, "good": lambda n: Plan("sms", ["primary"])})
+    with Engine(tmp_path / "data", rules=rules, providers=[sandbox.provider("primary")], close_timeout=3.0) as engine:
+        bad, raising, good = engine.send_many([{"type": t, "recipient": "u1"} for t in ("bad", "raising", "good")])
+        assert engine.wait_idle(10)
+        bad_status, raising_status, good_status = (engine.status(r.id) for r in (bad, raising, good))
+    assert good_status is not None and good_status.state == "completed"
+    assert bad_status is not None and bad_status.state == "dead_lettered"
+    assert bad_status.last_error is not None
+    assert bad_status.last_error.endswith(f"raised ValidationError: Plan.channel: {UTF8.format(3)})")
+    assert raising_status is not None and raising_status.state == "dead_lettered"
+    assert raising_status.last_error is not None
+    assert raising_status.last_error.endswith("raised RuntimeError: broken \\ud800 rule")
