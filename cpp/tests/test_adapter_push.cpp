@@ -332,12 +332,43 @@ TEST(FcmAdapter, BuildsAnHttpV1Send) {
   EXPECT_EQ(b_body["message"]["android"]["ttl"], "30s");
   s.n.expires_at_ms = t0 - 1;
   EXPECT_EQ(json::parse(b->build(s.ctx(t0)).body)["message"]["android"]["ttl"], "0s");
+  EXPECT_EQ(b_body["message"]["apns"]["headers"]["apns-expiration"], std::to_string((t0 + 29'500) / 1000));
 
   // The real service by default.
   ProviderConfig real = fcm_config();
   real.url.clear();
   EXPECT_EQ(make_adapter(real)->build(s.ctx(t0)).url,
             "https://fcm.googleapis.com/v1/projects/key-project/messages:send");
+}
+
+// FCM HTTP v1: android.ttl is a duration ("3600s"); for Apple devices the expiry travels as
+// apns.headers["apns-expiration"], the UNIX time in seconds as a string.
+TEST(FcmAdapter, ExpiresAtReachesAndroidAndAppleDevices) {
+  const std::int64_t t0 = 1'700'000'000'200;
+  auto a = fcm_with_token(t0);
+  Send s;
+  s.n.id = 77;
+  s.n.recipient_json = R"({"fcm_token":"tok-ios"})";
+  s.n.expires_at_ms = 1'700'003'600'700;  // 3600.5 s from now
+  const json body = json::parse(a->build(s.ctx(t0)).body);
+  EXPECT_EQ(body, json::parse(R"({"message":{"token":"tok-ios",
+      "notification":{"body":"Your code is 1234"},
+      "data":{"herald_id":"77"},
+      "android":{"ttl":"3601s"},
+      "apns":{"headers":{"apns-expiration":"1700003600"}}}})"));
+  EXPECT_TRUE(body["message"]["apns"]["headers"]["apns-expiration"].is_string());
+
+  // Already past: Android gets "0s" (now or never), Apple the past expiry (never stored).
+  s.n.expires_at_ms = t0 - 5'000;
+  const json late = json::parse(a->build(s.ctx(t0)).body);
+  EXPECT_EQ(late["message"]["android"], json::parse(R"({"ttl":"0s"})"));
+  EXPECT_EQ(late["message"]["apns"], json::parse(R"({"headers":{"apns-expiration":"1699999995"}})"));
+
+  // Without expires_at neither block: FCM's and APNs's own defaults (store and retry) apply.
+  s.n.expires_at_ms = 0;
+  const json open = json::parse(a->build(s.ctx(t0)).body);
+  EXPECT_FALSE(open["message"].contains("android"));
+  EXPECT_FALSE(open["message"].contains("apns"));
 }
 
 std::string fcm_error(int code, const char* status, const char* message, const char* error_code = nullptr) {
@@ -460,6 +491,51 @@ TEST(ApnsAdapter, ConfigErrorsNameTheFieldAndNeverTheKey) {
   ProviderConfig h2 = apns_config();
   h2.settings["http2"] = "maybe";
   EXPECT_EQ(config_error_of(h2), "providers.ios.settings.http2: must be tls, prior_knowledge or off");
+
+  for (const char* bad : {"-1", "1h", "3600 ", " 3600", "1.5", "31536001", "99999999999999999999"}) {
+    ProviderConfig ttl = apns_config();
+    ttl.settings["default_ttl_s"] = bad;
+    EXPECT_EQ(config_error_of(ttl),
+              "providers.ios.settings.default_ttl_s: must be a whole number of seconds from 0 to 31536000")
+        << bad;
+  }
+  for (const char* good : {"0", "86400", "31536000"}) {
+    ProviderConfig ttl = apns_config();
+    ttl.settings["default_ttl_s"] = good;
+    EXPECT_EQ(config_error_of(ttl), "<no error>") << good;
+  }
+}
+
+// Apple: apns-expiration is a UNIX epoch in seconds; 0 means deliver once and never store; without
+// the header APNs stores the notification and tries to deliver it at least once.
+TEST(ApnsAdapter, WithoutExpiresAtApnsStoresAndRetries) {
+  const std::int64_t t0 = 1'700'000'000'750;
+  Send s;
+  s.n.id = 5;
+  s.n.recipient_json = R"({"apns_token":"a1b2c3"})";
+  s.n.expires_at_ms = 0;
+
+  // No expires_at and no default: the header is left out, never "0".
+  const http::Request stored = make_adapter(apns_config())->build(s.ctx(t0));
+  EXPECT_EQ(header_of(stored, "apns-expiration"), "<absent>");
+  for (const auto& h : stored.headers) EXPECT_NE(h.rfind("apns-expiration", 0), 0u) << h;
+
+  // settings.default_ttl_s: now (in whole seconds) plus the lifetime.
+  ProviderConfig day = apns_config();
+  day.settings["default_ttl_s"] = "86400";
+  auto a = make_adapter(day);
+  EXPECT_EQ(header_of(a->build(s.ctx(t0)), "apns-expiration"), "1700086400");
+  // expires_at wins over the default.
+  s.n.expires_at_ms = 1'700'000'600'999;
+  EXPECT_EQ(header_of(a->build(s.ctx(t0)), "apns-expiration"), "1700000600");
+
+  // default_ttl_s = "0" asks for APNs's try-once, store-nothing explicitly.
+  ProviderConfig once = apns_config();
+  once.settings["default_ttl_s"] = "0";
+  s.n.expires_at_ms = 0;
+  EXPECT_EQ(header_of(make_adapter(once)->build(s.ctx(t0)), "apns-expiration"), "0");
+  s.n.expires_at_ms = 1'700'000'060'000;
+  EXPECT_EQ(header_of(make_adapter(once)->build(s.ctx(t0)), "apns-expiration"), "1700000060");
 }
 
 TEST(ApnsAdapter, BuildsAnApnsPost) {
@@ -489,7 +565,7 @@ TEST(ApnsAdapter, BuildsAnApnsPost) {
   s.n.data_json = "{}";
   const http::Request plain = a->build(s.ctx(t0));
   EXPECT_EQ(header_of(plain, "apns-priority"), "5");
-  EXPECT_EQ(header_of(plain, "apns-expiration"), "0");
+  EXPECT_EQ(header_of(plain, "apns-expiration"), "<absent>");  // see WithoutExpiresAt... below
   EXPECT_EQ(json::parse(plain.body), json::parse(R"({"aps":{"alert":{"body":"Your code is 1234"}},"herald_id":99})"));
   s.n.priority = Priority::critical;
   EXPECT_EQ(header_of(a->build(s.ctx(t0)), "apns-priority"), "10");

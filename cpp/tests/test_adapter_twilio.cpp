@@ -208,6 +208,76 @@ TEST(TwilioAdapter, VerifiesTheCallbackSignature) {
   EXPECT_EQ(a->verify_receipt(callback(body, python_signature, "https://hooks.example.com/receipts/sms?hid=43")).status, 403);
 }
 
+// Twilio's validators (twilio-python RequestValidator.validate, twilio-node validateRequest) accept
+// a signature over the URL with its port removed or with the scheme's default port added; which
+// form Twilio signs depends on how the StatusCallback URL was written.
+TEST(TwilioAdapter, SignatureVerifiesWithAndWithoutTheDefaultPort) {
+  auto a = make_adapter(twilio_config());
+  const std::string body = "MessageSid=SM7&MessageStatus=delivered&AccountSid=AC0123";
+  const std::string params = "AccountSidAC0123MessageSidSM7MessageStatusdelivered";
+  const std::string bare = "https://hooks.example.com/receipts/sms?hid=1";
+  const std::string ported = "https://hooks.example.com:443/receipts/sms?hid=1";
+  auto sign = [&](const std::string& url, const std::string& key = token) {
+    return crypto::base64(crypto::hmac_sha1(key, url + params));
+  };
+  // The same values from Python's hmac, so the helper above is checked too.
+  const std::string sig_bare = "9LIGNKw5h+rVFe4ZnzWslIdf2tU=";
+  const std::string sig_ported = "yJshrS1uH65bXunRXR5ZAizxn9Y=";
+  ASSERT_EQ(sign(bare), sig_bare);
+  ASSERT_EQ(sign(ported), sig_ported);
+
+  // Signed over one form, arriving at the other: both directions, and each form at itself.
+  EXPECT_EQ(a->verify_receipt(callback(body, sig_bare, ported)).status, 0);
+  EXPECT_EQ(a->verify_receipt(callback(body, sig_ported, bare)).status, 0);
+  EXPECT_EQ(a->verify_receipt(callback(body, sig_bare, bare)).status, 0);
+  EXPECT_EQ(a->verify_receipt(callback(body, sig_ported, ported)).status, 0);
+  EXPECT_EQ(a->parse_receipt(callback(body, sig_bare, ported))[0].notification_id, 1);
+
+  // Wrong signatures stay wrong in every form.
+  for (const std::string& url : {bare, ported}) {
+    for (const std::string& sig : {sign(bare, "not-the-token"), sign(ported, "not-the-token"),
+                                   std::string("AAAAAAAAAAAAAAAAAAAAAAAAAAA="),
+                                   sign("https://hooks.example.com/receipts/sms?hid=2"),
+                                   sign("https://hooks.example.com:443/receipts/sms?hid=2")}) {
+      const ReceiptCheck c = a->verify_receipt(callback(body, sig, url));
+      EXPECT_EQ(c.status, 403) << url << " " << sig;
+      EXPECT_EQ(c.reason, "X-Twilio-Signature does not match");
+    }
+    // a tampered body
+    EXPECT_EQ(a->verify_receipt(callback("MessageSid=SM7&MessageStatus=failed&AccountSid=AC0123", sig_bare, url)).status, 403);
+  }
+  // https's default port is 443, not 80.
+  EXPECT_EQ(sign("https://hooks.example.com:80/receipts/sms?hid=1"), "dZ7+dBBfoue1j8dq6U6VNafAXfM=");
+  EXPECT_EQ(a->verify_receipt(callback(body, "dZ7+dBBfoue1j8dq6U6VNafAXfM=", bare)).status, 403);
+
+  // http: the default port is 80.
+  const std::string http_bare = "http://127.0.0.1/receipts/sms?hid=1";
+  const std::string http_ported = "http://127.0.0.1:80/receipts/sms?hid=1";
+  EXPECT_EQ(sign(http_bare), "t3dQdB/RZpuLcsAgPTNa9LmJML4=");
+  EXPECT_EQ(sign(http_ported), "SjHcyj8r4M+08WK59KS+CPWpUx0=");
+  EXPECT_EQ(a->verify_receipt(callback(body, "t3dQdB/RZpuLcsAgPTNa9LmJML4=", http_ported)).status, 0);
+  EXPECT_EQ(a->verify_receipt(callback(body, "SjHcyj8r4M+08WK59KS+CPWpUx0=", http_bare)).status, 0);
+  EXPECT_EQ(a->verify_receipt(callback(body, sign("http://127.0.0.1:443/receipts/sms?hid=1"), http_bare)).status, 403);
+
+  // Another port: signed as written verifies; like twilio-python's remove_port, the port-less form
+  // is accepted too; a different port is not.
+  const std::string other = "https://hooks.example.com:8443/receipts/sms?hid=1";
+  EXPECT_EQ(sign(other), "iyv4zyyVz+8TUHw/9Adf1LMwHCw=");
+  EXPECT_EQ(a->verify_receipt(callback(body, "iyv4zyyVz+8TUHw/9Adf1LMwHCw=", other)).status, 0);
+  EXPECT_EQ(a->verify_receipt(callback(body, sig_bare, other)).status, 0);
+  EXPECT_EQ(a->verify_receipt(callback(body, sig_ported, other)).status, 403);
+  EXPECT_EQ(a->verify_receipt(callback(body, "iyv4zyyVz+8TUHw/9Adf1LMwHCw=", bare)).status, 403);
+  EXPECT_EQ(a->verify_receipt(callback(body, "iyv4zyyVz+8TUHw/9Adf1LMwHCw=", ported)).status, 403);
+
+  // User info and IPv6 literals: the port is the host's, not a colon in user:password or [::1].
+  const std::string v6 = "https://[::1]/receipts/sms?hid=1";
+  EXPECT_EQ(a->verify_receipt(callback(body, sign("https://[::1]:443/receipts/sms?hid=1"), v6)).status, 0);
+  EXPECT_EQ(a->verify_receipt(callback(body, sign(v6), "https://[::1]:443/receipts/sms?hid=1")).status, 0);
+  const std::string user = "https://u:p@hooks.example.com/receipts/sms?hid=1";
+  EXPECT_EQ(a->verify_receipt(callback(body, sign("https://u:p@hooks.example.com:443/receipts/sms?hid=1"), user)).status, 0);
+  EXPECT_EQ(a->verify_receipt(callback(body, sign("https://u@hooks.example.com/receipts/sms?hid=1"), user)).status, 403);
+}
+
 TEST(TwilioAdapter, ParsesEveryCallbackStatus) {
   auto a = make_adapter(twilio_config());
   struct Case {

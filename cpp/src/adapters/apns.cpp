@@ -1,5 +1,6 @@
 // Apple Push Notification service: one HTTP/2 POST per device token, authorized by an ES256
 // provider token (JWT) minted from the team's .p8 key and reused for most of an hour.
+#include <charconv>
 #include <optional>
 #include <stdexcept>
 
@@ -21,6 +22,10 @@ constexpr std::string_view default_url = "https://api.push.apple.com";
 // APNs refuses tokens older than an hour and answers TooManyProviderTokenUpdates to changes more
 // often than every 20 minutes: re-mint after 50, earlier only when APNs refused the token.
 constexpr std::int64_t remint_after_ms = 50 * 60 * 1000;
+// The longest settings.default_ttl_s accepted: a year, so a typo cannot ask for centuries.
+constexpr std::int64_t max_default_ttl_s = 365 * 24 * 3600;
+// settings.default_ttl_s absent: send no apns-expiration, so APNs stores the push and retries.
+constexpr std::int64_t no_default_ttl = -1;
 
 crypto::PrivateKey parse_ec_key(const ProviderConfig& c) {
   const std::string& pem = require_secret(c, "private_key");
@@ -42,6 +47,20 @@ http::Request::Version parse_version(const ProviderConfig& c) {
   throw ConfigError(config_error(c, "settings.http2", "must be tls, prior_knowledge or off"));
 }
 
+/// settings.default_ttl_s: the lifetime of a notification without expires_at, in whole seconds
+/// (0 = APNs tries once and never stores it), or no_default_ttl when absent.
+std::int64_t parse_default_ttl(const ProviderConfig& c) {
+  auto it = c.settings.find("default_ttl_s");
+  if (it == c.settings.end() || it->second.empty()) return no_default_ttl;
+  const std::string& v = it->second;
+  std::int64_t seconds = 0;
+  const auto [ptr, ec] = std::from_chars(v.data(), v.data() + v.size(), seconds);
+  if (ec != std::errc() || ptr != v.data() + v.size() || seconds < 0 || seconds > max_default_ttl_s) {
+    throw ConfigError(config_error(c, "settings.default_ttl_s", "must be a whole number of seconds from 0 to 31536000"));
+  }
+  return seconds;
+}
+
 class ApnsAdapter final : public Adapter {
  public:
   explicit ApnsAdapter(const ProviderConfig& c)
@@ -51,6 +70,7 @@ class ApnsAdapter final : public Adapter {
         topic_(require_setting(c, "topic")),
         push_type_(setting_or(c, "push_type", "alert")),
         version_(parse_version(c)),
+        default_ttl_s_(parse_default_ttl(c)),
         url_(base_url(c, default_url) + "/3/device/"),
         timeout_ms_(c.timeout_ms),
         headers_(c.headers) {
@@ -82,7 +102,16 @@ class ApnsAdapter final : public Adapter {
     req.headers.emplace_back("apns-topic: " + topic_);
     req.headers.emplace_back("apns-push-type: " + push_type_);
     req.headers.emplace_back(urgent ? "apns-priority: 10" : "apns-priority: 5");
-    req.headers.emplace_back("apns-expiration: " + std::to_string(n.expires_at_ms > 0 ? n.expires_at_ms / 1000 : 0));
+    // apns-expiration is a UNIX time in seconds; 0 tells APNs to try once and never store the push,
+    // and without the header APNs stores it and retries. So: expires_at when set, else now plus
+    // settings.default_ttl_s when set, else no header (never 0 by accident).
+    if (n.expires_at_ms > 0) {
+      req.headers.emplace_back("apns-expiration: " + std::to_string(n.expires_at_ms / 1000));
+    } else if (default_ttl_s_ == 0) {
+      req.headers.emplace_back("apns-expiration: 0");
+    } else if (default_ttl_s_ > 0) {
+      req.headers.emplace_back("apns-expiration: " + std::to_string(ctx.now_ms / 1000 + default_ttl_s_));
+    }
     for (const auto& [k, v] : headers_) req.headers.emplace_back(k + ": " + v);
     return req;
   }
@@ -145,6 +174,7 @@ class ApnsAdapter final : public Adapter {
   std::string topic_;
   std::string push_type_;
   http::Request::Version version_;
+  std::int64_t default_ttl_s_;  ///< no_default_ttl, or seconds for notifications without expires_at
   std::string url_;
   std::int64_t timeout_ms_;
   std::map<std::string, std::string> headers_;

@@ -98,6 +98,11 @@ class FcmAdapter final : public Adapter {
       body += R"(,"android":{"ttl":")";
       body += std::to_string((left_ms + 999) / 1000);
       body += "s\"}";
+      // android.ttl does not reach Apple devices: FCM passes apns.headers on to APNs, where
+      // apns-expiration is the UNIX time in seconds (as the apns adapter sends it).
+      body += R"(,"apns":{"headers":{"apns-expiration":")";
+      body += std::to_string(n.expires_at_ms / 1000);
+      body += "\"}}";
     }
     body += "}}";
     req.body = std::move(body);

@@ -1,6 +1,7 @@
 #include "adapters.hpp"
 
 #include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <ctime>
 #include <stdexcept>
@@ -49,6 +50,39 @@ ReceiptStatus status_of(std::string_view status, std::string_view error_code) {
     return ReceiptStatus::failed;
   }
   return ReceiptStatus::progress;  // queued, accepted, sending, sent, scheduled, ...
+}
+
+/// The forms of a callback URL whose signature Twilio's own validators accept (twilio-python's
+/// RequestValidator.validate, twilio-node's validateRequest): the URL with its port removed and
+/// with the scheme's default port added when it has none (:443 for https, :80 for http). One of
+/// the two is the URL as given. A URL that is not http(s) is used as given only.
+std::vector<std::string> signed_url_forms(const std::string& url) {
+  const auto sep = url.find("://");
+  if (sep == std::string::npos) return {url};
+  std::string scheme = url.substr(0, sep);
+  std::transform(scheme.begin(), scheme.end(), scheme.begin(),
+                 [](unsigned char ch) { return static_cast<char>(std::tolower(ch)); });
+  if (scheme != "https" && scheme != "http") return {url};
+  const std::size_t authority_begin = sep + 3;
+  const std::size_t authority_end = std::min(url.find_first_of("/?#", authority_begin), url.size());
+  // The host follows any user:password@; an IPv6 literal's colons sit inside [...].
+  std::size_t host_begin = authority_begin;
+  if (const auto at = url.rfind('@', authority_end - 1); at != std::string::npos && at >= authority_begin) host_begin = at + 1;
+  std::size_t colon = std::string::npos;
+  if (host_begin < authority_end && url[host_begin] == '[') {
+    const auto close = url.find(']', host_begin);
+    if (close != std::string::npos && close + 1 < authority_end && url[close + 1] == ':') colon = close + 1;
+  } else if (const auto c = url.find(':', host_begin); c < authority_end) {
+    colon = c;
+  }
+  if (colon == std::string::npos) {
+    std::string with_port = url;
+    with_port.insert(authority_end, scheme == "https" ? ":443" : ":80");
+    return {url, std::move(with_port)};
+  }
+  std::string without_port = url;
+  without_port.erase(colon, authority_end - colon);
+  return {url, std::move(without_port)};
 }
 
 /// Twilio Programmable Messaging: form POST to the account's Messages resource, Basic auth,
@@ -124,7 +158,8 @@ class TwilioAdapter final : public Adapter {
   [[nodiscard]] bool has_receipts() const override { return true; }
 
   /// X-Twilio-Signature = base64(HMAC-SHA1(auth_token, full URL + each POST parameter's name and
-  /// value, sorted by name)).
+  /// value, sorted by name)). The URL is tried with and without its port, as Twilio's validators
+  /// do: which form Twilio signs depends on how the StatusCallback URL was written.
   [[nodiscard]] ReceiptCheck verify_receipt(const InboundRequest& r) const override {
     const std::string given = r.header("x-twilio-signature");
     if (given.empty()) return {401, "missing X-Twilio-Signature"};
@@ -135,11 +170,13 @@ class TwilioAdapter final : public Adapter {
       return {403, "X-Twilio-Signature does not match (unreadable form body)"};
     }
     std::sort(params.begin(), params.end());
-    std::string data = r.url;
-    for (const auto& [k, v] : params) data.append(k).append(v);
-    const std::string expected = crypto::base64(crypto::hmac_sha1(token_, data));
-    if (!crypto::constant_time_equal(expected, given)) return {403, "X-Twilio-Signature does not match"};
-    return {};
+    std::string signed_params;
+    for (const auto& [k, v] : params) signed_params.append(k).append(v);
+    for (const std::string& url : signed_url_forms(r.url)) {
+      const std::string expected = crypto::base64(crypto::hmac_sha1(token_, url + signed_params));
+      if (crypto::constant_time_equal(expected, given)) return {};
+    }
+    return {403, "X-Twilio-Signature does not match"};
   }
 
   [[nodiscard]] std::vector<Receipt> parse_receipt(const InboundRequest& r) const override {
