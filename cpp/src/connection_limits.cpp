@@ -2,6 +2,7 @@
 // limit and the errors accept() reports when descriptors run out.
 #include "connection_limits.hpp"
 
+#include <poll.h>
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -42,6 +43,13 @@ bool out_of_descriptors(const boost::system::error_code& ec) {
   if (ec.category() != boost::system::system_category()) return false;
   const int e = ec.value();
   return e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM;
+}
+
+bool connection_waiting(int listener_fd) {
+  pollfd p{};
+  p.fd = listener_fd;
+  p.events = POLLIN;
+  return ::poll(&p, 1, 0) == 1 && (p.revents & POLLIN) != 0;
 }
 
 }  // namespace herald::http::detail

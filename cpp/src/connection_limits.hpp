@@ -130,4 +130,10 @@ struct ConnectionCounters {
 /// server then closes its oldest idle connection and retries shortly, rather than spinning.
 [[nodiscard]] bool out_of_descriptors(const boost::system::error_code& ec);
 
+/// Whether a connection waits to be accepted on this listening socket. Linux fails accept() with
+/// EMFILE before it looks for one (asio also tries an accept before waiting), so an EMFILE alone
+/// does not mean that someone is kept waiting; closing an idle connection then would be for
+/// nothing.
+[[nodiscard]] bool connection_waiting(int listener_fd);
+
 }  // namespace herald::http::detail

@@ -609,10 +609,10 @@ struct H2cServer::Impl {
   }
 
   /// acceptor_strand_ only. Out of descriptors and the like: free one (the oldest idle
-  /// connection) and retry after a short pause rather than spin on an accept that fails at once.
+  /// connection) if a connection is waiting, and retry after a short pause rather than spin on an accept that fails at once.
   void on_accept_error(const boost::system::error_code& ec) {
     detail::ConnectionCounters::bump(shared_->counters.accept_errors);
-    if (detail::out_of_descriptors(ec)) {
+    if (detail::out_of_descriptors(ec) && detail::connection_waiting(acceptor_.native_handle())) {
       std::shared_ptr<Connection> victim;
       {
         std::lock_guard lock(shared_->mutex);

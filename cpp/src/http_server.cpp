@@ -537,12 +537,12 @@ struct Server::Impl {
     });
   }
 
-  /// Out of descriptors and the like: free one (the oldest idle connection) and retry after a
-  /// short pause rather than spin on an accept that fails at once.
+  /// Out of descriptors and the like: free one (the oldest idle connection) if a connection is
+  /// waiting, and retry after a short pause rather than spin on an accept that fails at once.
   void on_accept_error(beast::error_code ec) {
     auto& counters = shared_->counters;
     detail::ConnectionCounters::bump(counters.accept_errors);
-    if (detail::out_of_descriptors(ec)) {
+    if (detail::out_of_descriptors(ec) && detail::connection_waiting(acceptor_->native_handle())) {
       std::optional<std::shared_ptr<Session>> victim;
       {
         std::lock_guard lock(shared_->mu);

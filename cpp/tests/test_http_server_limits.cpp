@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/resource.h>
@@ -22,6 +23,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
+#include <filesystem>
 #include <future>
 #include <memory>
 #include <mutex>
@@ -438,6 +440,60 @@ TEST(HttpServerLimits, AtMaxConnectionsWithNoneIdleTheNewConnectionIsClosed) {
   f.handler->release();
   EXPECT_NE(a.read_response().find("released"), std::string::npos);
   EXPECT_NE(b.read_response().find("released"), std::string::npos);
+}
+
+/// Lowers the soft open-file limit so that exactly `spare` more descriptors can be opened, and
+/// restores everything on destruction.
+class NofileGuard {
+ public:
+  explicit NofileGuard(rlim_t spare) {
+    ::getrlimit(RLIMIT_NOFILE, &saved_);
+    // New descriptors take the lowest free number: fill the gaps below the highest in use, so
+    // the limit counts from the first free one.
+    rlim_t highest = 0;
+    for (const auto& entry : std::filesystem::directory_iterator("/proc/self/fd")) {
+      highest = std::max<rlim_t>(highest, std::stoul(entry.path().filename().string()));
+    }
+    int fd = -1;
+    while ((fd = ::open("/dev/null", O_RDONLY)) >= 0 && static_cast<rlim_t>(fd) < highest) fillers_.push_back(fd);
+    if (fd < 0) return;
+    ::close(fd);  // the first free descriptor above every one in use
+    rlimit lim = saved_;
+    lim.rlim_cur = static_cast<rlim_t>(fd) + spare;
+    ok_ = ::setrlimit(RLIMIT_NOFILE, &lim) == 0;
+  }
+  ~NofileGuard() {
+    ::setrlimit(RLIMIT_NOFILE, &saved_);
+    for (const int fd : fillers_) ::close(fd);
+  }
+  NofileGuard(const NofileGuard&) = delete;
+  NofileGuard& operator=(const NofileGuard&) = delete;
+  [[nodiscard]] bool ok() const { return ok_; }
+
+ private:
+  rlimit saved_{};
+  std::vector<int> fillers_;
+  bool ok_ = false;
+};
+
+TEST(HttpServerLimits, OutOfDescriptorsTheOldestIdleIsClosedAndTheNewConnectionAccepted) {
+  Fixture f(options());  // before lowering the limit: the server raises it at start
+  constexpr int kIdle = 10;
+  const NofileGuard guard(2 * kIdle + 1);  // the idle pairs, and one client socket more
+  ASSERT_TRUE(guard.ok());
+  std::vector<std::unique_ptr<Socket>> idle;
+  for (int i = 0; i < kIdle; ++i) idle.push_back(std::make_unique<Socket>(f.server.port()));
+  // This client socket takes the last descriptor: the server's accept() fails with EMFILE until
+  // it closes its oldest idle connection.
+  Socket genuine(f.server.port());
+  genuine.send(kGetClose);
+  const auto answer = genuine.read_until_eof();
+  EXPECT_EQ(answer.data.rfind("HTTP/1.1 200", 0), 0u) << answer.data;
+  EXPECT_TRUE(idle[0]->read_until_eof().eof);
+  EXPECT_TRUE(idle[1]->open_now());
+  const ServerStats st = f.server.stats();
+  EXPECT_GE(st.accept_errors, 1u);
+  EXPECT_EQ(st.closed_evicted, 1u);
 }
 
 /// The figure: thousands of idle or half-sent connections must not delay a genuine
