@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import resource
+import socket
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -452,6 +453,8 @@ def test_core_config_errors_carry_the_field_too(tmp_path: Path, sandbox: Sandbox
                      id="durability-nul"),
         pytest.param({"receipts": 8787}, "receipts", "must be a string (got int)", id="receipts-int"),
         pytest.param({"public_url": "http://\udc80"}, "public_url", UTF8.format(7), id="public-url-surrogate"),
+        pytest.param({"receipts": "a\x00b:1"}, "receipts", "must not contain a NUL character", id="receipts-nul"),
+        pytest.param({"receipts": "nonsense"}, "receipts", 'must be "host:port"', id="receipts-no-port"),
     ],
 )
 def test_engine_options(tmp_path: Path, sandbox: Sandbox, options: dict[str, Any], field: str, reason: str) -> None:
@@ -476,6 +479,15 @@ def test_engine_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, data_d
         Engine(data_dir, rules=default_rules(), providers=[])
     assert info.value.field == "data_dir"
     assert str(info.value).startswith(f"data_dir: {reason}")
+
+
+def test_a_listener_the_os_refuses_is_still_a_herald_error(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(herald.HeraldError, match="^the engine could not start: "):
+            Engine(tmp_path / "data", rules=default_rules(), providers=[], receipts=f"127.0.0.1:{port}")
 
 
 def test_the_core_checks_options_in_milliseconds_too(tmp_path: Path) -> None:

@@ -414,13 +414,24 @@ void register_engine(py::module_& m) {
              o.log_segment_bytes = to_int(log_segment_bytes, "log_segment_bytes", 4096, std::int64_t{1} << 32, config);
              o.receipts_listen = to_text(receipts, "receipts", config);
              o.public_url = to_text(public_url, "public_url", config);
+             for (const auto& [name, text] : {std::pair{"receipts", &o.receipts_listen}, {"public_url", &o.public_url}}) {
+               if (text->find('\0') != std::string::npos) throw ConfigError(name, "must not contain a NUL character");
+             }
              o.reconcile_after = to_ms(reconcile_after_ms, "reconcile_after_ms", 0, 30 * day_ms);
              o.reconcile_interval = to_ms(reconcile_interval_ms, "reconcile_interval_ms", 1, day_ms);
              auto router = std::make_shared<PyRouter>(std::move(route_batch));
              auto holder = std::make_unique<PyEngine>();
              // Why release: start-up reads the store and starts threads; nothing here needs Python.
              py::gil_scoped_release release;
-             holder->engine = std::make_unique<Engine>(std::move(o), std::move(router));
+             try {
+               holder->engine = std::make_unique<Engine>(std::move(o), std::move(router));
+             } catch (const Error&) {
+               throw;
+             } catch (const std::runtime_error& e) {
+               // A listener or file the OS refused (e.g. a receipts host that does not resolve):
+               // still a herald error, with the OS's reason.
+               throw Error(std::string("the engine could not start: ") + e.what());
+             }
              return holder;
            }),
            py::arg("data_dir"), py::arg("durability"), py::arg("providers"), py::arg("route_batch"),

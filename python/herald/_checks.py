@@ -14,16 +14,21 @@ from herald._core import ConfigError, ValidationError
 __all__ = ["checked_int", "checked_text", "config_error", "seconds_to_ms", "validation_error"]
 
 
+def _message(field: str, reason: str) -> str:
+    """The text "<field>: <reason>", a NUL written as \\x00 as the core writes it."""
+    return f"{field}: {reason}".replace("\0", "\\x00")
+
+
 def validation_error(field: str, reason: str) -> ValidationError:
     """A ValidationError naming ``field``."""
-    error = ValidationError(f"{field}: {reason}")
+    error = ValidationError(_message(field, reason))
     error.field = field  # type: ignore[attr-defined]
     return error
 
 
 def config_error(field: str, reason: str) -> ConfigError:
     """A ConfigError naming ``field``."""
-    error = ConfigError(f"{field}: {reason}")
+    error = ConfigError(_message(field, reason))
     error.field = field  # type: ignore[attr-defined]
     return error
 

@@ -160,7 +160,13 @@ class Engine:
         """``receipts="127.0.0.1:8787"`` starts the receipt server providers call back
         (``public_url`` is where they reach it, when that differs). A delivery accepted by a
         provider that sends receipts, still without a final one after ``reconcile_after`` seconds,
-        is looked up through the provider's status API every ``reconcile_interval`` seconds."""
+        is looked up through the provider's status API every ``reconcile_interval`` seconds.
+
+        Ranges (a value outside raises :class:`herald.ConfigError` naming the option; bools are not
+        numbers): ``route_batch`` 1..65536, ``max_attempts_per_provider`` 1..100, ``retry_base``
+        0..3600 s, ``retry_max`` 0..86400 s, ``close_timeout`` 0..86400 s, ``reconcile_after``
+        0..2592000 s (30 days), ``reconcile_interval`` 0..86400 s, ``seed`` 0..2**64-1. Provider
+        ranges are in :mod:`herald.providers`."""
         if rules is None and Path("routing_rules").is_dir():
             rules = "routing_rules"
         # Durations are checked here, in seconds and under the caller's names; the core checks the
@@ -229,6 +235,12 @@ class Engine:
         ``recipient`` is a user id or a dict with an ``id`` and addresses. ``send_at`` and
         ``expires_at`` take an aware datetime, a timedelta from now, or epoch seconds. A repeat of
         ``idempotency_key`` returns the first notification's receipt (``duplicate=True``).
+
+        Limits (:class:`herald.ValidationError` names the field, down to ``data.a.b[3]``): text must
+        be valid UTF-8 (no lone surrogates); ``data`` and ``recipient`` must be JSON-like (dict with
+        str keys, list, tuple, str, int within 64 bits, finite float, bool, None, date/datetime), at
+        most 64 levels deep, not contain themselves, and come to at most 256 KiB of JSON; times
+        must fall from 1970-01-01 to 9999-12-31.
         """
         fields: dict[str, Any] = {"type": type, "recipient": recipient, "priority": priority, "tenant": tenant}
         if data is not None:

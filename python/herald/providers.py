@@ -14,7 +14,10 @@ TOML form::
 A secret is read from an environment variable (``{ env = "NAME" }``) or a file
 (``{ file = "/run/secrets/x" }``, trailing newline dropped); a plain string is accepted from Python
 dicts. Secret values never appear in errors or logs. The core validates every other field and
-raises :class:`herald.ConfigError` naming the provider and field.
+raises :class:`herald.ConfigError` naming the provider and field (``.field``), e.g.
+``providers.sms.concurrency``. Numbers (ints, never bools): ``concurrency`` 1..10000,
+``max_attempts`` 0..100 (0 = the engine's retry policy), ``timeout_ms`` 1..600000, ``rate_per_s``
+0..1e7 (0 = unlimited), ``cost_per_message`` finite and 0 or more. Every text must be valid UTF-8.
 """
 
 from __future__ import annotations
