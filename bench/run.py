@@ -240,7 +240,58 @@ SCENARIOS = {
     "rss": scenario_rss,
     "email_batching": scenario_email_batching,
     "apns_http2": scenario_apns_http2,
+    "retention_on": scenario_retention_on,
+    "retention_off": scenario_retention_off,
 }
+
+
+def _du(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def _retention_run(tmp: Path, retention: bool) -> dict:
+    """1,000,000 notifications end to end in chunks; with retention on, the pruner keeps the disk
+    bounded (database live pages 200 MB, log 100 MB, looked at every 2 s)."""
+    from herald import Sandbox
+
+    total, chunk = 1_000_000, 50_000
+    from herald import Retention
+
+    if retention:
+        options = {"retention": Retention(max_db_bytes=200 << 20, log_max_bytes=100 << 20, interval=2.0)}
+    else:
+        options = {"retention": Retention(interval=0)}
+    data_dir = tmp / "retention"
+    peak = 0
+    with Sandbox() as sandbox:
+        with _engine(data_dir, sandbox, **options) as engine:
+            t0 = time.perf_counter()
+            for start in range(0, total, chunk):
+                engine.send_many(_campaign(chunk, prefix=f"r{start}-"))
+                if start % (4 * chunk) == 0:
+                    peak = max(peak, _du(data_dir))
+                sandbox.clear()
+            assert engine.wait_idle(1200)
+            seconds = time.perf_counter() - t0
+            if retention:
+                engine.prune()
+            stats = engine.stats()
+        disk = _du(data_dir)
+    key = "retention_on" if retention else "retention_off"
+    return {
+        f"{key}_1m_per_s": round(total / seconds),
+        f"{key}_1m_disk_bytes": disk,
+        f"{key}_1m_peak_disk_bytes": max(peak, disk),
+        f"{key}_1m_pruned": stats["pruned"],
+    }
+
+
+def scenario_retention_on(tmp: Path) -> dict:
+    return _retention_run(tmp, True)
+
+
+def scenario_retention_off(tmp: Path) -> dict:
+    return _retention_run(tmp, False)
 
 
 def _commit() -> str:

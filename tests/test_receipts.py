@@ -118,3 +118,42 @@ def test_herald_signed_receipts_stale_or_forged_are_rejected(engine: Engine) -> 
 
 def test_receipts_for_unknown_providers_are_refused(engine: Engine) -> None:
     assert post(f"{engine.receipts_url}/nobody", b"{}", {"Content-Type": "application/json"}) == 404
+
+
+def test_a_flood_of_forged_receipts_is_logged_in_aggregate(engine: Engine) -> None:
+    import http.client
+    import sqlite3
+
+    id, sid = sent_otp(engine)
+    host, port = urllib.parse.urlsplit(engine.receipts_url).netloc.split(":")
+    path = f"/receipts/sms?hid={id}"
+    body = urllib.parse.urlencode({"MessageSid": sid, "MessageStatus": "delivered", "AccountSid": SID})
+    conn = http.client.HTTPConnection(host, int(port), timeout=5)  # keep-alive: 2,000 on one connection
+    for _ in range(2000):
+        conn.request("POST", path, body, {"Content-Type": "application/x-www-form-urlencoded",
+                                          "X-Twilio-Signature": "forged"})
+        answer = conn.getresponse()
+        answer.read()
+        assert answer.status == 403
+    conn.close()
+    assert engine.stats()["receipts_rejected"] == 2000
+    data_dir = engine.data_dir
+    engine.close()  # writes what was counted since the last interval
+    assert engine_status_unchanged(data_dir, id)
+    lines = [json.loads(line) for seg in sorted((data_dir / "log").glob("events-*.jsonl"))
+             for line in seg.read_text().splitlines()]
+    refused = [e for e in lines if e["event"] == "receipt_rejected"]
+    assert len(refused) == 1, refused
+    assert refused[0]["detail"].startswith("2000 receipts refused: ")
+    assert refused[0]["provider"] == "sms" and refused[0]["http_status"] == 403
+    with sqlite3.connect(data_dir / "herald.db") as db:
+        rows = db.execute("SELECT count(*) FROM events WHERE nid = 0 AND kind = 'receipt_rejected'").fetchone()[0]
+    assert rows == 1
+
+
+def engine_status_unchanged(data_dir: Path, id: int) -> bool:
+    import sqlite3
+
+    with sqlite3.connect(data_dir / "herald.db") as db:
+        receipt = db.execute("SELECT receipt FROM notifications WHERE id = ?", (id,)).fetchone()[0]
+    return receipt is None

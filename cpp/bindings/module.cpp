@@ -7,4 +7,5 @@ PYBIND11_MODULE(_core, m) {
   herald::bindings::register_engine(m);
   herald::bindings::register_sandbox(m);
   herald::bindings::register_bench(m);
+  herald::bindings::register_retention(m);
 }

@@ -10,6 +10,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include "herald/retention.hpp"
+#include "herald/store.hpp"
+
 namespace py = pybind11;
 
 namespace herald::bindings {
@@ -77,5 +80,15 @@ void register_errors(py::module_& m);
 void register_engine(py::module_& m);
 void register_sandbox(py::module_& m);
 void register_bench(py::module_& m);
+void register_retention(py::module_& m);
+
+// -- retention and health (register_retention.cpp) ------------------------------------------------
+
+/// Retention limits from the Engine's options (milliseconds and bytes), range-checked by name.
+RetentionOptions to_retention(const py::object& max_age_ms, const py::object& max_db_bytes,
+                              const py::object& log_max_age_ms, const py::object& log_max_bytes,
+                              const py::object& interval_ms);
+py::dict prune_report_dict(const PruneReport& r);
+py::dict store_health_dict(const StoreHealth& h);
 
 }  // namespace herald::bindings

@@ -382,7 +382,10 @@ void register_engine(py::module_& m) {
                        const py::object& max_attempts_per_provider, const py::object& retry_base_ms,
                        const py::object& retry_max_ms, const py::object& seed, const py::object& close_timeout_ms,
                        const py::object& log_segment_bytes, const py::object& receipts, const py::object& public_url,
-                       const py::object& reconcile_after_ms, const py::object& reconcile_interval_ms) {
+                       const py::object& reconcile_after_ms, const py::object& reconcile_interval_ms,
+                       const py::object& retention_max_age_ms, const py::object& retention_max_db_bytes,
+                       const py::object& retention_log_max_age_ms, const py::object& retention_log_max_bytes,
+                       const py::object& retention_interval_ms, const py::object& store_retry_max_ms) {
              // Every option is range-checked here (the same ranges as herald.Engine, in seconds there).
              constexpr auto config = ErrorKind::config;
              constexpr std::int64_t day_ms = 86'400'000;
@@ -419,6 +422,9 @@ void register_engine(py::module_& m) {
              }
              o.reconcile_after = to_ms(reconcile_after_ms, "reconcile_after_ms", 0, 30 * day_ms);
              o.reconcile_interval = to_ms(reconcile_interval_ms, "reconcile_interval_ms", 1, day_ms);
+             o.retention = to_retention(retention_max_age_ms, retention_max_db_bytes, retention_log_max_age_ms,
+                                        retention_log_max_bytes, retention_interval_ms);
+             o.store_retry_max = to_ms(store_retry_max_ms, "store_retry_max_ms", 1, 3'600'000);
              auto router = std::make_shared<PyRouter>(std::move(route_batch));
              auto holder = std::make_unique<PyEngine>();
              // Why release: start-up reads the store and starts threads; nothing here needs Python.
@@ -438,7 +444,12 @@ void register_engine(py::module_& m) {
            py::arg("route_batch_size") = 512, py::arg("max_attempts_per_provider") = 3, py::arg("retry_base_ms") = 200,
            py::arg("retry_max_ms") = 60000, py::arg("seed") = 0, py::arg("close_timeout_ms") = 10000,
            py::arg("log_segment_bytes") = 64 << 20, py::arg("receipts") = py::str(""), py::arg("public_url") = py::str(""),
-           py::arg("reconcile_after_ms") = 600000, py::arg("reconcile_interval_ms") = 30000)
+           py::arg("reconcile_after_ms") = 600000, py::arg("reconcile_interval_ms") = 30000,
+           py::arg("retention_max_age_ms") = std::int64_t{7} * 86'400'000,
+           py::arg("retention_max_db_bytes") = std::int64_t{2} << 30,
+           py::arg("retention_log_max_age_ms") = std::int64_t{7} * 86'400'000,
+           py::arg("retention_log_max_bytes") = std::int64_t{1} << 30, py::arg("retention_interval_ms") = 60'000,
+           py::arg("store_retry_max_ms") = 5'000)
       .def("send",
            [](PyEngine& self, const py::dict& fields) {
              Notification n = to_notification(fields, "");
@@ -538,8 +549,27 @@ void register_engine(py::module_& m) {
         d["lookups"] = s.lookups;
         d["reconciled"] = s.reconciled;
         d["batched_requests"] = s.batched_requests;
+        d["pruned"] = s.pruned;
         return d;
       })
+      .def("health",
+           [](PyEngine& self) {
+             const EngineHealth h = self.get().health();
+             py::dict d;
+             d["closing"] = h.closing;
+             d["store"] = store_health_dict(h.store);
+             return d;
+           })
+      .def("prune",
+           [](PyEngine& self) {
+             Engine& e = self.get();
+             PruneReport r;
+             {
+               py::gil_scoped_release release;  // SQLite chunks through the writer; no Python needed
+               r = e.prune();
+             }
+             return prune_report_dict(r);
+           })
       .def("suppressions",
            [](PyEngine& self, std::size_t limit) {
              std::vector<Suppression> rows;

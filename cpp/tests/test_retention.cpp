@@ -192,3 +192,34 @@ TEST(RejectionTally, KindsAreBoundedWhateverTheCallerSends) {
   }
   EXPECT_EQ(counted, 10'000u);
 }
+
+TEST(Retention, APassDeletesOldSegmentFilesButNeverTheOneBeingWritten) {
+  TempDir dir;
+  Store store(dir.path, Durability::process);
+  const fs::path log = dir.path / "old-log";
+  fs::create_directories(log);
+  for (int i = 1; i <= 5; ++i) {
+    std::FILE* f = std::fopen((log / ("events-0000000000000000000" + std::to_string(i) + ".jsonl")).c_str(), "wb");
+    ASSERT_NE(f, nullptr);
+    const std::string line(1000, 'x');
+    std::fwrite(line.data(), 1, line.size(), f);
+    std::fclose(f);
+  }
+  std::FILE* other = std::fopen((log / "notes.txt").c_str(), "wb");  // not a segment: left alone
+  std::fclose(other);
+  RetentionOptions limits;
+  limits.max_age = std::chrono::milliseconds(0);
+  limits.max_db_bytes = 0;
+  limits.log_max_age = std::chrono::milliseconds(0);
+  limits.log_max_bytes = 2500;
+  const PruneReport r = prune_once(store, log, limits, now_ms());
+  EXPECT_EQ(r.segments, 3u);  // 5,000 bytes -> 2,000
+  EXPECT_EQ(r.segment_bytes, 3000);
+  EXPECT_EQ(r.log_bytes, 2000);
+  EXPECT_FALSE(fs::exists(log / "events-00000000000000000001.jsonl"));
+  EXPECT_TRUE(fs::exists(log / "events-00000000000000000005.jsonl"));
+  EXPECT_TRUE(fs::exists(log / "notes.txt"));
+  limits.log_max_bytes = 1;
+  EXPECT_EQ(prune_once(store, log, limits, now_ms()).segments, 1u);  // the newest stays
+  EXPECT_TRUE(fs::exists(log / "events-00000000000000000005.jsonl"));
+}

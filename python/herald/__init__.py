@@ -15,6 +15,7 @@ from herald.errors import (
     ValidationError,
 )
 from herald.plan import Plan
+from herald.retention import Retention
 from herald.rules import Notification, RuleSet, rule
 from herald.sandbox import Sandbox
 
@@ -30,6 +31,7 @@ __all__ = [
     "Notification",
     "Plan",
     "Receipt",
+    "Retention",
     "RuleSet",
     "Sandbox",
     "Status",

@@ -1,4 +1,4 @@
-"""The `herald` command: demo, sandbox, send, status, trace, dead-letters."""
+"""The `herald` command: demo, sandbox, send, status, trace, dead-letters, prune."""
 
 from __future__ import annotations
 
@@ -86,6 +86,16 @@ def _cmd_dead_letters(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_prune(args: argparse.Namespace) -> int:
+    from herald.retention import Retention, prune
+
+    days = 86_400
+    limits = Retention(max_age=args.max_age_days * days, max_db_bytes=args.max_db_mb << 20,
+                       log_max_age=args.log_max_age_days * days, log_max_bytes=args.log_max_mb << 20)
+    print(json.dumps(prune(args.data_dir, limits)))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="herald", description="herald: a self-hosted notification engine")
     parser.add_argument("--data-dir", default="herald-data", help="the embedded store's directory (default ./herald-data)")
@@ -127,6 +137,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = sub.add_parser("dead-letters", help="list dead-lettered notifications")
     p.add_argument("--limit", type=int, default=50)
     p.set_defaults(func=_cmd_dead_letters)
+
+    p = sub.add_parser("prune", help="delete final notifications, events and log segments past the retention limits "
+                                     "(run it where no engine uses the folder; an engine prunes by itself)")
+    p.add_argument("--max-age-days", type=float, default=7, help="final notifications older than this go (default 7)")
+    p.add_argument("--max-db-mb", type=int, default=2048, help="then the oldest until the database fits (default 2048)")
+    p.add_argument("--log-max-age-days", type=float, default=7, help="log segments older than this go (default 7)")
+    p.add_argument("--log-max-mb", type=int, default=1024, help="then the oldest until the log fits (default 1024)")
+    p.set_defaults(func=_cmd_prune)
 
     args = parser.parse_args(argv)
     from herald.errors import HeraldError

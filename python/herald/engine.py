@@ -18,6 +18,7 @@ from typing import Any, Literal
 from herald import _core
 from herald._checks import checked_int, checked_text, config_error, seconds_to_ms, validation_error
 from herald.providers import ProviderSpec, load_providers
+from herald.retention import Retention
 from herald.rules import RuleSet
 
 __all__ = ["Engine", "Event", "Receipt", "Status", "Suppression", "When"]
@@ -156,6 +157,8 @@ class Engine:
         public_url: str | None = None,
         reconcile_after: float = 600.0,
         reconcile_interval: float = 30.0,
+        retention: Retention | None = None,
+        store_retry_max: float = 5.0,
     ) -> None:
         """``receipts="127.0.0.1:8787"`` starts the receipt server providers call back
         (``public_url`` is where they reach it, when that differs). A delivery accepted by a
@@ -166,7 +169,12 @@ class Engine:
         numbers): ``route_batch`` 1..65536, ``max_attempts_per_provider`` 1..100, ``retry_base``
         0..3600 s, ``retry_max`` 0..86400 s, ``close_timeout`` 0..86400 s, ``reconcile_after``
         0..2592000 s (30 days), ``reconcile_interval`` 0..86400 s, ``seed`` 0..2**64-1. Provider
-        ranges are in :mod:`herald.providers`."""
+        ranges are in :mod:`herald.providers`.
+
+        ``retention`` limits what the store keeps (:class:`herald.Retention`: 7 days, 2 GiB of
+        database, 1 GiB of log by default). When the disk refuses writes, the engine holds its
+        records and retries them, pausing at most ``store_retry_max`` seconds (0.001..3600) between
+        tries; :meth:`health` shows it."""
         if rules is None and Path("routing_rules").is_dir():
             rules = "routing_rules"
         # Durations are checked here, in seconds and under the caller's names; the core checks the
@@ -182,7 +190,11 @@ class Engine:
             "public_url": "" if public_url is None else public_url,
             "reconcile_after_ms": seconds_to_ms("reconcile_after", reconcile_after, 0, 30 * 86_400),
             "reconcile_interval_ms": max(1, seconds_to_ms("reconcile_interval", reconcile_interval, 0, 86_400)),
+            "store_retry_max_ms": max(1, seconds_to_ms("store_retry_max", store_retry_max, 0.001, 3600)),
         }
+        if retention is not None and not isinstance(retention, Retention):
+            raise config_error("retention", f"must be a herald.Retention (got {type(retention).__name__})")
+        options.update((retention or Retention()).core_options())
         path = _data_dir(data_dir)
         self.rules = RuleSet.load(rules)
         self._core = _core.Engine(path, durability, load_providers(providers), self.rules.route_batch, **options)
@@ -297,6 +309,16 @@ class Engine:
 
     def stats(self) -> dict[str, int]:
         return dict(self._core.stats())
+
+    def health(self) -> dict[str, Any]:
+        """Whether the engine can do its work. ``store``: ``degraded`` (the disk refuses writes;
+        records are held in memory and delivery waits), ``error``, ``since`` (epoch s),
+        ``held_batches``, ``write_faults`` (refused commits since start)."""
+        return dict(self._core.health())
+
+    def prune(self) -> dict[str, int]:
+        """Runs a retention pass now (the engine also runs one every ``retention.interval``)."""
+        return dict(self._core.prune())
 
     def suppressions(self, limit: int = 10_000) -> list[Suppression]:
         """Addresses herald will not send to again, oldest first."""

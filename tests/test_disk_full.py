@@ -1,0 +1,150 @@
+"""A full disk under a running engine: intake refuses, accepted notifications are held and status()
+stays true, delivery resumes by itself when space returns, and an engine opens on a full disk.
+
+The disk is a real tmpfs mounted by the test (the test machines run as root)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import herald
+from herald import Sandbox
+
+from support import default_rules
+
+
+class SmallDisk:
+    def __init__(self, path: Path, size: int) -> None:
+        self.path = path
+        path.mkdir()
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+                              capture_output=True, text=True)
+        assert done.returncode == 0, f"cannot mount a tmpfs (the tests need root): {done.stderr}"
+
+    def fill(self) -> None:
+        block = b"x" * 65536
+        with open(self.path / "filler", "ab", buffering=0) as f:
+            try:
+                while True:
+                    f.write(block)
+            except OSError:
+                pass
+            try:
+                while True:
+                    f.write(b"x" * 512)
+            except OSError:
+                pass
+
+    def free(self) -> None:
+        (self.path / "filler").unlink(missing_ok=True)
+
+    def unmount(self) -> None:
+        subprocess.run(["umount", "-l", str(self.path)], check=False)
+
+
+@pytest.fixture
+def disk(tmp_path: Path) -> Iterator[SmallDisk]:
+    d = SmallDisk(tmp_path / "disk", 8 << 20)
+    yield d
+    d.unmount()
+
+
+def eventually(check, timeout: float = 30.0):  # noqa: ANN001, ANN201
+    """Waits on observable state (bounded): returns check()'s first truthy value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        assert time.monotonic() < deadline, "condition never held"
+        time.sleep(0.01)
+
+
+def log_events(data_dir: Path) -> list[dict]:
+    out = []
+    for seg in sorted((data_dir / "log").glob("events-*.jsonl")):
+        for line in seg.read_text().splitlines():
+            out.append(json.loads(line))  # every line whole: a torn line fails here
+    return out
+
+
+def test_full_disk_holds_accepted_notifications_and_delivers_them_when_space_returns(
+    disk: SmallDisk, sandbox: Sandbox
+) -> None:
+    data_dir = disk.path / "data"
+    engine = herald.Engine(
+        data_dir,
+        rules=default_rules(),
+        providers=[sandbox.provider("primary", concurrency=8), sandbox.provider("backup", concurrency=8)],
+        retry_base=0.02,
+        retry_max=0.2,
+        close_timeout=3.0,
+        store_retry_max=0.1,
+    )
+    try:
+        due = time.time() + 3.0
+        accepted = [engine.send("otp", f"u{i}", {"code": str(i)}, send_at=due).id for i in range(40)]
+        disk.fill()
+        # Intake is refused once the store has no room left (the WAL takes a little first).
+        refused = 0
+        for i in range(500):
+            try:
+                engine.send("otp", f"big{i}", {"code": "x" * 60_000})
+            except herald.StoreError as exc:
+                assert "full" in str(exc)
+                refused += 1
+                break
+        assert refused == 1, "the full disk never refused a write"
+        assert engine.health()["store"]["degraded"] is True
+
+        # The accepted ones come due while the disk is full: held, never dead-lettered, never sent
+        # without their "sending" mark on disk, and status() says what is on disk.
+        eventually(lambda: time.time() > due + 0.5)
+        eventually(lambda: engine.health()["store"]["write_faults"] >= 3)
+        assert engine.dead_letters() == []
+        assert not engine.wait_idle(0.2)
+        assert [engine.status(i).state for i in accepted] == ["queued"] * len(accepted)
+        assert [m for m in sandbox.messages() if m["body"]["to"]["id"].startswith("u")] == []
+        with pytest.raises(herald.StoreError, match="cancel refused"):
+            engine.cancel(accepted[0])
+
+        disk.free()
+        assert engine.wait_idle(30)
+        assert engine.health()["store"]["degraded"] is False
+        assert [engine.status(i).state for i in accepted] == ["completed"] * len(accepted)
+        sent = sorted(m["body"]["to"]["id"] for m in sandbox.messages() if m["body"]["to"]["id"].startswith("u"))
+        assert sent == sorted(f"u{i}" for i in range(40))  # each exactly once
+        # The engine takes new work again.
+        again = engine.send("otp", "after", {"code": "1"})
+        assert engine.wait(again.id).state == "completed"
+    finally:
+        engine.close()
+    kinds = [e["event"] for e in log_events(data_dir)]
+    assert kinds.count("store_degraded") == 1
+    assert kinds.count("store_recovered") == 1
+
+
+def test_an_engine_opens_on_a_full_disk_and_resumes(disk: SmallDisk, sandbox: Sandbox) -> None:
+    data_dir = disk.path / "data"
+    options = dict(
+        rules=default_rules(),
+        providers=[sandbox.provider("primary"), sandbox.provider("backup")],
+        close_timeout=3.0,
+        store_retry_max=0.1,
+    )
+    with herald.Engine(data_dir, **options) as engine:
+        waiting = [engine.send("otp", f"w{i}", {"code": "1"}, send_at=time.time() + 3600).id for i in range(10)]
+    disk.fill()
+    assert os.statvfs(disk.path).f_bavail * os.statvfs(disk.path).f_frsize < 8192
+    with herald.Engine(data_dir, **options) as engine:
+        assert [engine.status(i).state for i in waiting] == ["queued"] * 10
+        disk.free()
+        r = engine.send("otp", "fresh", {"code": "2"})
+        assert engine.wait(r.id).state == "completed"
