@@ -3,23 +3,16 @@
 #include <gtest/gtest.h>
 
 #include "herald/clock.hpp"
+#include "temp_dir.hpp"
 #include "herald/rejection_tally.hpp"
 #include "herald/retention.hpp"
 #include "herald/store.hpp"
 
 using namespace herald;
 namespace fs = std::filesystem;
+using herald::testing::TempDir;
 
 namespace {
-
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    path = fs::temp_directory_path() / ("herald-retention-test-" + std::to_string(now_us()));
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
-};
 
 LogSegment segment(const char* name, std::int64_t bytes, std::int64_t modified_ms) {
   return LogSegment{fs::path("/log") / name, bytes, modified_ms};

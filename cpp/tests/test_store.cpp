@@ -6,22 +6,15 @@
 #include <thread>
 
 #include "herald/clock.hpp"
+#include "temp_dir.hpp"
 #include "herald/errors.hpp"
 #include "herald/store.hpp"
 
 using namespace herald;
 namespace fs = std::filesystem;
+using herald::testing::TempDir;
 
 namespace {
-
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    path = fs::temp_directory_path() / ("herald-store-test-" + std::to_string(now_us()));
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
-};
 
 Notification make(Id id, std::string key = {}) {
   Notification n;
