@@ -232,19 +232,6 @@ def scenario_apns_http2(tmp: Path) -> dict:
     return figures
 
 
-SCENARIOS = {
-    "e2e": scenario_e2e,
-    "send_latency": scenario_send_latency,
-    "send_many": scenario_send_many,
-    "otp_under_backlog": scenario_otp_under_backlog,
-    "rss": scenario_rss,
-    "email_batching": scenario_email_batching,
-    "apns_http2": scenario_apns_http2,
-    "retention_on": scenario_retention_on,
-    "retention_off": scenario_retention_off,
-}
-
-
 def _du(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
@@ -292,6 +279,19 @@ def scenario_retention_on(tmp: Path) -> dict:
 
 def scenario_retention_off(tmp: Path) -> dict:
     return _retention_run(tmp, False)
+
+
+SCENARIOS = {
+    "e2e": scenario_e2e,
+    "send_latency": scenario_send_latency,
+    "send_many": scenario_send_many,
+    "otp_under_backlog": scenario_otp_under_backlog,
+    "rss": scenario_rss,
+    "email_batching": scenario_email_batching,
+    "apns_http2": scenario_apns_http2,
+    "retention_on": scenario_retention_on,
+    "retention_off": scenario_retention_off,
+}
 
 
 def _commit() -> str:
