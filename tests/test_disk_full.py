@@ -90,18 +90,22 @@ def test_full_disk_holds_accepted_notifications_and_delivers_them_when_space_ret
     )
     try:
         due = time.time() + 3.0
-        accepted = [engine.send("otp", f"u{i}", {"code": str(i)}, send_at=due).id for i in range(40)]
+        # 3 KB each: every row has a page of its own, so recording one dispatch batch needs pages.
+        accepted = [engine.send("otp", f"u{i}", {"code": str(i), "pad": "p" * 3000}, send_at=due).id
+                    for i in range(40)]
         disk.fill()
-        # Intake is refused once the store has no room left (the WAL takes a little first).
+        # Intake is refused once the store has no room left. A refused transaction leaves the WAL
+        # file as long as it got, and smaller ones may still fit there: refuse large, then small.
         refused = 0
-        for i in range(500):
-            try:
-                engine.send("otp", f"big{i}", {"code": "x" * 60_000})
-            except herald.StoreError as exc:
-                assert "full" in str(exc)
-                refused += 1
-                break
-        assert refused == 1, "the full disk never refused a write"
+        for size in (60_000, 1):
+            for i in range(5000):
+                try:
+                    engine.send("otp", f"probe{size}-{i}", {"code": "x" * size})
+                except herald.StoreError as exc:
+                    assert "full" in str(exc)
+                    refused += 1
+                    break
+        assert refused == 2, "the full disk never refused a write"
         assert engine.health()["store"]["degraded"] is True
 
         # The accepted ones come due while the disk is full: held, never dead-lettered, never sent

@@ -8,4 +8,5 @@ PYBIND11_MODULE(_core, m) {
   herald::bindings::register_sandbox(m);
   herald::bindings::register_bench(m);
   herald::bindings::register_retention(m);
+  herald::bindings::register_reader(m);
 }

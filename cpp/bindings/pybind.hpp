@@ -81,6 +81,15 @@ void register_engine(py::module_& m);
 void register_sandbox(py::module_& m);
 void register_bench(py::module_& m);
 void register_retention(py::module_& m);
+void register_reader(py::module_& m);
+
+// -- rows as Python dicts (row_dicts.cpp), the same for the engine and the read-only store ------
+
+/// Epoch seconds, or None for 0.
+py::object ms_to_seconds(std::int64_t ms);
+py::dict status_dict(const StoredNotification& s);
+py::dict event_dict(const Event& e);
+py::dict suppression_dict(const Suppression& x);
 
 // -- retention and health (register_retention.cpp) ------------------------------------------------
 

@@ -1524,32 +1524,7 @@ std::optional<StoredNotification> Engine::status(Id id) {
 
 std::vector<Event> Engine::trace(Id id) {
   if (!impl_->store) throw EngineClosed("engine is closed");
-  auto row = impl_->store->get(id);
-  if (!row) throw NotFound("notification " + std::to_string(id) + " not found");
-  const Notification& n = row->notification;
-  std::vector<Event> out;
-  for (const char* kind : {"received", "queued"}) {
-    Event e;
-    e.notification_id = id;
-    e.kind = kind;
-    e.ts_us = n.created_at_ms * 1000;
-    e.type = n.type;
-    e.tenant = n.tenant;
-    e.priority = n.priority;
-    if (std::string_view(kind) == "queued") {
-      e.detail = std::string(to_string(n.priority)) + " lane";
-      if (n.send_at_ms > n.created_at_ms) e.detail += ", due at " + std::to_string(n.send_at_ms);
-      if (!n.ordering_key.empty()) e.detail += ", ordering key '" + n.ordering_key + "'";
-    }
-    out.push_back(std::move(e));
-  }
-  for (auto& e : impl_->store->events(id)) {
-    e.type = n.type;
-    e.tenant = n.tenant;
-    e.priority = n.priority;
-    out.push_back(std::move(e));
-  }
-  return out;
+  return impl_->store->trace(id);
 }
 
 std::vector<StoredNotification> Engine::dead_letters(std::size_t limit) {

@@ -2,7 +2,11 @@
 #include "herald/store.hpp"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include <future>
 #include <limits>
@@ -210,9 +214,10 @@ struct Store::Db {
     if (rc != SQLITE_DONE) fail(what);
   }
 
-  Db(const std::filesystem::path& path, Durability durability, bool writer) {
+  Db(const std::filesystem::path& path, Durability durability, bool writer, bool read_only = false) {
     sqlite3* raw = nullptr;
-    const int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
+    const int flags = read_only ? SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX
+                                : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
     if (sqlite3_open_v2(path.c_str(), &raw, flags, nullptr) != SQLITE_OK) {
       std::string msg = raw != nullptr ? sqlite3_errmsg(raw) : "out of memory";
       sqlite3_close_v2(raw);
@@ -220,7 +225,7 @@ struct Store::Db {
     }
     db.reset(raw);
     sqlite3_busy_timeout(raw, 5000);
-    exec("PRAGMA journal_mode=WAL");
+    if (!read_only) exec("PRAGMA journal_mode=WAL");
     exec(durability == Durability::fsync ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL");
     exec("PRAGMA temp_store=MEMORY");
     exec("PRAGMA cache_size=-65536");
@@ -324,6 +329,7 @@ Store::Store(const std::filesystem::path& dir, Durability durability, std::int64
 Store::Store(const std::filesystem::path& dir, StoreOptions options)
     : dir_(dir), options_(options), durability_(options.durability) {
   open(dir);
+  if (options_.read_only) return;  // no threads: reads happen on the caller's
   {
     sqlite3_stmt* s = read_db_->max_id.get();
     if (sqlite3_step(s) == SQLITE_ROW) next_seq_ = sqlite3_column_int64(s, 1) + 1;
@@ -345,6 +351,12 @@ void Store::open(const std::filesystem::path& dir) {
   std::filesystem::create_directories(dir, ec);
   if (ec) throw StoreError("cannot create data directory " + dir.string() + ": " + ec.message());
   db_path_ = dir / "herald.db";
+  if (options_.read_only) {
+    if (!std::filesystem::exists(db_path_, ec)) throw StoreError("no herald data in " + dir.string());
+    read_db_ = std::make_unique<Db>(db_path_, durability_, false, true);
+    return;
+  }
+  lock_folder(dir);  // before anything is written: a second engine must not touch the files
   const auto reserve = dir / reserve_name;
   auto connect = [this] {
     write_db_ = std::make_unique<Db>(db_path_, durability_, true);
@@ -370,6 +382,31 @@ void Store::open(const std::filesystem::path& dir) {
   restore_reserve();
 }
 
+void Store::lock_folder(const std::filesystem::path& dir) {
+  const auto path = dir / "herald.lock";
+  // O_CLOEXEC: a child process must not inherit (and so keep) the lock.
+  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) throw StoreError("cannot open " + path.string() + ": " + std::strerror(errno));
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    const int err = errno;
+    char buf[32] = {};
+    const ssize_t n = ::pread(fd, buf, sizeof buf - 1, 0);
+    ::close(fd);
+    std::string pid = n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : std::string("unknown");
+    while (!pid.empty() && (pid.back() == '\n' || pid.back() == ' ')) pid.pop_back();
+    if (err != EWOULDBLOCK) throw StoreError("cannot lock " + path.string() + ": " + std::strerror(err));
+    throw StoreError("data folder " + dir.string() + " is in use by another engine (pid " + pid +
+                     "): one folder has one engine; share it through one herald serve, or read it with "
+                     "herald.open_readonly");
+  }
+  // The pid is for the message above; on a full disk it may not be written, the lock still holds.
+  const std::string pid = std::to_string(::getpid()) + "\n";
+  if (::ftruncate(fd, 0) == 0 && ::pwrite(fd, pid.data(), pid.size(), 0) < 0) {
+    // nothing to do: see above
+  }
+  lock_fd_ = fd;
+}
+
 void Store::restore_reserve() {
   std::error_code ec;
   const auto reserve = dir_ / reserve_name;
@@ -386,6 +423,10 @@ Store::~Store() {
   wake_checkpointer_.notify_all();
   if (writer_.joinable()) writer_.join();
   if (checkpointer_.joinable()) checkpointer_.join();
+  log_.reset();
+  write_db_.reset();
+  read_db_.reset();
+  if (lock_fd_ >= 0) ::close(lock_fd_);  // last: the folder is free once every file is closed
 }
 
 void Store::checkpoint_loop() {
@@ -408,12 +449,13 @@ void Store::checkpoint_loop() {
   sqlite3_wal_checkpoint_v2(db->db.get(), nullptr, SQLITE_CHECKPOINT_TRUNCATE, nullptr, nullptr);
 }
 
-std::filesystem::path Store::log_dir() const { return log_->dir(); }
+std::filesystem::path Store::log_dir() const { return dir_ / "log"; }
 
 void Store::enqueue(Pending p) {
   const std::int64_t ts = now_us();
   {
     std::lock_guard lock(mutex_);
+    if (options_.read_only) throw StoreError("the store is open read-only");
     if (stopping_) throw StoreError("store is closed");
     // Intake events go to the JSON Lines log only; the row itself records them in SQLite.
     p.intake_seq = next_seq_;
@@ -854,6 +896,29 @@ std::vector<Event> Store::events(Id id) {
     out.push_back(std::move(e));
   }
   sqlite3_reset(s);
+  return out;
+}
+
+std::vector<Event> Store::trace(Id id) {
+  auto row = get(id);
+  if (!row) throw NotFound("notification " + std::to_string(id) + " not found");
+  const Notification& n = row->notification;
+  std::vector<Event> out;
+  for (const char* kind : {"received", "queued"}) {
+    Event e = make_intake_event(n, kind, 0, n.created_at_ms * 1000);
+    if (std::string_view(kind) == "queued") {
+      e.detail = std::string(to_string(n.priority)) + " lane";
+      if (n.send_at_ms > n.created_at_ms) e.detail += ", due at " + std::to_string(n.send_at_ms);
+      if (!n.ordering_key.empty()) e.detail += ", ordering key '" + n.ordering_key + "'";
+    }
+    out.push_back(std::move(e));
+  }
+  for (auto& e : events(id)) {
+    e.type = n.type;
+    e.tenant = n.tenant;
+    e.priority = n.priority;
+    out.push_back(std::move(e));
+  }
   return out;
 }
 

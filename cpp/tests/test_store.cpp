@@ -5,6 +5,8 @@
 #include <fstream>
 #include <thread>
 
+#include <unistd.h>
+
 #include "herald/clock.hpp"
 #include "temp_dir.hpp"
 #include "herald/errors.hpp"
@@ -130,4 +132,42 @@ TEST(Store, WritesTheDeliveryLogAsJsonLines) {
 
 TEST(Store, UnwritableDirectoryIsAClearError) {
   EXPECT_THROW(Store(fs::path("/proc/herald-cannot-write-here"), Durability::process), StoreError);
+}
+
+TEST(Store, OneWritingStorePerFolder) {
+  TempDir dir;
+  auto first = std::make_unique<Store>(dir.path, Durability::process);
+  try {
+    Store second(dir.path, Durability::process);
+    FAIL() << "a second store opened a folder that is in use";
+  } catch (const StoreError& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find(dir.path.string()), std::string::npos) << what;
+    EXPECT_NE(what.find("pid " + std::to_string(::getpid())), std::string::npos) << what;
+  }
+  first->commit(WriteBatch{{make(1)}, {}, {}, {}, {}});  // the owner is untouched
+  first.reset();
+  Store again(dir.path, Durability::process);  // the lock went with its owner
+  EXPECT_TRUE(again.get(1).has_value());
+}
+
+TEST(Store, AReadOnlyStoreReadsWhileTheOwnerWrites) {
+  TempDir dir;
+  Store owner(dir.path, Durability::process);
+  owner.commit(WriteBatch{{make(1), make(2)}, {}, {}, {}, {}});
+  StoreOptions ro;
+  ro.read_only = true;
+  Store reader(dir.path, ro);
+  EXPECT_TRUE(reader.get(1).has_value());
+  owner.commit(WriteBatch{{make(3)}, {}, {}, {}, {}});
+  EXPECT_TRUE(reader.get(3).has_value());  // sees what the owner committed since
+  const auto trace = reader.trace(3);
+  ASSERT_EQ(trace.size(), 2u);
+  EXPECT_EQ(trace[0].kind, "received");
+  EXPECT_EQ(trace[1].kind, "queued");
+  EXPECT_THROW(reader.submit(WriteBatch{{make(4)}, {}, {}, {}, {}}), StoreError);
+  EXPECT_THROW((void)reader.trace(99), NotFound);
+  StoreOptions missing;
+  missing.read_only = true;
+  EXPECT_THROW(Store(dir.path / "nothing-here", missing), StoreError);
 }

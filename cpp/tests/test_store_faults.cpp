@@ -53,18 +53,24 @@ std::vector<std::string> log_lines(const fs::path& log_dir) {
   return lines;
 }
 
-/// Fills the disk, then submits intake-sized batches until the store refuses one: from then on the
-/// WAL has no room left either. Returns how many were refused (at least one).
+/// Fills the disk, then commits notifications until the store refuses one, first large ones, then
+/// small ones: a refused transaction leaves the WAL's file as long as it got, and a later, smaller
+/// one may still fit there. Afterwards less room is left than one small insert needs (a few pages).
+/// Returns 1 when both sizes were refused.
 int exhaust(Tmpfs& disk, Store& store, Id& next_id) {
   disk.fill();
-  for (int i = 0; i < 2000; ++i) {
-    try {
-      store.commit(WriteBatch{{make(next_id++, 32 << 10)}, {}, {}, {}, {}});
-    } catch (const StoreError&) {
-      return 1;
+  int refused = 0;
+  for (std::size_t size : {std::size_t{32} << 10, std::size_t{10}}) {
+    for (int i = 0; i < 5000; ++i) {
+      try {
+        store.commit(WriteBatch{{make(next_id++, size)}, {}, {}, {}, {}});
+      } catch (const StoreError&) {
+        ++refused;
+        break;
+      }
     }
   }
-  return 0;
+  return refused == 2 ? 1 : 0;
 }
 
 }  // namespace
@@ -95,6 +101,7 @@ TEST(StoreFaults, HeldWritesCommitInOrderOnceSpaceReturns) {
     Event e;
     e.notification_id = id;
     e.kind = "completed";
+    e.detail = std::string(2000, 'r');  // the batch needs far more pages than a refusal can leave
     outcome.events.push_back(e);
   }
   store.submit(std::move(outcome), [&](std::exception_ptr err, WriteBatch&) { (err ? failed : committed)++; });

@@ -15,6 +15,7 @@ from herald.errors import (
     ValidationError,
 )
 from herald.plan import Plan
+from herald.readonly import ReadOnlyStore, open_readonly
 from herald.retention import Retention
 from herald.rules import Notification, RuleSet, rule
 from herald.sandbox import Sandbox
@@ -30,6 +31,7 @@ __all__ = [
     "NotFound",
     "Notification",
     "Plan",
+    "ReadOnlyStore",
     "Receipt",
     "Retention",
     "RuleSet",
@@ -38,6 +40,7 @@ __all__ = [
     "Suppression",
     "StoreError",
     "ValidationError",
+    "open_readonly",
     "rule",
 ]
 

@@ -1,4 +1,7 @@
-"""The `herald` command: demo, sandbox, send, status, trace, dead-letters, prune."""
+"""The `herald` command: demo, sandbox, send, status, trace, dead-letters, suppressions, prune.
+
+status, trace, dead-letters and suppressions read the folder without an engine (herald.open_readonly):
+they never send, need no provider secrets and work while an engine runs."""
 
 from __future__ import annotations
 
@@ -55,8 +58,15 @@ def _cmd_send(args: argparse.Namespace) -> int:
     return 0
 
 
+def _reader(args: argparse.Namespace):  # noqa: ANN202 - imported lazily for a fast --help
+    """Reads the folder without an engine: no lock, no dispatch, no provider secrets."""
+    from herald.readonly import open_readonly
+
+    return open_readonly(args.data_dir)
+
+
 def _cmd_status(args: argparse.Namespace) -> int:
-    with _engine(args) as engine:
+    with _reader(args) as engine:
         status = engine.status(args.id)
         if status is None:
             print(f"notification {args.id} not found", file=sys.stderr)
@@ -68,7 +78,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 
 def _cmd_trace(args: argparse.Namespace) -> int:
-    with _engine(args) as engine:
+    with _reader(args) as engine:
         status = engine.status(args.id)
         if status is None:
             print(f"notification {args.id} not found", file=sys.stderr)
@@ -80,9 +90,16 @@ def _cmd_trace(args: argparse.Namespace) -> int:
 
 
 def _cmd_dead_letters(args: argparse.Namespace) -> int:
-    with _engine(args) as engine:
+    with _reader(args) as engine:
         for s in engine.dead_letters(args.limit):
             print(f"{s.id}  {s.type:<16} {s.recipient_id:<20} {s.last_error}")
+    return 0
+
+
+def _cmd_suppressions(args: argparse.Namespace) -> int:
+    with _reader(args) as engine:
+        for x in engine.suppressions(args.limit):
+            print(f"{x.channel:<8} {x.address:<32} {x.reason:<10} {x.provider:<12} {x.detail}")
     return 0
 
 
@@ -137,6 +154,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = sub.add_parser("dead-letters", help="list dead-lettered notifications")
     p.add_argument("--limit", type=int, default=50)
     p.set_defaults(func=_cmd_dead_letters)
+
+    p = sub.add_parser("suppressions", help="list addresses herald will not send to again")
+    p.add_argument("--limit", type=int, default=1000)
+    p.set_defaults(func=_cmd_suppressions)
 
     p = sub.add_parser("prune", help="delete final notifications, events and log segments past the retention limits "
                                      "(run it where no engine uses the folder; an engine prunes by itself)")

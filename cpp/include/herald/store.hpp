@@ -137,6 +137,8 @@ struct StoreOptions {
   std::chrono::milliseconds retry_max{5'000};    ///< longest pause between retries of held writes
   std::chrono::milliseconds stop_timeout{5'000};  ///< how long closing keeps retrying held writes
   std::int64_t reserve_bytes = 1 << 20;  ///< space set aside in <dir>/.reserve, given up to open on a full disk
+  /// Reads only: no lock, no writer, no log; usable while an engine owns the folder (a WAL reader).
+  bool read_only = false;
 };
 
 class Store {
@@ -145,7 +147,10 @@ class Store {
   /// The batch is handed back so its contents can move on without a copy.
   using Done = std::function<void(std::exception_ptr, WriteBatch&)>;
 
-  /// Opens or creates <dir>/herald.db and the delivery log under <dir>/log/.
+  /// Opens or creates <dir>/herald.db and the delivery log under <dir>/log/. A writing store owns
+  /// its folder: it holds an exclusive lock on <dir>/herald.lock (released by the OS when the
+  /// process dies), and a second one on the same folder, in this process or another, fails with a
+  /// StoreError naming the folder and the pid that holds it.
   Store(const std::filesystem::path& dir, Durability durability, std::int64_t log_segment_bytes = 64 << 20);
   Store(const std::filesystem::path& dir, StoreOptions options);
   /// Commits what is queued (retrying held writes up to stop_timeout), then stops the writer.
@@ -175,8 +180,11 @@ class Store {
   [[nodiscard]] std::optional<IdempotencyHit> find_idempotent(const std::string& tenant, const std::string& type,
                                                               const std::string& recipient_id,
                                                               const std::string& key);
-  /// The events recorded after intake ("received"/"queued" are derived from the row by the engine).
+  /// The events recorded after intake ("received"/"queued" are derived from the row by trace()).
   [[nodiscard]] std::vector<Event> events(Id id);
+  /// Every event of one notification, oldest first: "received" and "queued" derived from its row,
+  /// then the recorded ones. Throws NotFound for an unknown id.
+  [[nodiscard]] std::vector<Event> trace(Id id);
   /// Every notification not in a final state, oldest first.
   [[nodiscard]] std::vector<StoredNotification> load_unfinished();
   [[nodiscard]] std::vector<StoredNotification> list_by_state(State state, std::size_t limit);
@@ -202,6 +210,7 @@ class Store {
   struct Db;  // SQLite handles and prepared statements
 
   void open(const std::filesystem::path& dir);
+  void lock_folder(const std::filesystem::path& dir);
   void writer_loop();
   void checkpoint_loop();
   /// One group commit. False when the disk refused it: `work` then keeps only the held batches.
@@ -219,6 +228,7 @@ class Store {
   std::unique_ptr<Db> read_db_;
   std::mutex read_mutex_;         // one reader at a time on the read connection
   std::unique_ptr<DeliveryLog> log_;
+  int lock_fd_ = -1;  ///< holds the folder's flock for the store's lifetime
 
   mutable std::mutex mutex_;  // guards queue_, stopping_, next_seq_, health_, fail_fast_queued_
   std::condition_variable wake_;
