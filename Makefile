@@ -9,8 +9,8 @@ PY := $(VENV)/bin/python
 CPP_BUILD := build/cpp
 JOBS ?= 2
 # Debian packages the build and the tests need.
-APT_PACKAGES := g++ make pkg-config ninja-build libboost-dev libcurl4-openssl-dev libhiredis-dev \
-  nlohmann-json3-dev libgtest-dev libgmock-dev libsqlite3-dev libssl-dev libnghttp2-dev openssl redis-server
+APT_PACKAGES := g++ make pkg-config ninja-build libboost-dev libcurl4-openssl-dev \
+  nlohmann-json3-dev libgtest-dev libgmock-dev libsqlite3-dev libssl-dev libnghttp2-dev openssl
 PY_TOOLS := "scikit-build-core>=0.10" "pybind11>=2.12" "cmake>=3.20" ninja
 PY_TEST := "pytest>=8" "hypothesis>=6" "aiosmtpd>=1.4" "pandas>=2" "matplotlib>=3.7" nbclient nbformat ipykernel
 
