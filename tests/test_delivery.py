@@ -205,12 +205,15 @@ def test_a_rule_that_raises_dead_letters_only_its_notification(make_engine, sand
     assert "raised KeyError" in reason and "no template for n=3" in reason
 
 
-def test_unknown_type_and_unknown_provider_are_dead_lettered(make_engine) -> None:
-    engine = make_engine(rules=RuleSet({"typo": lambda n: Plan("sms", ["primry"])}))
-    a = engine.send("nobody-handles-this", "u1")
+def test_unknown_provider_is_dead_lettered_naming_the_rule(make_engine) -> None:
+    def typo(n):
+        return Plan("sms", ["primry"])
+
+    engine = make_engine(rules=RuleSet({"typo": typo}))
     b = engine.send("typo", "u1")
-    assert engine.wait(a.id).last_error == "no rule for type 'nobody-handles-this'"
-    assert engine.wait(b.id).last_error == "plan.providers: unknown provider 'primry'"
+    assert engine.wait(b.id).last_error == (
+        "rule test_unknown_provider_is_dead_lettered_naming_the_rule.<locals>.typo:"
+        " plan.providers: unknown provider 'primry'")
 
 
 def test_rules_returning_garbage_are_reported(make_engine) -> None:

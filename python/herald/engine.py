@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import atexit
 import gc
+import logging
 import os
+import re
 import time
 import weakref
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from operator import itemgetter
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Literal
@@ -19,7 +22,7 @@ from herald import _core
 from herald._checks import checked_int, checked_text, config_error, seconds_to_ms, validation_error
 from herald.providers import ProviderSpec, load_providers
 from herald.retention import Retention
-from herald.rules import RuleSet
+from herald.rules import CATCH_ALL, RuleSet
 
 __all__ = ["Engine", "Event", "Receipt", "Status", "Suppression", "When"]
 
@@ -108,6 +111,8 @@ class Event:
 
 
 _open_engines: weakref.WeakSet[Engine] = weakref.WeakSet()
+_type_of = itemgetter("type")
+_TYPE_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,128}")  # what the core accepts as a type (notification.cpp)
 
 
 def _data_dir(value: object) -> str:
@@ -136,8 +141,12 @@ class Engine:
     """A notification engine on this machine: durable queue, routing, delivery and its log.
 
     ``Engine()`` with no arguments keeps its state in ``./herald-data`` (SQLite, WAL), loads rules
-    from ``./routing_rules`` when that directory exists and providers from ``./herald.toml`` when
-    that file exists.
+    from ``./routing_rules`` when that directory exists (else every ``@rule`` function defined so
+    far in the process) and providers from ``./herald.toml`` when that file exists.
+
+    ``rules`` is a directory of rule modules, a module or a module's name (``rules=__name__``: the
+    ``@rule`` functions of the calling module, defined above the engine), several modules, or a
+    :class:`herald.RuleSet`. ``@rule("*")`` routes every type that has no rule of its own.
     """
 
     def __init__(
@@ -177,6 +186,8 @@ class Engine:
         tries; :meth:`health` shows it."""
         if rules is None and Path("routing_rules").is_dir():
             rules = "routing_rules"
+        elif rules is None:
+            rules = RuleSet.registered()
         # Durations are checked here, in seconds and under the caller's names; the core checks the
         # same ranges again in milliseconds. Integer options the core names as the caller does.
         options = {
@@ -197,7 +208,16 @@ class Engine:
         options.update((retention or Retention()).core_options())
         path = _data_dir(data_dir)
         self.rules = RuleSet.load(rules)
-        self._core = _core.Engine(path, durability, load_providers(providers), self.rules.route_batch, **options)
+        provider_configs = load_providers(providers)
+        # A RuleSet subclass with its own route_batch decides every type itself: no intake check.
+        self._routes_every_type = type(self.rules).route_batch is not RuleSet.route_batch
+        router = (self.rules.route_batch if self._routes_every_type
+                  else self.rules.router(str(p.get("name", "")) for p in provider_configs))
+        self._core = _core.Engine(path, durability, provider_configs, router, **options)
+        if not self._routes_every_type and not len(self.rules):
+            logging.getLogger("herald").warning(
+                "engine at %s started with no rules: every send() will be refused (define @rule"
+                " functions, a ./routing_rules directory, or pass rules=)", path)
         _open_engines.add(self)
 
     # -- context manager ---------------------------------------------------------------------
@@ -254,6 +274,7 @@ class Engine:
         most 64 levels deep, not contain themselves, and come to at most 256 KiB of JSON; times
         must fall from 1970-01-01 to 9999-12-31.
         """
+        self._check_routed(type, "type")
         fields: dict[str, Any] = {"type": type, "recipient": recipient, "priority": priority, "tenant": tenant}
         if data is not None:
             fields["data"] = data
@@ -271,7 +292,8 @@ class Engine:
         """Accepts many notifications (dicts with the keyword names of :meth:`send`).
 
         Each chunk is validated whole and committed at once: a bad item rejects its chunk, naming
-        the item, before any of that chunk is accepted.
+        the item, before any of that chunk is accepted. A type with no rule (and no ``@rule("*")``)
+        is such a bad item: ``notifications[i].type``.
         """
         checked_int("chunk", chunk, 1, 2**31 - 1, config=False)
         if isinstance(notifications, list):
@@ -287,11 +309,37 @@ class Engine:
         gc.disable()
         try:
             for start in range(0, len(items), chunk):
-                out.extend(self._core.send_many(items[start : start + chunk]))
+                part = items[start : start + chunk]
+                self._check_routed_many(part, start)
+                out.extend(self._core.send_many(part))
         finally:
             if collecting:
                 gc.enable()
         return out
+
+    def _check_routed(self, type_: object, field: str) -> None:
+        """Fail fast: a type no rule routes is refused at intake rather than dead-lettered later.
+        Types that are not well-formed names are left to the core, which says what is wrong."""
+        rules = self.rules._rules
+        if (not self._routes_every_type and isinstance(type_, str) and type_ not in rules and CATCH_ALL not in rules
+                and _TYPE_NAME.fullmatch(type_)):  # a malformed type: the core's own error says why
+            known = ", ".join(repr(t) for t in sorted(rules)) or "none"
+            raise validation_error(field, f"no rule routes type {type_!r} (rules exist for: {known};"
+                                          " @rule('*') catches every type)")
+
+    def _check_routed_many(self, items: list[Any], offset: int) -> None:
+        rules = self.rules._rules
+        if self._routes_every_type or CATCH_ALL in rules:
+            return
+        try:  # the common case at C speed: one set of the types in the chunk
+            missing = set(map(_type_of, items)).difference(rules)
+        except (KeyError, TypeError, AttributeError):
+            missing = {None}  # an item without a hashable type: find it one by one below
+        if not missing:
+            return
+        for i, item in enumerate(items):
+            type_ = item.get("type") if isinstance(item, Mapping) else None
+            self._check_routed(type_, f"notifications[{offset + i}].type")
 
     # -- questions -----------------------------------------------------------------------------
 

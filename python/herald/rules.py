@@ -1,13 +1,22 @@
 """Routing rules: Python functions, registered per notification type, that return a Plan.
 
-A rules directory (``routing_rules/`` by default) holds plain modules; each registers its rules
-with the :func:`rule` decorator. The engine calls :meth:`RuleSet.route_batch` from its loop thread
+Rules come from one of:
+
+* a rules directory (``routing_rules/`` by default) of plain modules, each marking its rules with
+  the :func:`rule` decorator;
+* a module, or a module's name: ``Engine(rules=__name__)`` takes the ``@rule`` functions defined
+  in the calling module (define them before the engine);
+* with neither (``rules=None`` and no ``./routing_rules``): every ``@rule`` function registered
+  so far in the process, so an inline ``@rule`` in the application's own module just works.
+
+``@rule("*")`` is the catch-all: it routes every type that has no rule of its own. The engine calls :meth:`RuleSet.route_batch` from its loop thread
 with many notifications at once: one GIL acquisition per batch.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import logging
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -17,7 +26,7 @@ from typing import Any
 from herald import _core
 from herald.plan import Plan
 
-__all__ = ["Notification", "RuleFn", "RuleSet", "rule"]
+__all__ = ["CATCH_ALL", "Notification", "RuleFn", "RuleSet", "rule"]
 
 Notification = _core.Notification
 RuleFn = Callable[[Any], Plan]
@@ -35,13 +44,24 @@ def _name_of(fn: Any) -> str:
     return name if isinstance(name, str) else type(fn).__name__
 
 
+CATCH_ALL = "*"
+
+# Every @rule function, by (module, qualname) so that a re-imported module replaces its own rules:
+# what Engine(rules=None) uses without a rules directory.
+_registered: dict[tuple[str, str], RuleFn] = {}
+# Modules imported from a rules directory: their rules belong to that directory's RuleSet only.
+_DIRECTORY_MODULE_PREFIX = "herald_rules_"
+
+
 def rule(*types: str) -> Callable[[RuleFn], RuleFn]:
-    """Registers the decorated function as the rule for one or more notification types."""
+    """Marks the decorated function as the rule for one or more notification types (``"*"``: every
+    type without a rule of its own) and registers it for ``Engine(rules=None)``."""
     if not types or not all(isinstance(t, str) and t for t in types):
         raise ValueError("rule(): give at least one notification type name")
 
     def register(fn: RuleFn) -> RuleFn:
         fn.__herald_types__ = tuple(types)  # type: ignore[attr-defined]
+        _registered[(str(getattr(fn, "__module__", "")), _name_of(fn))] = fn
         return fn
 
     return register
@@ -54,17 +74,33 @@ class RuleSet:
         self._rules: dict[str, RuleFn] = dict(rules or {})
 
     @classmethod
+    def registered(cls) -> RuleSet:
+        """Every ``@rule`` function defined so far in this process, outside rules directories."""
+        rules = cls()
+        for (module, _), fn in _registered.items():
+            if module.startswith(_DIRECTORY_MODULE_PREFIX):
+                continue
+            for t in getattr(fn, "__herald_types__", ()):
+                rules.add(t, fn)
+        return rules
+
+    @classmethod
     def load(cls, source: str | Path | ModuleType | Iterable[ModuleType] | RuleSet | None) -> RuleSet:
-        """Rules from a directory of modules, a module, several modules, or an existing RuleSet."""
+        """Rules from a directory of modules, a module or a module's name (``__name__``), several
+        modules, or an existing RuleSet. None gives an empty set."""
         if isinstance(source, RuleSet):
             return source
         rules = cls()
         if source is None:
             return rules
+        if isinstance(source, str) and not Path(source).is_dir() and source in sys.modules:
+            source = sys.modules[source]
         if isinstance(source, (str, Path)):
             directory = Path(source)
             if not directory.is_dir():
-                raise FileNotFoundError(f"rules: directory {str(directory)!r} does not exist")
+                raise FileNotFoundError(
+                    f"rules: {str(directory)!r} is neither a directory nor an imported module's name"
+                )
             for path in sorted(directory.glob("*.py")):
                 if path.name.startswith("_"):
                     continue
@@ -81,7 +117,7 @@ class RuleSet:
                 self.add(t, value)
 
     def _import_file(self, path: Path) -> None:
-        name = f"herald_rules_{path.stem}"
+        name = f"{_DIRECTORY_MODULE_PREFIX}{path.stem}"
         spec = importlib.util.spec_from_file_location(name, path)
         if spec is None or spec.loader is None:
             raise ImportError(f"rules: cannot import {path}")
@@ -92,7 +128,9 @@ class RuleSet:
 
     def add(self, type_: str, fn: RuleFn) -> None:
         if type_ in self._rules and self._rules[type_] is not fn:
-            raise ValueError(f"rules: two rules for type {type_!r}")
+            raise ValueError(
+                f"rules: two rules for type {type_!r}: {_name_of(self._rules[type_])} and {_name_of(fn)}"
+            )
         self._rules[type_] = fn
 
     def types(self) -> list[str]:
@@ -101,9 +139,16 @@ class RuleSet:
     def __contains__(self, type_: object) -> bool:
         return type_ in self._rules
 
+    def __len__(self) -> int:
+        return len(self._rules)
+
+    def routes(self, type_: str) -> bool:
+        """Whether a notification of this type has a rule (its own or the catch-all)."""
+        return type_ in self._rules or CATCH_ALL in self._rules
+
     def route(self, n: Any) -> Plan | str:
         """The plan for one notification, or the text of why there is none."""
-        fn = self._rules.get(n.type)
+        fn = self._rules.get(n.type) or self._rules.get(CATCH_ALL)
         if fn is None:
             return f"no rule for type {n.type!r}"
         try:
@@ -118,3 +163,32 @@ class RuleSet:
         """Called by the core with a batch of notifications; one answer per notification."""
         route = self.route
         return [route(n) for n in batch]
+
+    def router(self, providers: Iterable[str]) -> Callable[[list[Any]], list[Plan | str]]:
+        """``route_batch`` for an engine with these provider names: a plan naming another provider
+        is refused with the rule's name in the reason, and logged once per (rule, provider)."""
+        known = frozenset(providers)
+        warned: set[tuple[str, str]] = set()
+        route = self.route
+
+        def check(n: Any) -> Plan | str:
+            plan = route(n)
+            if isinstance(plan, str):
+                return plan
+            for name in plan.providers:
+                if name not in known:
+                    fn = self._rules.get(n.type) or self._rules.get(CATCH_ALL)
+                    rule_name = _name_of(fn)
+                    if (rule_name, name) not in warned:
+                        warned.add((rule_name, name))
+                        logging.getLogger("herald").warning(
+                            "rule %s names provider %r, which is not configured (configured: %s);"
+                            " its notifications are dead-lettered",
+                            rule_name, name, ", ".join(sorted(known)) or "none")
+                    return f"rule {rule_name}: plan.providers: unknown provider {name!r}"
+            return plan
+
+        def route_batch(batch: list[Any]) -> list[Plan | str]:
+            return [check(n) for n in batch]
+
+        return route_batch

@@ -1,0 +1,88 @@
+"""Where rules come from (an inline @rule, rules=__name__, a catch-all) and failing fast at intake:
+a type no rule routes, an engine with no rules, a plan naming a provider that is not configured."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import herald
+from herald import Plan, RuleSet, Sandbox
+
+APP = '''
+import herald
+from herald import Plan, rule
+
+
+@rule("welcome")
+def welcome(n):
+    return Plan("email", ["mail"], "Hello {{name}}")
+
+
+with herald.Engine("data", providers=[{{"name": "mail", "kind": "sandbox", "url": {url!r}}}]{rules}) as engine:
+    status = engine.wait(engine.send("welcome", {{"id": "u1", "email": "u1@example.test"}}, {{"name": "Ada"}}).id)
+    print(status.state, status.last_error)
+'''
+
+
+@pytest.mark.parametrize("rules", ["", ", rules=__name__"], ids=["registered-at-import", "rules=__name__"])
+def test_an_inline_rule_in_the_apps_own_module_routes(rules: str, tmp_path: Path, sandbox: Sandbox) -> None:
+    (tmp_path / "app.py").write_text(APP.format(url=sandbox.url, rules=rules), encoding="utf-8")
+    result = subprocess.run([sys.executable, "app.py"], cwd=tmp_path, capture_output=True, text=True, timeout=60,
+                            check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["completed", "None"]
+    assert len(sandbox.messages("mail")) == 1
+
+
+def test_a_module_name_that_is_neither_directory_nor_module_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="neither a directory nor an imported module"):
+        RuleSet.load(str(tmp_path / "nope"))
+
+
+def test_send_of_a_type_without_rule_raises_naming_the_field(make_engine) -> None:
+    engine = make_engine()
+    with pytest.raises(herald.ValidationError) as err:
+        engine.send("nobody-handles-this", "u1")
+    assert err.value.field == "type"
+    assert "no rule routes type 'nobody-handles-this'" in str(err.value)
+    items = [{"type": "otp", "recipient": "u1"}] * 3 + [{"type": "typo", "recipient": "u1"}]
+    with pytest.raises(herald.ValidationError) as err:
+        engine.send_many(items, chunk=2)
+    assert err.value.field == "notifications[3].type"
+
+
+def test_a_catch_all_rule_routes_every_other_type(make_engine, sandbox: Sandbox) -> None:
+    engine = make_engine(rules=RuleSet({"*": lambda n: Plan("sms", ["primary"], "{text|hi}")}))
+    receipts = engine.send_many([{"type": f"t{i}", "recipient": {"id": "u", "phone": "+15550100"}} for i in range(3)])
+    assert [engine.wait(r.id).state for r in receipts] == ["completed"] * 3
+
+
+def test_an_engine_without_rules_warns(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                       caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.chdir(tmp_path)  # no ./routing_rules
+    monkeypatch.setattr(herald.rules, "_registered", {})
+    with caplog.at_level(logging.WARNING, logger="herald"), herald.Engine(tmp_path / "d") as engine:
+        with pytest.raises(herald.ValidationError):
+            engine.send("anything", "u1")
+    [record] = [r for r in caplog.records if r.name == "herald"]
+    assert "started with no rules" in record.getMessage()
+
+
+def test_an_unknown_provider_is_logged_once_per_rule_and_provider(make_engine,
+                                                                  caplog: pytest.LogCaptureFixture) -> None:
+    def typo(n):
+        return Plan("sms", ["primry"])
+
+    engine = make_engine(rules=RuleSet({"typo": typo}))
+    with caplog.at_level(logging.WARNING, logger="herald"):
+        receipts = engine.send_many([{"type": "typo", "recipient": "u1"}] * 5)
+        assert engine.wait_idle(10)
+    assert {engine.status(r.id).state for r in receipts} == {"dead_lettered"}
+    warnings = [r.getMessage() for r in caplog.records if r.name == "herald"]
+    assert len(warnings) == 1, warnings
+    assert "typo" in warnings[0] and "'primry'" in warnings[0] and "not configured" in warnings[0]
