@@ -155,16 +155,39 @@ std::string url_origin(std::string_view url) {
   return origin;
 }
 
+/// Shorter values are not treated as secrets: a header value of "1" or a user name "bob" would
+/// otherwise be masked inside IP addresses, ports and words ("[redacted]27.0.0.[redacted]").
+constexpr std::size_t kMinSecretSize = 8;
+
+void add_secret(std::vector<std::string>& out, std::string_view value) {
+  if (value.size() >= kMinSecretSize) out.emplace_back(value);
+}
+
 void add_credential(std::vector<std::string>& out, std::string_view credential) {
-  if (credential.empty()) return;
-  out.emplace_back(credential);
+  add_secret(out, credential);
   if (const auto colon = credential.find(':'); colon != credential.npos) {
-    out.emplace_back(credential.substr(0, colon));
-    out.emplace_back(credential.substr(colon + 1));
+    add_secret(out, credential.substr(0, colon));
+    add_secret(out, credential.substr(colon + 1));
   }
 }
 
-/// Replaces every secret the request carries (URL userinfo, basic_auth, header values) in `text`.
+/// Whether a header of this name carries a credential (Authorization, X-Api-Key, a token, a
+/// signature...). Content-Type, Idempotency-Key and X-Herald-Id do not.
+bool is_secret_header(std::string_view name) {
+  std::string lower(name);
+  std::transform(lower.begin(), lower.end(), lower.begin(), ascii_lower);
+  if (lower == "idempotency-key") return false;
+  for (const std::string_view word : {"auth", "key", "token", "secret", "password", "signature", "cookie",
+                                      "session", "credential"}) {
+    if (lower.find(word) != lower.npos) return true;
+  }
+  return false;
+}
+
+bool is_word_char(char c) { return std::isalnum(static_cast<unsigned char>(c)) != 0; }
+
+}  // namespace
+
 std::string redact(std::string text, const Request& request) {
   std::vector<std::string> secrets;
   const auto userinfo = url_userinfo(request.url);
@@ -172,23 +195,35 @@ std::string redact(std::string text, const Request& request) {
   add_credential(secrets, percent_decode(userinfo));
   add_credential(secrets, request.basic_auth);
   for (const auto& header : request.headers) {
-    if (const auto colon = header.find(':'); colon != header.npos) {
-      const auto value = trim(std::string_view(header).substr(colon + 1));
-      if (!value.empty()) secrets.emplace_back(value);
-    }
+    const auto colon = header.find(':');
+    if (colon == header.npos || !is_secret_header(trim(std::string_view(header).substr(0, colon)))) continue;
+    const auto value = trim(std::string_view(header).substr(colon + 1));
+    add_secret(secrets, value);
+    // "Bearer <token>", "Basic <base64>": the credential alone, too.
+    if (const auto space = value.find(' '); space != value.npos) add_secret(secrets, trim(value.substr(space + 1)));
   }
   // Longest first, so a secret that contains another is removed whole.
   std::sort(secrets.begin(), secrets.end(),
             [](const std::string& a, const std::string& b) { return a.size() > b.size(); });
   constexpr std::string_view kMask = "[redacted]";
   for (const auto& secret : secrets) {
-    if (secret.empty()) continue;
-    for (auto pos = text.find(secret); pos != text.npos; pos = text.find(secret, pos + kMask.size())) {
-      text.replace(pos, secret.size(), kMask);
+    for (auto pos = text.find(secret); pos != text.npos;) {
+      const auto end = pos + secret.size();
+      // Whole tokens only: a match that runs on into letters or digits is part of another word.
+      const bool starts_token = pos == 0 || !is_word_char(text[pos - 1]) || !is_word_char(secret.front());
+      const bool ends_token = end == text.size() || !is_word_char(text[end]) || !is_word_char(secret.back());
+      if (starts_token && ends_token) {
+        text.replace(pos, secret.size(), kMask);
+        pos = text.find(secret, pos + kMask.size());
+      } else {
+        pos = text.find(secret, pos + 1);
+      }
     }
   }
   return text;
 }
+
+namespace {
 
 // ---------------------------------------------------------------------------------------------
 // libcurl callbacks. They must not let an exception escape into C code.

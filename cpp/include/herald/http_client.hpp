@@ -84,4 +84,10 @@ class Client {
   std::unique_ptr<Impl> impl_;
 };
 
+/// `text` (an error message) with the request's secrets replaced by "[redacted]": URL userinfo
+/// (also percent-decoded), basic_auth and the values of credential headers (Authorization,
+/// *-Key, *Token*, *Signature*...), each whole and as its parts. Only values of 8 characters or
+/// more, and only where they stand as whole tokens, so short values never mangle addresses.
+[[nodiscard]] std::string redact(std::string text, const Request& request);
+
 }  // namespace herald::http
