@@ -1,7 +1,12 @@
-"""The `herald` command: demo, sandbox, send, status, trace, dead-letters, suppressions, prune.
+"""The `herald` command: demo, sandbox, send, retry, cancel, status, trace, dead-letters,
+suppressions, prune.
 
 status, trace, dead-letters and suppressions read the folder without an engine (herald.open_readonly):
-they never send, need no provider secrets and work while an engine runs."""
+they never send, need no provider secrets and work while an engine runs. send, retry and cancel
+change state: they open an engine on the folder (with its rules and providers), so they fail with
+one StoreError line while another engine owns it.
+
+The global options (--data-dir, --rules, --providers) go before or after the subcommand."""
 
 from __future__ import annotations
 
@@ -46,9 +51,20 @@ def _cmd_sandbox(args: argparse.Namespace) -> int:
     return 0
 
 
+class _UsageError(Exception):
+    """A bad argument found after parsing (bad JSON): one line, exit status 2."""
+
+
+def _json_arg(option: str, text: str) -> object:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise _UsageError(f"{option}: not valid JSON ({exc.msg} at column {exc.colno}): {text!r}") from None
+
+
 def _cmd_send(args: argparse.Namespace) -> int:
-    data = json.loads(args.data) if args.data else None
-    recipient = json.loads(args.recipient) if args.recipient.startswith("{") else args.recipient
+    data = _json_arg("--data", args.data) if args.data else None
+    recipient = _json_arg("RECIPIENT", args.recipient) if args.recipient.startswith("{") else args.recipient
     with _engine(args) as engine:
         receipt = engine.send(args.type, recipient, data, priority=args.priority, idempotency_key=args.idempotency_key)
         print(json.dumps({"id": receipt.id, "state": receipt.state, "duplicate": receipt.duplicate}))
@@ -56,6 +72,26 @@ def _cmd_send(args: argparse.Namespace) -> int:
             status = engine.wait(receipt.id, timeout=args.wait)
             print(json.dumps({"id": status.id, "state": status.state, "last_error": status.last_error}))
     return 0
+
+
+def _cmd_retry(args: argparse.Namespace) -> int:
+    with _engine(args) as engine:
+        engine.retry(args.id)
+        status = engine.status(args.id)
+        print(json.dumps({"id": args.id, "state": None if status is None else status.state}))
+    return 0
+
+
+def _cmd_cancel(args: argparse.Namespace) -> int:
+    with _engine(args) as engine:
+        if engine.cancel(args.id):
+            print(json.dumps({"id": args.id, "state": "cancelled"}))
+            return 0
+        status = engine.status(args.id)
+        state = None if status is None else status.state
+        print(f"herald: notification {args.id} not cancelled: it is {state} (final, or an attempt is in flight)",
+              file=sys.stderr)
+        return 1
 
 
 def _reader(args: argparse.Namespace):  # noqa: ANN202 - imported lazily for a fast --help
@@ -113,65 +149,102 @@ def _cmd_prune(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="herald", description="herald: a self-hosted notification engine")
-    parser.add_argument("--data-dir", default="herald-data", help="the embedded store's directory (default ./herald-data)")
-    parser.add_argument("--rules", default=None, help="rules directory (default ./routing_rules)")
-    parser.add_argument("--providers", default=None, help="providers TOML file (default ./herald.toml)")
-    sub = parser.add_subparsers(dest="command", required=True)
+def _global_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
+    """--data-dir, --rules, --providers: on the main parser with their defaults, and on every
+    subcommand with no default (argparse.SUPPRESS), so that given after the subcommand they win
+    and absent they leave the main parser's value alone."""
 
-    p = sub.add_parser("demo", help="run the sandbox and an engine under a mixed workload")
+    def default(value: object) -> object:
+        return value if defaults else argparse.SUPPRESS
+
+    parser.add_argument("--data-dir", default=default("herald-data"),
+                        help="the embedded store's directory (default ./herald-data)")
+    parser.add_argument("--rules", default=default(None),
+                        help="rules directory or module name (default ./routing_rules, else the @rule functions imported)")
+    parser.add_argument("--providers", default=default(None), help="providers TOML file (default ./herald.toml)")
+
+
+def _parser() -> argparse.ArgumentParser:
+    from herald import __version__
+
+    parser = argparse.ArgumentParser(prog="herald", description="herald: a self-hosted notification engine")
+    parser.add_argument("--version", action="version", version=f"herald {__version__}",
+                        help="print the version and exit")
+    _global_options(parser, defaults=True)
+    common = argparse.ArgumentParser(add_help=False)
+    _global_options(common, defaults=False)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help, description=help, parents=[common])
+
+    p = command("demo", "run the sandbox and an engine under a mixed workload")
     p.add_argument("--bulk", type=int, default=100_000, help="campaign size (default 100000)")
-    p.add_argument("--otps", type=int, default=300, help="critical OTPs sent during the campaign")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--otps", type=int, default=300, help="critical OTPs sent during the campaign (default 300)")
+    p.add_argument("--no-progress", action="store_true", help="do not print progress lines")
     p.set_defaults(func=_cmd_demo)
 
-    p = sub.add_parser("sandbox", help="run the provider sandbox until interrupted")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8025)
-    p.add_argument("--threads", type=int, default=1)
+    p = command("sandbox", "run the provider sandbox until interrupted")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8025, help="port to listen on (default 8025, 0 any free port)")
+    p.add_argument("--threads", type=int, default=1, help="server threads (default 1)")
     p.add_argument("--signing-secret", default="sandbox-secret", help="signs herald JSON receipts")
     p.add_argument("--h2c-port", type=int, default=-1, help="also serve HTTP/2 cleartext here (-1 off, 0 any)")
     p.set_defaults(func=_cmd_sandbox)
 
-    p = sub.add_parser("send", help="send one notification")
-    p.add_argument("type")
+    p = command("send", "send one notification")
+    p.add_argument("type", help="the notification type (a rule must route it)")
     p.add_argument("recipient", help="a user id, or a JSON object with an id and addresses")
     p.add_argument("--data", help="JSON object of template variables")
-    p.add_argument("--priority", default="normal", choices=["critical", "high", "normal", "bulk"])
-    p.add_argument("--idempotency-key")
+    p.add_argument("--priority", default="normal", choices=["critical", "high", "normal", "bulk"],
+                   help="queue priority (default normal)")
+    p.add_argument("--idempotency-key", help="a repeat of this key returns the first notification")
     p.add_argument("--wait", type=float, default=0, help="wait up to this many seconds for a final state")
     p.set_defaults(func=_cmd_send)
 
-    p = sub.add_parser("status", help="show one notification's state")
-    p.add_argument("id", type=int)
+    p = command("retry", "re-queue a dead-lettered notification (opens an engine on the folder)")
+    p.add_argument("id", type=int, help="the notification's id")
+    p.set_defaults(func=_cmd_retry)
+
+    p = command("cancel", "cancel a notification not yet sent (opens an engine on the folder)")
+    p.add_argument("id", type=int, help="the notification's id")
+    p.set_defaults(func=_cmd_cancel)
+
+    p = command("status", "show one notification's state")
+    p.add_argument("id", type=int, help="the notification's id")
     p.set_defaults(func=_cmd_status)
 
-    p = sub.add_parser("trace", help="show every decision about one notification")
-    p.add_argument("id", type=int)
+    p = command("trace", "show every decision about one notification")
+    p.add_argument("id", type=int, help="the notification's id")
     p.set_defaults(func=_cmd_trace)
 
-    p = sub.add_parser("dead-letters", help="list dead-lettered notifications")
-    p.add_argument("--limit", type=int, default=50)
+    p = command("dead-letters", "list dead-lettered notifications")
+    p.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
     p.set_defaults(func=_cmd_dead_letters)
 
-    p = sub.add_parser("suppressions", help="list addresses herald will not send to again")
-    p.add_argument("--limit", type=int, default=1000)
+    p = command("suppressions", "list addresses herald will not send to again")
+    p.add_argument("--limit", type=int, default=1000, help="at most this many (default 1000)")
     p.set_defaults(func=_cmd_suppressions)
 
-    p = sub.add_parser("prune", help="delete final notifications, events and log segments past the retention limits "
-                                     "(run it where no engine uses the folder; an engine prunes by itself)")
+    p = command("prune", "delete final notifications, events and log segments past the retention limits "
+                         "(run it where no engine uses the folder; an engine prunes by itself)")
     p.add_argument("--max-age-days", type=float, default=7, help="final notifications older than this go (default 7)")
     p.add_argument("--max-db-mb", type=int, default=2048, help="then the oldest until the database fits (default 2048)")
     p.add_argument("--log-max-age-days", type=float, default=7, help="log segments older than this go (default 7)")
     p.add_argument("--log-max-mb", type=int, default=1024, help="then the oldest until the log fits (default 1024)")
     p.set_defaults(func=_cmd_prune)
+    return parser
 
-    args = parser.parse_args(argv)
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
     from herald.errors import HeraldError
 
     try:
         return int(args.func(args))
+    except _UsageError as exc:
+        print(f"herald {args.command}: {exc}", file=sys.stderr)
+        return 2
     except HeraldError as exc:
         print(f"herald: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2
