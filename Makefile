@@ -44,6 +44,8 @@ venv: $(VENV)/.ready
 
 # The extension, installed into the venv (incremental: scikit-build-core keeps build/<wheel tag>).
 build: venv
+	@# The distribution was called "herald" before it became "herald-engine": drop the old record once.
+	@! $(PY) -m pip show herald >/dev/null 2>&1 || $(PY) -m pip uninstall -q -y herald
 	$(PY) -m pip install -q --no-build-isolation --no-deps .
 
 build-cpp: venv

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import importlib
 import pkgutil
+import tomllib
 from pathlib import Path
 
 import herald
@@ -54,3 +55,11 @@ def test_errors_share_one_base() -> None:
     for name in ("ValidationError", "IdempotencyConflict", "NotFound", "InvalidState", "ConfigError",
                  "StoreError", "EngineClosed"):
         assert issubclass(getattr(herald, name), herald.HeraldError)
+
+
+def test_the_distribution_name_is_free_on_pypi_and_the_import_name_is_herald() -> None:
+    # "herald" on PyPI belongs to an unrelated project (issue 8).
+    pyproject = tomllib.loads((Path(__file__).resolve().parent.parent / "pyproject.toml").read_text("utf-8"))
+    assert pyproject["project"]["name"] == "herald-engine"
+    assert pyproject["tool"]["scikit-build"]["wheel"]["packages"] == ["python/herald"]
+    assert pyproject["project"]["scripts"] == {"herald": "herald.cli:main"}
