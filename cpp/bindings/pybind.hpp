@@ -15,6 +15,10 @@
 
 namespace py = pybind11;
 
+namespace herald {
+class Engine;
+}  // namespace herald
+
 namespace herald::bindings {
 
 /// Which herald error a failed conversion raises: ValidationError for what is sent, ConfigError for
@@ -82,6 +86,11 @@ void register_sandbox(py::module_& m);
 void register_bench(py::module_& m);
 void register_retention(py::module_& m);
 void register_reader(py::module_& m);
+void register_serve(py::module_& m);
+
+/// The C++ engine of a herald._core.Engine (register_engine.cpp), for the API server. Throws
+/// EngineClosed once it is closed. The caller must stop using it before the engine is closed.
+herald::Engine& core_engine(py::handle engine);
 
 // -- rows as Python dicts (row_dicts.cpp), the same for the engine and the read-only store ------
 

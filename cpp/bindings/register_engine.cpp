@@ -293,6 +293,8 @@ std::chrono::milliseconds to_ms(py::handle value, const char* field, std::int64_
 
 }  // namespace
 
+Engine& core_engine(py::handle engine) { return py::cast<PyEngine&>(engine).get(); }
+
 void register_engine(py::module_& m) {
   py::class_<Notification>(m, "Notification", "A notification as a rule sees it (read-only).")
       .def_readonly("id", &Notification::id)

@@ -21,6 +21,8 @@ from herald.rules import Notification, RuleSet, rule
 from herald.sandbox import Sandbox
 
 __all__ = [
+    "AsyncClient",
+    "Client",
     "ConfigError",
     "Engine",
     "EngineClosed",
@@ -45,3 +47,12 @@ __all__ = [
 ]
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> object:
+    # The HTTP client loads httpx only when it is asked for: an engine alone does not need it.
+    if name in ("Client", "AsyncClient"):
+        from herald import client
+
+        return getattr(client, name)
+    raise AttributeError(f"module 'herald' has no attribute {name!r}")

@@ -1,0 +1,329 @@
+"""herald serve and herald.Client: one engine behind HTTP, the Engine API from any process."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+import herald
+from herald import Engine, Sandbox
+from herald.client import AsyncClient, Client, RemoteReceipt, Unauthorized
+
+KEY = "serve-test-key-0123456789"
+RULES = """
+from herald import Plan, rule
+
+
+@rule("otp")
+def otp(n):
+    return Plan("sms", ["primary", "backup"], "Your code is {code}")
+
+
+@rule("solo")
+def solo(n):
+    return Plan("sms", ["primary"], "{text|hello}")
+"""
+
+
+@dataclass
+class Served:
+    process: subprocess.Popen[str]
+    url: str
+    data_dir: Path
+
+    def client(self, api_key: str | None = KEY) -> Client:
+        return Client(self.url, api_key=api_key)
+
+
+def _config(tmp_path: Path, sandbox: Sandbox, max_body_bytes: int) -> Path:
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "serve_rules.py").write_text(RULES)
+    config = tmp_path / "herald.toml"
+    config.write_text(textwrap.dedent(f"""
+        [serve]
+        listen = "127.0.0.1:0"
+        data_dir = "serve-data"
+        rules = "rules"
+        max_body_bytes = {max_body_bytes}
+        workers = 4
+
+        [serve.api_keys]
+        test = {{ env = "HERALD_SERVE_TEST_KEY" }}
+
+        [providers.primary]
+        kind = "sandbox"
+        url = "{sandbox.url}"
+        concurrency = 16
+        max_attempts = 2
+
+        [providers.backup]
+        kind = "sandbox"
+        url = "{sandbox.url}"
+        concurrency = 16
+        max_attempts = 2
+    """))
+    return config
+
+
+@pytest.fixture
+def serve(tmp_path: Path, sandbox: Sandbox) -> Iterator[Callable[..., Served]]:
+    """Starts `python -m herald.serve` as users run it; reads the bound URL from its stdout."""
+    started: list[subprocess.Popen[str]] = []
+
+    def start(max_body_bytes: int = 65_536) -> Served:
+        config = _config(tmp_path, sandbox, max_body_bytes)
+        env = {**os.environ, "HERALD_SERVE_TEST_KEY": KEY}
+        log = tmp_path / "serve.stderr"
+        with log.open("w") as stderr:  # a file, not a pipe: a full pipe would stall the server
+            process = subprocess.Popen([sys.executable, "-m", "herald.serve", "--config", str(config)], cwd=tmp_path,
+                                       env=env, stdout=subprocess.PIPE, stderr=stderr, text=True)
+        started.append(process)
+        line = process.stdout.readline() if process.stdout else ""
+        assert line.startswith("herald serve listening on "), (line, log.read_text())
+        return Served(process, line.split()[-1], tmp_path / "serve-data")
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=30)
+        if process.stdout:
+            process.stdout.close()
+
+
+def _wait_final(client: Client, id: int, timeout: float = 20.0) -> herald.Status:
+    """Polls the status (observable state) until it is final, as Engine.wait does."""
+    deadline = time.monotonic() + timeout
+    delay = 0.002
+    while True:
+        status = client.status(id)
+        assert status is not None
+        if status.final:
+            return status
+        assert time.monotonic() < deadline, f"{id} still {status.state}"
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)
+
+
+def test_client_send_is_delivered_and_answers_engine_types(serve: Callable[..., Served], sandbox: Sandbox) -> None:
+    served = serve()
+    with served.client() as client:
+        receipt = client.send("otp", {"id": "u1", "phone": "+15550100"}, {"code": "481516"}, priority="critical")
+        assert isinstance(receipt, RemoteReceipt) and receipt.state == "queued" and receipt.duplicate is False
+        assert receipt.id > 2**53  # travelled as a string, arrives whole
+        status = _wait_final(client, receipt.id)
+        assert isinstance(status, herald.Status) and status.state == "completed" and status.id == receipt.id
+        assert status.provider == "primary"
+        events = client.trace(receipt.id)
+        assert all(isinstance(e, herald.Event) for e in events)
+        assert [e.event for e in events][-1] == "completed"
+        [message] = sandbox.messages("primary")
+        assert message["body"]["text"] == "Your code is 481516"
+        again = client.send("otp", "u1", {"code": "481516"}, idempotency_key="k1")
+        repeat = client.send("otp", "u1", {"code": "481516"}, idempotency_key="k1")
+        assert (repeat.id, repeat.duplicate) == (again.id, True)
+        many = client.send_many([{"type": "solo", "recipient": f"u{i}", "data": {"text": str(i)}} for i in range(5)], chunk=2)
+        assert len(many) == 5 and len({r.id for r in many}) == 5
+
+
+def test_ids_travel_as_strings_and_probes_need_no_key(serve: Callable[..., Served]) -> None:
+    served = serve()
+    with httpx.Client(base_url=served.url) as http:
+        assert http.get("/health").status_code == 200
+        ready = http.get("/ready")
+        assert ready.status_code == 200 and ready.json()["ready"] is True
+        auth = {"Authorization": f"Bearer {KEY}"}
+        r = http.post("/v1/notifications", json={"type": "solo", "recipient": "u1"}, headers=auth)
+        assert r.status_code == 200
+        id_text = r.json()["id"]
+        assert isinstance(id_text, str) and id_text.isdigit()
+        status = http.get(f"/v1/notifications/{id_text}", headers=auth).json()
+        assert status["id"] == id_text
+        events = http.get(f"/v1/notifications/{id_text}/trace", headers=auth).json()["events"]
+        assert events and all(e["id"] == id_text for e in events)
+
+
+def test_no_key_is_401_a_wrong_key_403_and_a_large_body_413(serve: Callable[..., Served]) -> None:
+    served = serve(max_body_bytes=4096)
+    with httpx.Client(base_url=served.url) as http:
+        body = {"type": "solo", "recipient": "u1"}
+        missing = http.post("/v1/notifications", json=body)
+        assert missing.status_code == 401 and missing.json()["error"]["type"] == "Unauthorized"
+        wrong = http.post("/v1/notifications", json=body, headers={"Authorization": "Bearer not-the-key"})
+        assert wrong.status_code == 403 and wrong.json()["error"]["type"] == "Forbidden"
+        big = {"type": "solo", "recipient": "u1", "data": {"text": "x" * 5000}}
+        assert http.post("/v1/notifications", json=big, headers={"Authorization": f"Bearer {KEY}"}).status_code == 413
+    with served.client(api_key=None) as anonymous, pytest.raises(Unauthorized) as no_key:
+        anonymous.send("solo", "u1")
+    assert no_key.value.status == 401
+    with served.client(api_key="wrong") as wrong_client, pytest.raises(Unauthorized) as bad_key:
+        wrong_client.status(1)
+    assert bad_key.value.status == 403
+    with served.client() as client, pytest.raises(herald.ValidationError):
+        client.send("solo", "u1", {"text": "x" * 5000})
+
+
+BAD_SENDS: list[tuple[str, dict[str, Any]]] = [
+    ("priority", {"type": "otp", "recipient": "u1", "priority": "urgent"}),
+    ("type-name", {"type": "no spaces allowed", "recipient": "u1"}),
+    ("type-not-text", {"type": 5, "recipient": "u1"}),
+    ("recipient-without-id", {"type": "otp", "recipient": {"phone": "+1"}}),
+    ("recipient-list", {"type": "otp", "recipient": ["u1"]}),
+    ("data-list", {"type": "otp", "recipient": "u1", "data": [1]}),
+    ("data-wide-int", {"type": "otp", "recipient": "u1", "data": {"a": {"b": [1, 2**63]}}}),
+    ("data-too-deep", {"type": "otp", "recipient": "u1", "data": json.loads('{"a":' * 65 + "1" + "}" * 65)}),
+    ("data-too-large", {"type": "otp", "recipient": "u1", "data": {"x": "y" * (300 * 1024)}}),
+    ("send-at-negative", {"type": "otp", "recipient": "u1", "send_at": -5}),
+    ("send-at-bool", {"type": "otp", "recipient": "u1", "send_at": True}),
+    ("expires-in-past", {"type": "otp", "recipient": "u1", "expires_at": 1000}),
+    ("idempotency-key-control", {"type": "otp", "recipient": "u1", "idempotency_key": "a\nb"}),
+]
+
+
+def _failure(call: Callable[[], object]) -> tuple[type, str | None, str]:
+    with pytest.raises(herald.HeraldError) as info:
+        call()
+    return type(info.value), getattr(info.value, "field", None), str(info.value)
+
+
+@pytest.mark.parametrize(("case", "fields"), BAD_SENDS, ids=[c for c, _ in BAD_SENDS])
+def test_bad_fields_fail_as_they_do_on_the_engine(case: str, fields: dict[str, Any], serve: Callable[..., Served],
+                                                   make_engine: Callable[..., Engine]) -> None:
+    served = serve(max_body_bytes=1 << 20)
+    engine = make_engine()
+    args = dict(fields)
+    type_, recipient, data = args.pop("type"), args.pop("recipient"), args.pop("data", None)
+    with served.client() as client:
+        local = _failure(lambda: engine.send(type_, recipient, data, **args))
+        remote = _failure(lambda: client.send(type_, recipient, data, **args))
+        assert remote == local
+        batch = [{"type": "otp", "recipient": "u0"}, fields]
+        assert _failure(lambda: client.send_many(batch)) == _failure(lambda: engine.send_many(batch))
+        assert engine.stats()["received"] == 0
+
+
+def test_control_calls_answer_as_the_engine_does(serve: Callable[..., Served], make_engine: Callable[..., Engine],
+                                                 sandbox: Sandbox) -> None:
+    served = serve()
+    engine = make_engine()
+    with served.client() as client:
+        for target in (engine, client):
+            assert target.status(12345) is None
+            assert target.dead_letters() == []
+            assert target.suppressions() == []
+            assert target.unsuppress("sms", "+1 555/0100") is False
+        assert _failure(lambda: client.retry(12345))[:2] == _failure(lambda: engine.retry(12345))[:2]
+        sandbox.set_faults("primary", error_rate=1.0, error_status=400)
+        receipt = client.send("solo", {"id": "u1", "phone": "+15550100"})
+        status = _wait_final(client, receipt.id)
+        assert status.state == "dead_lettered"
+        assert [s.id for s in client.dead_letters(limit=10)] == [receipt.id]
+        sandbox.clear_faults()
+        with pytest.raises(herald.InvalidState):
+            client.retry(_completed(client))
+        client.retry(receipt.id)
+        assert _wait_final(client, receipt.id).state == "completed"
+        assert client.cancel(receipt.id) is False
+
+
+def _completed(client: Client) -> int:
+    receipt = client.send("solo", "u9")
+    _wait_final(client, receipt.id)
+    return receipt.id
+
+
+def test_async_client_twins(serve: Callable[..., Served]) -> None:
+    served = serve()
+
+    async def run() -> None:
+        async with AsyncClient(served.url, api_key=KEY) as client:
+            receipts = await asyncio.gather(*(client.send("solo", f"u{i}") for i in range(10)))
+            assert len({r.id for r in receipts}) == 10
+            status = await client.status(receipts[0].id)
+            assert status is not None and status.id == receipts[0].id
+            with pytest.raises(herald.ValidationError) as info:
+                await client.send("otp", "u1", priority="urgent")
+            assert info.value.field == "priority"
+
+    asyncio.run(run())
+
+
+def test_sigterm_stops_intake_commits_and_exits_0(serve: Callable[..., Served], sandbox: Sandbox) -> None:
+    served = serve()
+    acknowledged: list[int] = []
+    refused: list[BaseException] = []
+    running = threading.Event()
+
+    def sender() -> None:
+        with served.client() as client:
+            i = 0
+            while True:
+                try:
+                    acknowledged.append(client.send("solo", f"u{i}", {"text": str(i)}).id)
+                except (herald.EngineClosed, httpx.TransportError) as exc:
+                    refused.append(exc)
+                    return
+                i += 1
+                if i == 20:
+                    running.set()
+
+    thread = threading.Thread(target=sender)
+    thread.start()
+    assert running.wait(30)
+    served.process.send_signal(signal.SIGTERM)
+    assert served.process.wait(timeout=30) == 0
+    thread.join(30)
+    assert refused, "intake went on after SIGTERM"
+    assert len(acknowledged) >= 20
+    # Nothing acknowledged is lost: every id is in the committed store.
+    with herald.open_readonly(served.data_dir) as store:
+        assert all(store.status(id) is not None for id in acknowledged)
+
+
+WORKER = """
+import json, sys
+from herald import Client
+
+url, key, worker, count = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+with Client(url, api_key=key) as client:
+    ids = [client.send("solo", f"w{worker}-{i}", {"text": f"w{worker}-{i}"}, idempotency_key=f"w{worker}-{i}").id
+           for i in range(count)]
+print(json.dumps([str(i) for i in ids]))
+"""
+
+
+def test_many_processes_share_one_serve_and_each_notification_is_sent_once(
+    serve: Callable[..., Served], sandbox: Sandbox
+) -> None:
+    served = serve()
+    workers, per_worker = 4, 50
+    processes = [
+        subprocess.Popen([sys.executable, "-c", WORKER, served.url, KEY, str(w), str(per_worker)],
+                         stdout=subprocess.PIPE, text=True)
+        for w in range(workers)
+    ]
+    ids: list[int] = []
+    for p in processes:
+        out, _ = p.communicate(timeout=60)
+        assert p.returncode == 0
+        ids.extend(int(x) for x in json.loads(out))
+    assert len(set(ids)) == workers * per_worker
+    with served.client() as client:
+        assert all(_wait_final(client, id).state == "completed" for id in ids)
+    texts = sorted(m["body"]["text"] for m in sandbox.messages("primary"))
+    assert texts == sorted(f"w{w}-{i}" for w in range(workers) for i in range(per_worker))
