@@ -126,8 +126,10 @@ def test_client_send_is_delivered_and_answers_engine_types(serve: Callable[..., 
         receipt = client.send("otp", {"id": "u1", "phone": "+15550100"}, {"code": "481516"}, priority="critical")
         assert isinstance(receipt, RemoteReceipt) and receipt.state == "queued" and receipt.duplicate is False
         assert receipt.id > 2**53  # travelled as a string, arrives whole
-        status = _wait_final(client, receipt.id)
+        status = client.wait(receipt.id, timeout=20)
         assert isinstance(status, herald.Status) and status.state == "completed" and status.id == receipt.id
+        with pytest.raises(herald.NotFound):
+            client.wait(12345, timeout=1)
         assert status.provider == "primary"
         events = client.trace(receipt.id)
         assert all(isinstance(e, herald.Event) for e in events)
@@ -256,6 +258,7 @@ def test_async_client_twins(serve: Callable[..., Served]) -> None:
             assert len({r.id for r in receipts}) == 10
             status = await client.status(receipts[0].id)
             assert status is not None and status.id == receipts[0].id
+            assert (await client.wait(receipts[1].id, timeout=20)).state == "completed"
             with pytest.raises(herald.ValidationError) as info:
                 await client.send("otp", "u1", priority="urgent")
             assert info.value.field == "priority"

@@ -14,6 +14,7 @@ raises httpx's own error; a server that is shutting down answers :class:`herald.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -178,6 +179,23 @@ def _limit(limit: int) -> dict[str, Any]:
     return {"limit": limit}
 
 
+def _deadline(timeout: float) -> float:
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout >= 0:
+        raise validation_error("timeout", "must be a number of seconds, 0 or more")
+    return time.monotonic() + timeout
+
+
+def _final_or_none(id: int, status: Status | None, deadline: float, timeout: float) -> Status | None:
+    """The status when final; None to poll again; raises as Engine.wait does."""
+    if status is None:
+        raise errors.NotFound(f"notification {id} not found")
+    if status.final:
+        return status
+    if time.monotonic() >= deadline:
+        raise TimeoutError(f"notification {id} is still {status.state} after {timeout} s")
+    return None
+
+
 def _headers(api_key: str | None) -> dict[str, str]:
     headers = {"Content-Type": "application/json", "Accept": "application/json"}
     if api_key is not None:
@@ -248,6 +266,18 @@ class Client:
     def cancel(self, id: int) -> bool:
         return self._do(_Call("POST", f"/v1/notifications/{_id(id)}/cancel", lambda r: bool(r["cancelled"])))
 
+    def wait(self, id: int, timeout: float = 30.0) -> Status:
+        """As :meth:`herald.Engine.wait`: blocks until one notification is final; raises
+        TimeoutError with its last status, NotFound for an unknown id."""
+        deadline = _deadline(timeout)
+        delay = 0.002
+        while True:
+            status = _final_or_none(id, self.status(id), deadline, timeout)
+            if status is not None:
+                return status
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
+
 
 class AsyncClient:
     """:class:`Client` for asyncio: the same methods as coroutines, over ``httpx.AsyncClient``."""
@@ -311,3 +341,14 @@ class AsyncClient:
 
     async def cancel(self, id: int) -> bool:
         return await self._do(_Call("POST", f"/v1/notifications/{_id(id)}/cancel", lambda r: bool(r["cancelled"])))
+
+    async def wait(self, id: int, timeout: float = 30.0) -> Status:
+        """As :meth:`Client.wait`, without blocking the event loop."""
+        deadline = _deadline(timeout)
+        delay = 0.002
+        while True:
+            status = _final_or_none(id, await self.status(id), deadline, timeout)
+            if status is not None:
+                return status
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.05)
