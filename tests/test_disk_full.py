@@ -90,6 +90,10 @@ def test_full_disk_holds_accepted_notifications_and_delivers_them_when_space_ret
     )
     try:
         due = time.time() + 3.0
+        # Due with the others but expiring a second later: its attempt is marked while the disk is
+        # full and must not leave once the mark commits after expires_at.
+        short = engine.send("otp", "short-lived", {"code": "0", "pad": "p" * 3000}, send_at=due,
+                            expires_at=due + 1.0).id
         # 3 KB each: every row has a page of its own, so recording one dispatch batch needs pages.
         accepted = [engine.send("otp", f"u{i}", {"code": str(i), "pad": "p" * 3000}, send_at=due).id
                     for i in range(40)]
@@ -110,7 +114,7 @@ def test_full_disk_holds_accepted_notifications_and_delivers_them_when_space_ret
 
         # The accepted ones come due while the disk is full: held, never dead-lettered, never sent
         # without their "sending" mark on disk, and status() says what is on disk.
-        eventually(lambda: time.time() > due + 0.5)
+        eventually(lambda: time.time() > due + 1.5)
         eventually(lambda: engine.health()["store"]["write_faults"] >= 3)
         assert engine.dead_letters() == []
         assert not engine.wait_idle(0.2)
@@ -123,6 +127,8 @@ def test_full_disk_holds_accepted_notifications_and_delivers_them_when_space_ret
         assert engine.wait_idle(30)
         assert engine.health()["store"]["degraded"] is False
         assert [engine.status(i).state for i in accepted] == ["completed"] * len(accepted)
+        assert engine.status(short).state == "expired"
+        assert not [m for m in sandbox.messages() if m["body"]["to"]["id"] == "short-lived"]
         sent = sorted(m["body"]["to"]["id"] for m in sandbox.messages() if m["body"]["to"]["id"].startswith("u"))
         assert sent == sorted(f"u{i}" for i in range(40))  # each exactly once
         # The engine takes new work again.

@@ -593,7 +593,18 @@ struct Engine::Impl {
 
   // ---- provider I/O --------------------------------------------------------------
 
-  using Sends = std::vector<std::pair<http::Request, http::Callback>>;
+  /// The requests of one dispatch step; they leave once their "sending" marks commit. Each keeps
+  /// the earliest expires_at of its notifications (0 = none): when the commit waited past it (the
+  /// disk refused writes meanwhile), the request is not sent and the notification expires.
+  struct Sends {
+    std::vector<std::pair<http::Request, http::Callback>> requests;
+    std::vector<std::int64_t> expires_at_ms;
+    void add(http::Request req, http::Callback cb, std::int64_t expires = 0) {
+      requests.emplace_back(std::move(req), std::move(cb));
+      expires_at_ms.push_back(expires);
+    }
+    [[nodiscard]] bool empty() const { return requests.empty(); }
+  };
 
   /// Takes one send from the provider's token bucket; false (and a wake-up armed) when empty.
   bool take_rate_token(Provider& p, std::int64_t now) {
@@ -728,7 +739,7 @@ struct Engine::Impl {
         e.detail = "asking whether the attempt in doubt arrived, before any resend";
         marks.events.push_back(std::move(e));
         Provider* pp = &p;
-        sends.emplace_back(std::move(*req), [this, pp, nid, t = std::move(text)](http::Response&& resp) mutable {
+        sends.add(std::move(*req), [this, pp, nid, t = std::move(text)](http::Response&& resp) mutable {
           asio::post(io, [this, pp, nid, t = std::move(t), r = std::move(resp)]() mutable {
             on_in_doubt_lookup(*pp, nid, t, std::move(r));
           });
@@ -747,9 +758,12 @@ struct Engine::Impl {
     mark_sending(a, p, address, marks, {});
     ++p.in_flight;
     Provider* pp = &p;
-    sends.emplace_back(std::move(req), [this, pp, nid](http::Response&& resp) {
-      asio::post(io, [this, pp, nid, r = std::move(resp)]() mutable { on_response(*pp, nid, std::move(r)); });
-    });
+    sends.add(
+        std::move(req),
+        [this, pp, nid](http::Response&& resp) {
+          asio::post(io, [this, pp, nid, r = std::move(resp)]() mutable { on_response(*pp, nid, std::move(r)); });
+        },
+        a.n.expires_at_ms);
   }
 
   /// Gathers compatible notifications waiting behind `first` into one request (SendGrid's
@@ -807,6 +821,10 @@ struct Engine::Impl {
     }
     std::vector<Id> members;
     members.reserve(group.size());
+    std::int64_t expires = 0;
+    for (const Active* m : group) {
+      if (m->n.expires_at_ms != 0 && (expires == 0 || m->n.expires_at_ms < expires)) expires = m->n.expires_at_ms;
+    }
     const std::string detail = group.size() > 1 ? "in a batch of " + std::to_string(group.size()) : std::string();
     for (std::size_t i = 0; i < group.size(); ++i) {
       mark_sending(*group[i], p, addresses[i], marks, detail);
@@ -815,11 +833,14 @@ struct Engine::Impl {
     ++p.in_flight;
     if (members.size() > 1) c_batched.fetch_add(1, std::memory_order_relaxed);
     Provider* pp = &p;
-    sends.emplace_back(std::move(req), [this, pp, m = std::move(members)](http::Response&& resp) mutable {
-      asio::post(io, [this, pp, m = std::move(m), r = std::move(resp)]() mutable {
-        on_batch_response(*pp, m, std::move(r));
-      });
-    });
+    sends.add(
+        std::move(req),
+        [this, pp, m = std::move(members)](http::Response&& resp) mutable {
+          asio::post(io, [this, pp, m = std::move(m), r = std::move(resp)]() mutable {
+            on_batch_response(*pp, m, std::move(r));
+          });
+        },
+        expires);
   }
 
   void suppress(Active& a, const Suppression& why) {
@@ -874,16 +895,29 @@ struct Engine::Impl {
     // The request goes out only once "sending" is durable: after a crash an attempt that may have
     // reached the provider is always known, and is treated as in doubt rather than forgotten.
     store->submit(std::move(marks), [this, sends](std::exception_ptr err, WriteBatch&) {
+      auto unsent = [](http::Callback& cb, const char* why) {
+        http::Response r;
+        r.transport_error = why;
+        cb(std::move(r));
+      };
       if (err) {
         // Nothing was recorded, so nothing may be sent: answer each as a transport failure.
-        for (auto& [req, cb] : *sends) {
-          http::Response r;
-          r.transport_error = "store failed before sending";
-          cb(std::move(r));
-        }
+        for (auto& [req, cb] : sends->requests) unsent(cb, "store failed before sending");
         return;
       }
-      http->submit_many(std::move(*sends));
+      const std::int64_t committed_at = now_ms();
+      std::vector<std::pair<http::Request, http::Callback>> go;
+      go.reserve(sends->requests.size());
+      for (std::size_t i = 0; i < sends->requests.size(); ++i) {
+        auto& [req, cb] = sends->requests[i];
+        const std::int64_t expires = sends->expires_at_ms[i];
+        if (expires != 0 && committed_at >= expires) {
+          unsent(cb, "not sent: expires_at passed while the store could not record the attempt");
+        } else {
+          go.emplace_back(std::move(req), std::move(cb));
+        }
+      }
+      if (!go.empty()) http->submit_many(std::move(go));
     });
   }
 
