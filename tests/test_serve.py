@@ -188,6 +188,8 @@ BAD_SENDS: list[tuple[str, dict[str, Any]]] = [
     ("recipient-list", {"type": "otp", "recipient": ["u1"]}),
     ("data-list", {"type": "otp", "recipient": "u1", "data": [1]}),
     ("data-wide-int", {"type": "otp", "recipient": "u1", "data": {"a": {"b": [1, 2**63]}}}),
+    ("data-wider-than-64-bits", {"type": "otp", "recipient": "u1", "data": {"a": [2**70]}}),
+    ("data-huge-negative", {"type": "otp", "recipient": "u1", "data": {"a": -(10**60)}}),
     ("data-too-deep", {"type": "otp", "recipient": "u1", "data": json.loads('{"a":' * 65 + "1" + "}" * 65)}),
     ("data-too-large", {"type": "otp", "recipient": "u1", "data": {"x": "y" * (300 * 1024)}}),
     ("send-at-negative", {"type": "otp", "recipient": "u1", "send_at": -5}),

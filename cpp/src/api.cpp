@@ -25,8 +25,59 @@ const char* py_type(const json& v) {
     case json::value_t::string: return "str";
     case json::value_t::array: return "list";
     case json::value_t::object: return "dict";
+    case json::value_t::binary: return "int";  // an integer wider than 64 bits (StrictIntegers)
     default: return "object";
   }
+}
+
+/// As the binding's brief_text: at most 40 bytes, then "...".
+std::string brief(std::string text) {
+  constexpr std::size_t limit = 40;
+  if (text.size() <= limit) return text;
+  text.resize(limit);
+  return text + "...";
+}
+
+/// The number as written. An integer too wide for 64 bits is held as binary (see StrictIntegers).
+std::string number_text(const json& v) {
+  if (v.is_binary()) return brief(std::string(v.get_binary().begin(), v.get_binary().end()));
+  return brief(v.dump());
+}
+
+/// A DOM parser that keeps integers too wide for 64 bits apart: nlohmann would read them as
+/// doubles and lose digits, where the Python API refuses them. JSON text never yields binary, so
+/// such an integer is held as binary carrying its digits, and refused by name where it is read.
+struct StrictIntegers {
+  explicit StrictIntegers(json& root) : dom(root, true) {}
+  bool null() { return dom.null(); }
+  bool boolean(bool v) { return dom.boolean(v); }
+  bool number_integer(json::number_integer_t v) { return dom.number_integer(v); }
+  bool number_unsigned(json::number_unsigned_t v) { return dom.number_unsigned(v); }
+  bool number_float(json::number_float_t v, const std::string& text) {
+    if (text.find_first_of(".eE") == std::string::npos) {
+      json::binary_t digits(std::vector<std::uint8_t>(text.begin(), text.end()));
+      return dom.binary(digits);
+    }
+    return dom.number_float(v, text);
+  }
+  bool string(std::string& v) { return dom.string(v); }
+  bool binary(json::binary_t& v) { return dom.binary(v); }
+  bool start_object(std::size_t n) { return dom.start_object(n); }
+  bool key(std::string& k) { return dom.key(k); }
+  bool end_object() { return dom.end_object(); }
+  bool start_array(std::size_t n) { return dom.start_array(n); }
+  bool end_array() { return dom.end_array(); }
+  template <class Exception>
+  bool parse_error(std::size_t at, const std::string& token, const Exception& e) {
+    return dom.parse_error(at, token, e);  // throws json::parse_error
+  }
+
+  nlohmann::detail::json_sax_dom_parser<json> dom;
+};
+
+bool is_wide_integer(const json& v) {
+  return v.is_binary() ||
+         (v.is_number_unsigned() && v.get<std::uint64_t>() > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()));
 }
 
 bool parse_id(std::string_view text, Id& out) {
@@ -95,9 +146,9 @@ void check_payload(const json& v, std::string& path, int open) {
         path.resize(base);
       }
     }
-  } else if (v.is_number_unsigned() && v.get<std::uint64_t>() > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) {
+  } else if (is_wide_integer(v)) {
     throw ValidationError(path, "must be an integer from -9223372036854775808 to 9223372036854775807 (got " +
-                                    v.dump() + ")");
+                                    number_text(v) + ")");
   } else if (v.is_number_float() && !std::isfinite(v.get<double>())) {
     throw ValidationError(path, "NaN and infinity are not valid JSON");
   }
@@ -117,9 +168,10 @@ std::int64_t time_field(const json& v, const std::string& field) {
   const std::string what = "must be a datetime, a timedelta or epoch seconds";
   const auto out_of_range = [&] {
     return ValidationError(field, "must be a time from 1970-01-01 to 9999-12-31: epoch seconds from 0 to " +
-                                      std::to_string(max_epoch_s) + " (got " + v.dump() + ")");
+                                      std::to_string(max_epoch_s) + " (got " + number_text(v) + ")");
   };
   if (v.is_boolean()) throw ValidationError(field, what + " (got bool)");
+  if (v.is_binary()) throw out_of_range();  // an integer wider than 64 bits
   if (v.is_number_integer() || v.is_number_unsigned()) {
     if (v.is_number_unsigned() && v.get<std::uint64_t>() > static_cast<std::uint64_t>(max_epoch_s)) throw out_of_range();
     const auto s = v.get<std::int64_t>();
@@ -128,7 +180,7 @@ std::int64_t time_field(const json& v, const std::string& field) {
   }
   if (v.is_number_float()) {
     const double s = v.get<double>();
-    if (!std::isfinite(s)) throw ValidationError(field, "must be a finite number (got " + v.dump() + ")");
+    if (!std::isfinite(s)) throw ValidationError(field, "must be a finite number (got " + number_text(v) + ")");
     if (s < 0 || s >= static_cast<double>(max_epoch_s + 1)) throw out_of_range();
     return std::min<std::int64_t>(std::llround(s * 1000.0), max_epoch_s * 1000 + 999);
   }
@@ -221,7 +273,10 @@ bool uses_engine(Action a) noexcept {
 
 json parse_body(std::string_view body) {
   try {
-    return json::parse(body);
+    json root;
+    StrictIntegers sax(root);
+    json::sax_parse(body, &sax);
+    return root;
   } catch (const json::parse_error& e) {
     std::string why = e.what();
     const auto at = why.find("] ");  // "[json.exception.parse_error.101] parse error at ..."

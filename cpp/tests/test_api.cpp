@@ -89,6 +89,16 @@ TEST(ApiDecode, NamesTheFieldWithTheBindingsWords) {
   EXPECT_EQ(field_of(json::parse(R"({"type":"t","recipient":"u","data":{"n":18446744073709551615}})")),
             "data.n | data.n: must be an integer from -9223372036854775808 to 9223372036854775807 (got 18446744073709551615)");
   EXPECT_EQ(field_of(json::parse("[]"), "notifications[2]."), "notifications[2] | notifications[2]: must be a dict");
+  // Wider than 64 bits: refused with its digits, not rounded to a double and accepted.
+  EXPECT_EQ(field_of(parse_body(R"({"type":"t","recipient":"u","data":{"a":[1,18446744073709551616]}})")),
+            "data.a[1] | data.a[1]: must be an integer from -9223372036854775808 to 9223372036854775807 "
+            "(got 18446744073709551616)");
+  EXPECT_EQ(field_of(parse_body(R"({"type":"t","recipient":"u","send_at":-99999999999999999999})")),
+            "send_at | send_at: must be a time from 1970-01-01 to 9999-12-31: epoch seconds from 0 to 253402300799 "
+            "(got -99999999999999999999)");
+  EXPECT_EQ(field_of(parse_body(R"({"type":123456789012345678901234567890,"recipient":"u"})")),
+            "type | type: must be a string (got int)");
+  EXPECT_EQ(parse_body(R"({"x":1.5e3})")["x"], 1500.0);
 }
 
 TEST(ApiDecode, RefusesDeepAndLargePayloads) {

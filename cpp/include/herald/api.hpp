@@ -54,7 +54,9 @@ struct Route {
 /// Whether the endpoint touches the engine (and so is refused while draining).
 [[nodiscard]] bool uses_engine(Action a) noexcept;
 
-/// The body as JSON. Throws ValidationError("body", "is not valid JSON: ...") otherwise.
+/// The body as JSON. Throws ValidationError("body", "is not valid JSON: ...") otherwise. An integer
+/// too wide for 64 bits is kept as its digits (not rounded to a double) so that it is refused by
+/// name, as the Python API refuses it.
 [[nodiscard]] nlohmann::json parse_body(std::string_view body);
 
 /// One notification from a JSON object with the keyword names of Engine.send (type, recipient,
