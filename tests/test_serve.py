@@ -196,6 +196,10 @@ BAD_SENDS: list[tuple[str, dict[str, Any]]] = [
     ("send-at-bool", {"type": "otp", "recipient": "u1", "send_at": True}),
     ("expires-in-past", {"type": "otp", "recipient": "u1", "expires_at": 1000}),
     ("idempotency-key-control", {"type": "otp", "recipient": "u1", "idempotency_key": "a\nb"}),
+    ("surrogate-in-type", {"type": "ot\ud800p", "recipient": "u1"}),
+    ("surrogate-in-data", {"type": "otp", "recipient": "u1", "data": {"a": ["ok", "x\udc80"]}}),
+    ("surrogate-in-data-key", {"type": "otp", "recipient": "u1", "data": {"k\ud800": 1}}),
+    ("surrogate-in-recipient-id", {"type": "otp", "recipient": {"id": "\ud800"}}),
 ]
 
 

@@ -26,7 +26,7 @@ from urllib.parse import quote
 import httpx
 
 from herald import errors
-from herald._checks import validation_error
+from herald._checks import _lone_surrogate, validation_error
 from herald.engine import Event, Priority, Status, Suppression, When
 
 __all__ = ["AsyncClient", "Client", "RemoteReceipt", "Unauthorized"]
@@ -109,13 +109,63 @@ def _wire(fields: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def _surrogate_reason(text: str) -> str:
+    return f"must be valid UTF-8 text (lone surrogate at index {_lone_surrogate(text)})"
+
+
+def _has_surrogate(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _find_surrogate(value: Any, path: str) -> None:
+    """Raises the binding's error for the first text without a UTF-8 form, named as it names it."""
+    if isinstance(value, str):
+        if _has_surrogate(value):
+            raise validation_error(path, _surrogate_reason(value))
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            if isinstance(key, str) and _has_surrogate(key):
+                shown = key.encode("utf-8", "backslashreplace").decode("utf-8")
+                raise validation_error(f"{path}.{shown}", "key " + _surrogate_reason(key))
+            _find_surrogate(item, f"{path}.{key}")
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            _find_surrogate(item, f"{path}[{i}]")
+
+
+def _surrogate_error(payload: Any) -> None:
+    """JSON cannot carry a lone surrogate: find it and name it, in the order the binding checks."""
+    items = payload if isinstance(payload, list) else [payload]
+    for i, fields in enumerate(items):
+        prefix = f"notifications[{i}]." if isinstance(payload, list) else ""
+        for name in ("type", "tenant"):
+            _find_surrogate(fields.get(name), prefix + name)
+        recipient = fields.get("recipient")
+        if isinstance(recipient, Mapping):
+            _find_surrogate(recipient.get("id"), prefix + "recipient.id")
+        _find_surrogate(recipient, prefix + "recipient")
+        for name in ("data", "priority", "idempotency_key", "ordering_key"):
+            _find_surrogate(fields.get(name), prefix + name)
+        for key in fields:
+            _find_surrogate(key, prefix + str(key))
+
+
 def _body(payload: Any) -> bytes:
     try:
-        return json.dumps(payload, default=_json_default, allow_nan=False, separators=(",", ":")).encode()
+        text = json.dumps(payload, default=_json_default, allow_nan=False, ensure_ascii=False, separators=(",", ":"))
     except TypeError as exc:
         raise validation_error("data", f"cannot be sent as JSON (type {exc})") from None
     except ValueError:
         raise validation_error("data", "NaN and infinity are not valid JSON") from None
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        _surrogate_error(payload)
+        raise validation_error("body", "must be valid UTF-8 text") from None
 
 
 def _status(raw: Mapping[str, Any]) -> Status:
