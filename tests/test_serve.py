@@ -44,12 +44,13 @@ class Served:
     process: subprocess.Popen[str]
     url: str
     data_dir: Path
+    receipts_url: str = ""
 
     def client(self, api_key: str | None = KEY) -> Client:
         return Client(self.url, api_key=api_key)
 
 
-def _config(tmp_path: Path, sandbox: Sandbox, max_body_bytes: int) -> Path:
+def _config(tmp_path: Path, sandbox: Sandbox, max_body_bytes: int, receipts: bool) -> Path:
     rules = tmp_path / "rules"
     rules.mkdir()
     (rules / "serve_rules.py").write_text(RULES)
@@ -61,6 +62,7 @@ def _config(tmp_path: Path, sandbox: Sandbox, max_body_bytes: int) -> Path:
         rules = "rules"
         max_body_bytes = {max_body_bytes}
         workers = 4
+        {'receipts = "127.0.0.1:0"' if receipts else ""}
 
         [serve.api_keys]
         test = {{ env = "HERALD_SERVE_TEST_KEY" }}
@@ -70,6 +72,7 @@ def _config(tmp_path: Path, sandbox: Sandbox, max_body_bytes: int) -> Path:
         url = "{sandbox.url}"
         concurrency = 16
         max_attempts = 2
+        secrets = {{ signing_secret = "sandbox-secret" }}
 
         [providers.backup]
         kind = "sandbox"
@@ -85,8 +88,8 @@ def serve(tmp_path: Path, sandbox: Sandbox) -> Iterator[Callable[..., Served]]:
     """Starts `python -m herald.serve` as users run it; reads the bound URL from its stdout."""
     started: list[subprocess.Popen[str]] = []
 
-    def start(max_body_bytes: int = 65_536) -> Served:
-        config = _config(tmp_path, sandbox, max_body_bytes)
+    def start(max_body_bytes: int = 65_536, receipts: bool = False) -> Served:
+        config = _config(tmp_path, sandbox, max_body_bytes, receipts)
         env = {**os.environ, "HERALD_SERVE_TEST_KEY": KEY}
         log = tmp_path / "serve.stderr"
         with log.open("w") as stderr:  # a file, not a pipe: a full pipe would stall the server
@@ -95,7 +98,12 @@ def serve(tmp_path: Path, sandbox: Sandbox) -> Iterator[Callable[..., Served]]:
         started.append(process)
         line = process.stdout.readline() if process.stdout else ""
         assert line.startswith("herald serve listening on "), (line, log.read_text())
-        return Served(process, line.split()[-1], tmp_path / "serve-data")
+        served = Served(process, line.split()[-1], tmp_path / "serve-data")
+        if receipts:
+            line = process.stdout.readline() if process.stdout else ""
+            assert line.startswith("herald receipts on "), line
+            served.receipts_url = line.split()[-1]
+        return served
 
     yield start
     for process in started:
@@ -178,6 +186,20 @@ def test_no_key_is_401_a_wrong_key_403_and_a_large_body_413(serve: Callable[...,
     assert bad_key.value.status == 403
     with served.client() as client, pytest.raises(herald.ValidationError):
         client.send("solo", "u1", {"text": "x" * 5000})
+
+
+def test_provider_receipts_keep_their_own_port(serve: Callable[..., Served]) -> None:
+    served = serve(receipts=True)
+    assert served.receipts_url.endswith("/receipts")
+    assert served.receipts_url.split("/")[2] != served.url.split("/")[2]  # another host:port
+    with served.client() as client:
+        receipt = client.send("solo", {"id": "u1", "phone": "+15550100"})
+        assert client.wait(receipt.id, timeout=20).state == "completed"
+        deadline = time.monotonic() + 20
+        while (status := client.status(receipt.id)) is not None and status.receipt is None:
+            assert time.monotonic() < deadline, "no receipt arrived"
+            time.sleep(0.02)
+        assert status is not None and status.receipt == "delivered"
 
 
 BAD_SENDS: list[tuple[str, dict[str, Any]]] = [
