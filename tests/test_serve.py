@@ -50,7 +50,7 @@ class Served:
         return Client(self.url, api_key=api_key)
 
 
-def _config(tmp_path: Path, sandbox: Sandbox, max_body_bytes: int, receipts: bool) -> Path:
+def _config(tmp_path: Path, sandbox: Sandbox, max_body_bytes: int, receipts: bool, data_dir: Path) -> Path:
     rules = tmp_path / "rules"
     rules.mkdir()
     (rules / "serve_rules.py").write_text(RULES)
@@ -58,7 +58,7 @@ def _config(tmp_path: Path, sandbox: Sandbox, max_body_bytes: int, receipts: boo
     config.write_text(textwrap.dedent(f"""
         [serve]
         listen = "127.0.0.1:0"
-        data_dir = "serve-data"
+        data_dir = "{data_dir}"
         rules = "rules"
         max_body_bytes = {max_body_bytes}
         workers = 4
@@ -88,8 +88,8 @@ def serve(tmp_path: Path, sandbox: Sandbox) -> Iterator[Callable[..., Served]]:
     """Starts `python -m herald.serve` as users run it; reads the bound URL from its stdout."""
     started: list[subprocess.Popen[str]] = []
 
-    def start(max_body_bytes: int = 65_536, receipts: bool = False) -> Served:
-        config = _config(tmp_path, sandbox, max_body_bytes, receipts)
+    def start(max_body_bytes: int = 65_536, receipts: bool = False, data_dir: Path | None = None) -> Served:
+        config = _config(tmp_path, sandbox, max_body_bytes, receipts, data_dir or tmp_path / "serve-data")
         env = {**os.environ, "HERALD_SERVE_TEST_KEY": KEY}
         log = tmp_path / "serve.stderr"
         with log.open("w") as stderr:  # a file, not a pipe: a full pipe would stall the server
@@ -98,7 +98,7 @@ def serve(tmp_path: Path, sandbox: Sandbox) -> Iterator[Callable[..., Served]]:
         started.append(process)
         line = process.stdout.readline() if process.stdout else ""
         assert line.startswith("herald serve listening on "), (line, log.read_text())
-        served = Served(process, line.split()[-1], tmp_path / "serve-data")
+        served = Served(process, line.split()[-1], data_dir or tmp_path / "serve-data")
         if receipts:
             line = process.stdout.readline() if process.stdout else ""
             assert line.startswith("herald receipts on "), line
@@ -200,6 +200,41 @@ def test_provider_receipts_keep_their_own_port(serve: Callable[..., Served]) -> 
             assert time.monotonic() < deadline, "no receipt arrived"
             time.sleep(0.02)
         assert status is not None and status.receipt == "delivered"
+
+
+def test_ready_is_503_while_the_disk_refuses_writes(serve: Callable[..., Served], tmp_path: Path) -> None:
+    from test_disk_full import SmallDisk
+
+    disk = SmallDisk(tmp_path / "disk", 8 << 20)
+    try:
+        served = serve(max_body_bytes=1 << 20, data_dir=disk.path / "data")
+        with served.client() as client, httpx.Client(base_url=served.url) as http:
+            assert http.get("/ready").status_code == 200
+            client.send("solo", "u0")
+            disk.fill()
+            refused = 0
+            for size in (60_000, 1):  # as test_disk_full: large writes are refused first, then small
+                for i in range(5000):
+                    try:
+                        client.send("solo", f"probe{size}-{i}", {"text": "x" * size})
+                    except herald.StoreError:
+                        refused += 1
+                        break
+            assert refused == 2
+            not_ready = http.get("/ready")
+            assert not_ready.status_code == 503 and not_ready.json()["store_degraded"] is True
+            assert http.get("/health").status_code == 200
+            disk.free()
+            # The store leaves "degraded" at its next successful write (a held batch or new intake).
+            client.send("solo", "after")
+            deadline = time.monotonic() + 30
+            while http.get("/ready").status_code != 200:
+                assert time.monotonic() < deadline, "the store never recovered"
+                time.sleep(0.05)
+            served.process.send_signal(signal.SIGTERM)
+            assert served.process.wait(timeout=30) == 0
+    finally:
+        disk.unmount()
 
 
 BAD_SENDS: list[tuple[str, dict[str, Any]]] = [
