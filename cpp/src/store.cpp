@@ -67,6 +67,10 @@ CREATE TABLE IF NOT EXISTS suppressions (
   at INTEGER NOT NULL,
   PRIMARY KEY (channel, address)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS store_probe (
+  k INTEGER PRIMARY KEY,
+  at INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS events (
   nid INTEGER NOT NULL,
   seq INTEGER NOT NULL,
@@ -187,7 +191,7 @@ Event make_intake_event(const Notification& n, const char* kind, std::int64_t se
 struct Store::Db {
   std::unique_ptr<sqlite3, DbDeleter> db;
   Stmt insert, update, event, receipt, suppress, unsuppress, get, find_idem, events, unfinished, by_state, max_id,
-      suppressions, prune_rows, prune_events, prune_system_events, page_count, freelist_count, page_size;
+      suppressions, prune_rows, prune_events, prune_system_events, page_count, freelist_count, page_size, probe;
   Stmt begin, commit, rollback, savepoint, release, rollback_to;
 
   [[noreturn]] void fail(const std::string& what) const {
@@ -266,6 +270,7 @@ struct Store::Db {
           "DELETE FROM events WHERE nid BETWEEN ?1 AND ?2 AND nid NOT IN "
           "(SELECT id FROM notifications WHERE id BETWEEN ?1 AND ?2)");
       prune_system_events = prepare("DELETE FROM events WHERE nid = 0 AND ts_us < ?");
+      probe = prepare("INSERT OR REPLACE INTO store_probe (k, at) VALUES (1, ?)");
       begin = prepare("BEGIN");
       commit = prepare("COMMIT");
       rollback = prepare("ROLLBACK");
@@ -554,6 +559,15 @@ void Store::writer_loop() {
   for (;;) {
     {
       std::unique_lock lock(mutex_);
+      if (work.empty() && health_.degraded && !stopping_) {
+        // Degraded with nothing held (only intake was refused): probe the disk with a one-row
+        // write at each retry, so health recovers by itself when space returns, traffic or not.
+        if (!wake_.wait_until(lock, retry_at, [this] { return stopping_ || !queue_.empty(); })) {
+          Pending probe;
+          probe.probe = true;
+          work.push_back(std::move(probe));
+        }
+      }
       if (work.empty()) {
         wake_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
         if (queue_.empty()) return;  // stopping and drained
@@ -642,7 +656,7 @@ bool Store::apply(std::vector<Pending>& work) {
     db.step_done(db.begin.get(), "begin");
     for (std::size_t i = 0; i < work.size(); ++i) {
       const WriteBatch& b = work[i].batch;
-      if (b.empty() && !work[i].prune) continue;
+      if (b.empty() && !work[i].prune && !work[i].probe) continue;
       db.step_done(db.savepoint.get(), "savepoint");
       try {
         for (const Notification& n : b.inserts) {
@@ -722,6 +736,10 @@ bool Store::apply(std::vector<Pending>& work) {
           sqlite3_bind_int(s, 8, e.http_status);
           bind_text(s, 9, e.detail, true);
           db.step_done(s, "insert event");
+        }
+        if (work[i].probe) {
+          sqlite3_bind_int64(db.probe.get(), 1, now);
+          db.step_done(db.probe.get(), "probe");
         }
         if (PruneChunk* c = work[i].prune.get()) {
           c->notifications = 0;

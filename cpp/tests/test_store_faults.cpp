@@ -193,3 +193,18 @@ TEST(StoreFaults, TheDeliveryLogKeepsLinesWholeOnAFullDisk) {
     }())) << i;
   }
 }
+
+TEST(StoreFaults, HealthRecoversByItselfWhenOnlyIntakeWasRefused) {
+  Tmpfs disk(4 << 20);
+  StoreOptions options;
+  options.retry_max = std::chrono::milliseconds(100);
+  Store store(disk.path() / "data", options);
+  Id next_id = 1;
+  ASSERT_EQ(exhaust(disk, store, next_id), 1);
+  ASSERT_TRUE(store.health().degraded);
+  EXPECT_EQ(store.health().held_batches, 0u);  // nothing of the store's own was waiting
+  disk.free_space();
+  // No traffic: the store probes the disk at each retry and says so when it takes writes again.
+  EXPECT_TRUE(eventually([&] { return !store.health().degraded; }));
+  store.commit(WriteBatch{{make(next_id++)}, {}, {}, {}, {}});
+}

@@ -233,6 +233,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--log-max-age-days", type=float, default=7, help="log segments older than this go (default 7)")
     p.add_argument("--log-max-mb", type=int, default=1024, help="then the oldest until the log fits (default 1024)")
     p.set_defaults(func=_cmd_prune)
+    from herald.serve import add_serve_command
+
+    add_serve_command(sub)
     return parser
 
 

@@ -206,6 +206,7 @@ class Store {
     std::int64_t intake_seq = 0;  ///< first of the 2 * inserts sequence numbers reserved for intake events
     OnFault on_fault = OnFault::hold;
     std::shared_ptr<PruneChunk> prune;  ///< a retention chunk to run in this transaction
+    bool probe = false;  ///< a one-row write that tells whether the disk takes writes again
   };
   struct Db;  // SQLite handles and prepared statements
 
