@@ -377,7 +377,7 @@ def test_many_processes_share_one_serve_and_each_notification_is_sent_once(
     serve: Callable[..., Served], sandbox: Sandbox
 ) -> None:
     served = serve()
-    workers, per_worker = 4, 50
+    workers, per_worker = 8, 25  # eight worker processes, as the issue asks
     processes = [
         subprocess.Popen([sys.executable, "-c", WORKER, served.url, KEY, str(w), str(per_worker)],
                          stdout=subprocess.PIPE, text=True)
