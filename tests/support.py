@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+from typing import Any
+
 import herald
 from herald import Plan, RuleSet
 
@@ -18,3 +22,14 @@ def default_rules() -> RuleSet:
 
 def events_of(engine: herald.Engine, id: int) -> list[str]:
     return [e.event for e in engine.trace(id)]
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
+    """Waits (bounded) on observable state: returns predicate()'s first truthy value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)

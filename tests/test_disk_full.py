@@ -17,7 +17,7 @@ import pytest
 import herald
 from herald import Sandbox
 
-from support import default_rules
+from support import default_rules, wait_for
 
 
 class SmallDisk:
@@ -54,17 +54,6 @@ def disk(tmp_path: Path) -> Iterator[SmallDisk]:
     d = SmallDisk(tmp_path / "disk", 8 << 20)
     yield d
     d.unmount()
-
-
-def eventually(check, timeout: float = 30.0):  # noqa: ANN001, ANN201
-    """Waits on observable state (bounded): returns check()'s first truthy value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        assert time.monotonic() < deadline, "condition never held"
-        time.sleep(0.01)
 
 
 def log_events(data_dir: Path) -> list[dict]:
@@ -114,8 +103,8 @@ def test_full_disk_holds_accepted_notifications_and_delivers_them_when_space_ret
 
         # The accepted ones come due while the disk is full: held, never dead-lettered, never sent
         # without their "sending" mark on disk, and status() says what is on disk.
-        eventually(lambda: time.time() > due + 1.5)
-        eventually(lambda: engine.health()["store"]["write_faults"] >= 3)
+        wait_for(lambda: time.time() > due + 1.5, 30, "the short-lived notification to expire")
+        wait_for(lambda: engine.health()["store"]["write_faults"] >= 3, 30, "three refused retries")
         assert engine.dead_letters() == []
         assert not engine.wait_idle(0.2)
         assert [engine.status(i).state for i in accepted] == ["queued"] * len(accepted)

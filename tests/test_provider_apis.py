@@ -12,7 +12,7 @@ import threading
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,20 +20,11 @@ import pytest
 
 from herald import Engine, Plan, RuleSet, Sandbox
 from provider_keys import private_key_pem, service_account
+from support import wait_for
 
 TWILIO_SID = "AC00000000000000000000000000000001"
 TWILIO_TOKEN = "twilio-test-token"
 SENDGRID_KEY = "SG.test-key"
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
 
 
 def service_messages(sandbox: Sandbox, service: str) -> list[dict[str, Any]]:

@@ -24,7 +24,7 @@ from herald.providers import ProviderSpec, load_providers
 from herald.retention import Retention
 from herald.rules import CATCH_ALL, RuleSet
 
-__all__ = ["Engine", "Event", "Receipt", "Status", "Suppression", "When"]
+__all__ = ["Engine", "Event", "Receipt", "Status", "StoreQuestions", "Suppression", "When"]
 
 Receipt = _core.Receipt
 When = datetime | timedelta | float | int | None
@@ -130,6 +130,29 @@ def _data_dir(value: object) -> str:
     return checked_text("data_dir", path, config=True)
 
 
+class StoreQuestions:
+    """The questions both an engine and a read-only store answer from the committed store, over a
+    core object (``_core``) that returns plain dicts."""
+
+    _core: Any
+
+    def status(self, id: int) -> Status | None:
+        """The notification's current state, or None for an unknown id."""
+        raw = self._core.status(id)
+        return None if raw is None else Status(**raw)
+
+    def trace(self, id: int) -> list[Event]:
+        """Every recorded decision about one notification, oldest first (raises NotFound)."""
+        return [Event(**e) for e in self._core.trace(id)]
+
+    def dead_letters(self, limit: int = 1000) -> list[Status]:
+        return [Status(**s) for s in self._core.dead_letters(limit)]
+
+    def suppressions(self, limit: int = 10_000) -> list[Suppression]:
+        """Addresses herald will not send to again, oldest first."""
+        return [Suppression(**s) for s in self._core.suppressions(limit)]
+
+
 @atexit.register
 def _close_all() -> None:
     # The core's threads call into Python for routing: stop them before the interpreter goes.
@@ -137,7 +160,7 @@ def _close_all() -> None:
         engine.close()
 
 
-class Engine:
+class Engine(StoreQuestions):
     """A notification engine on this machine: durable queue, routing, delivery and its log.
 
     ``Engine()`` with no arguments keeps its state in ``./herald-data`` (SQLite, WAL), loads rules
@@ -343,18 +366,6 @@ class Engine:
 
     # -- questions -----------------------------------------------------------------------------
 
-    def status(self, id: int) -> Status | None:
-        """The notification's current state, or None for an unknown id."""
-        raw = self._core.status(id)
-        return None if raw is None else Status(**raw)
-
-    def trace(self, id: int) -> list[Event]:
-        """Every recorded decision about one notification, oldest first."""
-        return [Event(**e) for e in self._core.trace(id)]
-
-    def dead_letters(self, limit: int = 1000) -> list[Status]:
-        return [Status(**s) for s in self._core.dead_letters(limit)]
-
     def stats(self) -> dict[str, int]:
         return dict(self._core.stats())
 
@@ -367,10 +378,6 @@ class Engine:
     def prune(self) -> dict[str, int]:
         """Runs a retention pass now (the engine also runs one every ``retention.interval``)."""
         return dict(self._core.prune())
-
-    def suppressions(self, limit: int = 10_000) -> list[Suppression]:
-        """Addresses herald will not send to again, oldest first."""
-        return [Suppression(**s) for s in self._core.suppressions(limit)]
 
     def unsuppress(self, channel: str, address: str) -> bool:
         """Lifts a suppression (the recipient re-subscribed). False when there was none."""

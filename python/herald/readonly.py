@@ -10,16 +10,17 @@ from __future__ import annotations
 from pathlib import Path
 
 from herald import _core
-from herald.engine import Event, Status, Suppression
+from herald.engine import StoreQuestions, _data_dir
 
 __all__ = ["ReadOnlyStore", "open_readonly"]
 
 
-class ReadOnlyStore:
-    """Committed state of one data folder, read-only. Use :func:`open_readonly` to get one."""
+class ReadOnlyStore(StoreQuestions):
+    """Committed state of one data folder, read-only: status, trace, dead_letters and suppressions
+    as :class:`Engine` answers them. Use :func:`open_readonly` to get one."""
 
     def __init__(self, data_dir: str | Path = "herald-data") -> None:
-        self._core = _core.StoreReader(str(data_dir))
+        self._core = _core.StoreReader(_data_dir(data_dir))
 
     def __enter__(self) -> ReadOnlyStore:
         return self
@@ -29,21 +30,6 @@ class ReadOnlyStore:
 
     def close(self) -> None:
         self._core.close()
-
-    def status(self, id: int) -> Status | None:
-        """The notification's last committed state, or None for an unknown id."""
-        raw = self._core.status(id)
-        return None if raw is None else Status(**raw)
-
-    def trace(self, id: int) -> list[Event]:
-        """Every committed event of one notification, oldest first (raises NotFound)."""
-        return [Event(**e) for e in self._core.trace(id)]
-
-    def dead_letters(self, limit: int = 1000) -> list[Status]:
-        return [Status(**s) for s in self._core.dead_letters(limit)]
-
-    def suppressions(self, limit: int = 10_000) -> list[Suppression]:
-        return [Suppression(**s) for s in self._core.suppressions(limit)]
 
 
 def open_readonly(data_dir: str | Path = "herald-data") -> ReadOnlyStore:
