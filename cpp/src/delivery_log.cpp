@@ -76,6 +76,8 @@ void DeliveryLog::open_segment(std::int64_t first_seq) {
   if (fd_ >= 0) ::close(fd_);
   fd_ = fd;
   written_ = 0;
+  struct stat st {};
+  on_disk_ = ::fstat(fd, &st) == 0 ? st.st_size : 0;  // a segment reopened after a restart
 }
 
 void DeliveryLog::append(const Event& e) {
@@ -92,8 +94,6 @@ void DeliveryLog::append(const Event& e) {
 bool DeliveryLog::flush() {
   if (buffer_.empty()) return true;
   if (fd_ >= 0) {
-    struct stat st {};
-    const off_t start = ::fstat(fd_, &st) == 0 ? st.st_size : -1;
     std::size_t done = 0;
     while (done < buffer_.size()) {
       const ssize_t n = ::write(fd_, buffer_.data() + done, buffer_.size() - done);
@@ -102,12 +102,14 @@ bool DeliveryLog::flush() {
       done += static_cast<std::size_t>(n);
     }
     if (done == buffer_.size()) {
+      on_disk_ += static_cast<std::int64_t>(done);
       buffer_.clear();
       return true;
     }
     // A full disk took part of a line: cut the segment back so every line in it stays whole.
-    if (done > 0 && start >= 0 && ::ftruncate(fd_, start) != 0) {
-      buffer_.erase(0, done);  // could not cut back: keep what did land, resend the rest
+    if (done > 0 && ::ftruncate(fd_, static_cast<off_t>(on_disk_)) != 0) {
+      on_disk_ += static_cast<std::int64_t>(done);  // could not cut back: keep what did land, resend the rest
+      buffer_.erase(0, done);
     }
   }
   if (buffer_.size() > max_held_bytes) {

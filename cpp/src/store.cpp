@@ -556,10 +556,11 @@ void Store::writer_loop() {
   steady::time_point retry_at{};
   steady::time_point give_up_at{};
   bool stop_seen = false;
+  bool faulted = false;  // the last attempt was refused: the next success is a recovery
   for (;;) {
     {
       std::unique_lock lock(mutex_);
-      if (work.empty() && health_.degraded && !stopping_) {
+      if (work.empty() && faulted && !stopping_) {
         // Degraded with nothing held (only intake was refused): probe the disk with a one-row
         // write at each retry, so health recovers by itself when space returns, traffic or not.
         if (!wake_.wait_until(lock, retry_at, [this] { return stopping_ || !queue_.empty(); })) {
@@ -601,8 +602,10 @@ void Store::writer_loop() {
     if (apply(work)) {
       work.clear();
       backoff = std::chrono::milliseconds(50);
-      if (health().degraded) note_recovered();
+      if (faulted) note_recovered();
+      faulted = false;
     } else {
+      faulted = true;
       retry_at = steady::now() + backoff;
       backoff = std::min(backoff * 2, options_.retry_max);
     }

@@ -43,6 +43,7 @@ class DeliveryLog {
   std::int64_t segment_bytes_;
   std::int64_t written_ = 0;
   int fd_ = -1;
+  std::int64_t on_disk_ = 0;  ///< bytes of the segment known to be written (a short write is cut back to it)
   std::string buffer_;
   std::uint64_t dropped_lines_ = 0;
 };
