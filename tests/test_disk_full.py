@@ -6,6 +6,7 @@ The disk is a real tmpfs mounted by the test (the test machines run as root)."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import time
@@ -65,8 +66,9 @@ def log_events(data_dir: Path) -> list[dict]:
 
 
 def test_full_disk_holds_accepted_notifications_and_delivers_them_when_space_returns(
-    disk: SmallDisk, sandbox: Sandbox
+    disk: SmallDisk, sandbox: Sandbox, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="herald")
     data_dir = disk.path / "data"
     engine = herald.Engine(
         data_dir,
@@ -128,6 +130,13 @@ def test_full_disk_holds_accepted_notifications_and_delivers_them_when_space_ret
     kinds = [e["event"] for e in log_events(data_dir)]
     assert kinds.count("store_degraded") == 1
     assert kinds.count("store_recovered") == 1
+    # The operator hears of it through the herald logger: once when it starts, once when it ends.
+    records = [(r.levelname, r.getMessage()) for r in caplog.records if r.name == "herald"]
+    assert records.count(("ERROR", "the store refuses writes: records are held in memory and delivery waits")) == 1
+    assert records.count(("WARNING", "the store takes writes again: held records committed")) == 1
+    down = next(r for r in caplog.records if r.getMessage().startswith("the store refuses writes"))
+    assert "full" in down.herald["error"]  # type: ignore[attr-defined]
+    assert records[0] == ("INFO", "engine started") and records[-1] == ("INFO", "engine closed")
 
 
 def test_an_engine_opens_on_a_full_disk_and_resumes(disk: SmallDisk, sandbox: Sandbox) -> None:

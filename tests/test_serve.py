@@ -359,6 +359,38 @@ def test_sigterm_stops_intake_commits_and_exits_0(serve: Callable[..., Served], 
     # Nothing acknowledged is lost: every id is in the committed store.
     with herald.open_readonly(served.data_dir) as store:
         assert all(store.status(id) is not None for id in acknowledged)
+    # Its log: JSON lines on stderr, start to stop, with no secret in them.
+    text = (served.data_dir.parent / "serve.stderr").read_text()
+    lines = [json.loads(line) for line in text.splitlines()]
+    assert all({"ts", "level", "logger", "message"} <= line.keys() for line in lines)
+    messages = [line["message"] for line in lines]
+    order = ["engine started", "serve started", "serve draining: intake stopped, calls in progress finish",
+             "engine closed", "serve stopped"]
+    assert [m for m in messages if m in order] == order, messages
+    started = next(line for line in lines if line["message"] == "engine started")
+    assert started["providers"] == "primary,backup" and started["level"] == "info"
+    assert next(line for line in lines if line["message"].startswith("serve draining"))["signal"] == "SIGTERM"
+    assert next(line for line in lines if line["message"] == "serve started")["url"] == served.url
+    assert KEY not in text and "sandbox-secret" not in text
+
+
+def test_metrics_are_served_without_a_key_in_the_prometheus_format(serve: Callable[..., Served]) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    served = serve()
+    with served.client() as client:
+        client.wait(client.send("otp", {"id": "u1", "phone": "+15550100"}, {"code": "1"}, priority="high").id, timeout=20)
+    with httpx.Client(base_url=served.url) as http:
+        response = http.get("/metrics")
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
+        assert http.post("/metrics").status_code == 405
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for family in text_string_to_metric_families(response.text) for s in family.samples}
+    final = ("herald_notifications_final_total", (("priority", "high"), ("state", "completed"), ("type", "otp")))
+    assert samples[final] == 1
+    assert samples[("herald_attempts_total", (("outcome", "accepted"), ("provider", "primary")))] == 1
+    assert samples[("herald_accept_latency_seconds_count", (("priority", "high"),))] == 1
 
 
 WORKER = """

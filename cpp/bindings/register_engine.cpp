@@ -1,5 +1,7 @@
 #include "pybind.hpp"
 
+#include "log_forwarder.hpp"
+
 #include <chrono>
 #include <limits>
 #include <map>
@@ -101,6 +103,7 @@ class PyRouter final : public Router {
 /// Owns the engine. Why a holder: destroying the engine joins its loop thread, which may be
 /// waiting for the GIL inside the router, so the GIL must be released around the destruction.
 struct PyEngine {
+  std::unique_ptr<LogForwarder> log = std::make_unique<LogForwarder>();
   std::unique_ptr<Engine> engine;
 
   Engine& get() {
@@ -111,11 +114,14 @@ struct PyEngine {
     if (!engine) return;
     py::gil_scoped_release release;
     engine->close();
+    log->stop();  // after the engine's last record ("engine closed")
   }
   ~PyEngine() {
-    if (!engine) return;
-    py::gil_scoped_release release;
-    engine.reset();
+    if (engine) {
+      py::gil_scoped_release release;
+      engine.reset();
+    }
+    log->stop();
   }
 };
 
@@ -379,6 +385,7 @@ void register_engine(py::module_& m) {
              o.store_retry_max = to_ms(store_retry_max_ms, "store_retry_max_ms", 1, 3'600'000);
              auto router = std::make_shared<PyRouter>(std::move(route_batch));
              auto holder = std::make_unique<PyEngine>();
+             o.log = holder->log->sink();
              // Why release: start-up reads the store and starts threads; nothing here needs Python.
              py::gil_scoped_release release;
              try {
@@ -504,6 +511,12 @@ void register_engine(py::module_& m) {
         d["pruned"] = s.pruned;
         return d;
       })
+      .def("metrics",
+           [](PyEngine& self) {
+             Engine& e = self.get();
+             py::gil_scoped_release release;  // rendered on the loop, which may wait for the GIL in a rule
+             return e.metrics_text();
+           })
       .def("health",
            [](PyEngine& self) {
              const EngineHealth h = self.get().health();

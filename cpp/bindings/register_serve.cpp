@@ -33,7 +33,8 @@ void register_serve(py::module_& m) {
   py::class_<PyApiServer>(m, "ApiServer",
                           "The HTTP API of herald serve over an engine. Drain or stop it before closing the engine.")
       .def(py::init([](const py::object& engine, const py::object& host, const py::object& port,
-                       const py::list& key_sha256_hex, const py::object& max_body_bytes, const py::object& workers) {
+                       const py::list& key_sha256_hex, const py::object& max_body_bytes, const py::object& workers,
+                       const py::object& openapi_json) {
              constexpr auto config = ErrorKind::config;
              api::ApiServerOptions o;
              o.http.host = to_text(host, "serve.listen", config);
@@ -47,6 +48,7 @@ void register_serve(py::module_& m) {
                o.key_sha256_hex.push_back(std::move(hex));
              }
              if (o.key_sha256_hex.empty()) throw ConfigError("serve.api_keys", "must name at least one key");
+             if (!openapi_json.is_none()) o.openapi_json = to_text(openapi_json, "openapi_json", config);
              Engine& e = core_engine(engine);
              auto holder = std::make_unique<PyApiServer>();
              py::gil_scoped_release release;  // binding and starting threads need no Python
@@ -60,7 +62,8 @@ void register_serve(py::module_& m) {
              return holder;
            }),
            py::arg("engine"), py::arg("host"), py::arg("port"), py::arg("key_sha256_hex"),
-           py::arg("max_body_bytes") = 1 << 20, py::arg("workers") = 8, py::keep_alive<1, 2>())
+           py::arg("max_body_bytes") = 1 << 20, py::arg("workers") = 8,
+           py::arg("openapi_json") = py::none(), py::keep_alive<1, 2>())
       .def_property_readonly("url", [](PyApiServer& self) { return self.server ? self.server->url() : std::string(); })
       .def_property_readonly("port", [](PyApiServer& self) { return self.server ? self.server->port() : 0; })
       .def("drain",

@@ -210,6 +210,8 @@ Route route(std::string_view method, std::string_view path, std::string_view que
   };
   if (path == "/health") return only(get, Action::health);
   if (path == "/ready") return only(get, Action::ready);
+  if (path == "/metrics") return only(get, Action::metrics);
+  if (path == "/openapi.json") return only(get, Action::openapi);
   constexpr std::string_view v1 = "/v1/";
   if (path.substr(0, v1.size()) != v1) return r;
   const auto parts = segments(path.substr(v1.size()));
@@ -253,7 +255,9 @@ Route route(std::string_view method, std::string_view path, std::string_view que
   return r;
 }
 
-bool needs_key(Action a) noexcept { return a != Action::health && a != Action::ready; }
+bool needs_key(Action a) noexcept {
+  return a != Action::health && a != Action::ready && a != Action::metrics && a != Action::openapi;
+}
 
 bool uses_engine(Action a) noexcept {
   switch (a) {
@@ -266,6 +270,7 @@ bool uses_engine(Action a) noexcept {
     case Action::dead_letters:
     case Action::suppressions:
     case Action::unsuppress:
+    case Action::metrics:
     case Action::ready: return true;
     default: return false;
   }
@@ -478,6 +483,14 @@ http::ServerResponse perform(Engine& engine, const Route& r, const std::string& 
       case Action::cancel: return json_response(200, json{{"cancelled", engine.cancel(r.id)}});
       case Action::unsuppress: return json_response(200, json{{"removed", engine.unsuppress(r.channel, r.address)}});
       case Action::health: return json_response(200, json{{"alive", true}});
+      case Action::metrics: {
+        http::ServerResponse resp;
+        resp.status = 200;
+        resp.content_type = "text/plain; version=0.0.4; charset=utf-8";
+        resp.body = engine.metrics_text();
+        return resp;
+      }
+      case Action::openapi: break;  // answered by the server, which holds the document
       case Action::ready: {
         const EngineHealth h = engine.health();
         const bool ready = !h.closing && !h.store.degraded;

@@ -12,6 +12,18 @@
 
 namespace herald::api {
 
+namespace {
+
+/// Everything under /v1 needs the key, whatever its answer would be (a bad limit, an unknown
+/// endpoint, another method): without one nothing about /v1 is told. Outside /v1 there are only
+/// the open endpoints, so another path or method there is answered (404, 405) without a key.
+bool key_required(const Route& r, std::string_view path) {
+  if (path.starts_with("/v1/")) return true;
+  return needs_key(r.action) && r.action != Action::not_found && r.action != Action::bad_method;
+}
+
+}  // namespace
+
 struct ApiServer::Impl {
   Impl(Engine& e, ApiServerOptions o) : engine(e), options(std::move(o)), pool(options.workers == 0 ? 1 : options.workers) {
     for (unsigned i = 0; i < (options.workers == 0 ? 1 : options.workers); ++i) {
@@ -21,13 +33,13 @@ struct ApiServer::Impl {
 
   void handle(http::ServerRequest&& req, const http::Respond& respond) {
     Route r;
+    std::exception_ptr refused;  // a bad query: told only to a caller with a key
     try {
       r = route(req.method, req.path, req.query);
     } catch (...) {
-      respond(error_for(std::current_exception()));
-      return;
+      refused = std::current_exception();
     }
-    if (needs_key(r.action)) {
+    if (key_required(r, req.path)) {
       switch (check_key(req.header("authorization"), options.key_sha256_hex)) {
         case KeyCheck::ok: break;
         case KeyCheck::missing: {
@@ -38,6 +50,20 @@ struct ApiServer::Impl {
         }
         case KeyCheck::wrong: respond(api_error(403, "Forbidden", "the API key is not valid")); return;
       }
+    }
+    if (refused) {
+      respond(error_for(refused));
+      return;
+    }
+    if (r.action == Action::openapi) {
+      if (options.openapi_json.empty()) {
+        respond(api_error(404, "NoSuchEndpoint", "this server has no API description"));
+        return;
+      }
+      http::ServerResponse resp;
+      resp.body = options.openapi_json;
+      respond(std::move(resp));
+      return;
     }
     if (!uses_engine(r.action)) {
       respond(perform(engine, r, req.body));  // answers without the engine: at once, on this thread

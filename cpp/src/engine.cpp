@@ -20,6 +20,8 @@
 #include "herald/clock.hpp"
 #include "herald/errors.hpp"
 #include "herald/http_client.hpp"
+#include "herald/log.hpp"
+#include "herald/metrics.hpp"
 #include "herald/http_server.hpp"
 #include "herald/receipts.hpp"
 #include "herald/rejection_tally.hpp"
@@ -164,6 +166,7 @@ struct Engine::Impl {
       c_failovers{0}, c_expired{0}, c_dead{0}, c_cancelled{0}, c_in_doubt{0}, c_recovered{0}, c_suppressed{0},
       c_receipts{0}, c_receipts_rejected{0}, c_lookups{0}, c_reconciled{0}, c_batched{0}, c_pruned{0};
   std::atomic<std::int64_t> active_count{0};  ///< accepted, not final (includes not yet admitted)
+  Metrics metrics;  ///< loop thread only: recorded and rendered there
   std::atomic<std::int64_t> in_flight_count{0};
   std::atomic<bool> closing{false};
   std::once_flag close_once;
@@ -191,6 +194,15 @@ struct Engine::Impl {
     so.durability = options.durability;
     so.log_segment_bytes = options.log_segment_bytes;
     so.retry_max = options.store_retry_max;
+    so.on_health_change = [this](const StoreHealth& h) {
+      if (h.degraded) {
+        log(LogLevel::error, "the store refuses writes: records are held in memory and delivery waits",
+            {{"error", h.error}, {"held_batches", std::to_string(h.held_batches)}});
+      } else {
+        log(LogLevel::warning, "the store takes writes again: held records committed",
+            {{"write_faults", std::to_string(h.write_faults)}});
+      }
+    };
     store = std::make_unique<Store>(options.data_dir, so);
     ids.raise_floor(store->max_id());
     http::Client::Options http_options;
@@ -202,6 +214,13 @@ struct Engine::Impl {
     }
     recover();
     start_receipt_server();
+    {
+      std::string names;
+      for (const auto& c : options.providers) names += (names.empty() ? "" : ",") + c.name;
+      log(LogLevel::info, "engine started",
+          {{"data_dir", options.data_dir.string()}, {"providers", names}, {"resumed", std::to_string(c_recovered.load())},
+           {"in_doubt", std::to_string(c_in_doubt.load())}, {"receipts_url", public_url}});
+    }
     loop_thread = std::thread([this] {
       detail::name_this_thread("herald-loop");
       io.run();
@@ -214,6 +233,15 @@ struct Engine::Impl {
     retention = std::make_unique<Retention>(*store, store->log_dir(), options.retention, [this](const PruneReport& pass) {
       c_pruned.fetch_add(pass.store.notifications, std::memory_order_relaxed);
     });
+  }
+
+  void log(LogLevel level, const std::string& message, const LogFields& fields) const {
+    if (!options.log) return;
+    try {
+      options.log(level, message, fields);
+    } catch (...) {
+      // a sink that fails must not take the engine with it
+    }
   }
 
   /// Whether the adapter has a status API: asks it to build a lookup for a made-up message id.
@@ -473,6 +501,7 @@ struct Engine::Impl {
   void finish(Active& a, State state, const char* kind, std::string detail) {
     a.d.state = state;
     if (state != State::completed) a.d.last_error = detail;
+    metrics.final_state(a.n.type, a.n.priority, state);
     Event e = make_event(a, kind);
     e.provider = a.d.provider;
     e.detail = std::move(detail);
@@ -663,6 +692,7 @@ struct Engine::Impl {
     x.provider = provider;
     x.notification_id = id;
     x.at_ms = now_ms();
+    metrics.suppression(channel, reason);
     pending_writes.suppressions.push_back(x);
     suppressed[suppression_key(channel, address)] = std::move(x);
   }
@@ -707,6 +737,8 @@ struct Engine::Impl {
       out = p.adapter->build(ctx);
       return true;
     } catch (const std::exception& ex) {
+      log(LogLevel::error, "a provider adapter could not build a request: the notification is dead-lettered",
+          {{"provider", p.config.name}, {"notification_id", std::to_string(a.n.id)}, {"error", ex.what()}});
       dead_letter(a, p.config.name + " could not build the request: " + ex.what());
       return false;
     }
@@ -924,6 +956,7 @@ struct Engine::Impl {
   void on_response(Provider& p, Id id, http::Response resp) {
     in_flight_count.fetch_sub(1);
     --p.in_flight;  // before anything else: the slot is free whatever became of the notification
+    metrics.request(p.config.name, resp.latency);
     auto it = active.find(id);
     if (it == active.end()) return;
     Active& a = it->second;
@@ -933,6 +966,7 @@ struct Engine::Impl {
 
   void on_batch_response(Provider& p, const std::vector<Id>& members, http::Response resp) {
     --p.in_flight;
+    metrics.request(p.config.name, resp.latency);
     std::vector<Outcome> outcomes = p.adapter->classify_batch(resp, members.size());
     for (std::size_t i = 0; i < members.size(); ++i) {
       in_flight_count.fetch_sub(1);
@@ -982,9 +1016,11 @@ struct Engine::Impl {
       if (a.d.address.empty()) a.d.address = p.adapter->address_for(a.n, a.d.channel);
       add_suppression(a.d.channel, a.d.address, reason, out.error, p.config.name, id);
     };
+    metrics.attempt(p.config.name, out.kind);
     switch (out.kind) {
       case OutcomeKind::accepted: {
         c_accepted.fetch_add(1, std::memory_order_relaxed);
+        metrics.accepted(a.n.priority, std::chrono::milliseconds(now - a.n.created_at_ms));
         a.d.provider_message_id = out.provider_message_id;
         a.d.cost += p.config.cost_per_message;
         if (p.adapter->has_receipts()) a.d.accepted_at_ms = now;
@@ -1152,7 +1188,10 @@ struct Engine::Impl {
       if (rejections.empty()) return;
       events = rejections.drain();
     }
-    for (auto& e : events) pending_writes.events.push_back(std::move(e));
+    for (auto& e : events) {
+      log(LogLevel::warning, "provider receipts refused", {{"provider", e.provider}, {"status", std::to_string(e.http_status)}, {"detail", e.detail}});
+      pending_writes.events.push_back(std::move(e));
+    }
     flush_writes();
   }
 
@@ -1510,6 +1549,10 @@ struct Engine::Impl {
       while (in_flight_count.load() > 0 && std::chrono::steady_clock::now() < deadline) {
         std::this_thread::sleep_for(std::chrono::milliseconds(2));
       }
+      if (const auto left = in_flight_count.load(); left > 0) {
+        log(LogLevel::warning, "closing with attempts still unanswered: they stay in doubt until the next start",
+            {{"in_flight", std::to_string(left)}});
+      }
       if (receipt_server) receipt_server->stop();  // no receipt may arrive once the loop is gone
       asio::post(io, [this] {
         timer.cancel();
@@ -1531,6 +1574,9 @@ struct Engine::Impl {
       // request to a live client.
       store.reset();
       http.reset();  // answers still pending are dropped: their rows stay "sending", in doubt
+      log(LogLevel::info, "engine closed",
+          {{"data_dir", options.data_dir.string()}, {"received", std::to_string(c_received.load())},
+           {"accepted", std::to_string(c_accepted.load())}, {"active", std::to_string(std::max<std::int64_t>(0, active_count.load()))}});
     });
   }
 };
@@ -1600,6 +1646,43 @@ EngineStats Engine::stats() const {
   s.batched_requests = i.c_batched.load();
   s.pruned = i.c_pruned.load();
   return s;
+}
+
+std::string Engine::metrics_text() {
+  const EngineStats s = stats();
+  MetricsCounters c;
+  c.received = s.received;
+  c.deduplicated = s.deduplicated;
+  c.retries = s.retries;
+  c.failovers = s.failovers;
+  c.in_doubt = s.in_doubt;
+  c.receipts_applied = s.receipts;
+  c.receipts_rejected = s.receipts_rejected;
+  c.lookups = s.lookups;
+  c.reconciled = s.reconciled;
+  c.pruned = s.pruned;
+  const EngineHealth h = health();
+  return impl_->on_loop([&, i = impl_.get()] {
+    MetricsGauges g;
+    std::uint64_t ready = 0;
+    for (int p = 0; p < priority_count; ++p) {
+      const auto lane = static_cast<std::size_t>(p);
+      g.ready[lane] = i->scheduler.lane_size(static_cast<Priority>(p));
+      ready += g.ready[lane];
+    }
+    for (const auto& [name, provider] : i->providers) {
+      for (std::size_t lane = 0; lane < provider.waiting.size(); ++lane) g.waiting[lane] += provider.waiting[lane].size();
+      g.provider_in_flight.emplace_back(name, static_cast<std::uint64_t>(std::max(0, provider.in_flight)));
+    }
+    std::sort(g.provider_in_flight.begin(), g.provider_in_flight.end());
+    g.scheduled = i->scheduler.size() - std::min<std::uint64_t>(i->scheduler.size(), ready + i->outstanding);
+    g.active = s.active;
+    g.in_flight = s.in_flight;
+    g.store_degraded = h.store.degraded;
+    g.store_held_batches = h.store.held_batches;
+    g.closing = h.closing;
+    return i->metrics.render(c, g);
+  });
 }
 
 EngineHealth Engine::health() const {

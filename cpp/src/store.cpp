@@ -329,7 +329,12 @@ struct Store::PruneChunk {
 };
 
 Store::Store(const std::filesystem::path& dir, Durability durability, std::int64_t log_segment_bytes)
-    : Store(dir, StoreOptions{durability, log_segment_bytes}) {}
+    : Store(dir, [&] {
+        StoreOptions o;
+        o.durability = durability;
+        o.log_segment_bytes = log_segment_bytes;
+        return o;
+      }()) {}
 
 Store::Store(const std::filesystem::path& dir, StoreOptions options)
     : dir_(dir), options_(options), durability_(options.durability) {
@@ -507,14 +512,21 @@ StoreHealth Store::health() const {
 }
 
 void Store::note_fault(const std::string& error, std::size_t held) {
-  std::lock_guard lock(mutex_);
-  if (!health_.degraded) {
-    health_.degraded = true;
-    health_.since_ms = now_ms();
+  StoreHealth now;
+  bool began = false;
+  {
+    std::lock_guard lock(mutex_);
+    if (!health_.degraded) {
+      health_.degraded = true;
+      health_.since_ms = now_ms();
+      began = true;
+    }
+    health_.error = error;
+    health_.held_batches = held;
+    ++health_.write_faults;
+    now = health_;
   }
-  health_.error = error;
-  health_.held_batches = held;
-  ++health_.write_faults;
+  if (began && options_.on_health_change) options_.on_health_change(now);
 }
 
 void Store::note_recovered() {
@@ -539,6 +551,11 @@ void Store::note_recovered() {
               std::to_string(was.write_faults) + " refused commits in all; held records committed in order";
   b.events.push_back(std::move(down));
   b.events.push_back(std::move(up));
+  if (options_.on_health_change) {
+    StoreHealth after;
+    after.write_faults = was.write_faults;
+    options_.on_health_change(after);
+  }
   restore_reserve();
   Pending p;
   p.batch = std::move(b);

@@ -369,6 +369,11 @@ class Engine(StoreQuestions):
     def stats(self) -> dict[str, int]:
         return dict(self._core.stats())
 
+    def metrics(self) -> str:
+        """Counters, latency histograms and queue gauges in the Prometheus text format (what
+        ``herald serve`` answers at ``GET /metrics``); see docs/serve.md for the names."""
+        return str(self._core.metrics())
+
     def health(self) -> dict[str, Any]:
         """Whether the engine can do its work. ``store``: ``degraded`` (the disk refuses writes;
         records are held in memory and delivery waits), ``error``, ``since`` (epoch s),

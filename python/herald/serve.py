@@ -16,10 +16,14 @@ Configuration, in the same TOML file as the providers::
     jobs = { file = "/run/secrets/herald_jobs_key" }
 
 Only SHA-256 hashes of the keys are kept. Every ``/v1`` request needs ``Authorization: Bearer
-<key>`` (none: 401, a wrong one: 403). ``GET /health`` and ``GET /ready`` need none.
+<key>`` (none: 401, a wrong one: 403). ``GET /health``, ``GET /ready``, ``GET /metrics``
+(Prometheus) and ``GET /openapi.json`` need none.
 
 SIGTERM (or SIGINT) stops intake (503 with Retry-After), lets engine calls in progress finish,
 closes the engine (attempts in flight finish or are recorded, everything is committed) and exits 0.
+
+Log records (logger ``herald``: the engine's and serve's own) go to stderr as JSON lines (see
+:mod:`herald.logs`); stdout says where it listens, for people and scripts.
 """
 
 from __future__ import annotations
@@ -32,10 +36,12 @@ import threading
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from herald._checks import config_error
+from herald.logs import log_json_lines, logger
 from herald.providers import resolve_secret
 
 __all__ = ["ServeConfig", "add_serve_command", "load_config", "main", "serve"]
@@ -118,6 +124,11 @@ def load_config(path: str | Path, *, listen: str | None = None) -> ServeConfig:
     )
 
 
+def openapi_document() -> str:
+    """The API's OpenAPI description (served at ``GET /openapi.json``), shipped in the package."""
+    return resources.files("herald").joinpath("openapi.json").read_text(encoding="utf-8")
+
+
 def serve(config: ServeConfig, *, stop: threading.Event | None = None, announce: bool = True) -> int:
     """Runs the engine and its API until ``stop`` is set (by default: SIGTERM or SIGINT); returns 0
     once intake is stopped, the engine closed and everything committed."""
@@ -125,20 +136,31 @@ def serve(config: ServeConfig, *, stop: threading.Event | None = None, announce:
     from herald.engine import Engine
 
     stop = stop or threading.Event()
+    signals: list[str] = []
     if threading.current_thread() is threading.main_thread():
+        def on_signal(number: int, _frame: Any) -> None:
+            signals.append(signal.Signals(number).name)
+            stop.set()
+
         for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: stop.set())
+            signal.signal(sig, on_signal)
     engine = Engine(config.data_dir, rules=config.rules, providers=config.providers, receipts=config.receipts,
                     public_url=config.public_url)
     try:
         api = _core.ApiServer(engine._core, config.host, config.port, list(config.key_sha256_hex),
-                              config.max_body_bytes, config.workers)
+                              config.max_body_bytes, config.workers, openapi_document())
         try:
+            logger.info("serve started", extra={"herald": {
+                "url": api.url, "receipts_url": engine.receipts_url, "data_dir": str(config.data_dir),
+                "rules": str(config.rules or ""), "config": str(config.providers), "workers": str(config.workers),
+                "max_body_bytes": str(config.max_body_bytes), "api_keys": str(len(config.key_sha256_hex))}})
             if announce:
                 print(f"herald serve listening on {api.url}", flush=True)
                 if engine.receipts_url:
                     print(f"herald receipts on {engine.receipts_url}", flush=True)
             stop.wait()
+            logger.info("serve draining: intake stopped, calls in progress finish",
+                        extra={"herald": {"signal": signals[0] if signals else ""}})
             # Order matters: no engine call may run once the engine closes.
             api.drain()
             engine.close()
@@ -146,13 +168,19 @@ def serve(config: ServeConfig, *, stop: threading.Event | None = None, announce:
             api.stop()
     finally:
         engine.close()
+    logger.info("serve stopped", extra={"herald": {"url": f"http://{config.host}:{config.port}"}})
     if announce:
         print("herald serve stopped", flush=True)
     return 0
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    return serve(load_config(args.config, listen=args.listen))
+    log_json_lines()
+    try:
+        return serve(load_config(args.config, listen=args.listen))
+    except Exception as exc:
+        logger.error("serve could not run", extra={"herald": {"error": f"{type(exc).__name__}: {exc}"}})
+        raise
 
 
 def add_serve_command(subparsers: Any) -> None:

@@ -32,6 +32,8 @@ enum class Action {
   unsuppress,    ///< DELETE /v1/suppressions/{channel}/{address}
   health,        ///< GET /health: the process answers (no key needed)
   ready,         ///< GET /ready: store open and not degraded, not draining (no key needed)
+  metrics,       ///< GET /metrics: the Prometheus text format (no key needed)
+  openapi,       ///< GET /openapi.json: the API's description (no key needed)
   not_found,     ///< no such endpoint (404)
   bad_method,    ///< the endpoint exists, not with this method (405)
   bad_id,        ///< an id that is not a decimal 64-bit integer (400, field "id")
@@ -49,7 +51,8 @@ struct Route {
 /// paths give not_found, a bad id bad_id; a bad limit throws ValidationError("limit", ...).
 [[nodiscard]] Route route(std::string_view method, std::string_view path, std::string_view query);
 
-/// Whether the endpoint needs an API key (everything under /v1).
+/// Whether the endpoint needs an API key (everything under /v1). /metrics needs none, as scrapers
+/// expect: it carries counts by type, provider and state, never an address or a payload.
 [[nodiscard]] bool needs_key(Action a) noexcept;
 /// Whether the endpoint touches the engine (and so is refused while draining).
 [[nodiscard]] bool uses_engine(Action a) noexcept;

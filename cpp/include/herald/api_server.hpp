@@ -19,6 +19,7 @@ struct ApiServerOptions {
   unsigned workers = 8;
   std::vector<std::string> key_sha256_hex;  ///< SHA-256 (lower-case hex) of every accepted API key
   std::chrono::seconds retry_after{5};      ///< Retry-After of the 503s while draining
+  std::string openapi_json;  ///< served at GET /openapi.json ("" = 404)
 };
 
 /// Serves the API for `engine`, which must outlive it (or at least its drain()).

@@ -16,6 +16,7 @@
 
 #include "herald/backoff.hpp"
 #include "herald/event.hpp"
+#include "herald/log.hpp"
 #include "herald/notification.hpp"
 #include "herald/plan.hpp"
 #include "herald/provider.hpp"
@@ -50,6 +51,9 @@ struct EngineOptions {
   std::chrono::milliseconds store_retry_max{5'000};
   /// How often refused receipts are written to the log, counted by kind.
   std::chrono::milliseconds rejection_log_interval{10'000};
+  /// Where the engine's own messages go (start, stop, the disk refusing writes, refused receipts);
+  /// empty = nowhere. Called from the engine's threads.
+  LogSink log;
 };
 
 /// What send() answers: the id, the state and whether this was a repeat of an idempotency key.
@@ -119,6 +123,9 @@ class Engine {
   void flush();
   [[nodiscard]] EngineStats stats() const;
   [[nodiscard]] EngineHealth health() const;
+  /// Counters, latency histograms and queue gauges in the Prometheus text format (`GET /metrics`).
+  /// Rendered on the loop thread; throws EngineClosed once the loop has stopped.
+  [[nodiscard]] std::string metrics_text();
   /// Runs a retention pass now (the pruner also runs one every retention.interval).
   PruneReport prune();
   [[nodiscard]] const std::filesystem::path& data_dir() const;

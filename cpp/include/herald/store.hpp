@@ -139,6 +139,9 @@ struct StoreOptions {
   std::int64_t reserve_bytes = 1 << 20;  ///< space set aside in <dir>/.reserve, given up to open on a full disk
   /// Reads only: no lock, no writer, no log; usable while an engine owns the folder (a WAL reader).
   bool read_only = false;
+  /// Called when writes begin to be refused (degraded) and when they are taken again, on the
+  /// writer thread, outside the store's locks.
+  std::function<void(const StoreHealth&)> on_health_change;
 };
 
 class Store {

@@ -1,0 +1,103 @@
+#pragma once
+/// What the engine counts for `GET /metrics`, and the Prometheus text format it is read in.
+///
+/// One owner: the engine loop records and renders (render() runs on the loop too), so nothing here
+/// locks. Recording a final state, an attempt or a latency is a hash lookup by a string the caller
+/// already holds (no allocation after a label value's first use) and a few additions.
+#include <array>
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "herald/notification.hpp"
+#include "herald/provider.hpp"
+
+namespace herald {
+
+/// A latency histogram with fixed buckets (seconds), as Prometheus reads it.
+class Histogram {
+ public:
+  /// Upper bounds in seconds, ascending; +Inf is implied.
+  explicit Histogram(const std::vector<double>* bounds) : bounds_(bounds), counts_(bounds->size() + 1, 0) {}
+  void observe(std::chrono::microseconds latency) noexcept;
+  /// Appends `name_bucket{labels,le=...}`, `name_sum{labels}` and `name_count{labels}` lines.
+  void render(std::string& out, std::string_view name, std::string_view labels) const;
+  [[nodiscard]] std::uint64_t count() const noexcept { return count_; }
+
+ private:
+  const std::vector<double>* bounds_;
+  std::vector<std::uint64_t> counts_;  ///< per bucket, not cumulative; the last one is +Inf
+  std::uint64_t count_ = 0;
+  std::int64_t sum_us_ = 0;
+};
+
+/// Gauges read from the engine when rendering (they are states, not counts of events).
+struct MetricsGauges {
+  std::array<std::uint64_t, priority_count> ready{};    ///< due, waiting in the lane for the loop
+  std::array<std::uint64_t, priority_count> waiting{};  ///< routed, waiting for a provider slot
+  std::uint64_t scheduled = 0;  ///< waiting for a later time (send_at, a retry's backoff)
+  std::uint64_t active = 0;     ///< accepted and not yet final
+  std::uint64_t in_flight = 0;  ///< attempts awaiting an answer
+  std::vector<std::pair<std::string, std::uint64_t>> provider_in_flight;  ///< requests in flight per provider
+  bool store_degraded = false;
+  std::uint64_t store_held_batches = 0;
+  bool closing = false;
+};
+
+/// Engine-wide counters that the engine keeps anyway (EngineStats); copied in when rendering.
+struct MetricsCounters {
+  std::uint64_t received = 0;
+  std::uint64_t deduplicated = 0;
+  std::uint64_t retries = 0;
+  std::uint64_t failovers = 0;
+  std::uint64_t in_doubt = 0;
+  std::uint64_t receipts_applied = 0;
+  std::uint64_t receipts_rejected = 0;
+  std::uint64_t lookups = 0;
+  std::uint64_t reconciled = 0;
+  std::uint64_t pruned = 0;
+};
+
+class Metrics {
+ public:
+  Metrics();
+  /// A notification reached a final state.
+  void final_state(const std::string& type, Priority priority, State state);
+  /// One provider answer about one notification's attempt.
+  void attempt(const std::string& provider, OutcomeKind outcome);
+  /// One HTTP request to a provider and how long it took (a batch request counts once).
+  void request(const std::string& provider, std::chrono::microseconds latency);
+  /// From acceptance by send() to acceptance by a provider.
+  void accepted(Priority priority, std::chrono::microseconds since_enqueue);
+  /// An address was added to the suppression list.
+  void suppression(const std::string& channel, const std::string& reason);
+
+  /// Everything in the Prometheus text exposition format (version 0.0.4).
+  [[nodiscard]] std::string render(const MetricsCounters& counters, const MetricsGauges& gauges) const;
+
+ private:
+  struct ByType {
+    std::array<std::array<std::uint64_t, 9>, priority_count> final{};  ///< [priority][state]
+  };
+  struct ByProvider {
+    explicit ByProvider(const std::vector<double>* bounds) : latency(bounds) {}
+    std::array<std::uint64_t, 5> outcomes{};  ///< by OutcomeKind
+    Histogram latency;
+  };
+  ByProvider& provider(const std::string& name);
+
+  std::vector<double> request_bounds_;
+  std::vector<double> accept_bounds_;
+  std::unordered_map<std::string, ByType> types_;
+  std::unordered_map<std::string, ByProvider> providers_;
+  std::vector<Histogram> accept_latency_;  ///< by priority
+  std::unordered_map<std::string, std::uint64_t> suppressions_;  ///< "channel\nreason"
+};
+
+/// `value` escaped for a label value in the text format (backslash, double quote, newline).
+[[nodiscard]] std::string prometheus_label(std::string_view value);
+
+}  // namespace herald
