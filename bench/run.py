@@ -5,6 +5,8 @@ the sandbox on loopback and a durable SQLite store in a temporary directory.
 
     python bench/run.py                 # every scenario
     python bench/run.py --only e2e      # one scenario
+
+The herald serve scenarios (serve_send, serve_send_many, serve_e2e) are in serve_bench.py.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import serve_bench
 
 RESULTS = Path(__file__).with_name("results")
 
@@ -291,6 +295,7 @@ SCENARIOS = {
     "apns_http2": scenario_apns_http2,
     "retention_on": scenario_retention_on,
     "retention_off": scenario_retention_off,
+    **serve_bench.SCENARIOS,
 }
 
 
