@@ -371,6 +371,7 @@ def test_sigterm_stops_intake_commits_and_exits_0(serve: Callable[..., Served], 
     assert started["providers"] == "primary,backup" and started["level"] == "info"
     assert next(line for line in lines if line["message"].startswith("serve draining"))["signal"] == "SIGTERM"
     assert next(line for line in lines if line["message"] == "serve started")["url"] == served.url
+    assert next(line for line in lines if line["message"] == "serve stopped")["url"] == served.url
     assert KEY not in text and "sandbox-secret" not in text
 
 

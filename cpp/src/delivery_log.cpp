@@ -33,13 +33,15 @@ std::string DeliveryLog::to_json_line(const Event& e) {
 
 void DeliveryLog::append_line(std::string& out, const Event& e) {
   using detail::append_json_string;
-  out += "{\"ts_us\":";
+  out += "{\"v\":";
+  out += std::to_string(log_schema_version);
+  out += ",\"ts_us\":";
   out += std::to_string(e.ts_us);
   out += ",\"seq\":";
   out += std::to_string(e.seq);
-  out += ",\"id\":";
+  out += ",\"id\":\"";  // a string: ids exceed 2^53, where JSON readers lose digits
   out += std::to_string(e.notification_id);
-  out += ",\"event\":";
+  out += "\",\"event\":";
   append_json_string(out, e.kind);
   out += ",\"type\":";
   append_json_string(out, e.type);
@@ -49,6 +51,24 @@ void DeliveryLog::append_line(std::string& out, const Event& e) {
   append_json_string(out, to_string(e.priority));
   out += ",\"attempt\":";
   out += std::to_string(e.attempt);
+  if (!e.recipient_id.empty()) {
+    out += ",\"recipient\":";
+    append_json_string(out, e.recipient_id);
+  }
+  if (!e.channel.empty()) {
+    out += ",\"channel\":";
+    append_json_string(out, e.channel);
+  }
+  if (e.error_class != ErrorClass::none) {
+    out += ",\"error_class\":";
+    append_json_string(out, to_string(e.error_class));
+  }
+  if (e.cost >= 0) {
+    char cost[32];
+    std::snprintf(cost, sizeof cost, "%.10g", e.cost);
+    out += ",\"cost\":";
+    out += cost;
+  }
   if (!e.provider.empty()) {
     out += ",\"provider\":";
     append_json_string(out, e.provider);

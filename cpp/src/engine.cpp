@@ -92,6 +92,7 @@ struct Active {
   bool lookup_done = false;      ///< the provider was asked about the attempt in doubt (or cannot be)
   bool no_batch = false;         ///< its batch was refused (or could not be built): send it alone
   int lookups_failed = 0;        ///< status queries about the attempt in doubt that got no answer
+  ErrorClass failure = ErrorClass::none;  ///< class of the last failed attempt (for the final event)
   std::int64_t attempt_started_ms = 0;  ///< when the attempt in doubt was marked "sending"
   Provider* provider = nullptr;  ///< provider of the attempt in flight
 };
@@ -109,10 +110,15 @@ Event make_event(const Notification& n, int attempt, std::string kind) {
   e.type = n.type;
   e.tenant = n.tenant;
   e.priority = n.priority;
+  e.recipient_id = n.recipient_id;
   return e;
 }
 
-Event make_event(const Active& a, const char* kind) { return make_event(a.n, a.d.attempt, kind); }
+Event make_event(const Active& a, const char* kind) {
+  Event e = make_event(a.n, a.d.attempt, kind);
+  e.channel = a.plan.channel;
+  return e;
+}
 
 }  // namespace
 
@@ -446,6 +452,7 @@ struct Engine::Impl {
         Event e;
         e.notification_id = results[i].id;
         e.kind = "deduplicated";
+        e.recipient_id = batch[i].recipient_id;
         e.type = batch[i].type;
         e.tenant = batch[i].tenant;
         e.priority = batch[i].priority;
@@ -505,6 +512,15 @@ struct Engine::Impl {
     Event e = make_event(a, kind);
     e.provider = a.d.provider;
     e.detail = std::move(detail);
+    switch (state) {
+      case State::expired: e.error_class = ErrorClass::expired; break;
+      case State::cancelled: e.error_class = ErrorClass::cancelled; break;
+      case State::suppressed:
+        e.error_class = a.failure == ErrorClass::opted_out ? ErrorClass::opted_out : ErrorClass::suppressed;
+        break;
+      case State::dead_lettered: e.error_class = a.failure == ErrorClass::none ? ErrorClass::no_provider : a.failure; break;
+      default: break;
+    }
     record(a, std::move(e), true);
     if (a.outstanding) --outstanding;
     const Id id = a.n.id;
@@ -559,6 +575,7 @@ struct Engine::Impl {
       RouteResult& r = results[i];
       std::string problem = r.ok ? plan_problem(r.plan) : r.error;
       if (!problem.empty()) {
+        a.failure = ErrorClass::routing_error;
         dead_letter(a, std::move(problem));
         continue;
       }
@@ -737,6 +754,7 @@ struct Engine::Impl {
       out = p.adapter->build(ctx);
       return true;
     } catch (const std::exception& ex) {
+      a.failure = ErrorClass::template_error;
       log(LogLevel::error, "a provider adapter could not build a request: the notification is dead-lettered",
           {{"provider", p.config.name}, {"notification_id", std::to_string(a.n.id)}, {"error", ex.what()}});
       dead_letter(a, p.config.name + " could not build the request: " + ex.what());
@@ -1008,7 +1026,9 @@ struct Engine::Impl {
       return e;
     };
     auto record_failed_attempt = [&] {
+      a.failure = error_class_of(out.kind, resp);
       Event e = attempt_event("attempt_failed");
+      e.error_class = a.failure;
       e.detail = out.error;
       record(a, std::move(e), false);
     };
@@ -1026,6 +1046,7 @@ struct Engine::Impl {
         if (p.adapter->has_receipts()) a.d.accepted_at_ms = now;
         Event e = attempt_event("accepted");
         e.detail = out.provider_message_id;
+        e.cost = p.config.cost_per_message;
         record(a, std::move(e), false);
         finish(a, State::completed, "completed", out.provider_message_id);
         break;
@@ -1576,7 +1597,7 @@ struct Engine::Impl {
       http.reset();  // answers still pending are dropped: their rows stay "sending", in doubt
       log(LogLevel::info, "engine closed",
           {{"data_dir", options.data_dir.string()}, {"received", std::to_string(c_received.load())},
-           {"accepted", std::to_string(c_accepted.load())}, {"active", std::to_string(std::max<std::int64_t>(0, active_count.load()))}});
+           {"resumed", std::to_string(c_recovered.load())}, {"provider_accepted", std::to_string(c_accepted.load())}, {"active", std::to_string(std::max<std::int64_t>(0, active_count.load()))}});
     });
   }
 };

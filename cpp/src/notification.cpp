@@ -1,5 +1,7 @@
 #include "herald/notification.hpp"
 
+#include "herald/event.hpp"
+
 #include <array>
 
 #include "herald/errors.hpp"
@@ -75,6 +77,14 @@ std::string_view to_string(State s) noexcept {
       "queued", "routed", "sending", "retry_scheduled", "completed", "expired", "dead_lettered", "cancelled",
       "suppressed"};
   const auto i = static_cast<std::size_t>(s);
+  return i < names.size() ? names[i] : "unknown";
+}
+
+std::string_view to_string(ErrorClass c) noexcept {
+  static constexpr std::array<std::string_view, error_class_count> names = {
+      "",         "transport", "timeout", "rate_limited", "provider_error", "recipient_invalid", "opted_out",
+      "suppressed", "template_error", "expired", "cancelled", "no_provider", "routing_error"};
+  const auto i = static_cast<std::size_t>(c);
   return i < names.size() ? names[i] : "unknown";
 }
 

@@ -129,6 +129,19 @@ std::string_view to_string(OutcomeKind k) noexcept {
   return "unknown";
 }
 
+ErrorClass error_class_of(OutcomeKind k, const http::Response& resp) noexcept {
+  switch (k) {
+    case OutcomeKind::accepted: return ErrorClass::none;
+    case OutcomeKind::recipient_invalid: return ErrorClass::recipient_invalid;
+    case OutcomeKind::recipient_opted_out: return ErrorClass::opted_out;
+    case OutcomeKind::retryable:
+    case OutcomeKind::permanent: break;
+  }
+  if (resp.status == 0) return resp.timed_out ? ErrorClass::timeout : ErrorClass::transport;
+  if (resp.status == 429) return ErrorClass::rate_limited;
+  return ErrorClass::provider_error;
+}
+
 void validate(const ProviderConfig& c) {
   const std::string where = "providers." + (c.name.empty() ? std::string("?") : c.name) + ".";
   if (c.name.empty()) throw ConfigError("providers[].name: is required");

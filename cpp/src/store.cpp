@@ -183,6 +183,7 @@ Event make_intake_event(const Notification& n, const char* kind, std::int64_t se
   e.type = n.type;
   e.tenant = n.tenant;
   e.priority = n.priority;
+  e.recipient_id = n.recipient_id;
   return e;
 }
 

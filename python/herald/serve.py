@@ -149,6 +149,7 @@ def serve(config: ServeConfig, *, stop: threading.Event | None = None, announce:
     try:
         api = _core.ApiServer(engine._core, config.host, config.port, list(config.key_sha256_hex),
                               config.max_body_bytes, config.workers, openapi_document())
+        url = api.url
         try:
             logger.info("serve started", extra={"herald": {
                 "url": api.url, "receipts_url": engine.receipts_url, "data_dir": str(config.data_dir),
@@ -168,7 +169,7 @@ def serve(config: ServeConfig, *, stop: threading.Event | None = None, announce:
             api.stop()
     finally:
         engine.close()
-    logger.info("serve stopped", extra={"herald": {"url": f"http://{config.host}:{config.port}"}})
+    logger.info("serve stopped", extra={"herald": {"url": url}})
     if announce:
         print("herald serve stopped", flush=True)
     return 0

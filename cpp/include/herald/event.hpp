@@ -2,10 +2,33 @@
 /// One entry of the delivery log: a state change or decision about one notification.
 #include <cstdint>
 #include <string>
+#include <string_view>
 
 #include "herald/notification.hpp"
 
 namespace herald {
+
+/// The version of the delivery log's line format ("v" in every line; docs/delivery-log.md).
+inline constexpr int log_schema_version = 1;
+
+/// Why an attempt or a notification did not succeed, in words analysis can group by.
+enum class ErrorClass : std::uint8_t {
+  none,               ///< not a failure
+  transport,          ///< no HTTP answer: refused, reset, DNS, TLS
+  timeout,            ///< no answer within the provider's timeout
+  rate_limited,       ///< 429 (or the provider's own rate-limit answer)
+  provider_error,     ///< the provider answered with an error (5xx, or a 4xx about the request)
+  recipient_invalid,  ///< the address is unusable (invalid number, unregistered token, hard bounce)
+  opted_out,          ///< the recipient opted out on this channel
+  suppressed,         ///< not sent: the address is on the suppression list
+  template_error,     ///< the message could not be built from the plan and the data
+  expired,            ///< expires_at passed before it could be sent
+  cancelled,          ///< cancelled by the caller
+  no_provider,        ///< every provider of the plan failed or none could serve it
+  routing_error,      ///< the rule raised, or returned no usable plan
+};
+inline constexpr int error_class_count = 13;
+[[nodiscard]] std::string_view to_string(ErrorClass c) noexcept;
 
 struct Event {
   Id notification_id = 0;
@@ -17,6 +40,11 @@ struct Event {
   std::int64_t latency_us = -1;  ///< provider round trip, -1 when not applicable
   int http_status = 0;         ///< provider's HTTP status, 0 when none
   std::string detail;          ///< reason, error text or provider message id
+  ErrorClass error_class = ErrorClass::none;
+  double cost = -1;            ///< the provider's price of an accepted attempt; -1 = none
+  // Log only (not rows): who and how.
+  std::string recipient_id;
+  std::string channel;         ///< once routed
   // Copied for the JSON Lines log so analysis needs no join:
   std::string type;
   std::string tenant;

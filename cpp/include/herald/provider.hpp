@@ -9,6 +9,7 @@
 #include <string>
 #include <string_view>
 
+#include "herald/event.hpp"
 #include "herald/http_client.hpp"
 #include "herald/notification.hpp"
 #include "herald/plan.hpp"
@@ -24,6 +25,8 @@ enum class OutcomeKind {
   recipient_opted_out,  ///< the recipient opted out on this channel (e.g. replied STOP): record and stop
 };
 [[nodiscard]] std::string_view to_string(OutcomeKind k) noexcept;
+/// The error class of a provider answer that was not an acceptance (none for an acceptance).
+[[nodiscard]] ErrorClass error_class_of(OutcomeKind k, const http::Response& resp) noexcept;
 
 struct Outcome {
   OutcomeKind kind = OutcomeKind::retryable;

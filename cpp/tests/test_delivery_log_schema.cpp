@@ -1,0 +1,64 @@
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "herald/delivery_log.hpp"
+#include "herald/event.hpp"
+
+namespace herald {
+namespace {
+
+TEST(DeliveryLogSchema, AFailedAttemptCarriesWhatAnalysisNeeds) {
+  Event e;
+  e.notification_id = 7'300'000'000'000'000'123;  // past 2^53
+  e.seq = 42;
+  e.ts_us = 1'790'000'000'123'456;
+  e.kind = "attempt_failed";
+  e.attempt = 2;
+  e.provider = "twilio";
+  e.latency_us = 1500;
+  e.http_status = 429;
+  e.detail = "HTTP 429: 20429";
+  e.error_class = ErrorClass::rate_limited;
+  e.type = "otp";
+  e.tenant = "acme";
+  e.priority = Priority::critical;
+  e.recipient_id = "u\"1";
+  e.channel = "sms";
+  const auto j = nlohmann::json::parse(DeliveryLog::to_json_line(e));
+  EXPECT_EQ(j["v"], log_schema_version);
+  EXPECT_EQ(j["id"], "7300000000000000123");  // a string: every digit survives any JSON reader
+  EXPECT_EQ(j["ts_us"], 1'790'000'000'123'456);
+  EXPECT_EQ(j["event"], "attempt_failed");
+  EXPECT_EQ(j["recipient"], "u\"1");
+  EXPECT_EQ(j["channel"], "sms");
+  EXPECT_EQ(j["error_class"], "rate_limited");
+  EXPECT_EQ(j["http_status"], 429);
+  EXPECT_EQ(j["latency_us"], 1500);
+  EXPECT_EQ(j["priority"], "critical");
+  EXPECT_FALSE(j.contains("cost"));
+}
+
+TEST(DeliveryLogSchema, OptionalFieldsAreLeftOutAndCostIsANumber) {
+  Event e;
+  e.notification_id = 1;
+  e.kind = "accepted";
+  e.cost = 0.0075;
+  const auto j = nlohmann::json::parse(DeliveryLog::to_json_line(e));
+  EXPECT_DOUBLE_EQ(j["cost"].get<double>(), 0.0075);
+  for (const char* absent : {"recipient", "channel", "error_class", "provider", "latency_us", "http_status", "detail"}) {
+    EXPECT_FALSE(j.contains(absent)) << absent;
+  }
+}
+
+TEST(DeliveryLogSchema, EveryErrorClassHasAName) {
+  for (int i = 1; i < error_class_count; ++i) {
+    const auto name = to_string(static_cast<ErrorClass>(i));
+    EXPECT_FALSE(name.empty()) << i;
+    EXPECT_NE(name, "unknown") << i;
+  }
+  EXPECT_EQ(to_string(ErrorClass::none), "");
+}
+
+}  // namespace
+}  // namespace herald
