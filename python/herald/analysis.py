@@ -46,6 +46,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from decimal import Decimal
 from pathlib import Path
 from typing import IO, Any
 
@@ -88,7 +89,7 @@ _FIELDS = ("v", "ts_us", "seq", "id", "event", "type", "tenant", "priority", "at
            "provider", "latency_us", "http_status", "error_class", "cost", "detail")
 _SEGMENT = re.compile(r"events-(\d+)\.jsonl$")
 _SLACK_US = 5 * 60 * 1_000_000
-_V0_ID = re.compile(rb'"id":(\d+)')  # a key: inside a JSON string every '"' is escaped
+_V0_ID = re.compile(rb'"id":\s*(\d+)')  # a key: inside a JSON string every '"' is escaped
 _FINAL_CLASS = {"expired": "expired", "cancelled": "cancelled", "suppressed": "suppressed",
                 "opted_out": "opted_out", "dead_lettered": "no_provider"}
 
@@ -129,8 +130,8 @@ def parse_time(value: object, *, now: datetime | None = None) -> pd.Timestamp:
         unit = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}[m.group(2)]
         base = now or datetime.now(timezone.utc)
         return pd.Timestamp(base - timedelta(seconds=float(m.group(1)) * unit)).tz_convert("UTC")
-    if re.fullmatch(r"\d+(?:\.\d+)?", text):
-        return pd.Timestamp(float(text), unit="s", tz="UTC")
+    if re.fullmatch(r"\d+(?:\.\d+)?", text):  # exact to the microsecond: no float in between
+        return pd.Timestamp(int(Decimal(text) * 1_000_000), unit="us", tz="UTC")
     try:
         ts = pd.Timestamp(datetime.fromisoformat(text.replace("Z", "+00:00")))
     except ValueError:
@@ -288,8 +289,7 @@ def _frame(chunks: list[bytes], engine: str) -> pd.DataFrame:
 
 def _frame_pandas(chunks: list[bytes]) -> pd.DataFrame:
     """pandas.read_json(lines=True): kept for the measurement in the module's docstring."""
-    frames = [pd.read_json(io.BytesIO(_V0_ID.sub(rb'"id":"\1"', d)), lines=True, dtype={"id": str},
-                           convert_dates=False) for d in chunks if d]
+    frames = [pd.read_json(io.BytesIO(_V0_ID.sub(rb'"id":"\1"', d)), lines=True, dtype={"id": str}) for d in chunks if d]
     raw = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     for k in _FIELDS:
         if k not in raw:
@@ -414,7 +414,7 @@ def notifications(events: pd.DataFrame) -> pd.DataFrame:
     for nid, provider in zip(sending["id"].tolist(), sending["_provider"].tolist(), strict=True):
         tried.setdefault(nid, {})[provider] = None
     out["providers"] = pd.Series({k: ",".join(v) for k, v in tried.items()}, dtype="object").reindex(
-        out.index).fillna("")
+        out.index).fillna("").astype("string")
     out["first_provider"] = sending.groupby("id", observed=True)["_provider"].first().reindex(out.index)
     last_with_provider = ev[ev["_provider"].notna() & ~ev["_event"].isin(
         ("failed_over",) + tuple(RECEIPT_EVENTS) + ("receipt",))]

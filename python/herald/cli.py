@@ -1,5 +1,5 @@
 """The `herald` command: demo, sandbox, send, retry, cancel, status, trace, dead-letters,
-suppressions, prune.
+suppressions, prune, log (tail, export).
 
 status, trace, dead-letters and suppressions read the folder without an engine (herald.open_readonly):
 they never send, need no provider secrets and work while an engine runs. send, retry and cancel
@@ -12,10 +12,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
 import signal
 import sys
 import threading
+import time
 from collections.abc import Sequence
+from pathlib import Path
 
 __all__ = ["main"]
 
@@ -149,6 +153,183 @@ def _cmd_prune(args: argparse.Namespace) -> int:
     return 0
 
 
+_SEGMENT_NAME = re.compile(r"events-(\d+)\.jsonl$")
+
+
+def _segments(log: Path) -> list[Path]:
+    """The segment files of ``log``, oldest first (by the sequence number in the name)."""
+    found = [(int(m.group(1)), entry.path) for entry in os.scandir(log) if (m := _SEGMENT_NAME.fullmatch(entry.name))]
+    return [Path(p) for _, p in sorted(found)]
+
+
+def _log_dir(args: argparse.Namespace) -> Path:
+    from herald.analysis import log_dir_of
+
+    log = log_dir_of(args.data_dir)
+    if not log.is_dir():
+        raise _UsageError(f"no delivery log at {log} (give the data directory with --data-dir)")
+    return log
+
+
+def _last_lines(path: Path, n: int, end: int | None = None) -> list[bytes]:
+    """The last ``n`` whole lines of ``path`` before ``end`` (default: its size), read from the end."""
+    try:
+        f = path.open("rb")
+    except FileNotFoundError:
+        return []
+    with f:
+        end = f.seek(0, os.SEEK_END) if end is None else end
+        data = b""
+        pos = end
+        while pos > 0 and data.count(b"\n") <= n:
+            step = min(pos, 1 << 16)
+            pos -= step
+            f.seek(pos)
+            data = f.read(step) + data
+    complete = data[: data.rfind(b"\n") + 1]  # a line still being written is not shown
+    lines = complete.splitlines(keepends=True)
+    if pos > 0:
+        lines = lines[1:]  # the first may be the tail of a longer line
+    return lines[-n:] if n else []
+
+
+def _cmd_log_tail(args: argparse.Namespace) -> int:
+    log = _log_dir(args)
+    out = sys.stdout.buffer
+    segments = _segments(log)
+    # Where the newest segment's whole lines end now: the lines shown end there, following starts there.
+    current = segments[-1] if segments else None
+    offset = _end_of_whole_lines(current) if current is not None else 0
+    lines: list[bytes] = []
+    for path in reversed(segments):
+        if len(lines) >= args.lines:
+            break
+        lines = _last_lines(path, args.lines - len(lines), offset if path == current else None) + lines
+    out.writelines(lines)
+    out.flush()
+    if not args.follow:
+        return 0
+    pending = b""
+    try:
+        while True:
+            grew = False
+            if current is not None:
+                try:
+                    with current.open("rb") as f:
+                        f.seek(offset)
+                        data = f.read()
+                except FileNotFoundError:
+                    data = b""
+                if data:
+                    grew = True
+                    offset += len(data)
+                    data = pending + data
+                    cut = data.rfind(b"\n") + 1
+                    out.write(data[:cut])
+                    out.flush()
+                    pending = data[cut:]
+            if not grew:
+                newer = [p for p in _segments(log) if current is None or _seq_of(p) > _seq_of(current)]
+                if newer:
+                    current, offset, pending = newer[0], 0, b""
+                    continue
+                time.sleep(args.interval)
+    except (KeyboardInterrupt, BrokenPipeError):
+        return 0
+
+
+def _end_of_whole_lines(path: Path) -> int:
+    """Where the last whole line of ``path`` ends: following starts there."""
+    try:
+        with path.open("rb") as f:
+            end = f.seek(0, os.SEEK_END)
+            pos = end
+            while pos > 0:
+                step = min(pos, 1 << 16)
+                pos -= step
+                f.seek(pos)
+                cut = f.read(step).rfind(b"\n")
+                if cut >= 0:
+                    return pos + cut + 1
+    except FileNotFoundError:
+        pass
+    return 0
+
+
+def _seq_of(path: Path) -> int:
+    m = _SEGMENT_NAME.fullmatch(path.name)
+    return int(m.group(1)) if m else -1
+
+
+def _time_arg(option: str, text: str | None):  # noqa: ANN202 - pandas is imported lazily
+    if text is None:
+        return None
+    from herald.analysis import parse_time
+
+    try:
+        return parse_time(text)
+    except ValueError as exc:
+        raise _UsageError(f"{option}: {exc}") from None
+
+
+def _cmd_log_export(args: argparse.Namespace) -> int:
+    since = _time_arg("--since", args.since)
+    until = _time_arg("--until", args.until)
+    if until is not None and until <= since:
+        raise _UsageError(f"--until ({until.isoformat()}) is not after --since ({since.isoformat()})")
+    fmt = args.format or ("jsonl" if args.output.endswith((".jsonl", ".json")) else "parquet")
+    log = _log_dir(args)
+    from herald import analysis
+
+    try:
+        if fmt == "parquet":
+            events = analysis.load_events(log, since, until)
+            analysis.to_parquet(events, args.output)
+            count = len(events)
+        else:
+            count = _export_jsonl(log, since, until, args.output)
+    except analysis.LogVersionError as exc:
+        raise _UsageError(str(exc)) from None
+    window = f"[{since.isoformat()}, {until.isoformat() if until is not None else 'now'})"
+    print(f"herald log export: {count} events in {window} to {args.output} ({fmt})", file=sys.stderr)
+    return 0
+
+
+_TS_US = re.compile(rb'"ts_us":\s*(\d+)')
+
+
+def _export_jsonl(log: Path, since, until, output: str) -> int:  # noqa: ANN001
+    """The lines of the window as they are in the log (whatever their version), in log order."""
+    from herald.analysis import open_segments
+
+    lo = since.value // 1000
+    hi = None if until is None else until.value // 1000
+    count = 0
+    with open_segments(log, since, until) as segments, open(output, "wb") as out:
+        for s in segments:
+            data = s.file.read()
+            data = data[: data.rfind(b"\n") + 1]
+            for line in data.splitlines(keepends=True):
+                m = _TS_US.search(line)
+                if m is None:
+                    continue
+                ts = int(m.group(1))
+                if ts >= lo and (hi is None or ts < hi):
+                    out.write(line)
+                    count += 1
+    return count
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"not a count of lines: {text!r}")
+    return value
+
+
 def _global_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
     """--data-dir, --rules, --providers: on the main parser with their defaults, and on every
     subcommand with no default (argparse.SUPPRESS), so that given after the subcommand they win
@@ -233,6 +414,31 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--log-max-age-days", type=float, default=7, help="log segments older than this go (default 7)")
     p.add_argument("--log-max-mb", type=int, default=1024, help="then the oldest until the log fits (default 1024)")
     p.set_defaults(func=_cmd_prune)
+
+    p = command("log", "read the delivery log (<data-dir>/log/events-*.jsonl): tail it or export a time window")
+    log_sub = p.add_subparsers(dest="log_command", required=True, metavar="LOG_COMMAND")
+    p = log_sub.add_parser("tail", parents=[common], help="print the last lines of the delivery log",
+                           description="print the last lines of the delivery log; --follow keeps printing "
+                                       "new ones (across new segments) until Ctrl-C")
+    p.add_argument("-n", "--lines", type=_count, default=10, help="how many lines (default 10)")
+    p.add_argument("-f", "--follow", action="store_true", help="keep printing new lines until interrupted")
+    p.add_argument("--interval", type=float, default=0.25, help=argparse.SUPPRESS)
+    p.set_defaults(func=_cmd_log_tail)
+    p = log_sub.add_parser(
+        "export", parents=[common], help="write the events of a time window to Parquet or JSON Lines",
+        description="write the events with since <= time < until to a file. Every segment that overlaps the "
+                    "window is opened before any is read, so the export is complete even while retention "
+                    "deletes old segments (an unlinked file stays readable through an open descriptor). "
+                    "jsonl copies the lines as they are (version 0 and 1 alike); parquet writes the typed "
+                    "columns of herald.analysis.load_events.")
+    p.add_argument("--since", required=True,
+                   help="start: an ISO 8601 time (2026-11-29T08:00:00Z; no zone = UTC), epoch seconds, "
+                        "or a duration back from now (90s, 15m, 1h, 2d)")
+    p.add_argument("--until", help="end, excluded (same forms; default now and on)")
+    p.add_argument("--format", choices=["parquet", "jsonl"],
+                   help="output format (default from --output's suffix: .jsonl is jsonl, else parquet)")
+    p.add_argument("--output", "-o", required=True, help="the file to write")
+    p.set_defaults(func=_cmd_log_export)
     from herald.serve import add_serve_command
 
     add_serve_command(sub)

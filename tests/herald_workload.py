@@ -1,0 +1,84 @@
+"""A small incident in a data directory, for the analysis and notebook tests.
+
+Two sandbox providers: ``primary`` answers 503 to a quarter of the requests all along, ``backup``
+has an outage (``outage_until_ms``) during the middle third of the sends. ``otp`` goes
+primary then backup, ``news`` backup then primary (so both fail over), ``solo`` primary alone (so
+some are dead-lettered). Receipts are on: delivered, and opened for news to open@example.com.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from herald import Engine, Plan, RuleSet, Sandbox
+
+PRIMARY_COST = 0.0079
+BACKUP_COST = 0.004
+
+
+@dataclass
+class Workload:
+    data_dir: Path
+    ids: dict[str, str] = field(default_factory=dict)  # id -> type
+    tenants: dict[str, str] = field(default_factory=dict)  # id -> tenant
+    states: dict[str, str] = field(default_factory=dict)  # id -> final state
+
+
+def rules() -> RuleSet:
+    return RuleSet({
+        "otp": lambda n: Plan("sms", ["primary", "backup"], "Your code is {code}"),
+        "news": lambda n: Plan("email", ["backup", "primary"], "{headline|News}"),
+        "solo": lambda n: Plan("sms", ["primary"], "{text|hello}"),
+    })
+
+
+def produce(data_dir: Path, per_phase: int = 100) -> Workload:
+    """Three phases of ``per_phase`` sends each (the middle one during backup's outage); waits
+    for every final state and the receipts, then closes the engine."""
+    w = Workload(Path(data_dir))
+    with Sandbox() as sandbox:
+        for name in ("primary", "backup"):
+            sandbox.set_callbacks(name, enabled=True, delay_ms=20)
+        sandbox.set_faults("primary", error_rate=0.25, error_status=503)
+        providers = [
+            sandbox.provider("primary", concurrency=8, max_attempts=2, cost_per_message=PRIMARY_COST),
+            sandbox.provider("backup", concurrency=8, max_attempts=2, cost_per_message=BACKUP_COST),
+        ]
+        engine = Engine(w.data_dir, rules=rules(), providers=providers, retry_base=0.01, retry_max=0.05,
+                        close_timeout=3.0, receipts="127.0.0.1:0")
+        try:
+            n = 0
+            for phase in range(3):
+                if phase == 1:
+                    sandbox.set_faults("backup", outage_until_ms=int(time.time() * 1000) + 600)
+                for _ in range(per_phase):
+                    kind = ("otp", "news", "otp", "solo", "news")[n % 5]
+                    tenant = ("acme", "globex", "acme")[n % 3]
+                    if kind == "otp":
+                        r = engine.send("otp", {"id": f"u{n}", "phone": f"+1555{n:07d}"}, {"code": str(n)},
+                                        priority=("critical", "high")[n % 2], tenant=tenant)
+                    elif kind == "news":
+                        email = "open@example.com" if n % 3 == 0 else f"user{n}@example.com"
+                        r = engine.send("news", {"id": f"u{n}", "email": email}, {"headline": "Hi"},
+                                        priority=("bulk", "normal")[n % 2], tenant=tenant)
+                    else:
+                        r = engine.send("solo", {"id": f"u{n}", "phone": f"+1556{n:07d}"}, {},
+                                        priority="normal", tenant=tenant)
+                    w.ids[str(r.id)] = kind
+                    w.tenants[str(r.id)] = tenant
+                    n += 1
+                    if n % 10 == 0:
+                        time.sleep(0.02)  # a steady stream rather than one burst
+            for id in w.ids:
+                w.states[id] = engine.wait(int(id), timeout=30).state
+            # Receipts come 20 ms after each acceptance: wait (bounded) until every completed one has its.
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline:
+                if all(engine.status(int(i)).receipt for i, s in w.states.items() if s == "completed"):
+                    break
+                time.sleep(0.05)
+        finally:
+            engine.close()
+    return w
