@@ -92,10 +92,11 @@ def test_the_installed_wheel_sends_through_the_sandbox(installed: tuple[Path, Pa
     [message] = out["messages"]
     assert message["body"]["to"]["id"] == "u1"
     assert "481516" in json.dumps(message["body"])
+    # The wheel's copies are loaded (Python's own _ssl or _sqlite3 may load the system's beside them:
+    # auditwheel renamed the wheel's, so the two do not clash; which one _core uses is the next test's).
     for lib in BUNDLED:
         paths = [p for p in out["loaded"] if Path(p).name.startswith(lib + "-") or Path(p).name.startswith(lib + ".")]
-        assert paths, f"{lib} is not loaded at all: {out['loaded']}"
-        assert all(Path(p).parent.name == LIBS_DIR for p in paths), f"{lib} loaded from outside the wheel: {paths}"
+        assert any(Path(p).parent.name == LIBS_DIR for p in paths), f"the wheel's {lib} is not loaded: {paths}"
 
 
 def test_the_installed_core_needs_only_bundled_and_allowed_libraries(installed: tuple[Path, Path]) -> None:
