@@ -52,7 +52,7 @@ def produce(data_dir: Path, per_phase: int = 100) -> Workload:
             n = 0
             for phase in range(3):
                 if phase == 1:
-                    sandbox.set_faults("backup", outage_until_ms=int(time.time() * 1000) + 600)
+                    sandbox.set_faults("backup", outage_until_ms=int(time.time() * 1000) + 500)
                 for _ in range(per_phase):
                     kind = ("otp", "news", "otp", "solo", "news")[n % 5]
                     tenant = ("acme", "globex", "acme")[n % 3]
@@ -69,8 +69,8 @@ def produce(data_dir: Path, per_phase: int = 100) -> Workload:
                     w.ids[str(r.id)] = kind
                     w.tenants[str(r.id)] = tenant
                     n += 1
-                    if n % 10 == 0:
-                        time.sleep(0.02)  # a steady stream rather than one burst
+                    if n % 5 == 0:
+                        time.sleep(0.03)  # a steady stream (about 2 s in all) rather than one burst
             for id in w.ids:
                 w.states[id] = engine.wait(int(id), timeout=30).state
             # Receipts come 20 ms after each acceptance: wait (bounded) until every completed one has its.
