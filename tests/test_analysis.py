@@ -167,6 +167,13 @@ def test_v0_and_v1_segments_are_read_alike(mixed_log: Path, engine: str) -> None
     assert new["receipt"] == "delivered"
 
 
+def test_an_empty_log(tmp_path: Path) -> None:
+    (tmp_path / "log").mkdir()
+    events = analysis.load_events(tmp_path)
+    assert len(events) == 0 and list(events.columns) == list(analysis.COLUMNS)
+    assert len(analysis.notifications(events)) == 0
+
+
 def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
     write_segment(tmp_path, [{**v1(1, T0, 5, "received"), "v": 2}])
     with pytest.raises(analysis.LogVersionError, match="v=2"):

@@ -12,17 +12,26 @@ Columns of :func:`load_events`: ``ts`` (datetime64[ns, UTC], from ``ts_us``), ``
 loses digits), ``event``, ``type``, ``tenant``, ``priority``, ``channel``, ``provider``,
 ``error_class`` (categoricals), ``attempt`` (int64), ``recipient`` and ``detail`` (string),
 ``latency_us`` and ``http_status`` (Int64, missing as <NA>), ``cost`` (float64, NaN when absent),
-``receipt`` (categorical: the delivery receipt a receipt event carries, else <NA>), sorted by
-``seq``. For version 0 ``attempt_failed`` lines, which carry no ``error_class``, it is inferred
+``receipt`` (categorical: the receipt an event carries, else <NA>: a ``receipt`` event's
+``detail``, or the event the core writes for it: ``delivered``, ``delivery_failed`` (failed),
+``bounced``, ``deferred``, ``opened``), sorted by ``seq``. For version 0 ``attempt_failed`` lines, which carry no ``error_class``, it is inferred
 from ``http_status`` and ``detail`` (429 rate_limited, other statuses provider_error, "timeout"
 timeout, no status transport); version 0 final states get the class the event name implies.
 
-Speed, measured on this machine (2 cores) with a 500,000-line log of version 1 lines (95 MB, 8
-segments), from the files to the typed DataFrame:
+Speed, measured on the development machine (2 cores, other builds running) with a 500,000-line
+log of version 1 lines (106 MB, 8 segments), best of three:
 
-- a ``json.loads`` loop into column lists, then the DataFrame: 3.5 s
-- ``pandas.read_json(lines=True)``: 6.0 s, and it needs the same conversions after
-- ``pyarrow.json.read_json`` with an explicit schema: 0.9 s  <- used
+================================  ===========  =======================================
+reader                            parse only   load_events (to the typed DataFrame)
+================================  ===========  =======================================
+``json.loads`` loop               4.6 s        7.0 s (``engine="json"``)
+``pandas.read_json(lines=True)``  7.4 s        7.0 s (``engine="pandas"``)
+``pyarrow.json.read_json``        1.4 s        1.8 s (``engine="pyarrow"``, the default)
+================================  ===========  =======================================
+
+The same log in version 0 lines (89 MB): 3.3 s with pyarrow (quoting the ids costs 1.5 s), 7.3 s
+with the ``json.loads`` loop. :func:`notifications` on the 500,000 events (68,463 notifications)
+takes about 3 s more.
 
 pyarrow refuses a column whose JSON type changes within a file, and version 0 ids are numbers
 where version 1 ids are strings, so before parsing, version 0 ids are quoted in the raw bytes
@@ -400,8 +409,8 @@ def notifications(events: pd.DataFrame) -> pd.DataFrame:
     # receipt (the recipient unsubscribed later), not the notification's end.
     accepted_seq = ev[ev["_event"] == "accepted"].groupby("id", observed=True)["seq"].min()
     finals = ev[ev["_event"].isin(FINAL_EVENTS)]
-    late_optout = (finals["_event"] == "opted_out") & (finals["seq"] > finals["id"].map(accepted_seq).fillna(
-        float("inf")))
+    late_optout = (finals["_event"] == "opted_out") & (
+        finals["seq"] > finals["id"].map(accepted_seq).astype("float64").fillna(float("inf")))
     finals = finals[~late_optout]
     last_final = finals.groupby("id", observed=True)["_event"].last()
     last_event = g["_event"].last()
