@@ -39,6 +39,7 @@ TEST(Scheduler, FifoWithinALane) {
   Scheduler s;
   for (Id i = 1; i <= 10; ++i) s.add(i, Priority::normal, 0);
   auto out = s.pop_ready(0, 10);
+  ASSERT_EQ(out.size(), 10u);
   for (std::size_t i = 0; i < out.size(); ++i) EXPECT_EQ(out[i], static_cast<Id>(i + 1));
 }
 
