@@ -366,7 +366,10 @@ def test_sigterm_stops_intake_commits_and_exits_0(serve: Callable[..., Served], 
     messages = [line["message"] for line in lines]
     order = ["engine started", "serve started", "serve draining: intake stopped, calls in progress finish",
              "engine closed", "serve stopped"]
-    assert [m for m in messages if m in order] == order, messages
+    seen = [m for m in messages if m in order]
+    # The engine's records come through the binding's log thread, so its start may be written just
+    # after serve's own; everything else is in order.
+    assert sorted(seen[:2]) == sorted(order[:2]) and seen[2:] == order[2:], messages
     started = next(line for line in lines if line["message"] == "engine started")
     assert started["providers"] == "primary,backup" and started["level"] == "info"
     assert next(line for line in lines if line["message"].startswith("serve draining"))["signal"] == "SIGTERM"

@@ -1670,18 +1670,7 @@ EngineStats Engine::stats() const {
 }
 
 std::string Engine::metrics_text() {
-  const EngineStats s = stats();
-  MetricsCounters c;
-  c.received = s.received;
-  c.deduplicated = s.deduplicated;
-  c.retries = s.retries;
-  c.failovers = s.failovers;
-  c.in_doubt = s.in_doubt;
-  c.receipts_applied = s.receipts;
-  c.receipts_rejected = s.receipts_rejected;
-  c.lookups = s.lookups;
-  c.reconciled = s.reconciled;
-  c.pruned = s.pruned;
+  const EngineStats c = stats();
   const EngineHealth h = health();
   return impl_->on_loop([&, i = impl_.get()] {
     MetricsGauges g;
@@ -1697,8 +1686,6 @@ std::string Engine::metrics_text() {
     }
     std::sort(g.provider_in_flight.begin(), g.provider_in_flight.end());
     g.scheduled = i->scheduler.size() - std::min<std::uint64_t>(i->scheduler.size(), ready + i->outstanding);
-    g.active = s.active;
-    g.in_flight = s.in_flight;
     g.store_degraded = h.store.degraded;
     g.store_held_batches = h.store.held_batches;
     g.closing = h.closing;

@@ -127,7 +127,7 @@ void Metrics::suppression(const std::string& channel, const std::string& reason)
   ++suppressions_[channel + '\n' + reason];
 }
 
-std::string Metrics::render(const MetricsCounters& c, const MetricsGauges& g) const {
+std::string Metrics::render(const EngineStats& c, const MetricsGauges& g) const {
   std::string out;
   out.reserve(8192);
   scalar(out, "herald_notifications_received_total", "counter", "Notifications accepted by send() since the start.",
@@ -182,15 +182,15 @@ std::string Metrics::render(const MetricsCounters& c, const MetricsGauges& g) co
   }
   scalar(out, "herald_scheduled", "gauge", "Notifications waiting for a later time (send_at or a retry's backoff).",
          g.scheduled);
-  scalar(out, "herald_active", "gauge", "Notifications accepted and not yet final.", g.active);
-  scalar(out, "herald_in_flight", "gauge", "Attempts awaiting a provider's answer.", g.in_flight);
+  scalar(out, "herald_active", "gauge", "Notifications accepted and not yet final.", c.active);
+  scalar(out, "herald_in_flight", "gauge", "Attempts awaiting a provider's answer.", c.in_flight);
   header(out, "herald_provider_in_flight", "gauge", "Requests in flight per provider (a batch counts once).");
   for (const auto& [name, n] : g.provider_in_flight) sample(out, "herald_provider_in_flight", label("provider", name), n);
 
   scalar(out, "herald_retries_total", "counter", "Retries scheduled after a retryable failure.", c.retries);
   scalar(out, "herald_failovers_total", "counter", "Moves to the next provider of a plan.", c.failovers);
   scalar(out, "herald_in_doubt_total", "counter", "Attempts whose outcome a crash lost (resent or looked up).", c.in_doubt);
-  scalar(out, "herald_receipts_applied_total", "counter", "Genuine delivery receipts applied.", c.receipts_applied);
+  scalar(out, "herald_receipts_applied_total", "counter", "Genuine delivery receipts applied.", c.receipts);
   scalar(out, "herald_receipts_rejected_total", "counter", "Receipts refused: forged, stale or unreadable.",
          c.receipts_rejected);
   scalar(out, "herald_lookups_total", "counter", "Status queries made to providers (reconciliation).", c.lookups);

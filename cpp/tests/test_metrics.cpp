@@ -41,7 +41,7 @@ TEST(Metrics, FinalStatesAttemptsAndSuppressionsByLabel) {
   m.request("twilio", milliseconds{30});
   m.accepted(Priority::critical, milliseconds{4});
   m.suppression("sms", "opted_out");
-  MetricsCounters c;
+  EngineStats c;
   c.received = 3;
   MetricsGauges g;
   g.ready[static_cast<std::size_t>(Priority::bulk)] = 7;

@@ -12,6 +12,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "herald/engine_stats.hpp"
 #include "herald/notification.hpp"
 #include "herald/provider.hpp"
 
@@ -39,26 +40,10 @@ struct MetricsGauges {
   std::array<std::uint64_t, priority_count> ready{};    ///< due, waiting in the lane for the loop
   std::array<std::uint64_t, priority_count> waiting{};  ///< routed, waiting for a provider slot
   std::uint64_t scheduled = 0;  ///< waiting for a later time (send_at, a retry's backoff)
-  std::uint64_t active = 0;     ///< accepted and not yet final
-  std::uint64_t in_flight = 0;  ///< attempts awaiting an answer
   std::vector<std::pair<std::string, std::uint64_t>> provider_in_flight;  ///< requests in flight per provider
   bool store_degraded = false;
   std::uint64_t store_held_batches = 0;
   bool closing = false;
-};
-
-/// Engine-wide counters that the engine keeps anyway (EngineStats); copied in when rendering.
-struct MetricsCounters {
-  std::uint64_t received = 0;
-  std::uint64_t deduplicated = 0;
-  std::uint64_t retries = 0;
-  std::uint64_t failovers = 0;
-  std::uint64_t in_doubt = 0;
-  std::uint64_t receipts_applied = 0;
-  std::uint64_t receipts_rejected = 0;
-  std::uint64_t lookups = 0;
-  std::uint64_t reconciled = 0;
-  std::uint64_t pruned = 0;
 };
 
 class Metrics {
@@ -75,8 +60,9 @@ class Metrics {
   /// An address was added to the suppression list.
   void suppression(const std::string& channel, const std::string& reason);
 
-  /// Everything in the Prometheus text exposition format (version 0.0.4).
-  [[nodiscard]] std::string render(const MetricsCounters& counters, const MetricsGauges& gauges) const;
+  /// Everything in the Prometheus text exposition format (version 0.0.4): what is recorded here,
+  /// the engine's counters and the gauges.
+  [[nodiscard]] std::string render(const EngineStats& counters, const MetricsGauges& gauges) const;
 
  private:
   struct ByType {
