@@ -74,10 +74,9 @@ def produce(data_dir: Path, per_phase: int = 100) -> Workload:
             for id in w.ids:
                 w.states[id] = engine.wait(int(id), timeout=30).state
             # Receipts come 20 ms after each acceptance: wait (bounded) until every completed one has its.
-            deadline = time.monotonic() + 5
-            while time.monotonic() < deadline:
-                if all(engine.status(int(i)).receipt for i, s in w.states.items() if s == "completed"):
-                    break
+            deadline = time.monotonic() + 15
+            while not all(engine.status(int(i)).receipt for i, s in w.states.items() if s == "completed"):
+                assert time.monotonic() < deadline, "receipts did not arrive for every completed notification"
                 time.sleep(0.05)
         finally:
             engine.close()
