@@ -92,7 +92,7 @@ test-sanitize: venv
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" cmake --build $(SANITIZE_BUILD) -j $(JOBS)
 	cd $(SANITIZE_BUILD) && PATH="$(CURDIR)/$(VENV)/bin:$$PATH" ctest --output-on-failure -j $(JOBS) --timeout 300
 
-# The C++ tests under ThreadSanitizer (CI runs this too). Suppressions for the libraries that are
+# The C++ tests under ThreadSanitizer (not in CI yet). Suppressions for the libraries that are
 # not built with TSan (libcurl, SQLite, OpenSSL) are in .ci/tsan.supp.
 TSAN_BUILD := build/tsan
 test-tsan: venv
