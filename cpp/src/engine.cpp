@@ -449,13 +449,8 @@ struct Engine::Impl {
       WriteBatch wb;
       for (std::size_t i : duplicates) {
         if (auto row = store->get(results[i].id)) results[i].state = row->delivery.state;
-        Event e;
-        e.notification_id = results[i].id;
-        e.kind = "deduplicated";
-        e.recipient_id = batch[i].recipient_id;
-        e.type = batch[i].type;
-        e.tenant = batch[i].tenant;
-        e.priority = batch[i].priority;
+        Event e = make_event(batch[i], 0, "deduplicated");
+        e.notification_id = results[i].id;  // the stored notification's, not the repeat's
         e.detail = "repeat of idempotency_key '" + batch[i].idempotency_key + "'";
         wb.events.push_back(std::move(e));
       }
