@@ -102,16 +102,23 @@ class PyRouter final : public Router {
 
 /// Owns the engine. Why a holder: destroying the engine joins its loop thread, which may be
 /// waiting for the GIL inside the router, so the GIL must be released around the destruction.
+///
+/// close() does not destroy the engine: another thread may be inside one of its calls (with the
+/// GIL released). Engine::close() waits for those calls (its call gate) and refuses later ones
+/// with EngineClosed; the engine itself goes when the Python object does, when no call can be
+/// inside.
 struct PyEngine {
   std::unique_ptr<LogForwarder> log = std::make_unique<LogForwarder>();
   std::unique_ptr<Engine> engine;
+  bool closed = false;
 
   Engine& get() {
-    if (!engine) throw EngineClosed("engine is closed");
+    if (!engine || closed) throw EngineClosed("engine is closed");
     return *engine;
   }
   void close() {
-    if (!engine) return;
+    if (!engine || closed) return;
+    closed = true;
     py::gil_scoped_release release;
     engine->close();
     log->stop();  // after the engine's last record ("engine closed")
@@ -343,7 +350,8 @@ void register_engine(py::module_& m) {
                        const py::object& reconcile_after_ms, const py::object& reconcile_interval_ms,
                        const py::object& retention_max_age_ms, const py::object& retention_max_db_bytes,
                        const py::object& retention_log_max_age_ms, const py::object& retention_log_max_bytes,
-                       const py::object& retention_interval_ms, const py::object& store_retry_max_ms) {
+                       const py::object& retention_interval_ms, const py::object& store_retry_max_ms,
+                       const py::object& clock) {
              // Every option is range-checked here (the same ranges as herald.Engine, in seconds there).
              constexpr auto config = ErrorKind::config;
              constexpr std::int64_t day_ms = 86'400'000;
@@ -383,6 +391,10 @@ void register_engine(py::module_& m) {
              o.retention = to_retention(retention_max_age_ms, retention_max_db_bytes, retention_log_max_age_ms,
                                         retention_log_max_bytes, retention_interval_ms);
              o.store_retry_max = to_ms(store_retry_max_ms, "store_retry_max_ms", 1, 3'600'000);
+             if (!clock.is_none()) {
+               if (!py::isinstance<ManualClock>(clock)) throw ConfigError("clock", "must be a herald.ManualClock or None");
+               o.clock = clock.cast<std::shared_ptr<ManualClock>>();
+             }
              auto router = std::make_shared<PyRouter>(std::move(route_batch));
              auto holder = std::make_unique<PyEngine>();
              o.log = holder->log->sink();
@@ -408,7 +420,7 @@ void register_engine(py::module_& m) {
            py::arg("retention_max_db_bytes") = std::int64_t{2} << 30,
            py::arg("retention_log_max_age_ms") = std::int64_t{7} * 86'400'000,
            py::arg("retention_log_max_bytes") = std::int64_t{1} << 30, py::arg("retention_interval_ms") = 60'000,
-           py::arg("store_retry_max_ms") = 5'000)
+           py::arg("store_retry_max_ms") = 5'000, py::arg("clock") = py::none())
       .def("send",
            [](PyEngine& self, const py::dict& fields) {
              Notification n = to_notification(fields, "");
@@ -558,12 +570,8 @@ void register_engine(py::module_& m) {
            py::arg("channel"), py::arg("address"))
       .def_property_readonly("receipts_url", [](PyEngine& self) { return self.get().receipts_url(); })
       .def_property_readonly("data_dir", [](PyEngine& self) { return self.get().data_dir().string(); })
-      .def_property_readonly("closed", [](PyEngine& self) { return !self.engine; })
-      .def("close", [](PyEngine& self) {
-        self.close();
-        py::gil_scoped_release release;
-        self.engine.reset();
-      });
+      .def_property_readonly("closed", [](PyEngine& self) { return !self.engine || self.closed; })
+      .def("close", [](PyEngine& self) { self.close(); });
 }
 
 }  // namespace herald::bindings

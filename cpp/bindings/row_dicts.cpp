@@ -47,7 +47,7 @@ py::dict status_dict(const StoredNotification& s) {
 py::dict event_dict(const Event& e) {
   py::dict out;
   out["id"] = e.notification_id;
-  out["event"] = e.kind;
+  out["event"] = std::string(to_string(e.kind));
   out["at"] = static_cast<double>(e.ts_us) / 1e6;
   out["attempt"] = e.attempt;
   out["provider"] = e.provider.empty() ? py::object(py::none()) : py::object(to_py_text(e.provider));

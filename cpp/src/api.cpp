@@ -387,7 +387,7 @@ json encode(const StoredNotification& s) {
 json encode(const Event& e) {
   json out = json::object();
   out["id"] = id_text(e.notification_id);
-  out["event"] = e.kind;
+  out["event"] = to_string(e.kind);
   out["at"] = static_cast<double>(e.ts_us) / 1e6;
   out["attempt"] = e.attempt;
   out["provider"] = text_or_null(e.provider);

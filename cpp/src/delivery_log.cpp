@@ -42,7 +42,7 @@ void DeliveryLog::append_line(std::string& out, const Event& e) {
   out += ",\"id\":\"";  // a string: ids exceed 2^53, where JSON readers lose digits
   out += std::to_string(e.notification_id);
   out += "\",\"event\":";
-  append_json_string(out, e.kind);
+  append_json_string(out, to_string(e.kind));
   out += ",\"type\":";
   append_json_string(out, e.type);
   out += ",\"tenant\":";

@@ -18,36 +18,36 @@ ReceiptAction decide_receipt(ReceiptStatus status, std::string_view current) {
   const int r = rank(current);
   switch (status) {
     case ReceiptStatus::progress:
-      a.event = "receipt";
+      a.event = EventKind::receipt;
       a.ignore = r > 0;
       break;
     case ReceiptStatus::delivered:
-      a.event = "delivered";
+      a.event = EventKind::delivered;
       a.receipt = "delivered";
       a.ignore = r > 0;
       break;
     case ReceiptStatus::failed:
-      a.event = "delivery_failed";
+      a.event = EventKind::delivery_failed;
       a.receipt = "failed";
       a.ignore = r > 0;
       break;
     case ReceiptStatus::bounced_hard:
-      a.event = "bounced";
+      a.event = EventKind::bounced;
       a.receipt = "bounced";
       a.suppress_reason = "unusable";
       a.ignore = current == "bounced" || current == "failed";
       break;
     case ReceiptStatus::bounced_soft:
-      a.event = "deferred";
+      a.event = EventKind::deferred;
       a.ignore = r > 0;
       break;
     case ReceiptStatus::opened:
-      a.event = "opened";
+      a.event = EventKind::opened;
       a.receipt = "opened";
       a.ignore = current == "opened" || current == "bounced" || current == "failed";
       break;
     case ReceiptStatus::opted_out:
-      a.event = "opted_out";
+      a.event = EventKind::opted_out;
       a.suppress_reason = "opted_out";
       break;
   }

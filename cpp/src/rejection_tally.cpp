@@ -34,7 +34,7 @@ std::vector<Event> RejectionTally::drain() {
   for (auto& [key, k] : kinds_) {
     const auto& [provider, status, reason] = key;
     Event e;
-    e.kind = "receipt_rejected";
+    e.kind = EventKind::receipt_rejected;
     e.provider = provider;
     e.http_status = status;
     e.ts_us = k.last_ms * 1000;

@@ -130,7 +130,7 @@ std::string column_text(sqlite3_stmt* s, int col) {
                                                     static_cast<std::size_t>(sqlite3_column_bytes(s, col)));
 }
 
-void bind_text(sqlite3_stmt* s, int col, const std::string& v, bool null_if_empty = false) {
+void bind_text(sqlite3_stmt* s, int col, std::string_view v, bool null_if_empty = false) {
   if (null_if_empty && v.empty()) {
     sqlite3_bind_null(s, col);
   } else {
@@ -174,16 +174,10 @@ StoredNotification read_row(sqlite3_stmt* s) {
   return r;
 }
 
-Event make_intake_event(const Notification& n, const char* kind, std::int64_t seq, std::int64_t ts_us) {
-  Event e;
-  e.notification_id = n.id;
+Event make_intake_event(const Notification& n, EventKind kind, std::int64_t seq, std::int64_t ts_us) {
+  Event e = make_event(n, 0, kind);
   e.seq = seq;
   e.ts_us = ts_us;
-  e.kind = kind;
-  e.type = n.type;
-  e.tenant = n.tenant;
-  e.priority = n.priority;
-  e.recipient_id = n.recipient_id;
   return e;
 }
 
@@ -543,11 +537,11 @@ void Store::note_recovered() {
   // The fault and its end go into the log once the disk takes writes again, with their own times.
   WriteBatch b;
   Event down;
-  down.kind = "store_degraded";
+  down.kind = EventKind::store_degraded;
   down.ts_us = was.since_ms * 1000;
   down.detail = "writes refused: " + was.error + "; the engine's records were held in memory";
   Event up;
-  up.kind = "store_recovered";
+  up.kind = EventKind::store_recovered;
   up.detail = "writes accepted again after " + std::to_string(now_ms() - was.since_ms) + " ms and " +
               std::to_string(was.write_faults) + " refused commits in all; held records committed in order";
   b.events.push_back(std::move(down));
@@ -750,7 +744,7 @@ bool Store::apply(std::vector<Pending>& work) {
           sqlite3_bind_int64(s, 1, e.notification_id);
           sqlite3_bind_int64(s, 2, e.seq);
           sqlite3_bind_int64(s, 3, e.ts_us);
-          bind_text(s, 4, e.kind);
+          bind_text(s, 4, to_string(e.kind));
           sqlite3_bind_int(s, 5, e.attempt);
           bind_text(s, 6, e.provider, true);
           sqlite3_bind_int64(s, 7, e.latency_us);
@@ -812,8 +806,8 @@ bool Store::apply(std::vector<Pending>& work) {
       std::int64_t seq = p.intake_seq;  // reserved in enqueue()
       for (const Notification& n : p.batch.inserts) {
         const std::int64_t ts_us = n.created_at_ms * 1000;
-        log_->append(make_intake_event(n, "received", seq++, ts_us));
-        log_->append(make_intake_event(n, "queued", seq++, ts_us));
+        log_->append(make_intake_event(n, EventKind::received, seq++, ts_us));
+        log_->append(make_intake_event(n, EventKind::queued, seq++, ts_us));
       }
       for (const Event& e : p.batch.events) log_->append(e);
     }
@@ -926,7 +920,7 @@ std::vector<Event> Store::events(Id id) {
     e.notification_id = sqlite3_column_int64(s, 0);
     e.seq = sqlite3_column_int64(s, 1);
     e.ts_us = sqlite3_column_int64(s, 2);
-    e.kind = column_text(s, 3);
+    e.kind = parse_event_kind(column_text(s, 3));
     e.attempt = sqlite3_column_int(s, 4);
     e.provider = column_text(s, 5);
     e.latency_us = sqlite3_column_int64(s, 6);
@@ -943,9 +937,9 @@ std::vector<Event> Store::trace(Id id) {
   if (!row) throw NotFound("notification " + std::to_string(id) + " not found");
   const Notification& n = row->notification;
   std::vector<Event> out;
-  for (const char* kind : {"received", "queued"}) {
+  for (const EventKind kind : {EventKind::received, EventKind::queued}) {
     Event e = make_intake_event(n, kind, 0, n.created_at_ms * 1000);
-    if (std::string_view(kind) == "queued") {
+    if (kind == EventKind::queued) {
       e.detail = std::string(to_string(n.priority)) + " lane";
       if (n.send_at_ms > n.created_at_ms) e.detail += ", due at " + std::to_string(n.send_at_ms);
       if (!n.ordering_key.empty()) e.detail += ", ordering key '" + n.ordering_key + "'";

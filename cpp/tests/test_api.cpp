@@ -145,7 +145,7 @@ TEST(ApiEncode, IdsTravelAsStrings) {
   EXPECT_TRUE(st["created_at"].is_null());
   Event e;
   e.notification_id = 42;
-  e.kind = "received";
+  e.kind = herald::EventKind::received;
   EXPECT_EQ(encode(e)["id"], "42");
   Suppression x;
   x.notification_id = 7;

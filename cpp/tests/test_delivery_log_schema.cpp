@@ -13,7 +13,7 @@ TEST(DeliveryLogSchema, AFailedAttemptCarriesWhatAnalysisNeeds) {
   e.notification_id = 7'300'000'000'000'000'123;  // past 2^53
   e.seq = 42;
   e.ts_us = 1'790'000'000'123'456;
-  e.kind = "attempt_failed";
+  e.kind = herald::EventKind::attempt_failed;
   e.attempt = 2;
   e.provider = "twilio";
   e.latency_us = 1500;
@@ -42,7 +42,7 @@ TEST(DeliveryLogSchema, AFailedAttemptCarriesWhatAnalysisNeeds) {
 TEST(DeliveryLogSchema, OptionalFieldsAreLeftOutAndCostIsANumber) {
   Event e;
   e.notification_id = 1;
-  e.kind = "accepted";
+  e.kind = herald::EventKind::accepted;
   e.cost = 0.0075;
   const auto j = nlohmann::json::parse(DeliveryLog::to_json_line(e));
   EXPECT_DOUBLE_EQ(j["cost"].get<double>(), 0.0075);

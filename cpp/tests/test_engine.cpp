@@ -92,7 +92,7 @@ TEST_F(EngineTest, SendsThroughTheSandboxAndRecordsTheTrace) {
   ASSERT_EQ(msgs.size(), 1u);
   EXPECT_EQ(msgs[0]["body"]["text"], "code 123");
   std::vector<std::string> kinds;
-  for (const auto& e : engine.trace(r.id)) kinds.push_back(e.kind);
+  for (const auto& e : engine.trace(r.id)) kinds.emplace_back(to_string(e.kind));
   EXPECT_EQ(kinds, (std::vector<std::string>{"received", "queued", "routed", "sending", "accepted", "completed"}));
 }
 

@@ -9,12 +9,12 @@ TEST(ReceiptRules, FirstFinalReceiptIsRecorded) {
   auto a = decide_receipt(ReceiptStatus::delivered, "");
   EXPECT_FALSE(a.ignore);
   EXPECT_EQ(a.receipt, "delivered");
-  EXPECT_EQ(a.event, "delivered");
+  EXPECT_EQ(a.event, herald::EventKind::delivered);
   EXPECT_TRUE(a.suppress_reason.empty());
 
   a = decide_receipt(ReceiptStatus::failed, "");
   EXPECT_EQ(a.receipt, "failed");
-  EXPECT_EQ(a.event, "delivery_failed");
+  EXPECT_EQ(a.event, herald::EventKind::delivery_failed);
 }
 
 TEST(ReceiptRules, ProgressAfterAFinalReceiptIsIgnored) {
@@ -37,7 +37,7 @@ TEST(ReceiptRules, HardBounceMakesTheAddressUnusableEvenAfterDelivered) {
 TEST(ReceiptRules, SoftBounceIsRecordedButNotFinal) {
   auto a = decide_receipt(ReceiptStatus::bounced_soft, "");
   EXPECT_FALSE(a.ignore);
-  EXPECT_EQ(a.event, "deferred");
+  EXPECT_EQ(a.event, herald::EventKind::deferred);
   EXPECT_TRUE(a.receipt.empty());
   EXPECT_TRUE(a.suppress_reason.empty());
 }

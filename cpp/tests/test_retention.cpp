@@ -32,7 +32,7 @@ Notification make(Id id) {
 Event event(Id id, const char* kind) {
   Event e;
   e.notification_id = id;
-  e.kind = kind;
+  e.kind = parse_event_kind(kind);
   return e;
 }
 
@@ -99,7 +99,7 @@ TEST(Retention, PruneDeletesFinalNotificationsWithTheirEventsAndKeepsTheRest) {
   const Id first = (now_ms() - 10'000) << 16;
   fill(store, first, 5000);
   Event system;
-  system.kind = "receipt_rejected";
+  system.kind = herald::EventKind::receipt_rejected;
   system.ts_us = now_us() - 5'000'000;
   store.commit(WriteBatch{{}, {}, {system}, {}, {}});
 
@@ -162,7 +162,7 @@ TEST(RejectionTally, CountsByKindAndWritesOneEventPerKind) {
   auto events = t.drain();
   ASSERT_EQ(events.size(), 2u);
   const Event& sms = events[1].provider == "sms" ? events[1] : events[0];
-  EXPECT_EQ(sms.kind, "receipt_rejected");
+  EXPECT_EQ(sms.kind, herald::EventKind::receipt_rejected);
   EXPECT_EQ(sms.notification_id, 0);
   EXPECT_EQ(sms.http_status, 403);
   EXPECT_EQ(sms.detail.rfind("1000 receipts refused: signature mismatch", 0), 0u) << sms.detail;

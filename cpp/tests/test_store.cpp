@@ -49,7 +49,7 @@ TEST(Store, CommitThenReadBackFromAFreshOpen) {
     u.updates.push_back({1, d});
     Event e;
     e.notification_id = 1;
-    e.kind = "accepted";
+    e.kind = herald::EventKind::accepted;
     e.attempt = 1;
     e.provider = "sms";
     e.http_status = 202;
@@ -65,7 +65,7 @@ TEST(Store, CommitThenReadBackFromAFreshOpen) {
   EXPECT_EQ(one->notification.data_json, R"({"code":"1"})");
   auto events = store.events(1);
   ASSERT_EQ(events.size(), 1u);
-  EXPECT_EQ(events[0].kind, "accepted");
+  EXPECT_EQ(events[0].kind, herald::EventKind::accepted);
   EXPECT_EQ(events[0].http_status, 202);
   auto unfinished = store.load_unfinished();
   ASSERT_EQ(unfinished.size(), 1u);
@@ -113,7 +113,7 @@ TEST(Store, WritesTheDeliveryLogAsJsonLines) {
     store.commit(WriteBatch{{make(7)}, {}, {}, {}, {}});
     Event e;
     e.notification_id = 7;
-    e.kind = "sending";
+    e.kind = herald::EventKind::sending;
     e.attempt = 1;
     e.provider = "sms";
     store.commit(WriteBatch{{}, {}, {e}, {}, {}});
@@ -163,8 +163,8 @@ TEST(Store, AReadOnlyStoreReadsWhileTheOwnerWrites) {
   EXPECT_TRUE(reader.get(3).has_value());  // sees what the owner committed since
   const auto trace = reader.trace(3);
   ASSERT_EQ(trace.size(), 2u);
-  EXPECT_EQ(trace[0].kind, "received");
-  EXPECT_EQ(trace[1].kind, "queued");
+  EXPECT_EQ(trace[0].kind, herald::EventKind::received);
+  EXPECT_EQ(trace[1].kind, herald::EventKind::queued);
   EXPECT_THROW(reader.submit(WriteBatch{{make(4)}, {}, {}, {}, {}}), StoreError);
   EXPECT_THROW((void)reader.trace(99), NotFound);
   StoreOptions missing;

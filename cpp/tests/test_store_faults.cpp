@@ -100,7 +100,7 @@ TEST(StoreFaults, HeldWritesCommitInOrderOnceSpaceReturns) {
     outcome.updates.push_back({id, d});
     Event e;
     e.notification_id = id;
-    e.kind = "completed";
+    e.kind = herald::EventKind::completed;
     e.detail = std::string(2000, 'r');  // the batch needs far more pages than a refusal can leave
     outcome.events.push_back(e);
   }
@@ -166,7 +166,7 @@ TEST(StoreFaults, TheDeliveryLogKeepsLinesWholeOnAFullDisk) {
   Tmpfs disk(1 << 20);
   DeliveryLog log(disk.path() / "log", 64 << 20);
   Event e;
-  e.kind = "sending";
+  e.kind = herald::EventKind::sending;
   e.detail = std::string(300, 'x');
   int written = 0;
   for (; written < 200; ++written) {

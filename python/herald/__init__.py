@@ -3,6 +3,7 @@
 Hand it notifications with :class:`Engine`; write rules that return a :class:`Plan`.
 """
 
+from herald.clock import ManualClock
 from herald.engine import Engine, Event, Receipt, Status, Suppression
 from herald.errors import (
     ConfigError,
@@ -30,6 +31,7 @@ __all__ = [
     "HeraldError",
     "IdempotencyConflict",
     "InvalidState",
+    "ManualClock",
     "NotFound",
     "Notification",
     "Plan",

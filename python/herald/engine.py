@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 from herald import _core
 from herald._checks import checked_int, checked_text, config_error, seconds_to_ms, validation_error
+from herald.clock import ManualClock
 from herald.providers import ProviderSpec, load_providers
 from herald.retention import Retention
 from herald.rules import CATCH_ALL, RuleSet
@@ -191,6 +192,7 @@ class Engine(StoreQuestions):
         reconcile_interval: float = 30.0,
         retention: Retention | None = None,
         store_retry_max: float = 5.0,
+        clock: ManualClock | None = None,
     ) -> None:
         """``receipts="127.0.0.1:8787"`` starts the receipt server providers call back
         (``public_url`` is where they reach it, when that differs). A delivery accepted by a
@@ -206,7 +208,10 @@ class Engine(StoreQuestions):
         ``retention`` limits what the store keeps (:class:`herald.Retention`: 7 days, 2 GiB of
         database, 1 GiB of log by default). When the disk refuses writes, the engine holds its
         records and retries them, pausing at most ``store_retry_max`` seconds (0.001..3600) between
-        tries; :meth:`health` shows it."""
+        tries; :meth:`health` shows it.
+
+        ``clock`` (tests): a :class:`herald.ManualClock` the engine schedules, retries, expires and
+        stamps events by; its timers fire when the clock is advanced. Default: the system clock."""
         if rules is None and Path("routing_rules").is_dir():
             rules = "routing_rules"
         elif rules is None:
@@ -229,6 +234,10 @@ class Engine(StoreQuestions):
         if retention is not None and not isinstance(retention, Retention):
             raise config_error("retention", f"must be a herald.Retention (got {type(retention).__name__})")
         options.update((retention or Retention()).core_options())
+        if clock is not None and not isinstance(clock, ManualClock):
+            raise config_error("clock", f"must be a herald.ManualClock or None (got {type(clock).__name__})")
+        if clock is not None:
+            options["clock"] = clock._core
         path = _data_dir(data_dir)
         self.rules = RuleSet.load(rules)
         provider_configs = load_providers(providers)

@@ -3,8 +3,8 @@
 ///
 /// Threads: callers (send/status/...), the engine loop (an Asio io_context that owns all
 /// scheduling state and calls the router), the store's writer, and the HTTP client's I/O thread.
-/// Only the loop thread touches Active records, the scheduler and provider queues; every other
-/// thread reaches them by posting to the loop.
+/// Only the loop thread touches deliveries, the scheduler and provider queues; every other
+/// thread reaches them by posting to the loop. The parts are listed in cpp/src/engine_impl.hpp.
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "herald/backoff.hpp"
+#include "herald/clock.hpp"
 #include "herald/engine_stats.hpp"
 #include "herald/event.hpp"
 #include "herald/log.hpp"
@@ -55,6 +56,9 @@ struct EngineOptions {
   /// Where the engine's own messages go (start, stop, the disk refusing writes, refused receipts);
   /// empty = nowhere. Called from the engine's threads.
   LogSink log;
+  /// The time the engine goes by (scheduling, backoff, expiry, timestamps); null = the system's.
+  /// A ManualClock lets tests move time instead of waiting for it.
+  std::shared_ptr<Clock> clock;
 };
 
 /// What send() answers: the id, the state and whether this was a repeat of an idempotency key.

@@ -30,11 +30,32 @@ enum class ErrorClass : std::uint8_t {
 inline constexpr int error_class_count = 13;
 [[nodiscard]] std::string_view to_string(ErrorClass c) noexcept;
 
+/// What an event records. Values are not persisted (the store and the log keep the name): the
+/// order may change, the names may not (docs/delivery-log.md).
+enum class EventKind : std::uint8_t {
+  unknown,          ///< a name this build does not know (read from a newer store)
+  // intake
+  received, queued, deduplicated, retried,
+  // delivery
+  routed, sending, accepted, attempt_failed, retry_scheduled, failed_over, in_doubt, lookup, reconciled,
+  // final states
+  completed, expired, dead_lettered, cancelled, suppressed, opted_out,
+  // receipts
+  receipt, delivered, delivery_failed, bounced, deferred, opened, receipt_rejected,
+  // the store (notification 0)
+  store_degraded, store_recovered,
+};
+inline constexpr int event_kind_count = 29;
+static_assert(static_cast<int>(EventKind::store_recovered) + 1 == event_kind_count);
+[[nodiscard]] std::string_view to_string(EventKind k) noexcept;
+/// The kind named `name`; EventKind::unknown for a name this build does not know.
+[[nodiscard]] EventKind parse_event_kind(std::string_view name) noexcept;
+
 struct Event {
   Id notification_id = 0;
   std::int64_t seq = 0;        ///< global, increasing: orders events of one notification
   std::int64_t ts_us = 0;      ///< wall clock, microseconds since epoch
-  std::string kind;            ///< received, deduplicated, queued, routed, sending, accepted, ...
+  EventKind kind = EventKind::unknown;
   int attempt = 0;             ///< attempt number this event belongs to (0 = none)
   std::string provider;        ///< provider name when one is involved
   std::int64_t latency_us = -1;  ///< provider round trip, -1 when not applicable
@@ -50,5 +71,9 @@ struct Event {
   std::string tenant;
   Priority priority = Priority::normal;
 };
+
+/// An event about notification `n` at its attempt `attempt`, carrying what the JSON Lines log
+/// copies so that analysis needs no join (type, tenant, priority, recipient).
+[[nodiscard]] Event make_event(const Notification& n, int attempt, EventKind kind);
 
 }  // namespace herald

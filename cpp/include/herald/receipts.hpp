@@ -3,6 +3,7 @@
 #include <string>
 #include <string_view>
 
+#include "herald/event.hpp"
 #include "herald/provider.hpp"
 
 namespace herald {
@@ -11,7 +12,7 @@ namespace herald {
 struct ReceiptAction {
   bool ignore = false;          ///< stale or out of order: record nothing
   std::string receipt;          ///< the notification's new receipt ("" = keep the current one)
-  std::string event;            ///< event kind for the trace: delivered, delivery_failed, bounced, deferred, opened, opted_out, receipt
+  EventKind event = EventKind::receipt;  ///< for the trace: delivered, delivery_failed, bounced, deferred, opened, opted_out, receipt
   std::string suppress_reason;  ///< "unusable" or "opted_out" when the address must not be used again; else ""
 };
 

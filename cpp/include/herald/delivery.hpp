@@ -1,0 +1,166 @@
+#pragma once
+/// The delivery state machine: what happens to one notification when something happens to it.
+///
+/// Sans I/O: events go in (taken from the scheduler, a plan from the rules, a provider slot, a
+/// provider's answer, a status query's answer, a receipt, a cancel, a restart), a Step comes out
+/// (what to record, whether the stored state changed, an address to suppress, and what the engine
+/// must do next: route, queue for a provider, look up, send, schedule, finish). No socket, thread,
+/// store or clock inside: time comes in as `now`, randomness from a seeded generator, so every
+/// transition is tested by calling it (cpp/tests/test_delivery_machine.cpp). The engine's loop is
+/// the shell that does the I/O (cpp/src/dispatcher.cpp). The states and their transitions are
+/// drawn in docs/architecture.md.
+#include <cstdint>
+#include <optional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "herald/backoff.hpp"
+#include "herald/event.hpp"
+#include "herald/notification.hpp"
+#include "herald/plan.hpp"
+#include "herald/provider.hpp"
+#include "herald/store.hpp"
+
+namespace herald {
+
+/// Where a notification is in the engine's hands. Only the loop knows it; the store keeps State.
+enum class Phase : std::uint8_t {
+  scheduled,         ///< in the scheduler: waiting for its time, its lane or its ordering key
+  taken,             ///< taken from the scheduler: to be routed, then queued for its provider
+  waiting_for_slot,  ///< routed, in its provider's queue
+  looking_up,        ///< the provider is being asked whether an attempt in doubt arrived
+  in_flight,         ///< an attempt is marked "sending" and unanswered
+  finished,          ///< a final state is recorded; the engine forgets the notification
+};
+[[nodiscard]] std::string_view to_string(Phase p) noexcept;
+
+/// What is known of an attempt whose answer a crash lost.
+enum class Doubt : std::uint8_t {
+  none,     ///< nothing in doubt
+  unasked,  ///< the provider may be asked (where it has a status API) before anything is resent
+  resend,   ///< asked, or it cannot be: the next attempt is a resend, flagged as such
+};
+
+/// One notification the engine is working on, with everything the machine decides from.
+struct Delivery {
+  Notification n;
+  DeliveryState d;  ///< the part the store keeps
+  Plan plan;        ///< the rules' plan, once routed
+  Phase phase = Phase::scheduled;
+  bool routed = false;
+  Doubt doubt = Doubt::none;
+  bool alone = false;      ///< its batch was refused (or could not be built): send it alone
+  int lookups_failed = 0;  ///< status queries about the attempt in doubt that got no answer
+  ErrorClass failure = ErrorClass::none;  ///< class of the last failure, for the final event
+  std::int64_t attempt_started_ms = 0;    ///< when the attempt in doubt was marked "sending"
+
+  /// Taken from the scheduler and not yet back in it or final: counts against the engine's window.
+  [[nodiscard]] bool outstanding() const noexcept {
+    return phase == Phase::taken || phase == Phase::waiting_for_slot || phase == Phase::looking_up ||
+           phase == Phase::in_flight;
+  }
+  /// An attempt or a status query is on the wire: its answer is awaited.
+  [[nodiscard]] bool awaiting_answer() const noexcept {
+    return phase == Phase::looking_up || phase == Phase::in_flight;
+  }
+  /// The provider the plan's chain is at (the one to queue for).
+  [[nodiscard]] const std::string& current_provider() const { return plan.providers.at(static_cast<std::size_t>(d.provider_index)); }
+};
+
+/// What the engine knows of a provider and tells the machine.
+struct ProviderFacts {
+  std::string name;
+  int max_attempts = 3;          ///< attempts on this provider before failing over
+  double cost_per_message = 0;
+  bool has_receipts = false;     ///< it sends delivery receipts: an accepted message waits for one
+  bool has_lookup = false;       ///< it can be asked about a message (a status API)
+  bool batches = false;          ///< one request may carry many notifications
+};
+
+/// What came back with a provider's answer, for the record.
+struct AnswerFacts {
+  std::int64_t latency_us = -1;
+  int http_status = 0;
+  ErrorClass error_class = ErrorClass::none;  ///< of a failed attempt
+  std::string address;  ///< the recipient's address, when one must be suppressed and none is recorded
+};
+
+/// An address not to use again.
+struct SuppressionRequest {
+  std::string channel, address, reason, detail, provider;
+};
+
+/// What the engine must do after an event.
+enum class Next : std::uint8_t {
+  nothing,     ///< stay where it is (no transition)
+  refuse,      ///< the event does not apply now (a cancel while an answer is awaited)
+  route,       ///< ask the rules for a plan, then call routed()
+  queue,       ///< put it in the queue of current_provider()
+  look_up,     ///< build a status query about the attempt in doubt, then call lookup_started()
+  send,        ///< build one request, then call sending() (or build_failed())
+  send_batch,  ///< as send, and compatible ones queued behind it may ride in the same request
+  schedule,    ///< back to the scheduler, ready at `at_ms`
+  finish,      ///< final: d.state says which; forget it once the events are recorded
+};
+[[nodiscard]] std::string_view to_string(Next n) noexcept;
+
+struct Step {
+  Next next = Next::nothing;
+  std::int64_t at_ms = 0;     ///< schedule: when it is ready again
+  std::vector<Event> events;  ///< to record, in order
+  bool save = false;          ///< d changed: store it with the events
+  std::optional<SuppressionRequest> suppress;
+  std::string receipt;        ///< a status query found the message with this final receipt ("" = none)
+};
+
+/// The transitions. Each takes the notification in the phase named and leaves it in the next; a
+/// call in another phase is a bug in the shell and throws std::logic_error (tested).
+class DeliveryMachine {
+ public:
+  explicit DeliveryMachine(RetryPolicy retry = {}, std::uint64_t seed = 1);
+
+  /// Loaded from the store at start: an attempt marked "sending" is in doubt. The engine puts it
+  /// in the scheduler (ready at send_at, or next_at for a scheduled retry).
+  Step recovered(Delivery& x, std::int64_t updated_at_ms) const;
+  /// A dead-lettered notification is put back (Engine::retry): a fresh provider chain.
+  Step retried(Delivery& x) const;
+  /// scheduled → taken: expired, or to route, or (already routed) to queue.
+  Step take(Delivery& x, std::int64_t now_ms) const;
+  /// taken → waiting_for_slot, or dead-lettered. A plan the configuration cannot serve comes as
+  /// ok = false with the reason (the engine checks providers exist).
+  Step routed(Delivery& x, RouteResult result) const;
+  /// waiting_for_slot, at the head of its provider's queue: expired or suppressed (finish), or
+  /// nothing (go on: take a rate token, then call start()). `suppressed` is its address's entry.
+  Step at_head(Delivery& x, const Suppression* suppressed, std::int64_t now_ms) const;
+  /// waiting_for_slot, a slot granted: look up, send alone, or send in a batch.
+  Step start(Delivery& x, const ProviderFacts& p) const;
+  /// Whether `other` may ride in the batch request `first` starts.
+  [[nodiscard]] static bool can_join(const Delivery& first, const Delivery& other);
+  /// waiting_for_slot → looking_up: the status query is built and goes out with the marks.
+  Step lookup_started(Delivery& x, const ProviderFacts& p) const;
+  /// waiting_for_slot → in_flight: the request is built; "sending" is recorded before it leaves.
+  Step sending(Delivery& x, const ProviderFacts& p, std::string address, std::string detail) const;
+  /// waiting_for_slot → finished: the adapter could not build the request.
+  Step build_failed(Delivery& x, const ProviderFacts& p, const std::string& error) const;
+  /// in_flight → finished, scheduled (a retry), or waiting_for_slot (failed over).
+  Step answered(Delivery& x, const ProviderFacts& p, const Outcome& out, const AnswerFacts& facts, std::int64_t now_ms);
+  /// in_flight → waiting_for_slot: a batch request was refused as a whole; it goes again alone and
+  /// the attempt does not count against the provider.
+  Step batch_refused(Delivery& x, const ProviderFacts& p, const Outcome& out, const AnswerFacts& facts) const;
+  /// looking_up → finished (it arrived), waiting_for_slot (it did not, or no answer three times:
+  /// resend), or scheduled (ask again soon).
+  Step looked_up(Delivery& x, const ProviderFacts& p, const LookupResult& found, const AnswerFacts& facts,
+                 std::int64_t now_ms) const;
+  /// A receipt from `p` while an attempt of `p` is in doubt and no answer is awaited: it arrived.
+  /// nothing when the receipt does not settle it.
+  Step receipt_in_doubt(Delivery& x, const ProviderFacts& p, const Receipt& r, std::int64_t now_ms) const;
+  /// finished (cancelled), or refuse while an answer is awaited.
+  Step cancel(Delivery& x) const;
+
+ private:
+  RetryPolicy retry_;
+  std::mt19937_64 rng_;
+};
+
+}  // namespace herald

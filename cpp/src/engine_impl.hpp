@@ -1,0 +1,206 @@
+#pragma once
+/// The engine's insides, shared by the files that each do one job of it:
+///   engine.cpp          start, close, the public calls, stats and metrics
+///   intake.cpp          send / send_many: validation, idempotency, the durable insert
+///   recovery.cpp        unfinished notifications resumed at start
+///   dispatcher.cpp      the loop: scheduler → rules → provider queues → requests → answers
+///   receipt_intake.cpp  providers' delivery callbacks
+///   reconciler.cpp      status queries for deliveries whose receipt never came
+///   control.cpp         cancel, retry, unsuppress, flush, wait_idle
+/// What happens to one notification is decided by the DeliveryMachine (delivery.hpp); these
+/// files do the I/O around it.
+///
+/// Threads: callers (intake and control calls), the loop (an Asio io_context: every Delivery,
+/// the scheduler and the provider queues live there), the store's writer, the HTTP client's I/O
+/// thread, the receipt server's thread. Other threads reach loop state only by posting to it.
+#include <array>
+#include <atomic>
+#include <deque>
+#include <future>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+
+#include "herald/call_gate.hpp"
+#include "herald/clock.hpp"
+#include "herald/delivery.hpp"
+#include "herald/engine.hpp"
+#include "herald/errors.hpp"
+#include "herald/http_client.hpp"
+#include "herald/http_server.hpp"
+#include "herald/idempotency_index.hpp"
+#include "herald/loop_timer.hpp"
+#include "herald/metrics.hpp"
+#include "herald/rejection_tally.hpp"
+
+namespace herald {
+
+namespace asio = boost::asio;
+
+/// One configured provider as the loop sees it.
+struct ProviderSlot {
+  ProviderConfig config;
+  std::unique_ptr<Adapter> adapter;
+  ProviderFacts facts;  ///< what the delivery machine is told about it
+  int in_flight = 0;    ///< requests in flight (a batch counts once)
+  std::array<std::deque<Id>, priority_count> waiting;  ///< routed, waiting for a slot, by lane
+  double rate_tokens = 0;  ///< token bucket for rate_per_s
+  std::int64_t rate_at_ms = 0;
+
+  [[nodiscard]] bool has_waiting() const;
+  /// The next waiting id, most urgent lane first; 0 when none.
+  [[nodiscard]] Id peek_waiting() const;
+  Id pop_waiting();
+};
+
+/// Counters read from any thread (EngineStats).
+struct EngineCounters {
+  std::atomic<std::uint64_t> received{0}, deduplicated{0}, attempts{0}, accepted{0}, retries{0}, failovers{0},
+      expired{0}, dead_lettered{0}, cancelled{0}, in_doubt{0}, recovered{0}, suppressed{0}, receipts{0},
+      receipts_rejected{0}, lookups{0}, reconciled{0}, batched{0}, pruned{0};
+  std::atomic<std::int64_t> active{0};     ///< accepted, not final (includes not yet admitted)
+  std::atomic<std::int64_t> in_flight{0};  ///< attempts and status queries awaiting an answer
+};
+
+/// The requests of one dispatch step; they leave once their "sending" marks commit. Each keeps
+/// the earliest expires_at of its notifications (0 = none): when the commit waited past it (the
+/// disk refused writes meanwhile), the request is not sent and the notification expires.
+struct Sends {
+  std::vector<std::pair<http::Request, http::Callback>> requests;
+  std::vector<std::int64_t> expires_at_ms;
+  void add(http::Request req, http::Callback cb, std::int64_t expires = 0) {
+    requests.emplace_back(std::move(req), std::move(cb));
+    expires_at_ms.push_back(expires);
+  }
+  [[nodiscard]] bool empty() const { return requests.empty(); }
+};
+
+std::string suppression_key(const std::string& channel, const std::string& address);
+
+struct Engine::Impl {
+  EngineOptions options;
+  std::shared_ptr<Clock> clock;
+  std::shared_ptr<Router> router;
+  std::unique_ptr<Store> store;
+  std::unique_ptr<http::Client> http;
+  IdGenerator ids;
+  IdempotencyIndex idempotency;
+  EngineCounters count;
+  CallGate gate;  ///< public calls enter it; close() waits for those inside to leave
+
+  // ---- loop thread state ----
+  asio::io_context io{1};
+  asio::executor_work_guard<asio::io_context::executor_type> work{io.get_executor()};
+  DeliveryMachine machine;
+  Scheduler scheduler;
+  std::unordered_map<Id, Delivery> active;
+  std::unordered_map<std::string, ProviderSlot> providers;  ///< never changes after start
+  std::size_t outstanding = 0;
+  std::size_t max_outstanding = 0;
+  bool pump_posted = false;
+  WriteBatch pending_writes;  ///< collected during one loop step, submitted at its end
+  LoopTimer schedule_timer;   ///< the scheduler's next due time
+  LoopTimer rate_timer;       ///< a rate-limited or token-less provider may go on
+  LoopTimer reconcile_timer;
+  LoopTimer housekeeping_timer;
+  std::unordered_map<std::string, Suppression> suppressed;  ///< by suppression_key
+  std::unordered_map<Id, std::string> recent_receipts;      ///< receipts recorded, maybe not yet committed
+  std::unordered_map<Id, int> reconcile_checks;             ///< lookups made per delivery awaiting a receipt
+  std::unordered_map<Id, std::int64_t> reconcile_next_ms;
+  std::unordered_set<Id> reconciling;                       ///< lookups in flight
+  Metrics metrics;
+  std::thread loop_thread;
+
+  // ---- receipts ----
+  std::string public_url;  ///< receipts base ("" = no receipt server)
+  std::unique_ptr<http::Server> receipt_server;
+  std::atomic<bool> receipts_ready{false};  ///< public_url is set: the receipt thread may read it
+  std::mutex tally_mutex;                   ///< receipt threads count refusals, the loop writes them
+  RejectionTally rejections;
+
+  std::unique_ptr<Retention> retention;
+  std::atomic<bool> closing{false};
+  std::once_flag close_once;
+
+  Impl(EngineOptions opts, std::shared_ptr<Router> r);
+  ~Impl();
+
+  // engine.cpp
+  void log(LogLevel level, const std::string& message, const LogFields& fields) const;
+  void close();
+  template <class F>
+  auto on_loop(F&& f) -> decltype(f());
+
+  // recovery.cpp
+  void recover();
+
+  // intake.cpp
+  std::vector<SendResult> intake(std::vector<Notification> batch, bool many);
+
+  // dispatcher.cpp
+  void admit(std::vector<Notification> batch);
+  void post_pump();
+  void pump();
+  void flush_writes();
+  void apply(Delivery& x, Step& s, bool was_outstanding, WriteBatch& into);
+  void route(std::vector<Delivery*>& batch);
+  void enqueue_for_provider(Delivery& x);
+  void dispatch(std::int64_t now);
+  void start_one(Delivery& x, ProviderSlot& p, std::int64_t now, const std::string& address, WriteBatch& marks, Sends& sends);
+  void start_batch(Delivery& first, ProviderSlot& p, std::int64_t now, std::string first_text,
+                   const std::string& first_address, WriteBatch& marks, Sends& sends);
+  bool take_rate_token(ProviderSlot& p, std::int64_t now);
+  void request_token_if_due(ProviderSlot& p, std::int64_t now);
+  std::string address_if_needed(const ProviderSlot& p, const Delivery& x) const;
+  const Suppression* suppression_of(const std::string& channel, const std::string& address) const;
+  void add_suppression(const SuppressionRequest& what, Id id);
+  std::string receipt_url(const ProviderSlot& p, Id id) const;
+  void on_response(ProviderSlot& p, Id id, http::Response resp);
+  void on_batch_response(ProviderSlot& p, const std::vector<Id>& members, http::Response resp);
+  void on_in_doubt_lookup(ProviderSlot& p, Id id, const std::string& text, http::Response resp);
+  void arm_schedule_timer();
+
+  // receipt_intake.cpp
+  void start_receipt_server();
+  void on_receipt(http::ServerRequest req, http::Respond respond);
+  bool apply_receipt(ProviderSlot& p, const Receipt& r, bool from_lookup, const StoredNotification* row);
+  void reject_receipt(const std::string& provider, int status, const std::string& reason, const std::string& remote);
+  void log_rejections();
+  void arm_housekeeping();
+
+  // reconciler.cpp
+  void arm_reconcile();
+  void reconcile_sweep();
+  void on_reconcile_lookup(ProviderSlot& p, const StoredNotification& row, const http::Response& resp);
+
+  // control.cpp
+  void require_writable(const char* what) const;
+  bool cancel(Id id);
+  void retry(Id id);
+  bool unsuppress(const std::string& channel, const std::string& address);
+  bool wait_idle(std::chrono::milliseconds timeout);
+  void flush();
+};
+
+/// Runs `f` on the loop and waits for its result. Throws EngineClosed when the loop has stopped.
+template <class F>
+auto Engine::Impl::on_loop(F&& f) -> decltype(f()) {
+  auto task = std::make_shared<std::packaged_task<decltype(f())()>>(std::forward<F>(f));
+  auto future = task->get_future();
+  asio::post(io, [task] { (*task)(); });
+  // close() may stop the loop after a caller's check: then the task never runs.
+  while (future.wait_for(std::chrono::milliseconds(50)) != std::future_status::ready) {
+    if (io.stopped()) throw EngineClosed("engine is closed");
+  }
+  return future.get();
+}
+
+}  // namespace herald

@@ -1,0 +1,138 @@
+// Intake: send() and send_many() on the caller's thread. Validates, answers repeats of an
+// idempotency key, and returns once the new notifications are durable; the loop takes them from
+// there (admit, in dispatcher.cpp).
+#include <future>
+
+#include <boost/asio/post.hpp>
+
+#include "engine_impl.hpp"
+#include "herald/errors.hpp"
+
+namespace herald {
+
+namespace {
+
+/// The earlier notification of a repeated key, or nothing; throws on the same key with other content.
+std::optional<SendResult> check_repeat(IdempotencyIndex& index, Store& store, const Notification& n,
+                                       std::uint64_t hash, const std::string& where) {
+  if (n.idempotency_key.empty()) return std::nullopt;
+  const IdempotencyKey key = IdempotencyKey::of(n);
+  const IdempotencyEntry* found = index.find(key);
+  if (found == nullptr) {
+    if (auto hit = store.find_idempotent(n.tenant, n.type, n.recipient_id, n.idempotency_key)) {
+      found = &index.remember(key, IdempotencyEntry{hit->id, hit->content_hash});
+    }
+  }
+  if (found == nullptr) return std::nullopt;
+  if (found->hash != hash) {
+    throw IdempotencyConflict(where + "idempotency_key: '" + n.idempotency_key + "' was already used for notification " +
+                              std::to_string(found->id) + " with different content");
+  }
+  return SendResult{found->id, State::queued, true};
+}
+
+}  // namespace
+
+std::vector<SendResult> Engine::Impl::intake(std::vector<Notification> batch, bool many) {
+  if (closing.load()) throw EngineClosed("engine is closed");
+  const std::int64_t now = clock->now_ms();
+  auto where = [many](std::size_t i) { return many ? "notifications[" + std::to_string(i) + "]." : std::string(); };
+  for (std::size_t i = 0; i < batch.size(); ++i) validate(batch[i], now, where(i));
+  std::vector<SendResult> results(batch.size());
+  std::vector<Notification> fresh;
+  fresh.reserve(batch.size());
+  std::vector<IdempotencyKey> reserved;  // keys this call added, forgotten again if the commit fails
+  std::vector<std::size_t> duplicates;
+  IdempotencyIndex::Map dropped;  // freed after the lock is released
+  {
+    std::lock_guard lock(idempotency.mutex());
+    idempotency.rotate_if_due(now, dropped);
+    // First pass: find conflicts before changing anything, so a rejected batch leaves no trace.
+    std::unordered_map<IdempotencyKey, std::pair<std::uint64_t, std::size_t>, IdempotencyKeyHash> in_batch;
+    std::vector<std::optional<SendResult>> repeats(batch.size());
+    std::vector<std::uint64_t> hashes(batch.size());
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+      const Notification& n = batch[i];
+      hashes[i] = n.idempotency_key.empty() ? 0 : content_hash(n);
+      repeats[i] = check_repeat(idempotency, *store, n, hashes[i], where(i));
+      if (!repeats[i] && !n.idempotency_key.empty()) {
+        auto [it, first] = in_batch.try_emplace(IdempotencyKey::of(n), hashes[i], i);
+        if (!first && it->second.first != hashes[i]) {
+          throw IdempotencyConflict(where(i) + "idempotency_key: '" + n.idempotency_key + "' repeats notifications[" +
+                                    std::to_string(it->second.second) + "] with different content");
+        }
+      }
+    }
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+      Notification& n = batch[i];
+      if (repeats[i]) {
+        results[i] = *repeats[i];
+        duplicates.push_back(i);
+        continue;
+      }
+      if (!n.idempotency_key.empty()) {
+        IdempotencyKey key = IdempotencyKey::of(n);
+        if (const IdempotencyEntry* earlier = idempotency.find(key)) {  // an earlier item of this same batch
+          results[i] = SendResult{earlier->id, State::queued, true};
+          duplicates.push_back(i);
+          continue;
+        }
+        n.id = ids.next();
+        idempotency.remember(key, IdempotencyEntry{n.id, hashes[i]});
+        reserved.push_back(std::move(key));
+      } else {
+        n.id = ids.next();
+      }
+      n.created_at_ms = now;
+      results[i] = SendResult{n.id, State::queued, false};
+      fresh.push_back(std::move(n));  // batch[i] is read again only for duplicates
+    }
+  }
+  if (!fresh.empty()) {
+    const auto accepted = static_cast<std::int64_t>(fresh.size());
+    count.active.fetch_add(accepted);
+    WriteBatch wb;
+    wb.inserts = std::move(fresh);
+    std::promise<void> durable;
+    auto future = durable.get_future();
+    try {
+      // Why admit from the writer thread: the notification is durable from here on, and the loop
+      // can start on it while the caller is still being woken. The rows move on without a copy.
+      // OnFault::fail: on a full disk the caller hears it at once and nothing is accepted.
+      store->submit(
+          std::move(wb),
+          [this, &durable](std::exception_ptr err, WriteBatch& done) {
+            if (!err) {
+              asio::post(io, [this, rows = std::move(done.inserts)]() mutable { admit(std::move(rows)); });
+              durable.set_value();
+            } else {
+              durable.set_exception(err);
+            }
+          },
+          OnFault::fail);
+      future.get();
+    } catch (...) {
+      count.active.fetch_sub(accepted);
+      std::lock_guard lock(idempotency.mutex());
+      for (const auto& key : reserved) idempotency.forget(key);
+      throw;
+    }
+    count.received.fetch_add(static_cast<std::uint64_t>(accepted), std::memory_order_relaxed);
+  }
+  if (!duplicates.empty()) {
+    count.deduplicated.fetch_add(duplicates.size(), std::memory_order_relaxed);
+    WriteBatch wb;
+    for (std::size_t i : duplicates) {
+      if (auto row = store->get(results[i].id)) results[i].state = row->delivery.state;
+      Event e = make_event(batch[i], 0, EventKind::deduplicated);
+      e.notification_id = results[i].id;  // the stored notification's, not the repeat's
+      e.ts_us = clock->now_us();
+      e.detail = "repeat of idempotency_key '" + batch[i].idempotency_key + "'";
+      wb.events.push_back(std::move(e));
+    }
+    store->submit(std::move(wb));
+  }
+  return results;
+}
+
+}  // namespace herald
