@@ -132,7 +132,7 @@ double to_number(py::handle value, std::string_view field, double min, double ma
   return v;
 }
 
-std::int64_t to_epoch_ms(py::handle value, std::string_view field) {
+std::int64_t to_epoch_ms(py::handle value, std::string_view field, std::int64_t now) {
   PyObject* o = value.ptr();
   if (o == Py_None) return 0;
   const std::string what = "must be a datetime, a timedelta or epoch seconds";
@@ -148,7 +148,7 @@ std::int64_t to_epoch_ms(py::handle value, std::string_view field) {
   constexpr std::int64_t last_ms = max_epoch_s * 1000 + 999;
   py::handle dt_module = datetime_module();
   if (py::isinstance(value, dt_module.attr("timedelta"))) {
-    const std::int64_t ms = now_ms() + timedelta_ms(value);  // both far below 2**63
+    const std::int64_t ms = (now != 0 ? now : now_ms()) + timedelta_ms(value);  // both far below 2**63
     if (ms < 0 || ms > last_ms) {
       fail(ErrorKind::validation, std::string(field),
            "must end between 1970-01-01 and 9999-12-31 when added to now" + got(value));

@@ -63,7 +63,8 @@ double to_number(py::handle value, std::string_view field, double min, double ma
 /// Epoch milliseconds from None (0), int/float epoch seconds, an aware datetime, or a timedelta
 /// (relative to now). The time must fall from 1970-01-01 to 9999-12-31 (max_epoch_s). Throws
 /// ValidationError naming `field`.
-std::int64_t to_epoch_ms(py::handle value, std::string_view field);
+/// A timedelta counts from `now` (ms since the epoch; 0 = the system clock).
+std::int64_t to_epoch_ms(py::handle value, std::string_view field, std::int64_t now = 0);
 
 // -- JSON (json_convert.cpp) ---------------------------------------------------------------------
 

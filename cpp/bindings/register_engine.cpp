@@ -169,7 +169,8 @@ std::string get_str(PyObject* d, PyObject* key, const std::string& prefix, bool 
 }
 
 /// One notification from the keyword form Python hands over; names fields as the caller wrote them.
-Notification to_notification(const py::dict& dict, const std::string& prefix) {
+/// `engine_now_ms`: the engine's clock, which a timedelta (send_at, expires_at) counts from.
+Notification to_notification(const py::dict& dict, const std::string& prefix, std::int64_t engine_now_ms) {
   const FieldKeys& k = keys();
   PyObject* d = dict.ptr();
   const PyObject* const fields[] = {k.type,         k.recipient, k.data,       k.priority, k.idempotency_key,
@@ -224,8 +225,8 @@ Notification to_notification(const py::dict& dict, const std::string& prefix) {
   }
   n.idempotency_key = get_str(d, k.idempotency_key, prefix, false);
   n.ordering_key = get_str(d, k.ordering_key, prefix, false);
-  if (PyObject* v = field(d, k.send_at)) n.send_at_ms = to_epoch_ms(v, prefix + "send_at");
-  if (PyObject* v = field(d, k.expires_at)) n.expires_at_ms = to_epoch_ms(v, prefix + "expires_at");
+  if (PyObject* v = field(d, k.send_at)) n.send_at_ms = to_epoch_ms(v, prefix + "send_at", engine_now_ms);
+  if (PyObject* v = field(d, k.expires_at)) n.expires_at_ms = to_epoch_ms(v, prefix + "expires_at", engine_now_ms);
   return n;
 }
 
@@ -423,23 +424,24 @@ void register_engine(py::module_& m) {
            py::arg("store_retry_max_ms") = 5'000, py::arg("clock") = py::none())
       .def("send",
            [](PyEngine& self, const py::dict& fields) {
-             Notification n = to_notification(fields, "");
              Engine& engine = self.get();
+             Notification n = to_notification(fields, "", engine.now_ms());
              // Why release: the call waits for the store's commit; the loop may need the GIL meanwhile.
              py::gil_scoped_release release;
              return engine.send(std::move(n));
            })
       .def("send_many",
            [](PyEngine& self, const py::list& items) {
+             Engine& engine = self.get();
+             const std::int64_t now = engine.now_ms();
              std::vector<Notification> batch;
              batch.reserve(items.size());
              for (std::size_t i = 0; i < items.size(); ++i) {
                py::handle item = items[i];
                const std::string prefix = "notifications[" + std::to_string(i) + "].";
                if (!py::isinstance<py::dict>(item)) throw ValidationError(prefix.substr(0, prefix.size() - 1), "must be a dict");
-               batch.push_back(to_notification(py::reinterpret_borrow<py::dict>(item), prefix));
+               batch.push_back(to_notification(py::reinterpret_borrow<py::dict>(item), prefix, now));
              }
-             Engine& engine = self.get();
              py::gil_scoped_release release;  // as in send()
              return engine.send_many(std::move(batch));
            })

@@ -294,6 +294,8 @@ PruneReport Engine::prune() {
 
 const std::filesystem::path& Engine::data_dir() const { return impl_->options.data_dir; }
 
+std::int64_t Engine::now_ms() const { return impl_->clock->now_ms(); }
+
 std::string Engine::receipts_url() const {
   return impl_->public_url.empty() ? std::string() : impl_->public_url + "/receipts";
 }

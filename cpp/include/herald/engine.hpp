@@ -110,6 +110,8 @@ class Engine {
   /// Runs a retention pass now (the pruner also runs one every retention.interval).
   PruneReport prune();
   [[nodiscard]] const std::filesystem::path& data_dir() const;
+  /// The engine's clock, in milliseconds since the epoch (a relative send_at counts from it).
+  [[nodiscard]] std::int64_t now_ms() const;
   /// "<public_url>/receipts" when the receipt server runs, else "".
   [[nodiscard]] std::string receipts_url() const;
   /// Addresses not to be used again (unusable or opted out), oldest first.

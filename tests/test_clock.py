@@ -1,0 +1,78 @@
+"""The engine on a ManualClock: delays, Retry-After and expiry follow the clock a test moves, not
+real time, so these tests wait for nothing but the engine's own work."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+import herald
+from herald import ManualClock, Plan, RuleSet, Sandbox
+
+from support import events_of, wait_for
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+def test_send_at_waits_for_the_engines_clock(make_engine, sandbox: Sandbox, clock: ManualClock) -> None:
+    engine = make_engine(clock=clock)
+    start = clock.now()
+    r = engine.send("otp", "u1", {"code": "1"}, send_at=timedelta(seconds=60))
+    assert engine.status(r.id).send_at == pytest.approx(start + 60, abs=0.002)
+    engine.flush()  # the loop has taken it in: it waits in the scheduler for its time
+    assert engine.status(r.id).state == "queued"
+    clock.advance(59.9)
+    engine.flush()
+    assert engine.status(r.id).state == "queued"
+    assert sandbox.messages() == []
+    clock.advance(0.1)
+    assert engine.wait(r.id, timeout=10).state == "completed"
+    sending = next(e for e in engine.trace(r.id) if e.event == "sending")
+    assert sending.at >= start + 60  # stamped by the engine's clock
+
+
+def test_retry_after_waits_for_the_clock(make_engine, sandbox: Sandbox, clock: ManualClock) -> None:
+    sandbox.set_faults("primary", rate_limit_rate=1.0, retry_after_s=30)
+    engine = make_engine(clock=clock, rules=RuleSet({"solo": lambda n: Plan("sms", ["primary"])}))
+    start = clock.now()
+    r = engine.send("solo", "u1")
+    status = wait_for(lambda: (s := engine.status(r.id)).state == "retry_scheduled" and s, what="the first 429")
+    assert status.next_attempt_at == pytest.approx(start + 30, abs=0.01)
+    sandbox.clear_faults()
+    clock.advance(29.5)
+    engine.flush()
+    assert engine.status(r.id).state == "retry_scheduled"
+    assert len(sandbox.messages()) == 0  # the 429 answer is not a recorded message
+    clock.advance(0.5)
+    assert engine.wait(r.id, timeout=10).state == "completed"
+    trace = engine.trace(r.id)
+    assert [e.http_status for e in trace if e.event == "attempt_failed"] == [429]
+    assert next(e for e in trace if e.event == "retry_scheduled").detail == "in 30000 ms (Retry-After 30000 ms)"
+
+
+def test_a_notification_past_its_expiry_on_the_clock_is_never_sent(make_engine, sandbox: Sandbox,
+                                                                    clock: ManualClock) -> None:
+    engine = make_engine(clock=clock)
+    r = engine.send("otp", "u1", {"code": "1"}, send_at=timedelta(seconds=5), expires_at=timedelta(seconds=10))
+    engine.flush()
+    clock.advance(11)  # its time came and went while nothing moved the clock
+    status = engine.wait(r.id, timeout=10)
+    assert status.state == "expired"
+    assert sandbox.messages() == []
+    assert "sending" not in events_of(engine, r.id)
+
+
+def test_the_clock_only_moves_forward() -> None:
+    clock = ManualClock(start=1_000_000)
+    clock.advance(0.25)
+    assert clock.now() == 1_000_000.25
+    with pytest.raises(herald.ConfigError, match="seconds"):
+        clock.advance(-1)
+    with pytest.raises(herald.ConfigError, match="start"):
+        ManualClock(start=-5)
+    with pytest.raises(herald.ConfigError, match="clock"):
+        herald.Engine(clock="now")  # type: ignore[arg-type]
