@@ -219,6 +219,14 @@ bool DeliveryMachine::can_join(const Delivery& first, const Delivery& other) {
          other.plan.channel == first.plan.channel && other.plan.template_text == first.plan.template_text;
 }
 
+Step DeliveryMachine::cannot_look_up(Delivery& x) const {
+  expect(x, Phase::waiting_for_slot, "cannot_look_up");
+  Step s;
+  x.doubt = Doubt::resend;
+  s.next = Next::send;
+  return s;
+}
+
 Step DeliveryMachine::lookup_started(Delivery& x, const ProviderFacts& p) const {
   expect(x, Phase::waiting_for_slot, "lookup_started");
   x.phase = Phase::looking_up;

@@ -3,7 +3,6 @@
 // requests where providers have free slots once their "sending" marks are durable, and hands
 // each answer to the DeliveryMachine. Everything here runs on the loop thread.
 #include <algorithm>
-#include <cmath>
 
 #include <boost/asio/post.hpp>
 
@@ -205,17 +204,9 @@ void Engine::Impl::arm_schedule_timer() {
 }
 
 bool Engine::Impl::take_rate_token(ProviderSlot& p, std::int64_t now) {
-  const double rate = p.config.rate_per_s;
-  if (rate <= 0) return true;
-  const double burst = std::max(1.0, rate);  // one second's worth
-  if (p.rate_at_ms == 0) p.rate_tokens = burst;
-  p.rate_tokens = std::min(burst, p.rate_tokens + static_cast<double>(now - p.rate_at_ms) * rate / 1000.0);
-  p.rate_at_ms = now;
-  if (p.rate_tokens >= 1.0) {
-    p.rate_tokens -= 1.0;
-    return true;
-  }
-  rate_timer.arm_at(now + static_cast<std::int64_t>(std::ceil((1.0 - p.rate_tokens) * 1000.0 / rate)));
+  const std::int64_t free_at = rates->take(p.config.name, p.config.rate_per_s, now);
+  if (free_at == 0) return true;
+  rate_timer.arm_at(free_at);
   return false;
 }
 
@@ -284,8 +275,7 @@ void Engine::Impl::start_one(Delivery& x, ProviderSlot& p, std::int64_t now, con
       });
       return;
     }
-    x.doubt = Doubt::resend;  // the adapter cannot ask about this one after all
-    next.next = Next::send;
+    next = machine.cannot_look_up(x);  // the adapter cannot ask about this one after all
   }
   if (next.next == Next::send_batch && p.adapter->max_batch() > 1) {
     start_batch(x, p, now, std::move(text), address, marks, sends);

@@ -80,7 +80,9 @@ Engine::Impl::Impl(EngineOptions opts, std::shared_ptr<Router> r)
           {{"write_faults", std::to_string(h.write_faults)}});
     }
   };
-  store = std::make_unique<Store>(options.data_dir, so);
+  auto embedded = std::make_unique<Store>(options.data_dir, so);
+  sqlite = embedded.get();
+  store = std::move(embedded);
   ids.raise_floor(store->max_id());
   http::Client::Options http_options;
   http = std::make_unique<http::Client>(http_options);
@@ -106,7 +108,7 @@ Engine::Impl::Impl(EngineOptions opts, std::shared_ptr<Router> r)
     arm_reconcile();
     arm_housekeeping();
   });
-  retention = std::make_unique<Retention>(*store, store->log_dir(), options.retention, [this](const PruneReport& pass) {
+  retention = std::make_unique<Retention>(*sqlite, sqlite->log_dir(), options.retention, [this](const PruneReport& pass) {
     count.pruned.fetch_add(pass.store.notifications, std::memory_order_relaxed);
   });
 }
@@ -158,6 +160,7 @@ void Engine::Impl::close() {
     }
     // The store goes first: a held "sending" mark that commits while it stops still hands its
     // request to a live client.
+    sqlite = nullptr;
     store.reset();
     http.reset();  // answers still pending are dropped: their rows stay "sending", in doubt
     log(LogLevel::info, "engine closed",

@@ -39,6 +39,7 @@
 #include "herald/idempotency_index.hpp"
 #include "herald/loop_timer.hpp"
 #include "herald/metrics.hpp"
+#include "herald/rate_limiter.hpp"
 #include "herald/rejection_tally.hpp"
 
 namespace herald {
@@ -52,8 +53,6 @@ struct ProviderSlot {
   ProviderFacts facts;  ///< what the delivery machine is told about it
   int in_flight = 0;    ///< requests in flight (a batch counts once)
   std::array<std::deque<Id>, priority_count> waiting;  ///< routed, waiting for a slot, by lane
-  double rate_tokens = 0;  ///< token bucket for rate_per_s
-  std::int64_t rate_at_ms = 0;
 
   [[nodiscard]] bool has_waiting() const;
   /// The next waiting id, most urgent lane first; 0 when none.
@@ -89,7 +88,8 @@ struct Engine::Impl {
   EngineOptions options;
   std::shared_ptr<Clock> clock;
   std::shared_ptr<Router> router;
-  std::unique_ptr<Store> store;
+  std::unique_ptr<DeliveryStore> store;
+  Store* sqlite = nullptr;  ///< the same store, for what is SQLite's own (retention)
   std::unique_ptr<http::Client> http;
   IdGenerator ids;
   IdempotencyIndex idempotency;
@@ -100,6 +100,7 @@ struct Engine::Impl {
   asio::io_context io{1};
   asio::executor_work_guard<asio::io_context::executor_type> work{io.get_executor()};
   DeliveryMachine machine;
+  std::unique_ptr<RateLimiter> rates = std::make_unique<LocalRateLimiter>();  ///< per provider
   Scheduler scheduler;
   std::unordered_map<Id, Delivery> active;
   std::unordered_map<std::string, ProviderSlot> providers;  ///< never changes after start

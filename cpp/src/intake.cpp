@@ -13,7 +13,7 @@ namespace herald {
 namespace {
 
 /// The earlier notification of a repeated key, or nothing; throws on the same key with other content.
-std::optional<SendResult> check_repeat(IdempotencyIndex& index, Store& store, const Notification& n,
+std::optional<SendResult> check_repeat(IdempotencyIndex& index, DeliveryStore& store, const Notification& n,
                                        std::uint64_t hash, const std::string& where) {
   if (n.idempotency_key.empty()) return std::nullopt;
   const IdempotencyKey key = IdempotencyKey::of(n);

@@ -528,6 +528,19 @@ TEST(DeliveryMachine, AProviderWithoutAStatusApiResendsAtOnce) {
   EXPECT_EQ(x.doubt, Doubt::resend);
 }
 
+TEST(DeliveryMachine, AQueryThatCannotBeBuiltMeansAFlaggedResend) {
+  DeliveryMachine m;
+  Delivery x = crashed_while_sending(m, "a");
+  m.take(x, t0);
+  m.routed(x, plan_of({"a"}));
+  ProviderFacts p = provider("a");
+  p.has_lookup = true;
+  ASSERT_EQ(m.start(x, p).next, Next::look_up);
+  EXPECT_EQ(m.cannot_look_up(x).next, Next::send);
+  const Step s = m.sending(x, p, "", "");
+  EXPECT_EQ(s.events[0].detail, "resend of an attempt in doubt");
+}
+
 TEST(DeliveryMachine, InDoubtOnAnotherProviderIsNotAskedThere) {
   DeliveryMachine m;
   Delivery x = crashed_while_sending(m, "old");

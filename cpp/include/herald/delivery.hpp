@@ -137,6 +137,9 @@ class DeliveryMachine {
   Step start(Delivery& x, const ProviderFacts& p) const;
   /// Whether `other` may ride in the batch request `first` starts.
   [[nodiscard]] static bool can_join(const Delivery& first, const Delivery& other);
+  /// waiting_for_slot, after start() said look_up but no query could be built for this one:
+  /// resend, flagged in doubt.
+  Step cannot_look_up(Delivery& x) const;
   /// waiting_for_slot → looking_up: the status query is built and goes out with the marks.
   Step lookup_started(Delivery& x, const ProviderFacts& p) const;
   /// waiting_for_slot → in_flight: the request is built; "sending" is recorded before it leaves.

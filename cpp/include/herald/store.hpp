@@ -1,5 +1,5 @@
 #pragma once
-/// The embedded store: one SQLite file in WAL mode behind a single writer thread with group commit.
+/// The embedded store (the DeliveryStore the engine uses by default): one SQLite file in WAL mode behind a single writer thread with group commit.
 ///
 /// Writers hand in batches from any thread; the writer thread applies everything queued since its
 /// last commit in one transaction, then tells each submitter its batch is durable. Readers use a
@@ -18,103 +18,13 @@
 #include <thread>
 #include <vector>
 
+#include "herald/delivery_store.hpp"
 #include "herald/event.hpp"
 #include "herald/notification.hpp"
 
 namespace herald {
 
-/// What "durable" means when send() returns.
-enum class Durability {
-  process,  ///< survives a crash of this process (WAL, synchronous=NORMAL)
-  fsync,    ///< survives power loss (synchronous=FULL: every commit is fsynced)
-};
-
-/// The delivery state of a notification, as stored.
-struct DeliveryState {
-  State state = State::queued;
-  int attempt = 0;           ///< attempts made in total
-  int provider_index = 0;    ///< position in the plan's provider chain
-  int provider_attempt = 0;  ///< attempts made on that provider
-  std::int64_t next_at_ms = 0;  ///< when a scheduled retry is due
-  std::string provider;         ///< provider of the last attempt
-  std::string provider_message_id;
-  std::string last_error;
-  bool in_doubt = false;        ///< an attempt's outcome was lost in a crash
-  std::string channel;          ///< channel of the last attempt (the plan step's)
-  std::string address;          ///< recipient address the last attempt went to ("" = none per recipient)
-  std::int64_t accepted_at_ms = 0;  ///< when a provider that sends receipts accepted it (0 = none expected)
-  std::string receipt;              ///< latest delivery receipt: delivered | failed | bounced | opened ("" = none)
-  std::int64_t receipt_at_ms = 0;
-  double cost = 0;                  ///< sum of cost_per_message over accepted attempts
-};
-
-struct StoredNotification {
-  Notification notification;
-  DeliveryState delivery;
-  std::uint64_t content_hash = 0;
-  std::int64_t updated_at_ms = 0;
-};
-
-struct StateUpdate {
-  Id id = 0;
-  DeliveryState delivery;
-};
-
-/// A delivery receipt recorded on a notification that may already be final.
-struct ReceiptUpdate {
-  Id id = 0;
-  std::string receipt;
-  std::int64_t at_ms = 0;
-  bool only_if_none = false;  ///< leave a receipt already recorded alone (reconciliation giving up)
-};
-
-/// Why an address is not to be used: it bounced hard / is unregistered, or its owner opted out.
-struct Suppression {
-  std::string channel;
-  std::string address;
-  std::string reason;  ///< "unusable" | "opted_out"
-  std::string detail;  ///< the provider's words ("twilio 21610", "bounce", "UNREGISTERED")
-  std::string provider;
-  Id notification_id = 0;  ///< the notification whose outcome or receipt revealed it
-  std::int64_t at_ms = 0;
-  bool remove = false;     ///< in a WriteBatch: delete this (channel, address) instead
-};
-
-/// Everything one submitter wants committed together.
-struct WriteBatch {
-  std::vector<Notification> inserts;
-  std::vector<StateUpdate> updates;
-  std::vector<Event> events;
-  std::vector<ReceiptUpdate> receipts;
-  std::vector<Suppression> suppressions;
-  [[nodiscard]] bool empty() const {
-    return inserts.empty() && updates.empty() && events.empty() && receipts.empty() && suppressions.empty();
-  }
-};
-
-/// Identity of a notification found by its idempotency key.
-struct IdempotencyHit {
-  Id id = 0;
-  std::uint64_t content_hash = 0;
-  State state = State::queued;
-};
-
 class DeliveryLog;
-
-/// What a batch's submitter wants when the disk refuses the write (full, I/O error).
-enum class OnFault : std::uint8_t {
-  hold,  ///< keep it, in order, and retry with backoff until it commits (the engine's own records)
-  fail,  ///< fail it at once with StoreError (intake: the caller is told and nothing was accepted)
-};
-
-/// Whether writes are reaching the disk. While degraded, held batches wait in memory, in order.
-struct StoreHealth {
-  bool degraded = false;
-  std::string error;             ///< the last write error while degraded
-  std::int64_t since_ms = 0;     ///< when writes began to fail (0 = healthy)
-  std::size_t held_batches = 0;  ///< batches waiting for the disk
-  std::uint64_t write_faults = 0;  ///< failed commits since open
-};
 
 /// How much the store keeps of notifications that are final (see Store::prune).
 struct PruneLimits {
@@ -144,11 +54,8 @@ struct StoreOptions {
   std::function<void(const StoreHealth&)> on_health_change;
 };
 
-class Store {
+class Store final : public DeliveryStore {
  public:
-  /// Called on the writer thread once the batch is committed (nullptr) or failed (the error).
-  /// The batch is handed back so its contents can move on without a copy.
-  using Done = std::function<void(std::exception_ptr, WriteBatch&)>;
 
   /// Opens or creates <dir>/herald.db and the delivery log under <dir>/log/. A writing store owns
   /// its folder: it holds an exclusive lock on <dir>/herald.lock (released by the OS when the
@@ -157,20 +64,20 @@ class Store {
   Store(const std::filesystem::path& dir, Durability durability, std::int64_t log_segment_bytes = 64 << 20);
   Store(const std::filesystem::path& dir, StoreOptions options);
   /// Commits what is queued (retrying held writes up to stop_timeout), then stops the writer.
-  ~Store();
+  ~Store() override;
   Store(const Store&) = delete;
   Store& operator=(const Store&) = delete;
 
   /// Thread-safe. Assigns event sequence numbers; `done` runs after the commit, or with the error
   /// when the batch itself is refused (a constraint) or, for OnFault::fail, when the disk refuses.
-  void submit(WriteBatch batch, Done done = {}, OnFault on_fault = OnFault::hold);
+  void submit(WriteBatch batch, Done done = {}, OnFault on_fault = OnFault::hold) override;
   /// Submits and blocks until committed; rethrows a store failure as StoreError (OnFault::fail).
   void commit(WriteBatch batch);
   /// Blocks until everything submitted before this call is committed. Throws StoreError while
   /// the disk refuses writes (what was held stays held).
-  void flush();
+  void flush() override;
   /// Thread-safe.
-  [[nodiscard]] StoreHealth health() const;
+  [[nodiscard]] StoreHealth health() const override;
   /// Deletes final notifications (and their events) past the limits, oldest first, in chunks
   /// committed by the writer between other work; also system events (id 0) older than
   /// `older_than_ms`. Blocks until done. Throws StoreError while the disk refuses writes.
@@ -179,25 +86,25 @@ class Store {
   [[nodiscard]] std::int64_t db_bytes();
 
   // Reads: thread-safe, committed data only.
-  [[nodiscard]] std::optional<StoredNotification> get(Id id);
+  [[nodiscard]] std::optional<StoredNotification> get(Id id) override;
   [[nodiscard]] std::optional<IdempotencyHit> find_idempotent(const std::string& tenant, const std::string& type,
                                                               const std::string& recipient_id,
-                                                              const std::string& key);
+                                                              const std::string& key) override;
   /// The events recorded after intake ("received"/"queued" are derived from the row by trace()).
   [[nodiscard]] std::vector<Event> events(Id id);
   /// Every event of one notification, oldest first: "received" and "queued" derived from its row,
   /// then the recorded ones. Throws NotFound for an unknown id.
-  [[nodiscard]] std::vector<Event> trace(Id id);
+  [[nodiscard]] std::vector<Event> trace(Id id) override;
   /// Every notification not in a final state, oldest first.
-  [[nodiscard]] std::vector<StoredNotification> load_unfinished();
-  [[nodiscard]] std::vector<StoredNotification> list_by_state(State state, std::size_t limit);
-  [[nodiscard]] Id max_id();
-  [[nodiscard]] std::vector<Suppression> suppressions(std::size_t limit = 1'000'000);
+  [[nodiscard]] std::vector<StoredNotification> load_unfinished() override;
+  [[nodiscard]] std::vector<StoredNotification> list_by_state(State state, std::size_t limit) override;
+  [[nodiscard]] Id max_id() override;
+  [[nodiscard]] std::vector<Suppression> suppressions(std::size_t limit = 1'000'000) override;
   /// Completed notifications accepted before `before_ms` by one of `providers` with no receipt
   /// yet, oldest first: candidates for reconciliation.
   [[nodiscard]] std::vector<StoredNotification> awaiting_receipt(std::int64_t before_ms,
                                                                  const std::vector<std::string>& providers,
-                                                                 std::size_t limit);
+                                                                 std::size_t limit) override;
   [[nodiscard]] const std::filesystem::path& db_path() const { return db_path_; }
   [[nodiscard]] std::filesystem::path log_dir() const;
 

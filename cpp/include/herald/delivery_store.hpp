@@ -1,0 +1,153 @@
+#pragma once
+/// What the engine keeps and the interface it keeps it through: the seam where a second store
+/// goes. Today's implementation is the embedded SQLite Store (store.hpp); Redis (Streams and Lua)
+/// will be the second, for many machines. The engine holds a DeliveryStore and nothing more
+/// specific; retention, the read-only reader and the CLI's prune are SQLite's own.
+///
+/// The cut, and why here: everything that must be atomic with a notification's lifecycle
+/// (insert with its idempotency key, state updates with their events, receipts, suppressions) is
+/// one WriteBatch, committed together, in order, by whoever implements this. Scheduling state
+/// (lanes, ordering keys, provider queues) stays in the engine's memory, rebuilt from
+/// load_unfinished() at start: a second store only has to make the batch atomic and the reads
+/// below answerable, not to schedule.
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "herald/event.hpp"
+#include "herald/notification.hpp"
+
+namespace herald {
+
+/// What "durable" means when send() returns.
+enum class Durability {
+  process,  ///< survives a crash of this process (WAL, synchronous=NORMAL)
+  fsync,    ///< survives power loss (synchronous=FULL: every commit is fsynced)
+};
+
+/// The delivery state of a notification, as stored.
+struct DeliveryState {
+  State state = State::queued;
+  int attempt = 0;           ///< attempts made in total
+  int provider_index = 0;    ///< position in the plan's provider chain
+  int provider_attempt = 0;  ///< attempts made on that provider
+  std::int64_t next_at_ms = 0;  ///< when a scheduled retry is due
+  std::string provider;         ///< provider of the last attempt
+  std::string provider_message_id;
+  std::string last_error;
+  bool in_doubt = false;        ///< an attempt's outcome was lost in a crash
+  std::string channel;          ///< channel of the last attempt (the plan step's)
+  std::string address;          ///< recipient address the last attempt went to ("" = none per recipient)
+  std::int64_t accepted_at_ms = 0;  ///< when a provider that sends receipts accepted it (0 = none expected)
+  std::string receipt;              ///< latest delivery receipt: delivered | failed | bounced | opened ("" = none)
+  std::int64_t receipt_at_ms = 0;
+  double cost = 0;                  ///< sum of cost_per_message over accepted attempts
+};
+
+struct StoredNotification {
+  Notification notification;
+  DeliveryState delivery;
+  std::uint64_t content_hash = 0;
+  std::int64_t updated_at_ms = 0;
+};
+
+struct StateUpdate {
+  Id id = 0;
+  DeliveryState delivery;
+};
+
+/// A delivery receipt recorded on a notification that may already be final.
+struct ReceiptUpdate {
+  Id id = 0;
+  std::string receipt;
+  std::int64_t at_ms = 0;
+  bool only_if_none = false;  ///< leave a receipt already recorded alone (reconciliation giving up)
+};
+
+/// Why an address is not to be used: it bounced hard / is unregistered, or its owner opted out.
+struct Suppression {
+  std::string channel;
+  std::string address;
+  std::string reason;  ///< "unusable" | "opted_out"
+  std::string detail;  ///< the provider's words ("twilio 21610", "bounce", "UNREGISTERED")
+  std::string provider;
+  Id notification_id = 0;  ///< the notification whose outcome or receipt revealed it
+  std::int64_t at_ms = 0;
+  bool remove = false;     ///< in a WriteBatch: delete this (channel, address) instead
+};
+
+/// Everything one submitter wants committed together.
+struct WriteBatch {
+  std::vector<Notification> inserts;
+  std::vector<StateUpdate> updates;
+  std::vector<Event> events;
+  std::vector<ReceiptUpdate> receipts;
+  std::vector<Suppression> suppressions;
+  [[nodiscard]] bool empty() const {
+    return inserts.empty() && updates.empty() && events.empty() && receipts.empty() && suppressions.empty();
+  }
+};
+
+/// Identity of a notification found by its idempotency key.
+struct IdempotencyHit {
+  Id id = 0;
+  std::uint64_t content_hash = 0;
+  State state = State::queued;
+};
+
+/// What a batch's submitter wants when the disk refuses the write (full, I/O error).
+enum class OnFault : std::uint8_t {
+  hold,  ///< keep it, in order, and retry with backoff until it commits (the engine's own records)
+  fail,  ///< fail it at once with StoreError (intake: the caller is told and nothing was accepted)
+};
+
+/// Whether writes are reaching the disk. While degraded, held batches wait in memory, in order.
+struct StoreHealth {
+  bool degraded = false;
+  std::string error;             ///< the last write error while degraded
+  std::int64_t since_ms = 0;     ///< when writes began to fail (0 = healthy)
+  std::size_t held_batches = 0;  ///< batches waiting for the disk
+  std::uint64_t write_faults = 0;  ///< failed commits since open
+};
+
+class DeliveryStore {
+ public:
+  /// Called once the batch is committed (nullptr) or failed (the error), on the store's thread.
+  /// The batch is handed back so its contents can move on without a copy.
+  using Done = std::function<void(std::exception_ptr, WriteBatch&)>;
+
+  virtual ~DeliveryStore() = default;
+
+  // Writes. Thread-safe; batches commit in the order submitted.
+  /// Assigns event sequence numbers; `done` runs after the commit, or with the error when the
+  /// batch itself is refused (a constraint) or, for OnFault::fail, when the disk refuses.
+  virtual void submit(WriteBatch batch, Done done = {}, OnFault on_fault = OnFault::hold) = 0;
+  /// Blocks until everything submitted before this call is committed. Throws StoreError while
+  /// writes are refused (what was held stays held).
+  virtual void flush() = 0;
+  [[nodiscard]] virtual StoreHealth health() const = 0;
+
+  // Reads. Thread-safe, committed data only.
+  [[nodiscard]] virtual std::optional<StoredNotification> get(Id id) = 0;
+  [[nodiscard]] virtual std::optional<IdempotencyHit> find_idempotent(const std::string& tenant, const std::string& type,
+                                                                      const std::string& recipient_id,
+                                                                      const std::string& key) = 0;
+  /// Every event of one notification, oldest first. Throws NotFound for an unknown id.
+  [[nodiscard]] virtual std::vector<Event> trace(Id id) = 0;
+  /// Every notification not in a final state, oldest first.
+  [[nodiscard]] virtual std::vector<StoredNotification> load_unfinished() = 0;
+  [[nodiscard]] virtual std::vector<StoredNotification> list_by_state(State state, std::size_t limit) = 0;
+  /// The largest id stored (ids handed out later must be above it).
+  [[nodiscard]] virtual Id max_id() = 0;
+  [[nodiscard]] virtual std::vector<Suppression> suppressions(std::size_t limit = 1'000'000) = 0;
+  /// Completed notifications accepted before `before_ms` by one of `providers` with no receipt
+  /// yet, oldest first: candidates for reconciliation.
+  [[nodiscard]] virtual std::vector<StoredNotification> awaiting_receipt(std::int64_t before_ms,
+                                                                         const std::vector<std::string>& providers,
+                                                                         std::size_t limit) = 0;
+};
+
+}  // namespace herald
