@@ -1,5 +1,6 @@
 // The sandbox server, exercised over real HTTP on loopback.
 #include "herald/sandbox.hpp"
+#include "eventually.hpp"
 
 #include <gtest/gtest.h>
 
@@ -240,7 +241,8 @@ TEST(SandboxServer, LatencyDelaysTheAnswerWithoutBlockingTheThread) {
     slow_status = c.post("/v1/slow/messages", "{}").result_int();
     slow_ms = elapsed_ms(t0);
   });
-  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  // The slow send is recorded on receipt, before its latency: then it waits on its timer.
+  ASSERT_TRUE(herald::testing::eventually([&] { return server.messages("slow").size() == 1; }));
   Client fast(server.port());
   const auto t0 = std::chrono::steady_clock::now();
   EXPECT_EQ(fast.post("/v1/fast/messages", "{}").result_int(), 202);
@@ -496,7 +498,8 @@ TEST(SandboxServer, StopIsIdempotentAndDropsInFlightDelayedAnswers) {
       failed = true;  // the connection is closed under the pending timer
     }
   });
-  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  // Recorded on receipt: the answer now waits on its 5 s timer.
+  ASSERT_TRUE(herald::testing::eventually([&] { return server->messages().size() == 1; }));
   const auto t0 = std::chrono::steady_clock::now();
   server->stop();
   server->stop();
