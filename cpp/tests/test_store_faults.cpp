@@ -2,6 +2,7 @@
 // and committed in order once space returns; waiters hear of the fault; nothing is half written.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <fstream>
@@ -110,6 +111,16 @@ TEST(StoreFaults, HeldWritesCommitInOrderOnceSpaceReturns) {
   disk.free_space();
   ASSERT_TRUE(eventually([&] { return committed.load() == 1; }, std::chrono::seconds(20))) << "held writes never committed";
   EXPECT_EQ(failed.load(), 0);
+  // The recovery is noted just after the held batch's callback has run, and only then is the
+  // episode queued for the log: wait until the log has it (a flush at once could come first).
+  const auto logged = [&](const std::string& kind) {
+    const auto lines = log_lines(store.log_dir());
+    return std::count_if(lines.begin(), lines.end(), [&](const std::string& line) {
+      return line.find("\"event\":\"" + kind + "\"") != std::string::npos;
+    });
+  };
+  ASSERT_TRUE(eventually([&] { return logged("store_recovered") > 0; }, std::chrono::seconds(20)))
+      << "the recovery never reached the log";
   EXPECT_FALSE(store.health().degraded);
   store.flush();
   for (Id id = 1; id <= 50; ++id) {
