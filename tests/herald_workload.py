@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from herald import Engine, Plan, RuleSet, Sandbox
+from support import wait_for
 
 PRIMARY_COST = 0.0079
 BACKUP_COST = 0.004
@@ -74,10 +75,8 @@ def produce(data_dir: Path, per_phase: int = 100) -> Workload:
             for id in w.ids:
                 w.states[id] = engine.wait(int(id), timeout=30).state
             # Receipts come 20 ms after each acceptance: wait (bounded) until every completed one has its.
-            deadline = time.monotonic() + 15
-            while not all(engine.status(int(i)).receipt for i, s in w.states.items() if s == "completed"):
-                assert time.monotonic() < deadline, "receipts did not arrive for every completed notification"
-                time.sleep(0.05)
+            wait_for(lambda: all(engine.status(int(i)).receipt for i, s in w.states.items() if s == "completed"),
+                     15, what="a receipt for every completed notification", interval=0.05)
         finally:
             engine.close()
     return w

@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ctypes
 import email
 import email.policy
 import itertools
 import json
 import logging
 import os
+import signal
 import ssl
 import sys
 import warnings
@@ -84,12 +86,16 @@ def make_authenticator(user: str, password: str):
     return authenticate
 
 
-async def watch_parent(parent: int) -> None:
-    """Exit when the process that started us is gone (a test that crashed cannot kill us)."""
-    while True:
-        await asyncio.sleep(0.5)
-        if os.getppid() != parent:
-            os._exit(0)
+def die_with_parent() -> None:
+    """End with the process that started us (a test that crashed cannot kill us): the kernel sends
+    SIGTERM when the parent goes (Linux prctl PR_SET_PDEATHSIG), no polling."""
+    parent = os.getppid()
+    pr_set_pdeathsig = 1
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(pr_set_pdeathsig, int(signal.SIGTERM), 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    if os.getppid() != parent:  # gone before the request took effect
+        os._exit(0)
 
 
 async def main() -> None:
@@ -103,6 +109,7 @@ async def main() -> None:
     ap.add_argument("--tls-cert")
     ap.add_argument("--tls-key")
     args = ap.parse_args()
+    die_with_parent()
     if (args.user is None) != (args.password is None):
         ap.error("--user and --password go together")
     if (args.tls_cert is None) != (args.tls_key is None):
@@ -138,7 +145,6 @@ async def main() -> None:
     server = await loop.create_server(factory, host=args.host, port=args.port, backlog=1024)
     port = server.sockets[0].getsockname()[1]
     print(port, flush=True)
-    asyncio.ensure_future(watch_parent(os.getppid()))
     async with server:
         await server.serve_forever()
 

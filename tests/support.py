@@ -24,12 +24,16 @@ def events_of(engine: herald.Engine, id: int) -> list[str]:
     return [e.event for e in engine.trace(id)]
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
-    """Waits (bounded) on observable state: returns predicate()'s first truthy value."""
+def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, what: str | Callable[[], str] = "condition",
+             interval: float = 0.02) -> Any:
+    """Waits (bounded) on observable state: returns predicate()'s first truthy value, or fails
+    after `timeout` s naming `what` (a callable is asked then, to describe the state it found).
+    The sleep is the polling interval only: nothing waits on time passing."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
         if value:
             return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what() if callable(what) else what}")
+        time.sleep(interval)

@@ -13,7 +13,6 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
-import time
 from collections import Counter
 from contextlib import closing
 from pathlib import Path
@@ -21,10 +20,11 @@ from pathlib import Path
 import pytest
 
 from herald import Engine, Plan, RuleSet, Sandbox
+from support import wait_for
 
 CHILD = textwrap.dedent(
     """
-    import json, sys, time
+    import json, sys, threading
     from herald import Engine, Plan, RuleSet
     data_dir, url, total, ids_file = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
     rules = RuleSet({"otp": lambda n: Plan("sms", ["primary"], "code {code}")})
@@ -39,8 +39,7 @@ CHILD = textwrap.dedent(
         json.dump(ids, f)
     import os
     os.replace(ids_file + ".tmp", ids_file)
-    while True:
-        time.sleep(1)
+    threading.Event().wait()  # the engine's threads deliver until the test kills this process
     """
 )
 
@@ -52,14 +51,15 @@ def run_child_and_kill(data_dir: Path, sandbox: Sandbox, total: int, kill_after:
         [sys.executable, "-c", CHILD, str(data_dir), sandbox.url, str(total), str(ids_file)],
         stdout=subprocess.DEVNULL, env=env, cwd=tmp_path,
     )
+    def alive() -> bool:
+        assert child.poll() is None, "the engine process died on its own"
+        return True
+
     try:
-        deadline = time.monotonic() + 60
-        while not ids_file.exists():
-            assert child.poll() is None, "the engine process died on its own"
-            assert time.monotonic() < deadline, "the engine process never accepted its batch"
-            time.sleep(0.01)
-        while sandbox.stats()["accepted"] < kill_after and time.monotonic() < deadline:
-            time.sleep(0.002)
+        wait_for(lambda: alive() and ids_file.exists(), timeout=60, what="the engine process to accept its batch")
+        # Polled often: the kill should come close to kill_after.
+        wait_for(lambda: alive() and sandbox.stats()["accepted"] >= kill_after, timeout=60,
+                 what=f"{kill_after} sends to reach the sandbox", interval=0.002)
         os.kill(child.pid, signal.SIGKILL)
         child.wait(10)
     finally:

@@ -10,14 +10,15 @@ import pytest
 import herald
 from herald import Engine, Plan, RuleSet, Sandbox
 
-from support import events_of
+from support import events_of, wait_for
 
 
 def test_critical_overtakes_a_bulk_backlog(make_engine, sandbox: Sandbox) -> None:
     sandbox.set_faults("primary", latency_ms=2)
     engine = make_engine(primary_concurrency=2, route_batch=16)
     engine.send_many([{"type": "news", "recipient": f"bulk-{i}", "priority": "bulk"} for i in range(400)])
-    time.sleep(0.05)
+    # The critical one comes once the backlog is moving: some bulk has reached the provider.
+    wait_for(lambda: sandbox.stats()["accepted"] > 0, what="the bulk backlog to reach the sandbox")
     otp = engine.send("otp", "vip", {"code": "1"}, priority="critical")
     assert engine.wait_idle(60)
     order = [m["body"]["to"]["id"] for m in sandbox.messages("primary")]
@@ -32,7 +33,8 @@ def test_weighted_lanes_serve_normal_before_bulk_but_bulk_still_moves(make_engin
     # Hold the provider busy while both lanes fill, so the lanes decide the order.
     sandbox.set_faults("primary", latency_ms=1000)  # long enough for a loaded machine to queue both lanes
     engine.send("news", "warmup", priority="bulk")
-    time.sleep(0.05)
+    # The sandbox records a send on receipt, before its latency: from then the one slot is taken.
+    wait_for(lambda: sandbox.messages("primary"), what="the warm-up send to reach the sandbox")
     engine.send_many([{"type": "news", "recipient": f"b{i}", "priority": "bulk"} for i in range(40)])
     engine.send_many([{"type": "news", "recipient": f"n{i}", "priority": "normal"} for i in range(40)])
     sandbox.set_faults("primary", latency_ms=0)
@@ -57,12 +59,12 @@ def test_ordering_key_is_fifo_even_across_retries(make_engine, sandbox: Sandbox)
 def test_send_at_delays_delivery(engine: Engine, sandbox: Sandbox) -> None:
     t0 = time.time()
     r = engine.send("otp", "u1", {"code": "1"}, send_at=t0 + 0.6)
-    time.sleep(0.3)
     engine.flush()
     assert sandbox.messages() == []
     assert engine.status(r.id).state == "queued"
     status = engine.wait(r.id, timeout=10)
     assert status.state == "completed"
+    # Not early: the sandbox's own receive time is the proof (no sleep to see it still queued).
     received = sandbox.messages()[0]["received_at_ms"] / 1000
     assert received >= t0 + 0.6 - 0.01
 
@@ -149,7 +151,8 @@ def test_retry_after_is_honoured(make_engine, sandbox: Sandbox) -> None:
     sandbox.set_faults("primary", rate_limit_rate=1.0, retry_after_s=1)
     engine = make_engine(rules=RuleSet({"solo": lambda n: Plan("sms", ["primary"])}))
     r = engine.send("solo", "u1")
-    time.sleep(0.2)
+    # Faults are cleared once the 429 has been answered and its retry scheduled.
+    wait_for(lambda: "retry_scheduled" in events_of(engine, r.id), what="the 429 and its retry_scheduled")
     sandbox.clear_faults()
     status = engine.wait(r.id, timeout=10)
     assert status.state == "completed"

@@ -33,6 +33,7 @@ from schemathesis.checks import (
 
 from herald import Sandbox
 from herald.serve import openapi_document
+from support import wait_for
 from test_serve import KEY
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -166,13 +167,11 @@ def _start(tmp: Path, sandbox: Sandbox) -> Api:
 
 
 def _final(http: httpx.Client, id: int, timeout: float = 20.0) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
+    def final() -> dict[str, Any] | None:
         status = http.get(f"/v1/notifications/{id}").json()
-        if status["state"] in ("completed", "dead_lettered", "suppressed", "cancelled", "expired"):
-            return status
-        assert time.monotonic() < deadline, f"{id} still {status['state']}"
-        time.sleep(0.02)
+        return status if status["state"] in ("completed", "dead_lettered", "suppressed", "cancelled", "expired") else None
+
+    return wait_for(final, timeout, what=f"notification {id} to become final")
 
 
 def _seed(api: Api) -> None:
@@ -197,10 +196,8 @@ def _seed(api: Api) -> None:
         assert _final(http, api.ids["completed"])["state"] == "completed"
         assert _final(http, api.ids["suppressed"])["state"] == "suppressed"
         assert http.get("/v1/suppressions").json()["suppressions"]
-        deadline = time.monotonic() + 20
-        while http.get(f"/v1/notifications/{api.ids['completed']}").json()["receipt"] is None:
-            assert time.monotonic() < deadline, "no receipt arrived"
-            time.sleep(0.02)
+        wait_for(lambda: http.get(f"/v1/notifications/{api.ids['completed']}").json()["receipt"] is not None,
+                 20, what="the receipt of the completed notification")
 
 
 @pytest.fixture(scope="module")

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from herald import Engine, Plan, RuleSet, Sandbox
+from support import wait_for
 
 SID = "AC00000000000000000000000000000003"
 
@@ -31,14 +31,12 @@ def engine(tmp_path: Path, sandbox: Sandbox) -> Iterator[Engine]:
 
 
 def wait_receipt(engine: Engine, id: int, timeout: float = 10.0) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def receipt() -> str | None:
         engine.flush()
         status = engine.status(id)
-        if status is not None and status.receipt:
-            return status.receipt
-        time.sleep(0.05)
-    raise AssertionError(f"no receipt for {id} after {timeout} s")
+        return status.receipt if status is not None else None
+
+    return wait_for(receipt, timeout, what=f"a receipt for {id}")
 
 
 @pytest.mark.parametrize(

@@ -22,6 +22,7 @@ import pytest
 import herald
 from herald import Engine, Sandbox
 from herald.client import AsyncClient, Client, RemoteReceipt, Unauthorized
+from support import wait_for
 
 KEY = "serve-test-key-0123456789"
 RULES = """
@@ -195,11 +196,9 @@ def test_provider_receipts_keep_their_own_port(serve: Callable[..., Served]) -> 
     with served.client() as client:
         receipt = client.send("solo", {"id": "u1", "phone": "+15550100"})
         assert client.wait(receipt.id, timeout=20).state == "completed"
-        deadline = time.monotonic() + 20
-        while (status := client.status(receipt.id)) is not None and status.receipt is None:
-            assert time.monotonic() < deadline, "no receipt arrived"
-            time.sleep(0.02)
-        assert status is not None and status.receipt == "delivered"
+        status = wait_for(lambda: (s := client.status(receipt.id)) is not None and s.receipt is not None and s,
+                          20, what="the receipt")
+        assert status.receipt == "delivered"
 
 
 def test_ready_is_503_while_the_disk_refuses_writes(serve: Callable[..., Served], tmp_path: Path) -> None:
@@ -227,10 +226,7 @@ def test_ready_is_503_while_the_disk_refuses_writes(serve: Callable[..., Served]
             disk.free()
             # The store leaves "degraded" at its next successful write (a held batch or new intake).
             client.send("solo", "after")
-            deadline = time.monotonic() + 30
-            while http.get("/ready").status_code != 200:
-                assert time.monotonic() < deadline, "the store never recovered"
-                time.sleep(0.05)
+            wait_for(lambda: http.get("/ready").status_code == 200, 30, what="/ready to answer 200 again")
             served.process.send_signal(signal.SIGTERM)
             assert served.process.wait(timeout=30) == 0
     finally:

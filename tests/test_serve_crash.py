@@ -141,10 +141,11 @@ class Senders:
 
 def _wait_all_final(client: Client, ids: list[int], timeout: float = 30.0) -> dict[int, herald.Status]:
     """Polls every status through the Client until all are final (bounded)."""
-    deadline = time.monotonic() + timeout
     final: dict[int, herald.Status] = {}
     pending = list(ids)
-    while pending:
+
+    def all_final() -> bool:
+        nonlocal pending
         still = []
         for id in pending:
             status = client.status(id)
@@ -154,9 +155,10 @@ def _wait_all_final(client: Client, ids: list[int], timeout: float = 30.0) -> di
             else:
                 still.append(id)
         pending = still
-        if pending:
-            assert time.monotonic() < deadline, f"{len(pending)} notifications never became final, e.g. {pending[:3]}"
-            time.sleep(0.05)
+        return not pending
+
+    wait_for(all_final, timeout, interval=0.05,
+             what=lambda: f"{len(pending)} notifications to become final, e.g. {pending[:3]}")
     return final
 
 

@@ -168,12 +168,14 @@ TEST(H2cServerTest, FiveHundredConcurrentRequestsShareFewConnections) {
 }
 
 TEST(H2cServerTest, DelayedAnswersCompleteOutOfOrder) {
-  H2cServer server(loopback(), [](ServerRequest&& request, Respond respond) {
+  std::promise<void> slow_arrived;
+  H2cServer server(loopback(), [&](ServerRequest&& request, Respond respond) {
     ServerResponse response;
     response.body = request.path;
     if (request.path == "/slow") {
       response.delay = 400ms;
       respond(std::move(response));
+      slow_arrived.set_value();
     } else {
       // Answered from a foreign thread.
       std::thread([respond, response]() mutable { respond(std::move(response)); }).detach();
@@ -190,7 +192,8 @@ TEST(H2cServerTest, DelayedAnswersCompleteOutOfOrder) {
   };
   const auto started = std::chrono::steady_clock::now();
   client.submit(h2_request(server.url() + "/slow"), record);
-  std::this_thread::sleep_for(50ms);  // the slow one reaches the server first
+  // The slow one reaches the server first.
+  ASSERT_EQ(slow_arrived.get_future().wait_for(10s), std::future_status::ready);
   client.submit(h2_request(server.url() + "/fast"), record);
   std::unique_lock lock(mutex);
   ASSERT_TRUE(cv.wait_for(lock, 10s, [&] { return order.size() == 2; }));
@@ -238,10 +241,12 @@ TEST(H2cServerTest, BodyOverLimitGets413) {
 TEST(H2cServerTest, AnswerAfterClientGaveUpIsDropped) {
   std::mutex mutex;
   std::vector<Respond> parked;
+  std::string parked_remote;
   H2cServer server(loopback(), [&](ServerRequest&& request, Respond respond) {
     if (request.path == "/park") {
       std::lock_guard lock(mutex);
       parked.push_back(std::move(respond));
+      parked_remote = request.remote;
       return;
     }
     echo(std::move(request), respond);
@@ -260,10 +265,14 @@ TEST(H2cServerTest, AnswerAfterClientGaveUpIsDropped) {
     parked[0](late);
     parked[0](late);  // a second answer is dropped too
   }
-  std::this_thread::sleep_for(50ms);
+  // No wait needed: both late answers are queued on the connection's strand before the next
+  // request is sent, and that request comes on the same connection (checked below), so the
+  // strand handles them before it.
   const Response next = call(client, h2_request(server.url() + "/echo", "again"));
   EXPECT_EQ(next.status, 201) << next.transport_error;
   EXPECT_EQ(next.body, "again");
+  std::lock_guard lock(mutex);
+  EXPECT_EQ(next.header("x-remote"), parked_remote);
 }
 
 TEST(H2cServerTest, StopWithUnansweredRequestReturnsPromptly) {

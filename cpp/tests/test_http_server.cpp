@@ -3,6 +3,7 @@
 #include "herald/http_server.hpp"
 
 #include "herald/http_client.hpp"
+#include "eventually.hpp"
 
 #include <gtest/gtest.h>
 
@@ -150,11 +151,14 @@ TEST(HttpServer, AnswersFromAnotherThreadAndIgnoresASecondAnswer) {
   std::mutex mu;
   Server server(ServerOptions{}, [&](ServerRequest&& req, Respond respond) {
     std::lock_guard lock(mu);
-    workers.emplace_back([respond, path = req.path] {
-      std::this_thread::sleep_for(30ms);
+    // The worker answers once this handler has let go of the request (holds no lock any more).
+    auto handler_done = std::make_shared<std::promise<void>>();
+    workers.emplace_back([respond, path = req.path, done = handler_done->get_future()] {
+      done.wait();
       respond(text(200, "first " + path));
       respond(text(500, "second"));  // ignored
     });
+    handler_done->set_value();
   });
   // Two requests on one connection: a stray second answer would corrupt the second exchange.
   RawConnection conn(server.port());
@@ -173,10 +177,12 @@ TEST(HttpServer, AnswersFromAnotherThreadAndIgnoresASecondAnswer) {
 TEST(HttpServer, HonoursDelayWithoutBlockingTheIoThread) {
   ServerOptions opts;
   opts.threads = 1;
-  Server server(opts, [](ServerRequest&& req, Respond respond) {
+  std::promise<void> slow_arrived;
+  Server server(opts, [&](ServerRequest&& req, Respond respond) {
     ServerResponse r = text(200, req.path);
     if (req.path == "/slow") r.delay = 300ms;
     respond(std::move(r));
+    if (req.path == "/slow") slow_arrived.set_value();
   });
   Client client;
   const auto start = std::chrono::steady_clock::now();
@@ -185,7 +191,7 @@ TEST(HttpServer, HonoursDelayWithoutBlockingTheIoThread) {
   client.submit(get(server.url() + "/slow"), [slow_done](herald::http::Response&& r) {
     slow_done->set_value({std::move(r), std::chrono::steady_clock::now()});
   });
-  std::this_thread::sleep_for(50ms);
+  ASSERT_EQ(slow_arrived.get_future().wait_for(10s), std::future_status::ready);
   // The one io thread is free while the slow answer waits on its timer.
   const auto fast = fetch(client, get(server.url() + "/fast"));
   const auto fast_at = std::chrono::steady_clock::now();
@@ -335,11 +341,13 @@ TEST(HttpServer, ClientGoneBeforeAnswerIsSafe) {
     ASSERT_TRUE(cv.wait_for(lock, 5s, [&] { return held.size() == 1; }));
     conn.close();
   }
-  std::this_thread::sleep_for(50ms);
+  // No wait for the close to reach the server: it is sent before the answer is given, and the
+  // server must let the connection go either way (its write fails, or its next read ends).
   {
     std::lock_guard lock(mu);
     held.front()(text(200, "nobody listens"));
   }
+  EXPECT_TRUE(herald::testing::eventually([&] { return server.stats().open == 0; })) << server.stats().open;
   Client client;
   const auto res = fetch(client, get(server.url() + "/other"));
   EXPECT_EQ(res.status, 200) << res.transport_error;

@@ -1,5 +1,6 @@
 // The sandbox server, exercised over real HTTP on loopback.
 #include "herald/sandbox.hpp"
+#include "eventually.hpp"
 
 #include <gtest/gtest.h>
 
@@ -232,20 +233,26 @@ TEST(SandboxServer, LatencyDelaysTheAnswerWithoutBlockingTheThread) {
   slow.latency = std::chrono::milliseconds(300);
   server.set_faults("slow", slow);
 
+  using Clock = std::chrono::steady_clock;
   std::atomic<double> slow_ms{0};
   std::atomic<int> slow_status{0};
+  std::atomic<Clock::rep> slow_at{0};
   std::thread slow_client([&] {
     Client c(server.port());
-    const auto t0 = std::chrono::steady_clock::now();
+    const auto t0 = Clock::now();
     slow_status = c.post("/v1/slow/messages", "{}").result_int();
+    slow_at = Clock::now().time_since_epoch().count();
     slow_ms = elapsed_ms(t0);
   });
-  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  // The slow send is recorded on receipt, before its latency: then it waits on its timer.
+  // (EXPECT, not ASSERT: returning with slow_client joinable would end the process.)
+  EXPECT_TRUE(herald::testing::eventually([&] { return server.messages("slow").size() == 1; }));
   Client fast(server.port());
-  const auto t0 = std::chrono::steady_clock::now();
   EXPECT_EQ(fast.post("/v1/fast/messages", "{}").result_int(), 202);
-  EXPECT_LT(elapsed_ms(t0), 150.0);  // answered while the slow one waits on its timer
+  const Clock::rep fast_at = Clock::now().time_since_epoch().count();
   slow_client.join();
+  // Answered while the slow one waits on its timer: an order, not a wall-clock bound.
+  EXPECT_LT(fast_at, slow_at.load()) << "the fast answer waited for the slow one";
   EXPECT_EQ(slow_status.load(), 202);
   EXPECT_GE(slow_ms.load(), 300.0);
 
@@ -496,7 +503,8 @@ TEST(SandboxServer, StopIsIdempotentAndDropsInFlightDelayedAnswers) {
       failed = true;  // the connection is closed under the pending timer
     }
   });
-  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  // Recorded on receipt: the answer now waits on its 5 s timer.
+  EXPECT_TRUE(herald::testing::eventually([&] { return server->messages().size() == 1; }));
   const auto t0 = std::chrono::steady_clock::now();
   server->stop();
   server->stop();

@@ -1,6 +1,7 @@
 // The sandbox's herald API additions: signed JSON receipts, status queries, callbacks settings,
 // the web page and the keys.
 #include "herald/crypto.hpp"
+#include "eventually.hpp"
 #include "test_sandbox_support.hpp"
 
 namespace {
@@ -65,7 +66,8 @@ TEST(SandboxHerald, ReceiptsAreSignedWithTheSigningSecret) {
 
 TEST(SandboxHerald, StatusQueriesByIdAndIdempotencyKey) {
   Server server(options());
-  ASSERT_EQ(send("PUT", server.url() + "/_sandbox/callbacks/mail", R"({"enabled":false,"delay_ms":40})").status, 200);
+  // 200 ms: long enough that the first lookup still sees "accepted" on a loaded machine.
+  ASSERT_EQ(send("PUT", server.url() + "/_sandbox/callbacks/mail", R"({"enabled":false,"delay_ms":200})").status, 200);
   const std::string id =
       body_json(herald_send(server, "mail", {{"id", 7}, {"to", {{"email", "x@example.com"}}}}, "herald-7"))["id"];
   ASSERT_EQ(herald_send(server, "other", {{"id", 8}}, "herald-8").status, 202);
@@ -76,8 +78,13 @@ TEST(SandboxHerald, StatusQueriesByIdAndIdempotencyKey) {
   EXPECT_EQ(m["id"], id);
   EXPECT_EQ(m["status"], "accepted");
   EXPECT_EQ(m["idempotency_key"], "herald-7");
-  std::this_thread::sleep_for(120ms);
-  EXPECT_EQ(body_json(send("GET", server.url() + "/v1/mail/messages/" + id))["status"], "delivered");
+  // The status turns final delay_ms after acceptance: look it up until it has.
+  std::string status;
+  EXPECT_TRUE(herald::testing::eventually([&] {
+    status = body_json(send("GET", server.url() + "/v1/mail/messages/" + id))["status"].get<std::string>();
+    return status != "accepted";
+  }));
+  EXPECT_EQ(status, "delivered");
 
   EXPECT_EQ(send("GET", server.url() + "/v1/mail/messages/sbx-999").status, 404);
   EXPECT_EQ(send("GET", server.url() + "/v1/other/messages/" + id).status, 404);  // another provider's

@@ -131,16 +131,23 @@ TEST(SandboxFcm, SendErrors) {
 }
 
 TEST(SandboxFcm, ExpiredAccessTokenIs401) {
+  // Expiry without waiting for it: a lifetime of 0 s mints a token that has expired already.
+  // The setting applies to tokens minted after it, so one minted before stays good.
   Server server(options());
-  ASSERT_EQ(send("PUT", server.url() + "/_sandbox/settings/fcm", R"({"token_ttl_s":1})").status, 200);
+  ASSERT_EQ(send("PUT", server.url() + "/_sandbox/settings/fcm", R"({"token_ttl_s":3600})").status, 200);
+  const std::string good = body_json(token(server, google_jwt(good_claims())))["access_token"];
+  ASSERT_EQ(send("PUT", server.url() + "/_sandbox/settings/fcm", R"({"token_ttl_s":0})").status, 200);
   const json t = body_json(token(server, google_jwt(good_claims())));
-  EXPECT_EQ(t["expires_in"], 1);
-  const std::string access = t["access_token"];
-  EXPECT_EQ(fcm_send(server, access, {{"message", {{"topic", "a"}}}}).status, 200);
-  std::this_thread::sleep_for(1100ms);
-  EXPECT_EQ(fcm_send(server, access, {{"message", {{"topic", "a"}}}}).status, 401);
+  EXPECT_EQ(t["expires_in"], 0);
+  const std::string expired = t["access_token"];
+  EXPECT_NE(expired, good);
+  const Response r = fcm_send(server, expired, {{"message", {{"topic", "a"}}}});
+  EXPECT_EQ(r.status, 401);
+  EXPECT_EQ(body_json(r)["error"]["status"], "UNAUTHENTICATED") << r.body;
+  EXPECT_EQ(fcm_send(server, good, {{"message", {{"topic", "a"}}}}).status, 200);
+  ASSERT_EQ(send("PUT", server.url() + "/_sandbox/settings/fcm", R"({"token_ttl_s":3600})").status, 200);
   const std::string fresh = body_json(token(server, google_jwt(good_claims())))["access_token"];
-  EXPECT_NE(fresh, access);
+  EXPECT_NE(fresh, expired);
   EXPECT_EQ(fcm_send(server, fresh, {{"message", {{"topic", "a"}}}}).status, 200);
 }
 

@@ -4,6 +4,7 @@
 #include <regex>
 
 #include "herald/crypto.hpp"
+#include "eventually.hpp"
 #include "test_sandbox_support.hpp"
 
 namespace {
@@ -108,9 +109,17 @@ TEST(SandboxTwilio, StatusLookupAndListAnswerTheCurrentStatus) {
   Response r = send("GET", base + sid + ".json", {}, {}, auth);
   ASSERT_EQ(r.status, 200) << r.body;
   EXPECT_EQ(body_json(r)["status"], "queued");
-  std::this_thread::sleep_for(200ms);
-  EXPECT_EQ(body_json(send("GET", base + sid + ".json", {}, {}, auth))["status"], "delivered");
-  const json undelivered = body_json(send("GET", base + bad + ".json", {}, {}, auth));
+  // Each status turns final 100 ms after its acceptance: look both up until they have.
+  const auto final_resource = [&](const std::string& s) {
+    json resource;
+    EXPECT_TRUE(herald::testing::eventually([&] {
+      resource = body_json(send("GET", base + s + ".json", {}, {}, auth));
+      return resource["status"] != "queued" && resource["status"] != "sent";
+    })) << resource.dump();
+    return resource;
+  };
+  EXPECT_EQ(final_resource(sid)["status"], "delivered");
+  const json undelivered = final_resource(bad);
   EXPECT_EQ(undelivered["status"], "undelivered");
   EXPECT_EQ(undelivered["error_code"], 30003);
 
@@ -172,12 +181,26 @@ TEST(SandboxTwilio, CallbacksOffStillTurnTheStatusFinal) {
   Listener hook;
   const std::string sid = body_json(
       twilio_send(server, "+15551230001", "&StatusCallback=" + crypto::form_encode(hook.url())))["sid"];
-  std::this_thread::sleep_for(150ms);
-  EXPECT_TRUE(hook.wait_for(1, 100ms).empty());
-  const json m = body_json(send("GET", server.url() + "/2010-04-01/Accounts/" + kAccount + "/Messages/" + sid + ".json",
-                                {}, {}, kAccount + ":" + kToken));
+  // The status turns final 30 ms after acceptance, callbacks or not: look it up until it has.
+  json m;
+  EXPECT_TRUE(herald::testing::eventually([&] {
+    m = body_json(send("GET", server.url() + "/2010-04-01/Accounts/" + kAccount + "/Messages/" + sid + ".json",
+                       {}, {}, kAccount + ":" + kToken));
+    return m["status"] != "queued" && m["status"] != "sent";
+  })) << m.dump();
   EXPECT_EQ(m["status"], "delivered");
   EXPECT_EQ(server.messages("twilio")[0]["status"], "delivered");
+  // No callback for it, proven by a later one: with callbacks on again, a second message's
+  // callbacks come after any the first would have had (the sandbox sends them in due order).
+  server.set_callbacks("twilio", {true, 1ms, ""});
+  const std::string marker = body_json(twilio_send(
+      server, "+15551230001", "&StatusCallback=" + crypto::form_encode(hook.url("/marker"))))["sid"];
+  const auto got = hook.wait_for(2);
+  ASSERT_EQ(got.size(), 2u);
+  for (const Received& r : got) {
+    EXPECT_EQ(r.target, "/marker");
+    EXPECT_NE(r.body.find("MessageSid=" + marker), std::string::npos) << r.body;
+  }
 }
 
 TEST(SandboxTwilio, FaultsRenderInTwilioFormat) {

@@ -2,6 +2,7 @@
 // and committed in order once space returns; waiters hear of the fault; nothing is half written.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <fstream>
@@ -11,10 +12,12 @@
 #include "herald/delivery_log.hpp"
 #include "herald/errors.hpp"
 #include "herald/store.hpp"
+#include "eventually.hpp"
 #include "tmpfs_support.hpp"
 
 using namespace herald;
 using herald::testing::Tmpfs;
+using herald::testing::eventually;
 namespace fs = std::filesystem;
 
 namespace {
@@ -28,17 +31,6 @@ Notification make(Id id, std::size_t data_bytes = 10) {
   n.data_json = R"({"code":")" + std::string(data_bytes, 'd') + "\"}";
   n.created_at_ms = now_ms();
   return n;
-}
-
-/// Waits (bounded) until `ready` holds: the test waits on the store's observable state.
-template <class F>
-bool eventually(F ready, std::chrono::milliseconds bound = std::chrono::seconds(20)) {
-  const auto until = std::chrono::steady_clock::now() + bound;
-  while (!ready()) {
-    if (std::chrono::steady_clock::now() > until) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-  return true;
 }
 
 std::vector<std::string> log_lines(const fs::path& log_dir) {
@@ -106,7 +98,7 @@ TEST(StoreFaults, HeldWritesCommitInOrderOnceSpaceReturns) {
   }
   store.submit(std::move(outcome), [&](std::exception_ptr err, WriteBatch&) { (err ? failed : committed)++; });
   const auto faults = store.health().write_faults;
-  ASSERT_TRUE(eventually([&] { return store.health().write_faults >= faults + 3; })) << "no retries while full";
+  ASSERT_TRUE(eventually([&] { return store.health().write_faults >= faults + 3; }, std::chrono::seconds(20))) << "no retries while full";
   EXPECT_EQ(committed.load(), 0);
   EXPECT_EQ(failed.load(), 0);
   EXPECT_GE(store.health().held_batches, 1u);
@@ -117,8 +109,18 @@ TEST(StoreFaults, HeldWritesCommitInOrderOnceSpaceReturns) {
   EXPECT_THROW(store.flush(), StoreError);
 
   disk.free_space();
-  ASSERT_TRUE(eventually([&] { return committed.load() == 1; })) << "held writes never committed";
+  ASSERT_TRUE(eventually([&] { return committed.load() == 1; }, std::chrono::seconds(20))) << "held writes never committed";
   EXPECT_EQ(failed.load(), 0);
+  // The recovery is noted just after the held batch's callback has run, and only then is the
+  // episode queued for the log: wait until the log has it (a flush at once could come first).
+  const auto logged = [&](const std::string& kind) {
+    const auto lines = log_lines(store.log_dir());
+    return std::count_if(lines.begin(), lines.end(), [&](const std::string& line) {
+      return line.find("\"event\":\"" + kind + "\"") != std::string::npos;
+    });
+  };
+  ASSERT_TRUE(eventually([&] { return logged("store_recovered") > 0; }, std::chrono::seconds(20)))
+      << "the recovery never reached the log";
   EXPECT_FALSE(store.health().degraded);
   store.flush();
   for (Id id = 1; id <= 50; ++id) {
@@ -205,6 +207,6 @@ TEST(StoreFaults, HealthRecoversByItselfWhenOnlyIntakeWasRefused) {
   EXPECT_EQ(store.health().held_batches, 0u);  // nothing of the store's own was waiting
   disk.free_space();
   // No traffic: the store probes the disk at each retry and says so when it takes writes again.
-  EXPECT_TRUE(eventually([&] { return !store.health().degraded; }));
+  EXPECT_TRUE(eventually([&] { return !store.health().degraded; }, std::chrono::seconds(20)));
   store.commit(WriteBatch{{make(next_id++)}, {}, {}, {}, {}});
 }
