@@ -10,4 +10,5 @@ PYBIND11_MODULE(_core, m) {
   herald::bindings::register_retention(m);
   herald::bindings::register_reader(m);
   herald::bindings::register_serve(m);
+  herald::bindings::register_kinds(m);
 }

@@ -4,6 +4,7 @@ Hand it notifications with :class:`Engine`; write rules that return a :class:`Pl
 """
 
 from herald.engine import Engine, Event, Receipt, Status, Suppression
+from herald.kinds import Durability, ErrorClass, EventKind, FinalState, Priority, ReceiptState, State, SuppressionReason
 from herald.errors import (
     ConfigError,
     EngineClosed,
@@ -24,22 +25,30 @@ __all__ = [
     "AsyncClient",
     "Client",
     "ConfigError",
+    "Durability",
     "Engine",
     "EngineClosed",
+    "ErrorClass",
     "Event",
+    "EventKind",
+    "FinalState",
     "HeraldError",
     "IdempotencyConflict",
     "InvalidState",
     "NotFound",
     "Notification",
     "Plan",
+    "Priority",
     "ReadOnlyStore",
     "Receipt",
+    "ReceiptState",
     "Retention",
     "RuleSet",
     "Sandbox",
+    "State",
     "Status",
     "Suppression",
+    "SuppressionReason",
     "StoreError",
     "ValidationError",
     "open_readonly",

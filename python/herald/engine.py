@@ -16,10 +16,11 @@ from datetime import datetime, timedelta
 from operator import itemgetter
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Literal
+from typing import Any
 
 from herald import _core
 from herald._checks import checked_int, checked_text, config_error, seconds_to_ms, validation_error
+from herald.kinds import FINAL_STATES, Durability, EventKind, Priority, ReceiptState, State, SuppressionReason
 from herald.providers import ProviderSpec, load_providers
 from herald.retention import Retention
 from herald.rules import CATCH_ALL, RuleSet
@@ -28,9 +29,6 @@ __all__ = ["Engine", "Event", "Receipt", "Status", "StoreQuestions", "Suppressio
 
 Receipt = _core.Receipt
 When = datetime | timedelta | float | int | None
-Priority = Literal["critical", "high", "normal", "bulk"]
-
-FINAL_STATES = frozenset({"completed", "expired", "dead_lettered", "cancelled", "suppressed"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,11 +36,11 @@ class Status:
     """Where one notification stands. Times are epoch seconds."""
 
     id: int
-    state: str
+    state: State
     tenant: str
     type: str
     recipient_id: str
-    priority: str
+    priority: Priority
     attempts: int
     provider: str | None
     provider_message_id: str | None
@@ -57,7 +55,7 @@ class Status:
     next_attempt_at: float | None
     channel: str | None = None
     address: str | None = None
-    receipt: str | None = None
+    receipt: ReceiptState | None = None
     """Latest delivery receipt: delivered, failed, bounced, opened or unconfirmed (None = none yet)."""
     receipt_at: float | None = None
     cost: float = 0.0
@@ -74,7 +72,7 @@ class Suppression:
 
     channel: str
     address: str
-    reason: str
+    reason: SuppressionReason
     detail: str
     provider: str
     notification_id: int
@@ -86,7 +84,7 @@ class Event:
     """One entry of a notification's trace."""
 
     id: int
-    event: str
+    event: EventKind
     at: float
     attempt: int
     provider: str | None
@@ -178,7 +176,7 @@ class Engine(StoreQuestions):
         *,
         rules: str | Path | ModuleType | Iterable[ModuleType] | RuleSet | None = None,
         providers: ProviderSpec = None,
-        durability: Literal["process", "fsync"] = "process",
+        durability: Durability = "process",
         max_attempts_per_provider: int = 3,
         retry_base: float = 0.2,
         retry_max: float = 60.0,
