@@ -74,10 +74,10 @@ def _raise_for(response: httpx.Response) -> None:
     if response.status_code == 413:
         raise validation_error("body", "larger than the server's limit (HTTP 413)")
     cls = _ERRORS.get(str(kind), errors.HeraldError)
-    exc = cls(message)
+    named = cls(message)
     if "field" in error:
-        exc.field = error["field"]  # type: ignore[attr-defined]
-    raise exc
+        named.field = error["field"]  # type: ignore[attr-defined]
+    raise named
 
 
 def _epoch(field: str, value: When) -> float | int | bool | None:

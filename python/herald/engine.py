@@ -116,7 +116,7 @@ _TYPE_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,128}")  # what the core accepts as a
 def _data_dir(value: object) -> str:
     """The data directory as text: a str or an os.PathLike (bytes paths decoded as the OS does)."""
     try:
-        path = os.fspath(value)  # type: ignore[arg-type]
+        path = os.fspath(value)  # type: ignore[call-overload]
     except TypeError:
         raise config_error("data_dir", f"must be a path (got {type(value).__name__})") from None
     if isinstance(path, bytes):
@@ -132,7 +132,7 @@ class StoreQuestions:
     """The questions both an engine and a read-only store answer from the committed store, over a
     core object (``_core``) that returns plain dicts."""
 
-    _core: Any
+    _core: _core.Engine | _core.StoreReader  # typed, so that a type checker holds the rows to the stub
 
     def status(self, id: int) -> Status | None:
         """The notification's current state, or None for an unknown id."""
@@ -169,6 +169,8 @@ class Engine(StoreQuestions):
     ``@rule`` functions of the calling module, defined above the engine), several modules, or a
     :class:`herald.RuleSet`. ``@rule("*")`` routes every type that has no rule of its own.
     """
+
+    _core: _core.Engine
 
     def __init__(
         self,
@@ -211,22 +213,16 @@ class Engine(StoreQuestions):
             rules = RuleSet.registered()
         # Durations are checked here, in seconds and under the caller's names; the core checks the
         # same ranges again in milliseconds. Integer options the core names as the caller does.
-        options = {
-            "route_batch_size": checked_int("route_batch", route_batch, 1, 65_536),
-            "max_attempts_per_provider": max_attempts_per_provider,
-            "retry_base_ms": seconds_to_ms("retry_base", retry_base, 0, 3600),
-            "retry_max_ms": seconds_to_ms("retry_max", retry_max, 0, 86_400),
-            "seed": seed,
-            "close_timeout_ms": seconds_to_ms("close_timeout", close_timeout, 0, 86_400),
-            "receipts": "" if receipts is None else receipts,
-            "public_url": "" if public_url is None else public_url,
-            "reconcile_after_ms": seconds_to_ms("reconcile_after", reconcile_after, 0, 30 * 86_400),
-            "reconcile_interval_ms": max(1, seconds_to_ms("reconcile_interval", reconcile_interval, 0, 86_400)),
-            "store_retry_max_ms": max(1, seconds_to_ms("store_retry_max", store_retry_max, 0.001, 3600)),
-        }
+        route_batch_size = checked_int("route_batch", route_batch, 1, 65_536)
+        retry_base_ms = seconds_to_ms("retry_base", retry_base, 0, 3600)
+        retry_max_ms = seconds_to_ms("retry_max", retry_max, 0, 86_400)
+        close_timeout_ms = seconds_to_ms("close_timeout", close_timeout, 0, 86_400)
+        reconcile_after_ms = seconds_to_ms("reconcile_after", reconcile_after, 0, 30 * 86_400)
+        reconcile_interval_ms = max(1, seconds_to_ms("reconcile_interval", reconcile_interval, 0, 86_400))
+        store_retry_max_ms = max(1, seconds_to_ms("store_retry_max", store_retry_max, 0.001, 3600))
         if retention is not None and not isinstance(retention, Retention):
             raise config_error("retention", f"must be a herald.Retention (got {type(retention).__name__})")
-        options.update((retention or Retention()).core_options())
+        retention_options = (retention or Retention()).core_options()
         path = _data_dir(data_dir)
         self.rules = RuleSet.load(rules)
         provider_configs = load_providers(providers)
@@ -234,7 +230,14 @@ class Engine(StoreQuestions):
         self._routes_every_type = type(self.rules).route_batch is not RuleSet.route_batch
         router = (self.rules.route_batch if self._routes_every_type
                   else self.rules.router(str(p.get("name", "")) for p in provider_configs))
-        self._core = _core.Engine(path, durability, provider_configs, router, **options)
+        # Every option by keyword, so that a type checker holds each name and type to _core.pyi.
+        self._core = _core.Engine(
+            path, durability, provider_configs, router, route_batch_size=route_batch_size,
+            max_attempts_per_provider=max_attempts_per_provider, retry_base_ms=retry_base_ms,
+            retry_max_ms=retry_max_ms, seed=seed, close_timeout_ms=close_timeout_ms,
+            receipts="" if receipts is None else receipts, public_url="" if public_url is None else public_url,
+            reconcile_after_ms=reconcile_after_ms, reconcile_interval_ms=reconcile_interval_ms,
+            store_retry_max_ms=store_retry_max_ms, **retention_options)
         if not self._routes_every_type and not len(self.rules):
             logging.getLogger("herald").warning(
                 "engine at %s started with no rules: every send() will be refused (define @rule"
