@@ -33,23 +33,22 @@ __all__ = [
 ]
 
 EventKind: TypeAlias = Literal[
-    # intake
-    "received", "queued", "deduplicated",
-    # routing and attempts
-    "routed", "sending", "accepted", "attempt_failed", "retry_scheduled", "failed_over",
+    # intake (received and queued are in the delivery log only, not in a trace), and a dead letter
+    # put back in the queue
+    "received", "queued", "deduplicated", "retried",
+    # delivery; in_doubt, lookup, reconciled: an attempt whose outcome a crash lost, the status
+    # query about it, what it settled
+    "routed", "sending", "accepted", "attempt_failed", "retry_scheduled", "failed_over", "in_doubt", "lookup",
+    "reconciled",
     # final (every one but completed carries an error class)
     "completed", "expired", "dead_lettered", "cancelled", "suppressed", "opted_out",
-    # an attempt whose outcome a crash lost: the status query about it and what it settled
-    "in_doubt", "lookup", "reconciled",
-    # receipts: progress, then the delivery receipts
-    "receipt", "delivered", "delivery_failed", "bounced", "deferred", "opened",
-    # control
-    "retried",
-    # about the engine itself (notification id 0)
-    "store_degraded", "store_recovered", "receipt_rejected",
+    # receipts: progress, the delivery receipts, and refused ones (about the engine: id 0)
+    "receipt", "delivered", "delivery_failed", "bounced", "deferred", "opened", "receipt_rejected",
+    # the store (id 0)
+    "store_degraded", "store_recovered",
 ]
 """What happened, in a trace (:attr:`herald.Event.event`) or the delivery log's ``event`` field
-(docs/delivery-log.md)."""
+(docs/delivery-log.md). In the order of the core's ``enum class EventKind``."""
 
 State: TypeAlias = Literal[
     "queued", "routed", "sending", "retry_scheduled",
