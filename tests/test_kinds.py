@@ -1,7 +1,8 @@
 """herald.kinds' Literal types hold exactly the words the C++ core uses.
 
 States, priorities and error classes the core lists itself (``_core.states()``,
-``_core.priorities()``, ``_core.error_classes()``, from its enums). Event kinds, receipt states and
+``_core.priorities()``, ``_core.error_classes()``, from its enums); the HTTP API's document
+(openapi.json) names the same states and priorities. Event kinds, receipt states and
 suppression reasons are plain strings in the core today, written where they happen: they are held
 to a real run that provokes every one it can (one engine, the sandbox, receipts over loopback) and
 to the tables of docs/delivery-log.md. The rows the run answers are checked against the public
@@ -177,6 +178,12 @@ def test_states_are_the_cores() -> None:
 
 def test_priorities_are_the_cores() -> None:
     assert _core.priorities() == list(typing.get_args(kinds.Priority))
+
+
+def test_the_http_apis_enums_are_the_same_words() -> None:
+    schemas = json.loads((Path(herald.__file__).with_name("openapi.json")).read_text("utf-8"))["components"]["schemas"]
+    assert schemas["State"]["enum"] == list(typing.get_args(kinds.State))
+    assert schemas["Priority"]["enum"] == list(typing.get_args(kinds.Priority))
 
 
 def test_error_classes_are_the_cores_and_the_documented_ones() -> None:
