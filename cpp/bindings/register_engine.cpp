@@ -429,7 +429,8 @@ void register_engine(py::module_& m) {
              // Why release: the call waits for the store's commit; the loop may need the GIL meanwhile.
              py::gil_scoped_release release;
              return engine.send(std::move(n));
-           })
+           },
+           py::arg("fields"))
       .def("send_many",
            [](PyEngine& self, const py::list& items) {
              Engine& engine = self.get();
@@ -444,7 +445,8 @@ void register_engine(py::module_& m) {
              }
              py::gil_scoped_release release;  // as in send()
              return engine.send_many(std::move(batch));
-           })
+           },
+           py::arg("notifications"))
       .def("status",
            [](PyEngine& self, Id id) -> py::object {
              std::optional<StoredNotification> s;
@@ -454,7 +456,8 @@ void register_engine(py::module_& m) {
              }
              if (!s) return py::none();
              return status_dict(*s);
-           })
+           },
+           py::arg("id"))
       .def("trace",
            [](PyEngine& self, Id id) {
              std::vector<Event> events;
@@ -465,7 +468,8 @@ void register_engine(py::module_& m) {
              py::list out;
              for (const auto& e : events) out.append(event_dict(e));
              return out;
-           })
+           },
+           py::arg("id"))
       .def("dead_letters",
            [](PyEngine& self, std::size_t limit) {
              std::vector<StoredNotification> rows;
@@ -482,12 +486,12 @@ void register_engine(py::module_& m) {
         Engine& e = self.get();
         py::gil_scoped_release release;
         e.retry(id);
-      })
+      }, py::arg("id"))
       .def("cancel", [](PyEngine& self, Id id) {
         Engine& e = self.get();
         py::gil_scoped_release release;
         return e.cancel(id);
-      })
+      }, py::arg("id"))
       .def("wait_idle", [](PyEngine& self, const py::object& timeout_s) {
         // A year at most: the product below must fit 64 bits (inf or 1e300 would not).
         const double s = to_number(timeout_s, "timeout", 0.0, 365.0 * 86'400);

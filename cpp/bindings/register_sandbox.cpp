@@ -78,7 +78,8 @@ void register_sandbox(py::module_& m) {
                                      colon == std::string::npos ? what : what.substr(colon + 2));
              }
              s.get().set_faults(provider, f);
-           })
+           },
+           py::arg("provider"), py::arg("faults"))
       .def("clear_faults", [](PySandbox& s) { s.get().clear_faults(); })
       .def("messages",
            [](PySandbox& s, const std::string& provider) { return from_json(s.get().messages(provider)); },

@@ -43,9 +43,11 @@ void register_serve(py::module_& m) {
              o.workers = static_cast<unsigned>(to_int(workers, "serve.workers", 1, 256, config));
              std::size_t i = 0;
              for (py::handle h : key_sha256_hex) {
-               std::string hex = to_text(h, "serve.api_keys[" + std::to_string(i++) + "]", config);
+               // Checked in place: GCC 12's LTO pass reports a false -Wstringop-overread when a string
+               // whose size it knows (64) is moved into the vector after the check.
+               const std::string& hex =
+                   o.key_sha256_hex.emplace_back(to_text(h, "serve.api_keys[" + std::to_string(i++) + "]", config));
                if (hex.size() != 64) throw ConfigError("serve.api_keys", "must be SHA-256 hashes in hex");
-               o.key_sha256_hex.push_back(std::move(hex));
              }
              if (o.key_sha256_hex.empty()) throw ConfigError("serve.api_keys", "must name at least one key");
              if (!openapi_json.is_none()) o.openapi_json = to_text(openapi_json, "openapi_json", config);

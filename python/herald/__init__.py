@@ -5,6 +5,7 @@ Hand it notifications with :class:`Engine`; write rules that return a :class:`Pl
 
 from herald.clock import ManualClock
 from herald.engine import Engine, Event, Receipt, Status, Suppression
+from herald.kinds import Durability, ErrorClass, EventKind, FinalState, Priority, ReceiptState, State, SuppressionReason
 from herald.errors import (
     ConfigError,
     EngineClosed,
@@ -25,9 +26,13 @@ __all__ = [
     "AsyncClient",
     "Client",
     "ConfigError",
+    "Durability",
     "Engine",
     "EngineClosed",
+    "ErrorClass",
     "Event",
+    "EventKind",
+    "FinalState",
     "HeraldError",
     "IdempotencyConflict",
     "InvalidState",
@@ -35,13 +40,17 @@ __all__ = [
     "NotFound",
     "Notification",
     "Plan",
+    "Priority",
     "ReadOnlyStore",
     "Receipt",
+    "ReceiptState",
     "Retention",
     "RuleSet",
     "Sandbox",
+    "State",
     "Status",
     "Suppression",
+    "SuppressionReason",
     "StoreError",
     "ValidationError",
     "open_readonly",

@@ -22,14 +22,14 @@ def _message(field: str, reason: str) -> str:
 def validation_error(field: str, reason: str) -> ValidationError:
     """A ValidationError naming ``field``."""
     error = ValidationError(_message(field, reason))
-    error.field = field  # type: ignore[attr-defined]
+    error.field = field
     return error
 
 
 def config_error(field: str, reason: str) -> ConfigError:
     """A ConfigError naming ``field``."""
     error = ConfigError(_message(field, reason))
-    error.field = field  # type: ignore[attr-defined]
+    error.field = field
     return error
 
 

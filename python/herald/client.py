@@ -20,14 +20,15 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 from urllib.parse import quote
 
 import httpx
 
 from herald import errors
 from herald._checks import _lone_surrogate, validation_error
-from herald.engine import Event, Priority, Status, Suppression, When
+from herald.engine import Event, Status, Suppression, When
+from herald.kinds import Priority, State
 
 __all__ = ["AsyncClient", "Client", "RemoteReceipt", "Unauthorized"]
 
@@ -43,7 +44,7 @@ class RemoteReceipt:
     """What :meth:`Client.send` answers: the same fields as :class:`herald.Receipt`."""
 
     id: int
-    state: str
+    state: State
     duplicate: bool
 
 
@@ -73,10 +74,10 @@ def _raise_for(response: httpx.Response) -> None:
     if response.status_code == 413:
         raise validation_error("body", "larger than the server's limit (HTTP 413)")
     cls = _ERRORS.get(str(kind), errors.HeraldError)
-    exc = cls(message)
+    named = cls(message)
     if "field" in error:
-        exc.field = error["field"]  # type: ignore[attr-defined]
-    raise exc
+        named.field = error["field"]  # type: ignore[attr-defined]
+    raise named
 
 
 def _epoch(field: str, value: When) -> float | int | bool | None:
@@ -181,7 +182,7 @@ def _suppression(raw: Mapping[str, Any]) -> Suppression:
 
 
 def _receipt(raw: Mapping[str, Any]) -> RemoteReceipt:
-    return RemoteReceipt(int(raw["id"]), str(raw["state"]), bool(raw["duplicate"]))
+    return RemoteReceipt(int(raw["id"]), cast(State, str(raw["state"])), bool(raw["duplicate"]))
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,11 +16,12 @@ from datetime import datetime, timedelta
 from operator import itemgetter
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Literal
+from typing import Any
 
 from herald import _core
 from herald._checks import checked_int, checked_text, config_error, seconds_to_ms, validation_error
 from herald.clock import ManualClock
+from herald.kinds import FINAL_STATES, Durability, EventKind, Priority, ReceiptState, State, SuppressionReason
 from herald.providers import ProviderSpec, load_providers
 from herald.retention import Retention
 from herald.rules import CATCH_ALL, RuleSet
@@ -29,9 +30,6 @@ __all__ = ["Engine", "Event", "Receipt", "Status", "StoreQuestions", "Suppressio
 
 Receipt = _core.Receipt
 When = datetime | timedelta | float | int | None
-Priority = Literal["critical", "high", "normal", "bulk"]
-
-FINAL_STATES = frozenset({"completed", "expired", "dead_lettered", "cancelled", "suppressed"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,11 +37,11 @@ class Status:
     """Where one notification stands. Times are epoch seconds."""
 
     id: int
-    state: str
+    state: State
     tenant: str
     type: str
     recipient_id: str
-    priority: str
+    priority: Priority
     attempts: int
     provider: str | None
     provider_message_id: str | None
@@ -58,7 +56,7 @@ class Status:
     next_attempt_at: float | None
     channel: str | None = None
     address: str | None = None
-    receipt: str | None = None
+    receipt: ReceiptState | None = None
     """Latest delivery receipt: delivered, failed, bounced, opened or unconfirmed (None = none yet)."""
     receipt_at: float | None = None
     cost: float = 0.0
@@ -75,7 +73,7 @@ class Suppression:
 
     channel: str
     address: str
-    reason: str
+    reason: SuppressionReason
     detail: str
     provider: str
     notification_id: int
@@ -87,7 +85,7 @@ class Event:
     """One entry of a notification's trace."""
 
     id: int
-    event: str
+    event: EventKind
     at: float
     attempt: int
     provider: str | None
@@ -119,7 +117,7 @@ _TYPE_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,128}")  # what the core accepts as a
 def _data_dir(value: object) -> str:
     """The data directory as text: a str or an os.PathLike (bytes paths decoded as the OS does)."""
     try:
-        path = os.fspath(value)  # type: ignore[arg-type]
+        path = os.fspath(value)  # type: ignore[call-overload]
     except TypeError:
         raise config_error("data_dir", f"must be a path (got {type(value).__name__})") from None
     if isinstance(path, bytes):
@@ -135,7 +133,7 @@ class StoreQuestions:
     """The questions both an engine and a read-only store answer from the committed store, over a
     core object (``_core``) that returns plain dicts."""
 
-    _core: Any
+    _core: _core.Engine | _core.StoreReader  # typed, so that a type checker holds the rows to the stub
 
     def status(self, id: int) -> Status | None:
         """The notification's current state, or None for an unknown id."""
@@ -173,13 +171,15 @@ class Engine(StoreQuestions):
     :class:`herald.RuleSet`. ``@rule("*")`` routes every type that has no rule of its own.
     """
 
+    _core: _core.Engine
+
     def __init__(
         self,
         data_dir: str | Path = "herald-data",
         *,
         rules: str | Path | ModuleType | Iterable[ModuleType] | RuleSet | None = None,
         providers: ProviderSpec = None,
-        durability: Literal["process", "fsync"] = "process",
+        durability: Durability = "process",
         max_attempts_per_provider: int = 3,
         retry_base: float = 0.2,
         retry_max: float = 60.0,
@@ -218,26 +218,18 @@ class Engine(StoreQuestions):
             rules = RuleSet.registered()
         # Durations are checked here, in seconds and under the caller's names; the core checks the
         # same ranges again in milliseconds. Integer options the core names as the caller does.
-        options = {
-            "route_batch_size": checked_int("route_batch", route_batch, 1, 65_536),
-            "max_attempts_per_provider": max_attempts_per_provider,
-            "retry_base_ms": seconds_to_ms("retry_base", retry_base, 0, 3600),
-            "retry_max_ms": seconds_to_ms("retry_max", retry_max, 0, 86_400),
-            "seed": seed,
-            "close_timeout_ms": seconds_to_ms("close_timeout", close_timeout, 0, 86_400),
-            "receipts": "" if receipts is None else receipts,
-            "public_url": "" if public_url is None else public_url,
-            "reconcile_after_ms": seconds_to_ms("reconcile_after", reconcile_after, 0, 30 * 86_400),
-            "reconcile_interval_ms": max(1, seconds_to_ms("reconcile_interval", reconcile_interval, 0, 86_400)),
-            "store_retry_max_ms": max(1, seconds_to_ms("store_retry_max", store_retry_max, 0.001, 3600)),
-        }
+        route_batch_size = checked_int("route_batch", route_batch, 1, 65_536)
+        retry_base_ms = seconds_to_ms("retry_base", retry_base, 0, 3600)
+        retry_max_ms = seconds_to_ms("retry_max", retry_max, 0, 86_400)
+        close_timeout_ms = seconds_to_ms("close_timeout", close_timeout, 0, 86_400)
+        reconcile_after_ms = seconds_to_ms("reconcile_after", reconcile_after, 0, 30 * 86_400)
+        reconcile_interval_ms = max(1, seconds_to_ms("reconcile_interval", reconcile_interval, 0, 86_400))
+        store_retry_max_ms = max(1, seconds_to_ms("store_retry_max", store_retry_max, 0.001, 3600))
         if retention is not None and not isinstance(retention, Retention):
             raise config_error("retention", f"must be a herald.Retention (got {type(retention).__name__})")
-        options.update((retention or Retention()).core_options())
+        retention_options = (retention or Retention()).core_options()
         if clock is not None and not isinstance(clock, ManualClock):
             raise config_error("clock", f"must be a herald.ManualClock or None (got {type(clock).__name__})")
-        if clock is not None:
-            options["clock"] = clock._core
         path = _data_dir(data_dir)
         self.rules = RuleSet.load(rules)
         provider_configs = load_providers(providers)
@@ -245,7 +237,14 @@ class Engine(StoreQuestions):
         self._routes_every_type = type(self.rules).route_batch is not RuleSet.route_batch
         router = (self.rules.route_batch if self._routes_every_type
                   else self.rules.router(str(p.get("name", "")) for p in provider_configs))
-        self._core = _core.Engine(path, durability, provider_configs, router, **options)
+        # Every option by keyword, so that a type checker holds each name and type to _core.pyi.
+        self._core = _core.Engine(
+            path, durability, provider_configs, router, route_batch_size=route_batch_size,
+            max_attempts_per_provider=max_attempts_per_provider, retry_base_ms=retry_base_ms,
+            retry_max_ms=retry_max_ms, seed=seed, close_timeout_ms=close_timeout_ms,
+            receipts="" if receipts is None else receipts, public_url="" if public_url is None else public_url,
+            reconcile_after_ms=reconcile_after_ms, reconcile_interval_ms=reconcile_interval_ms,
+            store_retry_max_ms=store_retry_max_ms, clock=None if clock is None else clock._core, **retention_options)
         if not self._routes_every_type and not len(self.rules):
             logging.getLogger("herald").warning(
                 "engine at %s started with no rules: every send() will be refused (define @rule"

@@ -19,6 +19,8 @@ class ReadOnlyStore(StoreQuestions):
     """Committed state of one data folder, read-only: status, trace, dead_letters and suppressions
     as :class:`Engine` answers them. Use :func:`open_readonly` to get one."""
 
+    _core: _core.StoreReader
+
     def __init__(self, data_dir: str | Path = "herald-data") -> None:
         self._core = _core.StoreReader(_data_dir(data_dir))
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from herald import _core
 from herald._checks import checked_int, seconds_to_ms
@@ -19,6 +19,16 @@ __all__ = ["Retention", "prune"]
 _DAY = 86_400
 _MAX_AGE_S = 100_000 * _DAY
 _MAX_BYTES = 2**63 - 1
+
+
+class RetentionOptions(TypedDict):
+    """Retention's keyword options of ``herald._core.Engine`` (a type checker holds them to _core.pyi)."""
+
+    retention_max_age_ms: int
+    retention_max_db_bytes: int
+    retention_log_max_age_ms: int
+    retention_log_max_bytes: int
+    retention_interval_ms: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +51,7 @@ class Retention:
     log_max_bytes: int = 1 << 30
     interval: float = 60.0
 
-    def core_options(self) -> dict[str, int]:
+    def core_options(self) -> RetentionOptions:
         """The engine's options in milliseconds and bytes, each checked by name."""
         return {
             "retention_max_age_ms": seconds_to_ms("retention.max_age", self.max_age, 0, _MAX_AGE_S),
