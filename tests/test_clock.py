@@ -66,6 +66,28 @@ def test_a_notification_past_its_expiry_on_the_clock_is_never_sent(make_engine, 
     assert "sending" not in events_of(engine, r.id)
 
 
+def test_retries_stop_at_expires_at_and_nothing_is_sent_late(make_engine, sandbox: Sandbox,
+                                                             clock: ManualClock) -> None:
+    sandbox.set_faults("primary", error_rate=1.0, error_status=503)
+    engine = make_engine(clock=clock, rules=RuleSet({"solo": lambda n: Plan("sms", ["primary"])}),
+                         providers=[sandbox.provider("primary", max_attempts=50)], retry_base=0.1, retry_max=0.2)
+    expires_at = clock.now() + 0.8
+    r = engine.send("solo", "u1", expires_at=expires_at)
+    for attempt in range(1, 50):
+        status = wait_for(lambda: (s := engine.status(r.id)).attempts == attempt and s.state != "sending" and s,
+                          what=f"the answer to attempt {attempt}")
+        if status.final:
+            break
+        assert status.state == "retry_scheduled"
+        clock.advance(status.next_attempt_at - clock.now())
+    assert status.state == "expired"
+    assert 3 <= status.attempts <= 9  # 0.8 s of 0.05–0.2 s backoffs on the engine's clock
+    trace = engine.trace(r.id)
+    assert trace[-1].event == "expired"
+    assert all(e.at < expires_at for e in trace if e.event == "sending")
+    assert sandbox.messages() == []
+
+
 def test_the_clock_only_moves_forward() -> None:
     clock = ManualClock(start=1_000_000)
     clock.advance(0.25)

@@ -1,5 +1,6 @@
 """Delivery behaviour against the real sandbox: priority, ordering, delay, expiry, idempotency,
-failover, Retry-After, dead letters."""
+failover, dead letters. Delay, Retry-After and expiry, which wait for time, are in test_clock.py
+on the engine's ManualClock."""
 
 from __future__ import annotations
 
@@ -54,30 +55,6 @@ def test_ordering_key_is_fifo_even_across_retries(make_engine, sandbox: Sandbox)
     sent = [m["body"]["data"]["n"] for m in sandbox.messages() if m["body"]["to"]["id"] == "u1"]
     assert sent == list(range(15))
     assert all(engine.status(r.id).state == "completed" for r in receipts)
-
-
-def test_send_at_delays_delivery(engine: Engine, sandbox: Sandbox) -> None:
-    t0 = time.time()
-    r = engine.send("otp", "u1", {"code": "1"}, send_at=t0 + 0.6)
-    engine.flush()
-    assert sandbox.messages() == []
-    assert engine.status(r.id).state == "queued"
-    status = engine.wait(r.id, timeout=10)
-    assert status.state == "completed"
-    # Not early: the sandbox's own receive time is the proof (no sleep to see it still queued).
-    received = sandbox.messages()[0]["received_at_ms"] / 1000
-    assert received >= t0 + 0.6 - 0.01
-
-
-def test_expired_notification_is_never_sent_late(make_engine, sandbox: Sandbox) -> None:
-    sandbox.set_faults("*", outage_for_ms=3000)
-    engine = make_engine(rules=RuleSet({"solo": lambda n: Plan("sms", ["primary"])}),
-                         providers=[sandbox.provider("primary", max_attempts=50)], retry_base=0.1, retry_max=0.2)
-    r = engine.send("solo", "u1", expires_at=time.time() + 0.8)
-    status = engine.wait(r.id, timeout=10)
-    assert status.state == "expired"
-    assert sandbox.messages() == []
-    assert events_of(engine, r.id)[-1] == "expired"
 
 
 def test_expiry_before_the_send_time_arrives(engine: Engine, sandbox: Sandbox) -> None:
@@ -145,25 +122,6 @@ def test_permanent_error_fails_over_without_retrying(make_engine, sandbox: Sandb
     status = engine.wait(r.id, timeout=10)
     assert status.provider == "backup" and status.attempts == 2
     assert "retry_scheduled" not in events_of(engine, r.id)
-
-
-def test_retry_after_is_honoured(make_engine, sandbox: Sandbox) -> None:
-    sandbox.set_faults("primary", rate_limit_rate=1.0, retry_after_s=1)
-    engine = make_engine(rules=RuleSet({"solo": lambda n: Plan("sms", ["primary"])}))
-    r = engine.send("solo", "u1")
-    # Faults are cleared once the 429 has been answered and its retry scheduled.
-    wait_for(lambda: "retry_scheduled" in events_of(engine, r.id), what="the 429 and its retry_scheduled")
-    sandbox.clear_faults()
-    status = engine.wait(r.id, timeout=10)
-    assert status.state == "completed"
-    trace = engine.trace(r.id)
-    failed = next(e for e in trace if e.event == "attempt_failed")
-    assert failed.http_status == 429
-    sends = [e for e in trace if e.event == "sending"]
-    assert len(sends) == 2
-    assert sends[1].at - failed.at >= 0.99, "the retry came before Retry-After allowed it"
-    scheduled = next(e for e in trace if e.event == "retry_scheduled")
-    assert "Retry-After 1000 ms" in scheduled.detail
 
 
 def test_all_providers_failing_dead_letters_and_retry_requeues(make_engine, sandbox: Sandbox) -> None:
