@@ -398,6 +398,20 @@ Delivery crashed_while_sending(const DeliveryMachine& m, const std::string& prov
   return x;
 }
 
+/// ... and routed back to the same provider, waiting for a slot.
+Delivery in_doubt_at_head(const DeliveryMachine& m) {
+  Delivery x = crashed_while_sending(m, "a");
+  m.take(x, t0);
+  m.routed(x, plan_of({"a"}));
+  return x;
+}
+
+ProviderFacts with_lookup(std::string name) {
+  ProviderFacts p = provider(std::move(name));
+  p.has_lookup = true;
+  return p;
+}
+
 }  // namespace
 
 TEST(DeliveryMachine, RecoveredSendingIsInDoubt) {
@@ -428,11 +442,8 @@ TEST(DeliveryMachine, RecoveredRetryIsReadyAtItsTime) {
 
 TEST(DeliveryMachine, InDoubtAsksTheProviderFirstWhereItCan) {
   DeliveryMachine m;
-  Delivery x = crashed_while_sending(m, "a");
-  m.take(x, t0);
-  m.routed(x, plan_of({"a"}));
-  ProviderFacts p = provider("a");
-  p.has_lookup = true;
+  Delivery x = in_doubt_at_head(m);
+  const ProviderFacts p = with_lookup("a");
   ASSERT_EQ(m.start(x, p).next, Next::look_up);
   Step s = m.lookup_started(x, p);
   EXPECT_EQ(x.phase, Phase::looking_up);
@@ -456,11 +467,8 @@ TEST(DeliveryMachine, InDoubtAsksTheProviderFirstWhereItCan) {
 
 TEST(DeliveryMachine, ALookupThatFindsABounceSuppressesTheAddress) {
   DeliveryMachine m;
-  Delivery x = crashed_while_sending(m, "a");
-  m.take(x, t0);
-  m.routed(x, plan_of({"a"}));
-  ProviderFacts p = provider("a");
-  p.has_lookup = true;
+  Delivery x = in_doubt_at_head(m);
+  const ProviderFacts p = with_lookup("a");
   m.lookup_started(x, p);
   LookupResult found;
   found.found = LookupResult::Found::yes;
@@ -475,11 +483,8 @@ TEST(DeliveryMachine, ALookupThatFindsABounceSuppressesTheAddress) {
 
 TEST(DeliveryMachine, NotFoundResendsFlaggedInDoubt) {
   DeliveryMachine m;
-  Delivery x = crashed_while_sending(m, "a");
-  m.take(x, t0);
-  m.routed(x, plan_of({"a"}));
-  ProviderFacts p = provider("a");
-  p.has_lookup = true;
+  Delivery x = in_doubt_at_head(m);
+  const ProviderFacts p = with_lookup("a");
   m.lookup_started(x, p);
   LookupResult none;
   none.found = LookupResult::Found::no;
@@ -495,11 +500,8 @@ TEST(DeliveryMachine, NotFoundResendsFlaggedInDoubt) {
 
 TEST(DeliveryMachine, UnansweredLookupsAreRetriedTwiceThenTheAttemptIsResent) {
   DeliveryMachine m;
-  Delivery x = crashed_while_sending(m, "a");
-  m.take(x, t0);
-  m.routed(x, plan_of({"a"}));
-  ProviderFacts p = provider("a");
-  p.has_lookup = true;
+  Delivery x = in_doubt_at_head(m);
+  const ProviderFacts p = with_lookup("a");
   LookupResult unknown;
   unknown.error = "HTTP 500";
   std::int64_t now = t0;
@@ -521,20 +523,15 @@ TEST(DeliveryMachine, UnansweredLookupsAreRetriedTwiceThenTheAttemptIsResent) {
 
 TEST(DeliveryMachine, AProviderWithoutAStatusApiResendsAtOnce) {
   DeliveryMachine m;
-  Delivery x = crashed_while_sending(m, "a");
-  m.take(x, t0);
-  m.routed(x, plan_of({"a"}));
+  Delivery x = in_doubt_at_head(m);
   EXPECT_EQ(m.start(x, provider("a")).next, Next::send);
   EXPECT_EQ(x.doubt, Doubt::resend);
 }
 
 TEST(DeliveryMachine, AQueryThatCannotBeBuiltMeansAFlaggedResend) {
   DeliveryMachine m;
-  Delivery x = crashed_while_sending(m, "a");
-  m.take(x, t0);
-  m.routed(x, plan_of({"a"}));
-  ProviderFacts p = provider("a");
-  p.has_lookup = true;
+  Delivery x = in_doubt_at_head(m);
+  const ProviderFacts p = with_lookup("a");
   ASSERT_EQ(m.start(x, p).next, Next::look_up);
   EXPECT_EQ(m.cannot_look_up(x).next, Next::send);
   const Step s = m.sending(x, p, "", "");
@@ -546,9 +543,7 @@ TEST(DeliveryMachine, InDoubtOnAnotherProviderIsNotAskedThere) {
   Delivery x = crashed_while_sending(m, "old");
   m.take(x, t0);
   m.routed(x, plan_of({"a"}));
-  ProviderFacts p = provider("a");
-  p.has_lookup = true;
-  EXPECT_EQ(m.start(x, p).next, Next::send);
+  EXPECT_EQ(m.start(x, with_lookup("a")).next, Next::send);
 }
 
 TEST(DeliveryMachine, AReceiptSettlesAnAttemptInDoubt) {
@@ -568,11 +563,8 @@ TEST(DeliveryMachine, AReceiptDoesNotSettleWhileAnAnswerIsAwaitedOrWithoutDoubt)
   DeliveryMachine m;
   Delivery x = in_flight(m, {"a"});
   EXPECT_EQ(m.receipt_in_doubt(x, provider("a"), Receipt{}, t0).next, Next::nothing);
-  Delivery y = crashed_while_sending(m, "a");
-  m.take(y, t0);
-  m.routed(y, plan_of({"a"}));
-  ProviderFacts p = provider("a");
-  p.has_lookup = true;
+  Delivery y = in_doubt_at_head(m);
+  const ProviderFacts p = with_lookup("a");
   m.lookup_started(y, p);
   EXPECT_EQ(m.receipt_in_doubt(y, p, Receipt{}, t0).next, Next::nothing);
   EXPECT_EQ(y.phase, Phase::looking_up);
