@@ -38,7 +38,7 @@ py::dict status_dict(const StoredNotification& s) {
   auto text_or_none = [](const std::string& v) { return v.empty() ? py::object(py::none()) : py::object(to_py_text(v)); };
   out["channel"] = text_or_none(d.channel);
   out["address"] = text_or_none(d.address);
-  out["receipt"] = text_or_none(d.receipt);
+  out["receipt"] = text_or_none(std::string(to_string(d.receipt)));
   out["receipt_at"] = ms_to_seconds(d.receipt_at_ms);
   out["cost"] = d.cost;
   return out;
@@ -61,7 +61,7 @@ py::dict suppression_dict(const Suppression& x) {
   py::dict d;
   d["channel"] = to_py_text(x.channel);
   d["address"] = to_py_text(x.address);
-  d["reason"] = to_py_text(x.reason);
+  d["reason"] = to_py_text(std::string(to_string(x.reason)));
   d["detail"] = to_py_text(x.detail);
   d["provider"] = to_py_text(x.provider);
   d["notification_id"] = x.notification_id;

@@ -378,7 +378,7 @@ json encode(const StoredNotification& s) {
   out["next_attempt_at"] = seconds_or_null(d.state == State::retry_scheduled ? d.next_at_ms : 0);
   out["channel"] = text_or_null(d.channel);
   out["address"] = text_or_null(d.address);
-  out["receipt"] = text_or_null(d.receipt);
+  out["receipt"] = text_or_null(std::string(to_string(d.receipt)));
   out["receipt_at"] = seconds_or_null(d.receipt_at_ms);
   out["cost"] = d.cost;
   return out;
@@ -398,7 +398,7 @@ json encode(const Event& e) {
 }
 
 json encode(const Suppression& x) {
-  return json{{"channel", x.channel},   {"address", x.address},   {"reason", x.reason},
+  return json{{"channel", x.channel},   {"address", x.address},   {"reason", to_string(x.reason)},
               {"detail", x.detail},     {"provider", x.provider}, {"notification_id", id_text(x.notification_id)},
               {"at", seconds_or_null(x.at_ms)}};
 }

@@ -194,7 +194,7 @@ Step DeliveryMachine::at_head(Delivery& x, const Suppression* why, std::int64_t 
     expire(x, s);
   } else if (why != nullptr) {
     finish(x, s, State::suppressed, EventKind::suppressed,
-           (why->reason == "opted_out" ? "recipient opted out of " : "address unusable on ") + why->channel + " (" +
+           (why->reason == SuppressionReason::opted_out ? "recipient opted out of " : "address unusable on ") + why->channel + " (" +
                why->detail + ", notification " + std::to_string(why->notification_id) + ")");
   }
   return s;
@@ -280,7 +280,7 @@ Step DeliveryMachine::answered(Delivery& x, const ProviderFacts& p, const Outcom
     e.detail = out.error;
     s.events.push_back(std::move(e));
   };
-  auto suppress_address = [&](const char* reason) {
+  auto suppress_address = [&](SuppressionReason reason) {
     if (x.d.address.empty()) x.d.address = facts.address;
     if (x.d.address.empty()) return;
     s.suppress = SuppressionRequest{x.d.channel, x.d.address, reason, out.error, p.name};
@@ -330,12 +330,12 @@ Step DeliveryMachine::answered(Delivery& x, const ProviderFacts& p, const Outcom
     case OutcomeKind::recipient_invalid:
       failed_attempt();
       // An invalid number or an unregistered token will not get better: never try it again.
-      suppress_address("unusable");
+      suppress_address(SuppressionReason::unusable);
       dead_letter(x, s, "recipient invalid: " + out.error);
       break;
     case OutcomeKind::recipient_opted_out:
       failed_attempt();
-      suppress_address("opted_out");
+      suppress_address(SuppressionReason::opted_out);
       finish(x, s, State::suppressed, EventKind::opted_out, "recipient opted out: " + out.error);
       break;
   }
@@ -366,11 +366,11 @@ Step DeliveryMachine::looked_up(Delivery& x, const ProviderFacts& p, const Looku
       e.detail = "the attempt in doubt reached " + p.name + " as " + found.provider_message_id + "; not resent";
       x.d.provider_message_id = found.provider_message_id;
       const Receipt& r = found.receipt;
-      const ReceiptAction act = decide_receipt(r.status, "");
+      const ReceiptAction act = decide_receipt(r.status, ReceiptState::none);
       if (!act.ignore) {
         s.receipt = act.receipt;
-        if (!act.suppress_reason.empty() && !x.d.address.empty()) {
-          s.suppress = SuppressionRequest{x.d.channel, x.d.address, act.suppress_reason,
+        if (act.suppress && !x.d.address.empty()) {
+          s.suppress = SuppressionRequest{x.d.channel, x.d.address, *act.suppress,
                                           r.provider_status + " " + r.error_code, p.name};
         }
       }

@@ -168,7 +168,7 @@ bool Engine::Impl::apply_receipt(ProviderSlot& p, const Receipt& r, bool from_lo
   if (!r.error_code.empty()) e.detail += " (error " + r.error_code + ")";
   if (from_lookup) e.detail += "; from a status query";
   pending_writes.events.push_back(std::move(e));
-  if (!act.receipt.empty()) {
+  if (act.receipt != ReceiptState::none) {
     const std::int64_t at = clock->now_ms();
     pending_writes.receipts.push_back({id, act.receipt, at, false});
     if (recent_receipts.size() > 100'000) recent_receipts.clear();  // only bridges the commit delay
@@ -180,8 +180,8 @@ bool Engine::Impl::apply_receipt(ProviderSlot& p, const Receipt& r, bool from_lo
       it->second.d.receipt_at_ms = at;
     }
   }
-  if (!act.suppress_reason.empty()) {
-    add_suppression(SuppressionRequest{d.channel, d.address, act.suppress_reason,
+  if (act.suppress) {
+    add_suppression(SuppressionRequest{d.channel, d.address, *act.suppress,
                                        r.provider_status + (r.error_code.empty() ? "" : " " + r.error_code), p.config.name},
                     id);
   }

@@ -60,7 +60,7 @@ void Engine::Impl::on_reconcile_lookup(ProviderSlot& p, const StoredNotification
       // The answer was final but records no receipt of its own (an opt-out, or a stale answer):
       // close the row so it is not looked up again on every sweep.
       pending_writes.receipts.push_back(
-          {id, r.status == ReceiptStatus::opted_out ? "failed" : "unconfirmed", clock->now_ms(), true});
+          {id, r.status == ReceiptStatus::opted_out ? ReceiptState::failed : ReceiptState::unconfirmed, clock->now_ms(), true});
     }
     reconcile_checks.erase(id);
     reconcile_next_ms.erase(id);
@@ -79,7 +79,7 @@ void Engine::Impl::on_reconcile_lookup(ProviderSlot& p, const StoredNotification
                                                       : "status query failed: " + found.error;
   if (checks >= 5) {
     e.detail += "; giving up: receipt unconfirmed";
-    pending_writes.receipts.push_back({id, "unconfirmed", clock->now_ms(), true});
+    pending_writes.receipts.push_back({id, ReceiptState::unconfirmed, clock->now_ms(), true});
     reconcile_checks.erase(id);
     reconcile_next_ms.erase(id);
   } else {

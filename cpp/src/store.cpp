@@ -168,7 +168,7 @@ StoredNotification read_row(sqlite3_stmt* s) {
   d.channel = column_text(s, 23);
   d.address = column_text(s, 24);
   d.accepted_at_ms = sqlite3_column_int64(s, 25);
-  d.receipt = column_text(s, 26);
+  d.receipt = parse_receipt_state(column_text(s, 26));
   d.receipt_at_ms = sqlite3_column_int64(s, 27);
   d.cost = sqlite3_column_double(s, 28);
   return r;
@@ -715,7 +715,7 @@ bool Store::apply(std::vector<Pending>& work) {
         }
         for (const ReceiptUpdate& r : b.receipts) {
           sqlite3_stmt* s = db.receipt.get();
-          bind_text(s, 1, r.receipt, true);
+          bind_text(s, 1, to_string(r.receipt), true);
           sqlite3_bind_int64(s, 2, r.at_ms);
           sqlite3_bind_int64(s, 3, r.id);
           sqlite3_bind_int(s, 4, r.only_if_none ? 1 : 0);
@@ -732,7 +732,7 @@ bool Store::apply(std::vector<Pending>& work) {
           sqlite3_stmt* s = db.suppress.get();
           bind_text(s, 1, x.channel);
           bind_text(s, 2, x.address);
-          bind_text(s, 3, x.reason);
+          bind_text(s, 3, to_string(x.reason));
           bind_text(s, 4, x.detail, true);
           bind_text(s, 5, x.provider, true);
           sqlite3_bind_int64(s, 6, x.notification_id);
@@ -984,7 +984,7 @@ std::vector<Suppression> Store::suppressions(std::size_t limit) {
     Suppression x;
     x.channel = column_text(s, 0);
     x.address = column_text(s, 1);
-    x.reason = column_text(s, 2);
+    x.reason = parse_suppression_reason(column_text(s, 2));
     x.detail = column_text(s, 3);
     x.provider = column_text(s, 4);
     x.notification_id = sqlite3_column_int64(s, 5);

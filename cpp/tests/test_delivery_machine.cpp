@@ -155,7 +155,7 @@ TEST(DeliveryMachine, AtHeadExpiresOrSuppressesOrGoesOn) {
 
   Suppression why;
   why.channel = "sms";
-  why.reason = "opted_out";
+  why.reason = SuppressionReason::opted_out;
   why.detail = "STOP";
   why.notification_id = 3;
   Step s = m.at_head(x, &why, t0);
@@ -317,7 +317,7 @@ TEST(DeliveryMachine, AnInvalidRecipientIsSuppressedAndDeadLettered) {
   ASSERT_TRUE(s.suppress.has_value());
   EXPECT_EQ(s.suppress->address, "+1555");
   EXPECT_EQ(s.suppress->channel, "sms");
-  EXPECT_EQ(s.suppress->reason, "unusable");
+  EXPECT_EQ(s.suppress->reason, SuppressionReason::unusable);
   EXPECT_EQ(s.suppress->provider, "a");
   EXPECT_EQ(x.d.address, "+1555");
   EXPECT_EQ(s.events.back().error_class, ErrorClass::recipient_invalid);
@@ -333,7 +333,7 @@ TEST(DeliveryMachine, AnOptOutEndsSuppressed) {
   ASSERT_EQ(kinds(s), (Kinds{"attempt_failed", "opted_out"}));
   EXPECT_EQ(s.events.back().error_class, ErrorClass::opted_out);
   ASSERT_TRUE(s.suppress.has_value());
-  EXPECT_EQ(s.suppress->reason, "opted_out");
+  EXPECT_EQ(s.suppress->reason, SuppressionReason::opted_out);
   EXPECT_EQ(s.suppress->address, "+15550001");
 }
 
@@ -460,7 +460,7 @@ TEST(DeliveryMachine, InDoubtAsksTheProviderFirstWhereItCan) {
   EXPECT_EQ(x.d.state, State::completed);
   EXPECT_EQ(x.d.provider_message_id, "SM9");
   EXPECT_EQ(x.d.attempt, 1);  // not resent
-  EXPECT_EQ(s.receipt, "delivered");
+  EXPECT_EQ(s.receipt, ReceiptState::delivered);
   ASSERT_EQ(kinds(s), (Kinds{"reconciled", "completed"}));
   EXPECT_DOUBLE_EQ(x.d.cost, 0.01);
 }
@@ -475,9 +475,9 @@ TEST(DeliveryMachine, ALookupThatFindsABounceSuppressesTheAddress) {
   found.receipt.status = ReceiptStatus::bounced_hard;
   found.receipt.provider_status = "bounce";
   const Step s = m.looked_up(x, p, found, {}, t0);
-  EXPECT_EQ(s.receipt, "bounced");
+  EXPECT_EQ(s.receipt, ReceiptState::bounced);
   ASSERT_TRUE(s.suppress.has_value());
-  EXPECT_EQ(s.suppress->reason, "unusable");
+  EXPECT_EQ(s.suppress->reason, SuppressionReason::unusable);
   EXPECT_EQ(s.suppress->address, "+1555");
 }
 

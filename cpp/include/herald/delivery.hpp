@@ -88,7 +88,9 @@ struct AnswerFacts {
 
 /// An address not to use again.
 struct SuppressionRequest {
-  std::string channel, address, reason, detail, provider;
+  std::string channel, address;
+  SuppressionReason reason = SuppressionReason::unusable;
+  std::string detail, provider;
 };
 
 /// What the engine must do after an event.
@@ -111,7 +113,7 @@ struct Step {
   std::vector<Event> events;  ///< to record, in order
   bool save = false;          ///< d changed: store it with the events
   std::optional<SuppressionRequest> suppress;
-  std::string receipt;        ///< a status query found the message with this final receipt ("" = none)
+  ReceiptState receipt = ReceiptState::none;  ///< a status query found the message with this final receipt
 };
 
 /// The transitions. Each takes the notification in the phase named and leaves it in the next; a

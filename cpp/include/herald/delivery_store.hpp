@@ -15,12 +15,37 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "herald/event.hpp"
 #include "herald/notification.hpp"
 
 namespace herald {
+
+/// The latest delivery receipt of a notification (a column beside its State, never a state).
+/// Stored by name; the order may change, the names may not.
+enum class ReceiptState : std::uint8_t {
+  none,         ///< no receipt (yet)
+  delivered,
+  failed,       ///< the provider could not deliver it
+  bounced,      ///< a hard bounce: the address is unusable
+  opened,
+  unconfirmed,  ///< the provider never gave a final answer (reconciliation gave up)
+};
+/// "" for none.
+[[nodiscard]] std::string_view to_string(ReceiptState r) noexcept;
+/// ReceiptState::none for "" and for a name this build does not know.
+[[nodiscard]] ReceiptState parse_receipt_state(std::string_view name) noexcept;
+
+/// Why an address is not to be used again.
+enum class SuppressionReason : std::uint8_t {
+  unusable,   ///< it bounced hard, or the token is unregistered, or the number invalid
+  opted_out,  ///< its owner opted out on this channel
+};
+[[nodiscard]] std::string_view to_string(SuppressionReason r) noexcept;
+/// SuppressionReason::unusable for a name this build does not know (the safe reading).
+[[nodiscard]] SuppressionReason parse_suppression_reason(std::string_view name) noexcept;
 
 /// What "durable" means when send() returns.
 enum class Durability {
@@ -42,7 +67,7 @@ struct DeliveryState {
   std::string channel;          ///< channel of the last attempt (the plan step's)
   std::string address;          ///< recipient address the last attempt went to ("" = none per recipient)
   std::int64_t accepted_at_ms = 0;  ///< when a provider that sends receipts accepted it (0 = none expected)
-  std::string receipt;              ///< latest delivery receipt: delivered | failed | bounced | opened ("" = none)
+  ReceiptState receipt = ReceiptState::none;  ///< latest delivery receipt
   std::int64_t receipt_at_ms = 0;
   double cost = 0;                  ///< sum of cost_per_message over accepted attempts
 };
@@ -62,7 +87,7 @@ struct StateUpdate {
 /// A delivery receipt recorded on a notification that may already be final.
 struct ReceiptUpdate {
   Id id = 0;
-  std::string receipt;
+  ReceiptState receipt = ReceiptState::none;
   std::int64_t at_ms = 0;
   bool only_if_none = false;  ///< leave a receipt already recorded alone (reconciliation giving up)
 };
@@ -71,7 +96,7 @@ struct ReceiptUpdate {
 struct Suppression {
   std::string channel;
   std::string address;
-  std::string reason;  ///< "unusable" | "opted_out"
+  SuppressionReason reason = SuppressionReason::unusable;
   std::string detail;  ///< the provider's words ("twilio 21610", "bounce", "UNREGISTERED")
   std::string provider;
   Id notification_id = 0;  ///< the notification whose outcome or receipt revealed it
