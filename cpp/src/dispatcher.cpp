@@ -15,28 +15,6 @@ std::string suppression_key(const std::string& channel, const std::string& addre
   return channel + '\n' + address;
 }
 
-bool ProviderSlot::has_waiting() const {
-  return std::any_of(waiting.begin(), waiting.end(), [](const auto& q) { return !q.empty(); });
-}
-
-Id ProviderSlot::peek_waiting() const {
-  for (const auto& q : waiting) {
-    if (!q.empty()) return q.front();
-  }
-  return 0;
-}
-
-Id ProviderSlot::pop_waiting() {
-  for (auto& q : waiting) {
-    if (!q.empty()) {
-      const Id id = q.front();
-      q.pop_front();
-      return id;
-    }
-  }
-  return 0;
-}
-
 void Engine::Impl::admit(std::vector<Notification> batch) {
   const std::int64_t now = clock->now_ms();
   for (auto& n : batch) {
@@ -95,7 +73,7 @@ void Engine::Impl::apply(Delivery& x, Step& s, bool was_outstanding, WriteBatch&
   }
   if (s.save) into.updates.push_back({id, x.d});
   if (s.suppress) add_suppression(*s.suppress, id);
-  if (!s.receipt.empty()) {
+  if (s.receipt != ReceiptState::none) {
     into.receipts.push_back({id, s.receipt, now_us / 1000, false});
     recent_receipts[id] = s.receipt;
   }
@@ -124,7 +102,7 @@ void Engine::Impl::apply(Delivery& x, Step& s, bool was_outstanding, WriteBatch&
 
 void Engine::Impl::enqueue_for_provider(Delivery& x) {
   ProviderSlot& p = providers.at(x.current_provider());  // checked when the plan was accepted
-  p.waiting[static_cast<int>(x.n.priority)].push_back(x.n.id);
+  p.waiting.push_back(x.n.priority, x.n.id);
 }
 
 namespace {
@@ -237,7 +215,7 @@ void Engine::Impl::add_suppression(const SuppressionRequest& what, Id id) {
   x.provider = what.provider;
   x.notification_id = id;
   x.at_ms = clock->now_ms();
-  metrics.suppression(x.channel, x.reason);
+  metrics.suppression(x.channel, std::string(to_string(x.reason)));
   pending_writes.suppressions.push_back(x);
   suppressed[suppression_key(x.channel, x.address)] = std::move(x);
 }
@@ -347,7 +325,7 @@ void Engine::Impl::start_batch(Delivery& first, ProviderSlot& p, std::int64_t no
     // first now and the others from the front of their lanes, in order. Marking them keeps the
     // next pump from gathering (and failing) the same group again.
     for (Delivery* m : group) m->alone = true;
-    for (std::size_t i = group.size(); i-- > 1;) p.waiting[static_cast<int>(group[i]->n.priority)].push_front(group[i]->n.id);
+    for (std::size_t i = group.size(); i-- > 1;) p.waiting.push_front(group[i]->n.priority, group[i]->n.id);
     group.resize(1);
     try {
       req = p.adapter->build(ctxs.front());

@@ -51,6 +51,7 @@ Engine::Impl::Impl(EngineOptions opts, std::shared_ptr<Router> r)
     auto adapter = make_adapter(c);  // validates
     if (providers.count(c.name) != 0) throw ConfigError("providers." + c.name + ": defined twice");
     ProviderSlot p;
+    p.waiting = LaneQueue(options.weights);
     p.config = c;
     p.adapter = std::move(adapter);
     p.facts.name = c.name;
@@ -265,7 +266,7 @@ std::string Engine::metrics_text() {
       ready += g.ready[lane];
     }
     for (const auto& [name, provider] : i->providers) {
-      for (std::size_t lane = 0; lane < provider.waiting.size(); ++lane) g.waiting[lane] += provider.waiting[lane].size();
+      for (std::size_t lane = 0; lane < g.waiting.size(); ++lane) g.waiting[lane] += provider.waiting.size(static_cast<Priority>(lane));
       g.provider_in_flight.emplace_back(name, static_cast<std::uint64_t>(std::max(0, provider.in_flight)));
     }
     std::sort(g.provider_in_flight.begin(), g.provider_in_flight.end());

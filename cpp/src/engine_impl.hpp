@@ -37,6 +37,7 @@
 #include "herald/http_client.hpp"
 #include "herald/http_server.hpp"
 #include "herald/idempotency_index.hpp"
+#include "herald/lane_queue.hpp"
 #include "herald/loop_timer.hpp"
 #include "herald/metrics.hpp"
 #include "herald/rate_limiter.hpp"
@@ -52,12 +53,12 @@ struct ProviderSlot {
   std::unique_ptr<Adapter> adapter;
   ProviderFacts facts;  ///< what the delivery machine is told about it
   int in_flight = 0;    ///< requests in flight (a batch counts once)
-  std::array<std::deque<Id>, priority_count> waiting;  ///< routed, waiting for a slot, by lane
+  LaneQueue waiting;    ///< routed, waiting for a slot, by lane
 
-  [[nodiscard]] bool has_waiting() const;
-  /// The next waiting id, most urgent lane first; 0 when none.
-  [[nodiscard]] Id peek_waiting() const;
-  Id pop_waiting();
+  [[nodiscard]] bool has_waiting() const { return !waiting.empty(); }
+  /// The next waiting id (critical first, then weighted turns); 0 when none.
+  [[nodiscard]] Id peek_waiting() const { return waiting.peek(); }
+  Id pop_waiting() { return waiting.pop(); }
 };
 
 /// Counters read from any thread (EngineStats).
@@ -113,7 +114,7 @@ struct Engine::Impl {
   LoopTimer reconcile_timer;
   LoopTimer housekeeping_timer;
   std::unordered_map<std::string, Suppression> suppressed;  ///< by suppression_key
-  std::unordered_map<Id, std::string> recent_receipts;      ///< receipts recorded, maybe not yet committed
+  std::unordered_map<Id, ReceiptState> recent_receipts;     ///< receipts recorded, maybe not yet committed
   std::unordered_map<Id, int> reconcile_checks;             ///< lookups made per delivery awaiting a receipt
   std::unordered_map<Id, std::int64_t> reconcile_next_ms;
   std::unordered_set<Id> reconciling;                       ///< lookups in flight
