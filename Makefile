@@ -24,6 +24,7 @@ help:
 	@echo "make test   - run every test: GoogleTest (ctest) and pytest"
 	@echo "make bench  - run the benchmarks; figures go to bench/results/latest.json"
 	@echo "make test-sanitize - the C++ tests under ASan+UBSan"
+	@echo "make test-tsan - the C++ tests under ThreadSanitizer"
 	@echo "make wheel  - a manylinux wheel in dist/ that carries its shared libraries"
 
 deps:
@@ -92,8 +93,8 @@ test-sanitize: venv
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" cmake --build $(SANITIZE_BUILD) -j $(JOBS)
 	cd $(SANITIZE_BUILD) && PATH="$(CURDIR)/$(VENV)/bin:$$PATH" ctest --output-on-failure -j $(JOBS)
 
-# The C++ tests under ThreadSanitizer (not in CI yet). Suppressions for the libraries that are
-# not built with TSan (libcurl, SQLite, OpenSSL) are in .ci/tsan.supp.
+# The C++ tests under ThreadSanitizer (CI runs this last). Suppressions for the libraries that
+# are not built with TSan (libcurl, SQLite, OpenSSL) would go in .ci/tsan.supp; none is needed.
 TSAN_BUILD := build/tsan
 test-tsan: venv
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" cmake -S . -B $(TSAN_BUILD) -G Ninja -DHERALD_BUILD_TESTS=ON \

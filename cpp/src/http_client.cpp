@@ -431,6 +431,13 @@ struct Client::Impl {
 
   [[nodiscard]] std::size_t in_flight() const { return in_flight_.load(std::memory_order_acquire); }
 
+  [[nodiscard]] Stats stats() const {
+    Stats s;
+    s.idle_poll_expiries = idle_poll_expiries_.load(std::memory_order_relaxed);
+    s.pending_poll_expiries = pending_poll_expiries_.load(std::memory_order_relaxed);
+    return s;
+  }
+
  private:
   void run() {
     std::vector<Pending> batch;
@@ -442,6 +449,10 @@ struct Client::Impl {
         batch.swap(queue_);
         stop = stopping_;
       }
+      // A submit or stop wakes the poll only when it leaves the queue non-empty or sets
+      // stopping_: with neither, the poll that just ended was not woken.
+      if (poll_expiry_ != nullptr && batch.empty() && !stop) poll_expiry_->fetch_add(1, std::memory_order_relaxed);
+      poll_expiry_ = nullptr;
       if (stop) {
         for (auto& pending : batch) answer_stopped(pending.callback);
         batch.clear();
@@ -463,12 +474,25 @@ struct Client::Impl {
       }
       if (promote_h2c_openers()) submitted_on_thread_ = true;  // transfers released: perform again
       // Callbacks that submitted did not wake us: go straight back to the queue instead.
-      if (!std::exchange(submitted_on_thread_, false)) {
-        const int wait_ms = may_have_pending() ? kPendingPollMs : kIdlePollMs;
-        curl_multi_poll(multi_.get(), nullptr, 0, wait_ms, nullptr);
-      }
+      if (!std::exchange(submitted_on_thread_, false)) poll(may_have_pending());
     }
     shutdown_on_thread();
+  }
+
+  /// Waits for socket activity, curl's next timer, a wake-up or the bound: kPendingPollMs when
+  /// curl may hold transfers back waiting for a connection, else kIdlePollMs. A wait that can
+  /// only have ended on that bound, with transfers in flight, is left in poll_expiry_ for the
+  /// loop to count once it knows no wake-up ended it (see Stats).
+  void poll(bool pending_bound) {
+    const int wait_ms = pending_bound ? kPendingPollMs : kIdlePollMs;
+    long curl_ms = -1;  // curl's next timer; -1: none
+    curl_multi_timeout(multi_.get(), &curl_ms);
+    int ready = 0;  // curl's sockets with events (the wake-up is not counted)
+    curl_multi_poll(multi_.get(), nullptr, 0, wait_ms, &ready);
+    const bool bounded_by_us = curl_ms < 0 || curl_ms > wait_ms;
+    if (bounded_by_us && ready == 0 && !active_.empty()) {
+      poll_expiry_ = pending_bound ? &pending_poll_expiries_ : &idle_poll_expiries_;
+    }
   }
 
   /// "scheme://authority" of a URL, lower-cased: which server a cached connection goes to.
@@ -901,6 +925,10 @@ struct Client::Impl {
   std::atomic<std::size_t> in_flight_{0};
   bool submitted_on_thread_ = false;  ///< I/O thread only: a callback queued work
   std::size_t pipewait_active_ = 0;   ///< I/O thread only: active transfers with PIPEWAIT
+  std::atomic<std::uint64_t> idle_poll_expiries_{0};     ///< written by the I/O thread only
+  std::atomic<std::uint64_t> pending_poll_expiries_{0};  ///< written by the I/O thread only
+  /// I/O thread only: the counter of the last poll's bound, if that poll may have expired on it.
+  std::atomic<std::uint64_t>* poll_expiry_ = nullptr;
   /// One h2c origin's connection, as far as start() knows (see configure()).
   struct Waiting {
     Pending pending;
@@ -945,5 +973,7 @@ void Client::submit_many(std::vector<std::pair<Request, Callback>> batch) {
 }
 
 std::size_t Client::in_flight() const { return impl_->in_flight(); }
+
+Client::Stats Client::stats() const { return impl_->stats(); }
 
 }  // namespace herald::http

@@ -57,8 +57,8 @@ void check_time(std::string_view prefix, const char* field, std::int64_t ms) {
 }
 
 std::uint64_t fnv1a(std::uint64_t h, std::string_view s) noexcept {
-  for (unsigned char c : s) {
-    h ^= c;
+  for (const char c : s) {
+    h ^= static_cast<unsigned char>(c);  // the byte's value, whatever char's signedness
     h *= 1099511628211ULL;
   }
   h ^= 0xff;  // field separator so ("ab","c") != ("a","bc")

@@ -56,7 +56,7 @@ void Scheduler::promote_due(std::int64_t now_ms) {
   }
 }
 
-bool Scheduler::take_from(int lane, std::vector<Id>& out) {
+bool Scheduler::take_from(std::size_t lane, std::vector<Id>& out) {
   auto& q = lanes_[lane];
   while (!q.empty()) {
     const Id id = q.front();
@@ -79,7 +79,7 @@ std::vector<Id> Scheduler::pop_ready(std::int64_t now_ms, std::size_t max) {
   const std::array<int, priority_count> weight = {0, weights_.high, weights_.normal, weights_.bulk};
   while (out.size() < max) {
     bool any = false;
-    for (int lane = 1; lane < priority_count && out.size() < max; ++lane) {
+    for (std::size_t lane = 1; lane < lanes_.size() && out.size() < max; ++lane) {
       if (credit_[lane] <= 0) continue;
       if (take_from(lane, out)) {
         --credit_[lane];
@@ -91,7 +91,7 @@ std::vector<Id> Scheduler::pop_ready(std::int64_t now_ms, std::size_t max) {
     if (!any) {
       // Round over: refill credits. Stop when every lane is empty.
       bool pending = false;
-      for (int lane = 1; lane < priority_count; ++lane) {
+      for (std::size_t lane = 1; lane < lanes_.size(); ++lane) {
         credit_[lane] = weight[lane];
         pending = pending || !lanes_[lane].empty();
       }

@@ -13,6 +13,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <cstdio>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -381,24 +382,30 @@ TEST(HttpClient, KeepAliveConnectionsAreReused) {
 TEST(HttpClient, RequestsWaitingForAConnectionDoNotStall) {
   // More requests than connections: libcurl parks the surplus, and while the first connections
   // are still being set up it can leave them parked until the client's idle poll ends (1 s)
-  // unless the client runs them again itself. A round takes a few tens of ms when nothing
-  // stalls; a fresh client each round, because the stall shows at connection set-up.
+  // unless the client runs them again itself. Such a stall is an idle poll that expires with
+  // transfers in flight; the client counts them. A fresh client each round, because the stall
+  // shows at connection set-up.
   constexpr int kRounds = 10;
   constexpr std::size_t kRequests = 200;
   TestServer server;
   Collector collector;
+  std::uint64_t backstops = 0;
   for (int round = 0; round < kRounds; ++round) {
     Client::Options options;
     options.max_total_connections = 4;
     Client client(options);
-    const auto before = std::chrono::steady_clock::now();
     std::vector<std::pair<Request, herald::http::Callback>> batch;
     for (std::size_t i = 0; i < kRequests; ++i) batch.emplace_back(post(server.url("/echo"), "x"), collector.callback());
     client.submit_many(std::move(batch));
     ASSERT_TRUE(collector.wait_for(kRequests));
-    EXPECT_LT(std::chrono::steady_clock::now() - before, 900ms) << "round " << round;
+    EXPECT_EQ(client.stats().idle_poll_expiries, 0U) << "round " << round;
+    backstops += client.stats().pending_poll_expiries;
     for (const auto& r : collector.take()) EXPECT_EQ(r.status, 201);
   }
+  // The short backstop poll also ends when the server is slow to answer (a loaded machine, a
+  // sanitizer): reported, not judged.
+  std::printf("[ figures  ] %d rounds of %zu requests on 4 connections: %llu backstop poll expiries\n", kRounds,
+              kRequests, static_cast<unsigned long long>(backstops));
 }
 
 TEST(HttpClient, OversizedBodyFailsTheRequest) {

@@ -6,6 +6,7 @@
 /// (26 CPU-us) for socket_action + epoll; see docs/architecture.md. The interface hides the choice.
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
@@ -78,6 +79,17 @@ class Client {
   void submit_many(std::vector<std::pair<Request, Callback>> batch);
   /// Requests submitted and not yet answered.
   [[nodiscard]] std::size_t in_flight() const;
+
+  /// How the I/O thread's waits ended, counted since construction. An expiry is a wait in
+  /// curl_multi_poll that ran to the client's own bound (no socket ready, no curl timer due, no
+  /// submit waking it) while transfers were in flight: curl had parked them and forgotten them,
+  /// and only the bound got them going again.
+  struct Stats {
+    std::uint64_t idle_poll_expiries = 0;     ///< of the long wait (no transfer thought parked)
+    std::uint64_t pending_poll_expiries = 0;  ///< of the short backstop wait (some may be parked)
+  };
+  /// Thread-safe.
+  [[nodiscard]] Stats stats() const;
 
  private:
   struct Impl;

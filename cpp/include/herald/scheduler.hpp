@@ -66,7 +66,7 @@ class Scheduler {
 
   void place(Id id, Item& item);  // into a lane or the delayed heap
   void promote_due(std::int64_t now_ms);
-  bool take_from(int lane, std::vector<Id>& out);
+  bool take_from(std::size_t lane, std::vector<Id>& out);
 
   LaneWeights weights_;
   std::unordered_map<Id, Item> items_;

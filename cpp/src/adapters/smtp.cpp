@@ -156,7 +156,7 @@ std::string quoted_printable(std::string_view text) {
     if (ch == '\r' || ch == '\n') {
       out += "\r\n";
       column = 0;
-      i += (ch == '\r' && i + 1 < text.size() && text[i + 1] == '\n') ? 2 : 1;
+      i += (ch == '\r' && i + 1 < text.size() && text[i + 1] == '\n') ? std::size_t{2} : std::size_t{1};
       continue;
     }
     const auto c = static_cast<unsigned char>(ch);
