@@ -264,10 +264,7 @@ void Engine::Impl::start_one(Delivery& x, ProviderSlot& p, std::int64_t now, con
   try {
     req = p.adapter->build(ctx);
   } catch (const std::exception& ex) {
-    log(LogLevel::error, "a provider adapter could not build a request: the notification is dead-lettered",
-        {{"provider", p.config.name}, {"notification_id", std::to_string(nid)}, {"error", ex.what()}});
-    Step s = machine.build_failed(x, p.facts, ex.what());
-    apply(x, s, true, pending_writes);
+    unbuildable(x, p, ex);
     return;
   }
   Step s = machine.sending(x, p.facts, address, {});
@@ -330,10 +327,7 @@ void Engine::Impl::start_batch(Delivery& first, ProviderSlot& p, std::int64_t no
     try {
       req = p.adapter->build(ctxs.front());
     } catch (const std::exception& ex) {
-      log(LogLevel::error, "a provider adapter could not build a request: the notification is dead-lettered",
-          {{"provider", p.config.name}, {"notification_id", std::to_string(first.n.id)}, {"error", ex.what()}});
-      Step s = machine.build_failed(first, p.facts, ex.what());
-      apply(first, s, true, pending_writes);
+      unbuildable(first, p, ex);
       return;
     }
   }
@@ -441,6 +435,24 @@ AnswerFacts facts_of(const http::Response& resp, ErrorClass error_class = ErrorC
 
 }  // namespace
 
+void Engine::Impl::unbuildable(Delivery& x, ProviderSlot& p, const std::exception& ex) {
+  log(LogLevel::error, "a provider adapter could not build a request: the notification is dead-lettered",
+      {{"provider", p.config.name}, {"notification_id", std::to_string(x.n.id)}, {"error", ex.what()}});
+  Step s = machine.build_failed(x, p.facts, ex.what());
+  apply(x, s, true, pending_writes);
+}
+
+void Engine::Impl::answered(Delivery& x, ProviderSlot& p, const Outcome& out, const http::Response& resp,
+                            std::int64_t now) {
+  metrics.attempt(p.config.name, out.kind);
+  AnswerFacts f = facts_of(resp, error_class_of(out.kind, resp));
+  // An unusable address is suppressed: read it now if the attempt did not record it.
+  const bool unusable = out.kind == OutcomeKind::recipient_invalid || out.kind == OutcomeKind::recipient_opted_out;
+  if (unusable && x.d.address.empty()) f.address = p.adapter->address_for(x.n, x.d.channel);
+  Step s = machine.answered(x, p.facts, out, f, now);
+  apply(x, s, true, pending_writes);
+}
+
 void Engine::Impl::on_response(ProviderSlot& p, Id id, http::Response resp) {
   count.in_flight.fetch_sub(1);
   --p.in_flight;  // before anything else: the slot is free whatever became of the notification
@@ -448,13 +460,7 @@ void Engine::Impl::on_response(ProviderSlot& p, Id id, http::Response resp) {
   auto it = active.find(id);
   if (it == active.end()) return;
   Delivery& x = it->second;
-  const Outcome out = p.adapter->classify(resp);
-  metrics.attempt(p.config.name, out.kind);
-  AnswerFacts f = facts_of(resp, error_class_of(out.kind, resp));
-  const bool unusable = out.kind == OutcomeKind::recipient_invalid || out.kind == OutcomeKind::recipient_opted_out;
-  if (unusable && x.d.address.empty()) f.address = p.adapter->address_for(x.n, x.d.channel);
-  Step s = machine.answered(x, p.facts, out, f, clock->now_ms());
-  apply(x, s, true, pending_writes);
+  answered(x, p, p.adapter->classify(resp), resp, clock->now_ms());
   post_pump();
 }
 
@@ -475,12 +481,7 @@ void Engine::Impl::on_batch_response(ProviderSlot& p, const std::vector<Id>& mem
       apply(x, s, true, pending_writes);
       continue;
     }
-    metrics.attempt(p.config.name, out.kind);
-    AnswerFacts f = facts_of(resp, error_class_of(out.kind, resp));
-    const bool unusable = out.kind == OutcomeKind::recipient_invalid || out.kind == OutcomeKind::recipient_opted_out;
-    if (unusable && x.d.address.empty()) f.address = p.adapter->address_for(x.n, x.d.channel);
-    Step s = machine.answered(x, p.facts, out, f, now);
-    apply(x, s, true, pending_writes);
+    answered(x, p, out, resp, now);
   }
   post_pump();
 }

@@ -165,6 +165,10 @@ struct Engine::Impl {
   const Suppression* suppression_of(const std::string& channel, const std::string& address) const;
   void add_suppression(const SuppressionRequest& what, Id id);
   std::string receipt_url(const ProviderSlot& p, Id id) const;
+  /// The adapter could not build the request: logged, and the notification dead-lettered.
+  void unbuildable(Delivery& x, ProviderSlot& p, const std::exception& ex);
+  /// One provider answer about one notification, handed to the machine.
+  void answered(Delivery& x, ProviderSlot& p, const Outcome& out, const http::Response& resp, std::int64_t now);
   void on_response(ProviderSlot& p, Id id, http::Response resp);
   void on_batch_response(ProviderSlot& p, const std::vector<Id>& members, http::Response resp);
   void on_in_doubt_lookup(ProviderSlot& p, Id id, const std::string& text, http::Response resp);
