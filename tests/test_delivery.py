@@ -142,7 +142,7 @@ def test_all_providers_failing_dead_letters_and_retry_requeues(make_engine, sand
     assert engine.dead_letters() == []
 
 
-def test_invalid_recipient_is_dead_lettered_without_failover(make_engine, sandbox: Sandbox) -> None:
+def test_invalid_recipient_without_an_address_is_dead_lettered_without_failover(make_engine, sandbox: Sandbox) -> None:
     sandbox.set_faults("primary", error_rate=1.0, error_status=400, error_code="recipient_invalid")
     engine = make_engine()
     r = engine.send("otp", "u1", {"code": "1"})

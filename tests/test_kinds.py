@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 
 import herald
-from herald import Engine, Plan, RuleSet, Sandbox, _core, kinds
+from herald import Engine, Plan, RuleSet, Sandbox, Step, _core, kinds
 from support import wait_for
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "delivery-log.md"
@@ -68,6 +68,16 @@ def _broken(n: herald.Notification) -> Plan:
     raise RuntimeError("this rule always fails")
 
 
+_deferred: set[int] = set()
+
+
+def _defer_once(n: herald.Notification) -> Plan:
+    if n.id in _deferred:
+        return Plan("email", ["box"], "hi")
+    _deferred.add(n.id)
+    return Plan.defer(0.05)
+
+
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
     data_dir = tmp_path_factory.mktemp("kinds") / "data"
@@ -78,6 +88,13 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
         "flaky": lambda n: Plan("email", ["flaky", "box"], "hi"),
         "dead": lambda n: Plan("email", ["flaky"], "hi"),
         "broken": _broken,
+        # fails on its first step, succeeds on the second
+        "fallback": lambda n: Plan.cascade(Step("sms", ["flaky"], text="hi"), Step("email", ["box"], text="hi")),
+        # succeeds at once when read: the step after it is cancelled
+        "read": lambda n: Plan.cascade(Step("email", ["box"], text="hi", success="read"),
+                                       Step("sms", ["box"], text="hi", after="1h")),
+        "skip": lambda n: Plan.skip("the rule says no"),
+        "later": _defer_once,
     })
     with Sandbox() as sandbox:
         providers = [sandbox.provider("box"), sandbox.provider("quiet"), sandbox.provider("flaky", max_attempts=2)]
@@ -123,6 +140,15 @@ def exercise(engine: Engine) -> list[int]:
     ids["dup"] = first.id
     ids["later"] = engine.send("note", email("later", "ok@example.com"), send_at=timedelta(hours=1)).id
     assert engine.cancel(ids["later"])
+
+    ids["fallback"] = engine.send("fallback", {"id": "fb", "email": "ok@example.com", "phone": "+15550001"}).id
+    ids["read"] = engine.send("read", email("read", "ok@example.com")).id
+    ids["skip"] = engine.send("skip", email("skip", "ok@example.com")).id
+    ids["deferred"] = engine.send("later", email("later2", "ok@example.com")).id
+    wait_for(lambda: "accepted" in [e.event for e in engine.trace(ids["read"])], what="the read step accepted")
+    engine.acknowledge(ids["read"], channel="email")
+    for key in ("fallback", "read", "skip", "deferred"):
+        assert engine.wait(ids[key]).state == ("skipped" if key == "skip" else "completed")
 
     assert engine.wait(ids["dead"]).state == "dead_lettered"
     engine.retry(ids["dead"])

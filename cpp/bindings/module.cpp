@@ -12,4 +12,5 @@ PYBIND11_MODULE(_core, m) {
   herald::bindings::register_serve(m);
   herald::bindings::register_clock(m);
   herald::bindings::register_kinds(m);
+  herald::bindings::register_cascade(m);
 }

@@ -90,6 +90,7 @@ void register_reader(py::module_& m);
 void register_serve(py::module_& m);
 void register_clock(py::module_& m);
 void register_kinds(py::module_& m);
+void register_cascade(py::module_& m);
 
 /// The C++ engine of a herald._core.Engine (register_engine.cpp), for the API server. Throws
 /// EngineClosed once it is closed. The caller must stop using it before the engine is closed.

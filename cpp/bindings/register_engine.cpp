@@ -72,28 +72,71 @@ class PyRouter final : public Router {
       return r;
     }
     try {
-      // A plan: any object with channel, providers and template attributes (herald.Plan).
-      r.plan.channel = to_text(answer.attr("channel"), "plan.channel");
+      if (py::hasattr(answer, "_wire")) return from_wire(answer.attr("_wire"));
+      // Any object with channel, providers and template attributes: a plan of one step.
+      PlanStep st;
+      st.channel = to_text(answer.attr("channel"), "plan.channel");
       py::object providers = answer.attr("providers");
       if (PyUnicode_Check(providers.ptr())) throw ValidationError("plan.providers", "must be a sequence of names");
       std::size_t n = 0;
       for (py::handle p : providers) {
-        r.plan.providers.push_back(to_text(p, "plan.providers[" + std::to_string(n++) + "]"));
+        st.providers.push_back(to_text(p, "plan.providers[" + std::to_string(n++) + "]"));
       }
       py::object tmpl = answer.attr("template");
-      if (!tmpl.is_none()) r.plan.template_text = to_text(tmpl, "plan.template");
+      if (!tmpl.is_none()) st.template_text = to_text(tmpl, "plan.template");
       if (py::hasattr(answer, "batch")) {
         py::object batch = answer.attr("batch");
         if (!PyBool_Check(batch.ptr())) throw ValidationError("plan.batch", "must be True or False");
-        r.plan.batch = batch.ptr() == Py_True;
+        st.batch = batch.ptr() == Py_True;
       }
-      r.ok = true;
+      r = RouteResult::of(Plan::one(std::move(st)));
     } catch (const Error& e) {
       r = RouteResult{false, {}, std::string("the rule returned an unusable plan: ") + e.what()};
     } catch (py::error_already_set& e) {
       r = RouteResult{false, {}, "the rule returned an unusable plan: " + display_text(e.value())};
     }
     return r;
+  }
+
+  /// herald.Plan's `_wire`: ("plan", steps) with each step (channel, providers, text, subject,
+  /// html, title, image, data_json, batch, with_previous, after_ms, success), or ("skip", reason),
+  /// or ("defer", at_ms or -1, delay_ms). Built and checked by python/herald/plan.py.
+  static RouteResult from_wire(py::handle wire) {
+    auto t = py::reinterpret_borrow<py::tuple>(wire);
+    const std::string kind = to_text(t[0], "plan");
+    RouteResult r;
+    if (kind == "skip") {
+      r.kind = RouteResult::Kind::skip;
+      r.error = to_text(t[1], "Plan.skip(reason)");
+      return r;
+    }
+    if (kind == "defer") {
+      r.kind = RouteResult::Kind::defer;
+      const auto at = t[1].cast<std::int64_t>();
+      r.defer_until_ms = at >= 0 ? at : -t[2].cast<std::int64_t>();  // negative: a delay from now
+      return r;
+    }
+    Plan plan;
+    auto steps = py::reinterpret_borrow<py::tuple>(t[1]);
+    plan.steps.reserve(steps.size());
+    for (py::handle h : steps) {
+      auto s = py::reinterpret_borrow<py::tuple>(h);
+      PlanStep st;
+      st.channel = to_text(s[0], "plan.channel");
+      for (py::handle p : py::reinterpret_borrow<py::tuple>(s[1])) st.providers.push_back(to_text(p, "plan.providers"));
+      st.template_text = to_text(s[2], "plan.text");
+      st.content.subject = to_text(s[3], "plan.subject");
+      st.content.html = to_text(s[4], "plan.html");
+      st.content.title = to_text(s[5], "plan.title");
+      st.content.image = to_text(s[6], "plan.image");
+      st.content.data_json = to_text(s[7], "plan.data");
+      st.batch = s[8].ptr() == Py_True;
+      st.start = s[9].ptr() == Py_True ? StepStart::with_previous : StepStart::fallback;
+      st.after_ms = s[10].cast<std::int64_t>();
+      st.success = static_cast<StepSuccess>(s[11].cast<int>());
+      plan.steps.push_back(std::move(st));
+    }
+    return RouteResult::of(std::move(plan));
   }
 
   py::object route_batch_;
@@ -492,6 +535,12 @@ void register_engine(py::module_& m) {
         py::gil_scoped_release release;
         return e.cancel(id);
       }, py::arg("id"))
+      .def("acknowledge", [](PyEngine& self, Id id, const py::object& channel) {
+        const std::string ch = to_text(channel, "channel");
+        Engine& e = self.get();
+        py::gil_scoped_release release;
+        e.acknowledge(id, ch);
+      }, py::arg("id"), py::arg("channel"))
       .def("wait_idle", [](PyEngine& self, const py::object& timeout_s) {
         // A year at most: the product below must fit 64 bits (inf or 1e300 would not).
         const double s = to_number(timeout_s, "timeout", 0.0, 365.0 * 86'400);

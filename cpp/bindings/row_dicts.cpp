@@ -54,6 +54,7 @@ py::dict event_dict(const Event& e) {
   out["latency_ms"] = e.latency_us < 0 ? py::object(py::none()) : py::object(py::float_(static_cast<double>(e.latency_us) / 1000.0));
   out["http_status"] = e.http_status == 0 ? py::object(py::none()) : py::object(py::int_(e.http_status));
   out["detail"] = e.detail.empty() ? py::object(py::none()) : py::object(to_py_text(e.detail));
+  out["step"] = e.step < 0 ? py::object(py::none()) : py::object(py::int_(e.step));
   return out;
 }
 

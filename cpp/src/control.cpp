@@ -23,6 +23,13 @@ bool Engine::Impl::cancel(Id id) {
     auto it = active.find(id);
     if (it == active.end()) return false;
     Delivery& x = it->second;
+    if (x.n.parent_id != 0) return false;  // a plan's step: cancel its parent
+    if (x.phase == Phase::coordinating) {
+      if (!cancel_steps(x)) return false;
+      flush_writes();
+      post_pump();
+      return true;
+    }
     const bool was_outstanding = x.outstanding();
     Step s = machine.cancel(x);
     if (s.next == Next::refuse) return false;

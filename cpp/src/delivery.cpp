@@ -3,67 +3,24 @@
 #include <array>
 #include <stdexcept>
 
+#include "delivery_detail.hpp"
 #include "herald/receipts.hpp"
 
 namespace herald {
 
 namespace {
 
-void expect(const Delivery& x, Phase phase, const char* transition) {
-  if (x.phase != phase) {
-    throw std::logic_error(std::string("delivery ") + transition + ": notification " + std::to_string(x.n.id) +
-                           " is " + std::string(to_string(x.phase)) + ", not " + std::string(to_string(phase)));
-  }
-}
-
-Event event_of(const Delivery& x, EventKind kind) {
-  Event e = make_event(x.n, x.d.attempt, kind);
-  e.channel = x.plan.channel;
-  return e;
-}
-
-/// The answer's facts on an event about it.
-Event answer_event(const Delivery& x, EventKind kind, const ProviderFacts& p, const AnswerFacts& facts) {
-  Event e = event_of(x, kind);
-  e.provider = p.name;
-  e.latency_us = facts.latency_us;
-  e.http_status = facts.http_status;
-  return e;
-}
-
-/// Records a final state: the last event of the notification.
-void finish(Delivery& x, Step& s, State state, EventKind kind, std::string detail) {
-  x.d.state = state;
-  if (state != State::completed) x.d.last_error = detail;
-  Event e = event_of(x, kind);
-  e.provider = x.d.provider;
-  e.detail = std::move(detail);
-  switch (state) {
-    case State::expired: e.error_class = ErrorClass::expired; break;
-    case State::cancelled: e.error_class = ErrorClass::cancelled; break;
-    case State::suppressed:
-      e.error_class = x.failure == ErrorClass::opted_out ? ErrorClass::opted_out : ErrorClass::suppressed;
-      break;
-    case State::dead_lettered: e.error_class = x.failure == ErrorClass::none ? ErrorClass::no_provider : x.failure; break;
-    default: break;
-  }
-  s.events.push_back(std::move(e));
-  s.save = true;
-  s.next = Next::finish;
-  x.phase = Phase::finished;
-}
-
-void expire(Delivery& x, Step& s) { finish(x, s, State::expired, EventKind::expired, "expires_at passed before it could be sent"); }
-
-void dead_letter(Delivery& x, Step& s, std::string reason) {
-  finish(x, s, State::dead_lettered, EventKind::dead_lettered, std::move(reason));
-}
+using namespace delivery_detail;
 
 bool expired(const Delivery& x, std::int64_t now) { return x.n.expires_at_ms != 0 && now >= x.n.expires_at_ms; }
 
 void queue(Delivery& x, Step& s) {
   x.phase = Phase::waiting_for_slot;
   s.next = Next::queue;
+}
+
+bool has_next_provider(const Delivery& x) {
+  return static_cast<std::size_t>(x.d.provider_index) + 1 < x.plan.providers.size();
 }
 
 /// The next provider of the chain, or the dead-letter set when none is left.
@@ -76,7 +33,7 @@ void fail_over(Delivery& x, Step& s, const std::string& error) {
   }
   Event e = event_of(x, EventKind::failed_over);
   e.provider = x.plan.providers[next];
-  e.detail = "from " + x.d.provider + ": " + error;
+  e.detail = "from " + x.current_provider() + ": " + error;
   x.d.provider_index = static_cast<int>(next);
   x.d.provider_attempt = 0;
   x.d.state = State::routed;
@@ -99,15 +56,15 @@ void complete_in_doubt(Delivery& x, Step& s, const ProviderFacts& p, Event recon
 }  // namespace
 
 std::string_view to_string(Phase p) noexcept {
-  static constexpr std::array<std::string_view, 6> names = {"scheduled",  "taken",     "waiting_for_slot",
-                                                            "looking_up", "in_flight", "finished"};
+  static constexpr std::array<std::string_view, 7> names = {
+      "scheduled", "taken", "waiting_for_slot", "looking_up", "in_flight", "finished", "coordinating"};
   const auto i = static_cast<std::size_t>(p);
   return i < names.size() ? names[i] : "unknown";
 }
 
 std::string_view to_string(Next n) noexcept {
-  static constexpr std::array<std::string_view, 9> names = {"nothing", "refuse",     "route",    "queue", "look_up",
-                                                            "send",    "send_batch", "schedule", "finish"};
+  static constexpr std::array<std::string_view, 10> names = {
+      "nothing", "refuse", "route", "queue", "look_up", "send", "send_batch", "schedule", "finish", "coordinate"};
   const auto i = static_cast<std::size_t>(n);
   return i < names.size() ? names[i] : "unknown";
 }
@@ -119,7 +76,8 @@ Step DeliveryMachine::recovered(Delivery& x, std::int64_t updated_at_ms) const {
   Step s;
   s.next = Next::schedule;
   s.at_ms = x.n.send_at_ms;
-  if (x.d.state == State::retry_scheduled) s.at_ms = std::max(s.at_ms, x.d.next_at_ms);
+  // A scheduled retry, or a rule's Plan.defer, is due at next_at.
+  if (x.d.state == State::retry_scheduled || x.d.state == State::queued) s.at_ms = std::max(s.at_ms, x.d.next_at_ms);
   if (x.d.state != State::sending) return s;
   // The attempt went out (or was about to) and its answer was never recorded.
   x.d.in_doubt = true;
@@ -165,15 +123,48 @@ Step DeliveryMachine::take(Delivery& x, std::int64_t now) const {
   return s;
 }
 
-Step DeliveryMachine::routed(Delivery& x, RouteResult r) const {
+Step DeliveryMachine::routed(Delivery& x, RouteResult r, std::int64_t now) const {
   expect(x, Phase::taken, "routed");
   Step s;
   if (!r.ok) {
-    x.failure = ErrorClass::routing_error;
-    dead_letter(x, s, std::move(r.error));
+    switch (r.kind) {
+      case RouteResult::Kind::skip:
+        finish(x, s, State::skipped, EventKind::skipped, "skipped by the rule: " + r.error);
+        break;
+      case RouteResult::Kind::defer: {
+        // Asked again then: nothing is kept of this answer. Recovery reads next_at as the due time.
+        if (r.defer_until_ms < 0) r.defer_until_ms = now - r.defer_until_ms;  // a delay from now
+        x.d.next_at_ms = r.defer_until_ms;
+        Event e = event_of(x, EventKind::postponed);
+        e.detail = "the rule asked to be asked again at " + std::to_string(r.defer_until_ms);
+        s.events.push_back(std::move(e));
+        s.save = true;
+        s.next = Next::schedule;
+        s.at_ms = r.defer_until_ms;
+        x.phase = Phase::scheduled;
+        break;
+      }
+      case RouteResult::Kind::error:
+        x.failure = ErrorClass::routing_error;
+        dead_letter(x, s, std::move(r.error));
+        break;
+    }
     return s;
   }
-  x.plan = std::move(r.plan);
+  if (x.n.parent_id != 0) {
+    // A step of a plan with many steps, routed again after a restart: it carries out its own step.
+    const auto k = static_cast<std::size_t>(x.n.step);
+    if (k >= r.plan.steps.size()) {
+      x.failure = ErrorClass::routing_error;
+      dead_letter(x, s, "the rules' plan has no step " + std::to_string(k) + " any more");
+      return s;
+    }
+    x.plan = std::move(r.plan.steps[k]);
+  } else if (r.plan.cascade()) {
+    return begin_cascade(x, std::move(r.plan), now);
+  } else {
+    x.plan = std::move(r.plan.steps.front());
+  }
   x.routed = true;
   if (x.d.provider_index >= static_cast<int>(x.plan.providers.size())) {
     x.d.provider_index = 0;  // the rules changed since a restart: start the chain again
@@ -193,9 +184,15 @@ Step DeliveryMachine::at_head(Delivery& x, const Suppression* why, std::int64_t 
   if (expired(x, now)) {
     expire(x, s);
   } else if (why != nullptr) {
-    finish(x, s, State::suppressed, EventKind::suppressed,
-           (why->reason == SuppressionReason::opted_out ? "recipient opted out of " : "address unusable on ") + why->channel + " (" +
-               why->detail + ", notification " + std::to_string(why->notification_id) + ")");
+    std::string reason = (why->reason == SuppressionReason::opted_out ? "recipient opted out of " : "address unusable on ") +
+                         why->channel + " (" + why->detail + ", notification " + std::to_string(why->notification_id) + ")";
+    // Another provider of the chain may reach the recipient at another address (an APNs token
+    // where the FCM token is unusable): an opt-out holds for the whole channel.
+    if (why->reason == SuppressionReason::unusable && has_next_provider(x)) {
+      fail_over(x, s, reason);
+    } else {
+      finish(x, s, State::suppressed, EventKind::suppressed, std::move(reason));
+    }
   }
   return s;
 }
@@ -216,7 +213,8 @@ Step DeliveryMachine::start(Delivery& x, const ProviderFacts& p) const {
 
 bool DeliveryMachine::can_join(const Delivery& first, const Delivery& other) {
   return other.phase == Phase::waiting_for_slot && other.plan.batch && !other.alone && other.doubt == Doubt::none &&
-         other.plan.channel == first.plan.channel && other.plan.template_text == first.plan.template_text;
+         other.plan.channel == first.plan.channel && other.plan.template_text == first.plan.template_text &&
+         other.plan.content == first.plan.content;
 }
 
 Step DeliveryMachine::cannot_look_up(Delivery& x) const {
@@ -329,9 +327,16 @@ Step DeliveryMachine::answered(Delivery& x, const ProviderFacts& p, const Outcom
       break;
     case OutcomeKind::recipient_invalid:
       failed_attempt();
-      // An invalid number or an unregistered token will not get better: never try it again.
+      // An invalid number or an unregistered token will not get better: never try it again. The
+      // next provider of the chain may use another address (an APNs token after an FCM one); one
+      // that uses the same address meets its suppression before any request. Without a known
+      // address nothing tells the two apart: it ends here.
       suppress_address(SuppressionReason::unusable);
-      dead_letter(x, s, "recipient invalid: " + out.error);
+      if (has_next_provider(x) && s.suppress) {
+        fail_over(x, s, "recipient invalid: " + out.error);
+      } else {
+        dead_letter(x, s, "recipient invalid: " + out.error);
+      }
       break;
     case OutcomeKind::recipient_opted_out:
       failed_attempt();
@@ -410,7 +415,21 @@ Step DeliveryMachine::receipt_in_doubt(Delivery& x, const ProviderFacts& p, cons
   return s;
 }
 
+Step DeliveryMachine::provider_unusable(Delivery& x, const std::string& why) const {
+  expect(x, Phase::waiting_for_slot, "provider_unusable");
+  Step s;
+  x.failure = ErrorClass::no_provider;
+  Event e = event_of(x, EventKind::attempt_failed);
+  e.provider = x.current_provider();
+  e.error_class = ErrorClass::no_provider;
+  e.detail = "not sent to " + x.current_provider() + ": " + why;
+  s.events.push_back(std::move(e));
+  fail_over(x, s, x.current_provider() + ": " + why);
+  return s;
+}
+
 Step DeliveryMachine::cancel(Delivery& x) const {
+  if (x.phase == Phase::coordinating) return cancel_cascade(x);
   Step s;
   if (x.awaiting_answer() || x.phase == Phase::finished) {
     s.next = Next::refuse;

@@ -59,6 +59,10 @@ void DeliveryLog::append_line(std::string& out, const Event& e) {
     out += ",\"channel\":";
     append_json_string(out, e.channel);
   }
+  if (e.step >= 0) {
+    out += ",\"step\":";
+    out += std::to_string(e.step);
+  }
   if (e.error_class != ErrorClass::none) {
     out += ",\"error_class\":";
     append_json_string(out, to_string(e.error_class));

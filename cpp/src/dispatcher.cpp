@@ -51,6 +51,9 @@ void Engine::Impl::flush_writes() {
 void Engine::Impl::apply(Delivery& x, Step& s, bool was_outstanding, WriteBatch& into) {
   const Id id = x.n.id;
   const std::int64_t now_us = clock->now_us();
+  // A plan's step does not end the notification: its parent records how it ended (step_failed,
+  // step_succeeded) and the notification's one final event.
+  if (x.n.parent_id != 0 && s.next == Next::finish && !s.events.empty()) s.events.pop_back();
   for (auto& e : s.events) {
     switch (e.kind) {
       case EventKind::sending:
@@ -80,28 +83,42 @@ void Engine::Impl::apply(Delivery& x, Step& s, bool was_outstanding, WriteBatch&
   if (!was_outstanding && x.outstanding()) ++outstanding;
   if (was_outstanding && !x.outstanding()) --outstanding;
   switch (s.next) {
-    case Next::queue: enqueue_for_provider(x); break;
+    case Next::queue: enqueue_for_provider(x, into); break;
     case Next::schedule: scheduler.defer(id, s.at_ms); break;
+    case Next::coordinate: coordinate(x, s, into); break;
     case Next::finish: {
-      switch (x.d.state) {
-        case State::expired: count.expired.fetch_add(1, std::memory_order_relaxed); break;
-        case State::dead_lettered: count.dead_lettered.fetch_add(1, std::memory_order_relaxed); break;
-        case State::cancelled: count.cancelled.fetch_add(1, std::memory_order_relaxed); break;
-        case State::suppressed: count.suppressed.fetch_add(1, std::memory_order_relaxed); break;
-        default: break;
+      const Id parent = x.n.parent_id;
+      StepRecord ended;
+      if (parent == 0) {
+        switch (x.d.state) {
+          case State::expired: count.expired.fetch_add(1, std::memory_order_relaxed); break;
+          case State::dead_lettered: count.dead_lettered.fetch_add(1, std::memory_order_relaxed); break;
+          case State::cancelled: count.cancelled.fetch_add(1, std::memory_order_relaxed); break;
+          case State::suppressed: count.suppressed.fetch_add(1, std::memory_order_relaxed); break;
+          default: break;
+        }
+        metrics.final_state(x.n.type, x.n.priority, x.d.state);
+      } else {
+        ended = StepRecord{x.n.step, id, true, x.d.state, x.d.receipt, x.failure, x.d.last_error, x.n.created_at_ms};
       }
-      metrics.final_state(x.n.type, x.n.priority, x.d.state);
       scheduler.finish(id);
       active.erase(id);  // `x` is gone from here on
       count.active.fetch_sub(1);
+      if (parent != 0) step_ended(parent, ended, into);
       break;
     }
     default: break;
   }
 }
 
-void Engine::Impl::enqueue_for_provider(Delivery& x) {
+void Engine::Impl::enqueue_for_provider(Delivery& x, WriteBatch& into) {
   ProviderSlot& p = providers.at(x.current_provider());  // checked when the plan was accepted
+  if (std::string why = unservable(p, x); !why.empty()) {
+    // No request that can only be refused: the next provider of the chain, or the step ends.
+    Step s = machine.provider_unusable(x, why);
+    apply(x, s, true, into);
+    return;
+  }
   p.waiting.push_back(x.n.priority, x.n.id);
 }
 
@@ -109,10 +126,18 @@ namespace {
 
 /// Checks a rule's plan against the configuration; empty string when usable.
 std::string plan_problem(const Plan& plan, const std::unordered_map<std::string, ProviderSlot>& providers) {
-  if (plan.channel.empty()) return "plan.channel: is empty";
-  if (plan.providers.empty()) return "plan.providers: is empty";
-  for (const auto& name : plan.providers) {
-    if (providers.count(name) == 0) return "plan.providers: unknown provider '" + name + "'";
+  if (plan.steps.empty()) return "plan.steps: is empty";
+  for (std::size_t k = 0; k < plan.steps.size(); ++k) {
+    const PlanStep& st = plan.steps[k];
+    const std::string where = plan.steps.size() == 1 ? "plan." : "plan.steps[" + std::to_string(k) + "].";
+    if (st.channel.empty()) return where + "channel: is empty";
+    if (!known_channel(st.channel)) {
+      return where + "channel: unknown channel '" + st.channel + "' (known: sms, email, push, chat, webhook)";
+    }
+    if (st.providers.empty()) return where + "providers: is empty";
+    for (const auto& name : st.providers) {
+      if (providers.count(name) == 0) return where + "providers: unknown provider '" + name + "'";
+    }
   }
   return {};
 }
@@ -136,7 +161,7 @@ void Engine::Impl::route(std::vector<Delivery*>& batch) {
       if (std::string problem = plan_problem(r.plan, providers); !problem.empty()) r = RouteResult{false, {}, std::move(problem)};
     }
     Delivery& x = *batch[i];
-    Step s = machine.routed(x, std::move(r));
+    Step s = machine.routed(x, std::move(r), clock->now_ms());
     apply(x, s, true, pending_writes);
   }
 }
@@ -164,6 +189,11 @@ void Engine::Impl::pump() {
       auto it = active.find(id);
       if (it == active.end()) continue;
       Delivery& x = it->second;
+      if (x.phase == Phase::coordinating) {  // a plan with many steps, at its deadline
+        Step s = machine.deadline(x, now);
+        apply(x, s, false, pending_writes);
+        continue;
+      }
       Step s = machine.take(x, now);
       if (s.next == Next::route) to_route.push_back(&x);
       apply(x, s, false, pending_writes);

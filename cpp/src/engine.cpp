@@ -216,6 +216,11 @@ bool Engine::cancel(Id id) {
   return impl_->cancel(id);
 }
 
+void Engine::acknowledge(Id id, const std::string& channel) {
+  auto pass = impl_->gate.enter();
+  impl_->acknowledge(id, channel);
+}
+
 bool Engine::wait_idle(std::chrono::milliseconds timeout) {
   auto pass = impl_->gate.enter();
   return impl_->wait_idle(timeout);

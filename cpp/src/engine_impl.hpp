@@ -6,7 +6,8 @@
 ///   dispatcher.cpp      the loop: scheduler → rules → provider queues → requests → answers
 ///   receipt_intake.cpp  providers' delivery callbacks
 ///   reconciler.cpp      status queries for deliveries whose receipt never came
-///   control.cpp         cancel, retry, unsuppress, flush, wait_idle
+///   control.cpp         cancel, retry, unsuppress, flush, wait_idle, acknowledge
+///   cascade_shell.cpp   plans with many steps: starting steps as deliveries, hearing how they end
 /// What happens to one notification is decided by the DeliveryMachine (delivery.hpp); these
 /// files do the I/O around it.
 ///
@@ -118,6 +119,9 @@ struct Engine::Impl {
   std::unordered_map<Id, int> reconcile_checks;             ///< lookups made per delivery awaiting a receipt
   std::unordered_map<Id, std::int64_t> reconcile_next_ms;
   std::unordered_set<Id> reconciling;                       ///< lookups in flight
+  /// Steps that ended while their parent had not been routed yet (after a restart): the parent
+  /// reads them when it resumes, since their final rows may not be committed by then.
+  std::unordered_map<Id, std::vector<StepRecord>> early_step_ends;
   Metrics metrics;
   std::thread loop_thread;
 
@@ -153,8 +157,18 @@ struct Engine::Impl {
   void pump();
   void flush_writes();
   void apply(Delivery& x, Step& s, bool was_outstanding, WriteBatch& into);
+  // cascade_shell.cpp: plans with many steps
+  void coordinate(Delivery& parent, const Step& s, WriteBatch& into);
+  void start_step(Delivery& parent, std::size_t k, WriteBatch& into);
+  void resume_cascade(Delivery& parent, WriteBatch& into);
+  void step_ended(Id parent, const StepRecord& r, WriteBatch& into);
+  void step_receipt(Id parent, int step, ReceiptState receipt, WriteBatch& into);
+  void acknowledge(Id id, const std::string& channel);
+  bool cancel_steps(Delivery& parent);
+  /// The provider at the head of x's chain cannot serve it (channel, address): why, or "".
+  std::string unservable(const ProviderSlot& p, const Delivery& x) const;
   void route(std::vector<Delivery*>& batch);
-  void enqueue_for_provider(Delivery& x);
+  void enqueue_for_provider(Delivery& x, WriteBatch& into);
   void dispatch(std::int64_t now);
   void start_one(Delivery& x, ProviderSlot& p, std::int64_t now, const std::string& address, WriteBatch& marks, Sends& sends);
   void start_batch(Delivery& first, ProviderSlot& p, std::int64_t now, std::string first_text,

@@ -11,7 +11,8 @@ constexpr std::array<std::string_view, event_kind_count> event_kind_names = {
     "sending",   "accepted",      "attempt_failed", "retry_scheduled", "failed_over", "in_doubt",
     "lookup",    "reconciled",    "completed",    "expired",         "dead_lettered", "cancelled",
     "suppressed", "opted_out",    "receipt",      "delivered",       "delivery_failed", "bounced",
-    "deferred",  "opened",        "receipt_rejected", "store_degraded", "store_recovered"};
+    "deferred",  "opened",        "receipt_rejected", "store_degraded", "store_recovered",
+    "step_started", "step_succeeded", "step_failed", "step_cancelled", "acknowledged", "skipped", "postponed"};
 
 }  // namespace
 
@@ -29,7 +30,8 @@ EventKind parse_event_kind(std::string_view name) noexcept {
 
 Event make_event(const Notification& n, int attempt, EventKind kind) {
   Event e;
-  e.notification_id = n.id;
+  e.notification_id = n.parent_id != 0 ? n.parent_id : n.id;
+  if (n.parent_id != 0) e.step = n.step;
   e.kind = kind;
   e.attempt = attempt;
   e.type = n.type;

@@ -69,13 +69,13 @@ std::uint64_t fnv1a(std::uint64_t h, std::string_view s) noexcept {
 
 bool is_terminal(State s) noexcept {
   return s == State::completed || s == State::expired || s == State::dead_lettered || s == State::cancelled ||
-         s == State::suppressed;
+         s == State::suppressed || s == State::skipped;
 }
 
 std::string_view to_string(State s) noexcept {
-  static constexpr std::array<std::string_view, 9> names = {
+  static constexpr std::array<std::string_view, 10> names = {
       "queued", "routed", "sending", "retry_scheduled", "completed", "expired", "dead_lettered", "cancelled",
-      "suppressed"};
+      "suppressed", "skipped"};
   const auto i = static_cast<std::size_t>(s);
   return i < names.size() ? names[i] : "unknown";
 }

@@ -179,6 +179,7 @@ bool Engine::Impl::apply_receipt(ProviderSlot& p, const Receipt& r, bool from_lo
       it->second.d.receipt = act.receipt;
       it->second.d.receipt_at_ms = at;
     }
+    if (n.parent_id != 0) step_receipt(n.parent_id, n.step, act.receipt, pending_writes);
   }
   if (act.suppress) {
     add_suppression(SuppressionRequest{d.channel, d.address, *act.suppress,

@@ -30,7 +30,7 @@ void Scheduler::place(Id id, Item& item) {
 
 void Scheduler::defer(Id id, std::int64_t at_ms) {
   auto it = items_.find(id);
-  if (it == items_.end() || it->second.where != Where::out) return;
+  if (it == items_.end() || (it->second.where != Where::out && it->second.where != Where::delayed)) return;
   it->second.ready_at_ms = at_ms;
   place(id, it->second);
 }

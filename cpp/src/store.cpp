@@ -89,12 +89,19 @@ constexpr const char* select_columns =
     "id, tenant, type, recipient_id, recipient, data, priority, idempotency_key, ordering_key, send_at, "
     "expires_at, created_at, content_hash, state, attempt, provider_index, provider_attempt, next_at, "
     "updated_at, provider, provider_message_id, last_error, in_doubt, channel, address, accepted_at, receipt, "
-    "receipt_at, cost";
+    "receipt_at, cost, parent_id, step";
 
 /// Columns added after the first release: ALTERed into older files on open.
 constexpr const char* added_columns[] = {
     "channel TEXT", "address TEXT", "accepted_at INTEGER NOT NULL DEFAULT 0", "receipt TEXT",
-    "receipt_at INTEGER NOT NULL DEFAULT 0", "cost REAL NOT NULL DEFAULT 0"};
+    "receipt_at INTEGER NOT NULL DEFAULT 0", "cost REAL NOT NULL DEFAULT 0", "parent_id INTEGER NOT NULL DEFAULT 0",
+    "step INTEGER NOT NULL DEFAULT 0"};
+/// The same for events.
+constexpr const char* added_event_columns[] = {"step INTEGER NOT NULL DEFAULT -1"};
+
+/// The steps of a plan with many steps, found from their parent. Partial: other rows cost nothing.
+constexpr const char* steps_index_sql =
+    "CREATE INDEX IF NOT EXISTS notifications_steps ON notifications (parent_id) WHERE parent_id > 0";
 
 /// Only rows that expect a receipt are indexed, so the index costs nothing for the others.
 constexpr const char* awaiting_index_sql =
@@ -171,6 +178,8 @@ StoredNotification read_row(sqlite3_stmt* s) {
   d.receipt = parse_receipt_state(column_text(s, 26));
   d.receipt_at_ms = sqlite3_column_int64(s, 27);
   d.cost = sqlite3_column_double(s, 28);
+  n.parent_id = sqlite3_column_int64(s, 29);
+  n.step = sqlite3_column_int(s, 30);
   return r;
 }
 
@@ -185,7 +194,7 @@ Event make_intake_event(const Notification& n, EventKind kind, std::int64_t seq,
 
 struct Store::Db {
   std::unique_ptr<sqlite3, DbDeleter> db;
-  Stmt insert, update, event, receipt, suppress, unsuppress, get, find_idem, events, unfinished, by_state, max_id,
+  Stmt insert, update, event, receipt, suppress, unsuppress, get, find_idem, events, unfinished, by_state, steps_of, max_id,
       suppressions, prune_rows, prune_events, prune_system_events, page_count, freelist_count, page_size, probe;
   Stmt begin, commit, rollback, savepoint, release, rollback_to;
 
@@ -235,7 +244,12 @@ struct Store::Db {
         sqlite3_exec(db.get(), (std::string("ALTER TABLE notifications ADD COLUMN ") + column).c_str(), nullptr,
                      nullptr, nullptr);
       }
+      for (const char* column : added_event_columns) {
+        sqlite3_exec(db.get(), (std::string("ALTER TABLE events ADD COLUMN ") + column).c_str(), nullptr, nullptr,
+                     nullptr);
+      }
       exec(awaiting_index_sql);
+      exec(steps_index_sql);
       // Checkpoints run on their own thread (Store::checkpoint_loop): a checkpoint inside a commit
       // would stall every send waiting on that commit.
       exec("PRAGMA wal_autocheckpoint=0");
@@ -244,8 +258,8 @@ struct Store::Db {
       exec("PRAGMA journal_size_limit=67108864");
       insert = prepare(
           "INSERT INTO notifications (id, tenant, type, recipient_id, recipient, data, priority, idempotency_key, "
-          "ordering_key, send_at, expires_at, created_at, content_hash, state, updated_at) "
-          "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,0,?)");
+          "ordering_key, send_at, expires_at, created_at, content_hash, state, updated_at, parent_id, step) "
+          "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,0,?,?,?)");
       update = prepare(
           "UPDATE notifications SET state=?, attempt=?, provider_index=?, provider_attempt=?, next_at=?, "
           "updated_at=?, provider=?, provider_message_id=?, last_error=?, in_doubt=?, channel=?, address=?, "
@@ -256,8 +270,8 @@ struct Store::Db {
           "VALUES (?,?,?,?,?,?,?)");
       unsuppress = prepare("DELETE FROM suppressions WHERE channel=? AND address=?");
       event = prepare(
-          "INSERT OR REPLACE INTO events (nid, seq, ts_us, kind, attempt, provider, latency_us, http_status, detail) "
-          "VALUES (?,?,?,?,?,?,?,?,?)");
+          "INSERT OR REPLACE INTO events (nid, seq, ts_us, kind, attempt, provider, latency_us, http_status, detail, "
+          "step) VALUES (?,?,?,?,?,?,?,?,?,?)");
       prune_rows = prepare(
           "DELETE FROM notifications WHERE id IN (SELECT id FROM notifications WHERE id < ?1 AND state >= 4 "
           "AND updated_at < ?2 ORDER BY id LIMIT ?3) RETURNING id");
@@ -279,10 +293,11 @@ struct Store::Db {
           "SELECT id, content_hash, state FROM notifications "
           "WHERE tenant=? AND type=? AND recipient_id=? AND idempotency_key=?");
       events = prepare(
-          "SELECT nid, seq, ts_us, kind, attempt, provider, latency_us, http_status, detail FROM events "
+          "SELECT nid, seq, ts_us, kind, attempt, provider, latency_us, http_status, detail, step FROM events "
           "WHERE nid=? ORDER BY seq");
       unfinished = prepare("SELECT " + cols + " FROM notifications WHERE state < 4 ORDER BY id");
-      by_state = prepare("SELECT " + cols + " FROM notifications WHERE state=? ORDER BY id LIMIT ?");
+      by_state = prepare("SELECT " + cols + " FROM notifications WHERE state=? AND parent_id=0 ORDER BY id LIMIT ?");
+      steps_of = prepare("SELECT " + cols + " FROM notifications WHERE parent_id=? ORDER BY id");
       suppressions = prepare(
           "SELECT channel, address, reason, detail, provider, notification_id, at FROM suppressions ORDER BY at "
           "LIMIT ?");
@@ -691,6 +706,8 @@ bool Store::apply(std::vector<Pending>& work) {
           // The hash only serves idempotency: rows without a key skip computing it.
           sqlite3_bind_int64(s, 13, n.idempotency_key.empty() ? 0 : static_cast<sqlite3_int64>(content_hash(n)));
           sqlite3_bind_int64(s, 14, now);
+          sqlite3_bind_int64(s, 15, n.parent_id);
+          sqlite3_bind_int(s, 16, n.step);
           db.step_done(s, "insert notification");
         }
         for (const StateUpdate& u : b.updates) {
@@ -750,6 +767,7 @@ bool Store::apply(std::vector<Pending>& work) {
           sqlite3_bind_int64(s, 7, e.latency_us);
           sqlite3_bind_int(s, 8, e.http_status);
           bind_text(s, 9, e.detail, true);
+          sqlite3_bind_int(s, 10, e.step);
           db.step_done(s, "insert event");
         }
         if (work[i].probe) {
@@ -805,6 +823,7 @@ bool Store::apply(std::vector<Pending>& work) {
     if (!err) {
       std::int64_t seq = p.intake_seq;  // reserved in enqueue()
       for (const Notification& n : p.batch.inserts) {
+        if (n.parent_id != 0) continue;  // a plan's step: its parent records that it started
         const std::int64_t ts_us = n.created_at_ms * 1000;
         log_->append(make_intake_event(n, EventKind::received, seq++, ts_us));
         log_->append(make_intake_event(n, EventKind::queued, seq++, ts_us));
@@ -926,6 +945,7 @@ std::vector<Event> Store::events(Id id) {
     e.latency_us = sqlite3_column_int64(s, 6);
     e.http_status = sqlite3_column_int(s, 7);
     e.detail = column_text(s, 8);
+    e.step = sqlite3_column_int(s, 9);
     out.push_back(std::move(e));
   }
   sqlite3_reset(s);
@@ -969,6 +989,16 @@ std::vector<StoredNotification> Store::list_by_state(State state, std::size_t li
   sqlite3_stmt* s = read_db_->by_state.get();
   sqlite3_bind_int(s, 1, static_cast<int>(state));
   sqlite3_bind_int64(s, 2, static_cast<sqlite3_int64>(limit));
+  std::vector<StoredNotification> out;
+  while (sqlite3_step(s) == SQLITE_ROW) out.push_back(read_row(s));
+  sqlite3_reset(s);
+  return out;
+}
+
+std::vector<StoredNotification> Store::steps_of(Id parent) {
+  std::lock_guard lock(read_mutex_);
+  sqlite3_stmt* s = read_db_->steps_of.get();
+  sqlite3_bind_int64(s, 1, parent);
   std::vector<StoredNotification> out;
   while (sqlite3_step(s) == SQLITE_ROW) out.push_back(read_row(s));
   sqlite3_reset(s);

@@ -119,7 +119,7 @@ TEST(HeraldSignature, VerifyAcceptsGenuineAndRefusesTheRest) {
 TEST(SandboxAdapter, BuildsHeraldsJsonMessageWithTheCallbackUrl) {
   auto a = make_adapter(sandbox_config());
   const Notification n = note(7, R"({"id":"u1","email":"ada@example.com"})");
-  Plan plan;
+  PlanStep plan;
   plan.channel = "email";
   const std::string text = "hello Ada";
   const http::Request req = a->build(SendContext{n, plan, text, 2, true, t0 * 1000, "http://engine/receipts/box?hid=7"});
@@ -262,7 +262,7 @@ TEST(SandboxAdapter, LookupAnswersFoundNotFoundAndUnknown) {
 TEST(WebhookAdapter, SignsEveryRequestWhenASecretIsSet) {
   auto a = make_adapter(webhook_config("hook-secret"));
   const Notification n = note(9, R"({"id":"svc"})");
-  Plan plan;
+  PlanStep plan;
   plan.channel = "webhook";
   const std::string text = "order 7 shipped";
   const http::Request req = a->build(SendContext{n, plan, text, 1, false, t0 * 1000 + 999, ""});

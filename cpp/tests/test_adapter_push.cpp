@@ -144,7 +144,7 @@ std::string config_error_of(const ProviderConfig& c) {
 
 struct Send {
   Notification n;
-  Plan plan;
+  PlanStep plan;
   std::string text = "Your code is 1234";
   SendContext ctx(std::int64_t now) const { return SendContext{n, plan, text, 1, false, now, ""}; }
 };

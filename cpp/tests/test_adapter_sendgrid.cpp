@@ -56,7 +56,7 @@ void expect_no_secret(const std::string& text) { EXPECT_EQ(text.find(api_key), s
 
 /// A batch of notifications sharing one plan; the contexts refer into the deques, which keep addresses stable.
 struct Batch {
-  Plan plan;
+  PlanStep plan;
   std::deque<Notification> notes;
   std::deque<std::string> texts;
   std::vector<SendContext> ctxs;
@@ -119,7 +119,7 @@ TEST(SendgridAdapter, FactoryRequiresSettingsAndSecretsWithoutQuotingThem) {
 TEST(SendgridAdapter, BuildsOneMail) {
   auto a = make_adapter(sendgrid_config());
   const Notification n = mail(42, "ada@example.com");
-  Plan plan;
+  PlanStep plan;
   plan.channel = "email";
   plan.template_text = "Hello {name}";
   const std::string text = "Hello Ada";
@@ -143,7 +143,7 @@ TEST(SendgridAdapter, BuildsOneMail) {
 }
 
 TEST(SendgridAdapter, SubjectComesFromDataThenSettingsThenType) {
-  Plan plan;
+  PlanStep plan;
   plan.channel = "email";
   const std::string text = "x";
   auto with_setting = make_adapter(sendgrid_config());
@@ -300,7 +300,7 @@ TEST(SendgridAdapter, BatchRefusesWhatItCannotCarry) {
   Batch mixed;
   mixed.plan.template_text = "Hello {name}";
   mixed.add(mail(1, "a@example.com"));
-  Plan other;
+  PlanStep other;
   other.template_text = "Bye {name}";
   const std::string text = "Bye Ada";
   const Notification n2 = mail(2, "b@example.com");

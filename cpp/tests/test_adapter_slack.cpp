@@ -41,7 +41,7 @@ std::string config_error_of(const ProviderConfig& c) {
 
 struct Send {
   Notification n;
-  Plan plan;
+  PlanStep plan;
   std::string text = "Deploy \"42\" finished\n";
   SendContext ctx() const { return SendContext{n, plan, text, 1, false, 0, ""}; }
 };

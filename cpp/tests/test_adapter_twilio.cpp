@@ -106,7 +106,7 @@ TEST(TwilioAdapter, FactoryRequiresSettingsAndSecretsWithoutQuotingThem) {
 TEST(TwilioAdapter, BuildsTheMessagesRequest) {
   auto a = make_adapter(twilio_config());
   const Notification n = otp(42);
-  Plan plan;
+  PlanStep plan;
   plan.channel = "sms";
   const std::string text = "Your code is 4242 & more";
   const http::Request req = a->build(SendContext{n, plan, text, 1, false, 0, callback_url});

@@ -24,13 +24,12 @@ Delivery fresh(Id id = 7) {
 }
 
 RouteResult plan_of(std::vector<std::string> providers, bool batch = false) {
-  RouteResult r;
-  r.ok = true;
-  r.plan.channel = "sms";
-  r.plan.providers = std::move(providers);
-  r.plan.template_text = "code {code}";
-  r.plan.batch = batch;
-  return r;
+  PlanStep step;
+  step.channel = "sms";
+  step.providers = std::move(providers);
+  step.template_text = "code {code}";
+  step.batch = batch;
+  return RouteResult::of(Plan::one(std::move(step)));
 }
 
 ProviderFacts provider(std::string name, int max_attempts = 3) {
@@ -45,7 +44,7 @@ ProviderFacts provider(std::string name, int max_attempts = 3) {
 Delivery waiting(const DeliveryMachine& m, std::vector<std::string> providers, bool batch = false) {
   Delivery x = fresh();
   m.take(x, t0);
-  m.routed(x, plan_of(std::move(providers), batch));
+  m.routed(x, plan_of(std::move(providers), batch), t0);
   return x;
 }
 
@@ -113,7 +112,7 @@ TEST(DeliveryMachine, RoutedQueuesForTheFirstProviderAndSaysTheChain) {
   DeliveryMachine m;
   Delivery x = fresh();
   m.take(x, t0);
-  const Step s = m.routed(x, plan_of({"twilio", "vonage"}));
+  const Step s = m.routed(x, plan_of({"twilio", "vonage"}), t0);
   EXPECT_EQ(s.next, Next::queue);
   EXPECT_EQ(x.current_provider(), "twilio");
   ASSERT_EQ(kinds(s), Kinds{"routed"});
@@ -128,7 +127,7 @@ TEST(DeliveryMachine, ARuleErrorDeadLettersWithTheReason) {
   m.take(x, t0);
   RouteResult r;
   r.error = "routing failed: KeyError 'phone'";
-  const Step s = m.routed(x, r);
+  const Step s = m.routed(x, r, t0);
   EXPECT_EQ(s.next, Next::finish);
   EXPECT_EQ(x.d.state, State::dead_lettered);
   EXPECT_EQ(x.d.last_error, "routing failed: KeyError 'phone'");
@@ -142,7 +141,7 @@ TEST(DeliveryMachine, APlanShorterThanTheStoredChainStartsItAgain) {
   x.d.provider_index = 2;  // from before a restart, under other rules
   x.d.provider_attempt = 1;
   m.take(x, t0);
-  m.routed(x, plan_of({"only"}));
+  m.routed(x, plan_of({"only"}), t0);
   EXPECT_EQ(x.d.provider_index, 0);
   EXPECT_EQ(x.d.provider_attempt, 0);
 }
@@ -304,9 +303,31 @@ TEST(DeliveryMachine, PermanentFailsOverAtOnce) {
   EXPECT_EQ(x.current_provider(), "b");
 }
 
-TEST(DeliveryMachine, AnInvalidRecipientIsSuppressedAndDeadLettered) {
+TEST(DeliveryMachine, AnInvalidRecipientIsSuppressedAndTheNextProviderTried) {
+  // The next provider may use another address (an APNs token after an FCM one); one that uses
+  // the same address meets the suppression at the head of its queue, before any request.
   DeliveryMachine m;
   Delivery x = waiting(m, {"a", "b"});
+  m.sending(x, provider("a"), "+1555", "");
+  AnswerFacts f;
+  f.error_class = ErrorClass::recipient_invalid;
+  const Step s = m.answered(x, provider("a"), outcome(OutcomeKind::recipient_invalid, "21211"), f, t0);
+  EXPECT_EQ(s.next, Next::queue);
+  EXPECT_EQ(x.current_provider(), "b");
+  ASSERT_TRUE(s.suppress.has_value());
+  EXPECT_EQ(s.suppress->address, "+1555");
+  Suppression same;
+  same.channel = "sms";
+  same.address = "+1555";
+  same.detail = "21211";
+  const Step head = m.at_head(x, &same, t0);
+  EXPECT_EQ(head.next, Next::finish);
+  EXPECT_EQ(x.d.state, State::suppressed);
+}
+
+TEST(DeliveryMachine, AnInvalidRecipientOnTheLastProviderIsSuppressedAndDeadLettered) {
+  DeliveryMachine m;
+  Delivery x = waiting(m, {"a"});
   m.sending(x, provider("a"), "", "");  // no address read when sending (nothing needed it)
   AnswerFacts f;
   f.error_class = ErrorClass::recipient_invalid;
@@ -402,7 +423,7 @@ Delivery crashed_while_sending(const DeliveryMachine& m, const std::string& prov
 Delivery in_doubt_at_head(const DeliveryMachine& m) {
   Delivery x = crashed_while_sending(m, "a");
   m.take(x, t0);
-  m.routed(x, plan_of({"a"}));
+  m.routed(x, plan_of({"a"}), t0);
   return x;
 }
 
@@ -542,7 +563,7 @@ TEST(DeliveryMachine, InDoubtOnAnotherProviderIsNotAskedThere) {
   DeliveryMachine m;
   Delivery x = crashed_while_sending(m, "old");
   m.take(x, t0);
-  m.routed(x, plan_of({"a"}));
+  m.routed(x, plan_of({"a"}), t0);
   EXPECT_EQ(m.start(x, with_lookup("a")).next, Next::send);
 }
 
@@ -612,7 +633,7 @@ TEST(DeliveryMachine, ATransitionFromTheWrongPhaseIsRefusedLoudly) {
   Delivery x = fresh();
   EXPECT_THROW(m.sending(x, provider("a"), "", ""), std::logic_error);
   EXPECT_THROW(m.answered(x, provider("a"), outcome(OutcomeKind::accepted), {}, t0), std::logic_error);
-  EXPECT_THROW(m.routed(x, plan_of({"a"})), std::logic_error);
+  EXPECT_THROW(m.routed(x, plan_of({"a"}), t0), std::logic_error);
   Delivery f = in_flight(m, {"a"});
   EXPECT_THROW(m.take(f, t0), std::logic_error);
   EXPECT_THROW(m.looked_up(f, provider("a"), LookupResult{}, {}, t0), std::logic_error);
@@ -631,7 +652,7 @@ TEST(DeliveryMachine, EveryFinalStepEndsInAFinalStateWithOneFinalEvent) {
     Delivery x = fresh(run + 1);
     std::int64_t now = t0;
     Step s = m.take(x, now);
-    s = m.routed(x, plan_of({"a", "b", "c"}));
+    s = m.routed(x, plan_of({"a", "b", "c"}), t0);
     for (int guard = 0; guard < 50 && s.next != Next::finish; ++guard) {
       if (s.next == Next::schedule) {
         now = s.at_ms;

@@ -16,7 +16,7 @@ namespace {
 
 class FixedRouter : public Router {
  public:
-  std::map<std::string, Plan> plans;
+  std::map<std::string, PlanStep> plans;
   std::vector<RouteResult> route(const std::vector<const Notification*>& batch) override {
     std::vector<RouteResult> out;
     for (const Notification* n : batch) {
@@ -24,7 +24,7 @@ class FixedRouter : public Router {
       if (it == plans.end()) {
         out.push_back({false, {}, "no rule for " + n->type});
       } else {
-        out.push_back({true, it->second, {}});
+        out.push_back(RouteResult::of(Plan::one(it->second)));
       }
     }
     return out;
@@ -62,7 +62,7 @@ struct EngineTest : ::testing::Test {
       c.timeout_ms = 2000;
       o.providers.push_back(c);
     }
-    router->plans["otp"] = Plan{"sms", {"primary", "backup"}, "code {code}"};
+    router->plans["otp"] = PlanStep{"sms", {"primary", "backup"}, "code {code}", {}};
     return o;
   }
   ~EngineTest() override { fs::remove_all(dir); }

@@ -107,7 +107,7 @@ TEST(SandboxAdapter, BuildsAJsonPostWithIdempotencyHeaders) {
   n.recipient_id = "u1";
   n.recipient_json = R"({"id":"u1","phone":"+15550001"})";
   n.data_json = R"({"code":"9"})";
-  Plan plan{"sms", {"sms-primary"}, "Code {code}"};
+  PlanStep plan{"sms", {"sms-primary"}, "Code {code}", {}};
   const std::string text = "Code 9";
   auto req = adapter->build(SendContext{n, plan, text, 2, true, 0, {}});
   EXPECT_EQ(req.url, "http://127.0.0.1:9/v1/sms-primary/messages");

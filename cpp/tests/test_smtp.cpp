@@ -60,7 +60,7 @@ Notification make_notification(Id id, std::string email, std::string data_json =
 }
 
 http::Request build(const Adapter& a, const Notification& n, const std::string& text, int attempt = 1) {
-  Plan plan;
+  PlanStep plan;
   plan.channel = "email";
   plan.providers = {"mail"};
   SendContext ctx{n, plan, text, attempt, false, kNowMs, {}};

@@ -16,7 +16,7 @@ from herald.errors import (
     StoreError,
     ValidationError,
 )
-from herald.plan import Plan
+from herald.plan import Plan, Step
 from herald.readonly import ReadOnlyStore, open_readonly
 from herald.retention import Retention
 from herald.rules import Notification, RuleSet, rule
@@ -40,6 +40,7 @@ __all__ = [
     "NotFound",
     "Notification",
     "Plan",
+    "Step",
     "Priority",
     "ReadOnlyStore",
     "Receipt",

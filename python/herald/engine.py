@@ -92,10 +92,14 @@ class Event:
     latency_ms: float | None
     http_status: int | None
     detail: str | None
+    step: int | None = None
+    """The plan step it belongs to, in a plan with many steps."""
 
     def __str__(self) -> str:
         stamp = datetime.fromtimestamp(self.at).isoformat(timespec="milliseconds")
         parts = [stamp, f"{self.event:<16}"]
+        if self.step is not None:
+            parts.append(f"step={self.step}")
         if self.attempt:
             parts.append(f"attempt={self.attempt}")
         if self.provider:
@@ -405,6 +409,12 @@ class Engine(StoreQuestions):
     def cancel(self, id: int) -> bool:
         """Cancels a notification not yet sent; False when it is final or an attempt is in flight."""
         return bool(self._core.cancel(id))
+
+    def acknowledge(self, id: int, *, channel: str) -> None:
+        """Tells the engine the recipient read notification ``id`` on ``channel`` (opened the push,
+        clicked the link). It is recorded in the trace, and a step of its plan that succeeds when
+        read (``success="read"``) succeeds: the fallbacks not yet started are cancelled."""
+        self._core.acknowledge(id, channel)
 
     def wait_idle(self, timeout: float = 30.0) -> bool:
         """Blocks until every accepted notification is final and recorded; False on timeout."""

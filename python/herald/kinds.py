@@ -46,17 +46,20 @@ EventKind: TypeAlias = Literal[
     "receipt", "delivered", "delivery_failed", "bounced", "deferred", "opened", "receipt_rejected",
     # the store (id 0)
     "store_degraded", "store_recovered",
+    # plans with many steps (each carries its step), the application's read, and the rule's own
+    # decisions: Plan.skip ends it skipped, Plan.defer postpones it
+    "step_started", "step_succeeded", "step_failed", "step_cancelled", "acknowledged", "skipped", "postponed",
 ]
 """What happened, in a trace (:attr:`herald.Event.event`) or the delivery log's ``event`` field
 (docs/delivery-log.md). In the order of the core's ``enum class EventKind``."""
 
 State: TypeAlias = Literal[
     "queued", "routed", "sending", "retry_scheduled",
-    "completed", "expired", "dead_lettered", "cancelled", "suppressed",
+    "completed", "expired", "dead_lettered", "cancelled", "suppressed", "skipped",
 ]
 """Where a notification stands (:attr:`herald.Status.state`, :attr:`herald.Receipt.state`)."""
 
-FinalState: TypeAlias = Literal["completed", "expired", "dead_lettered", "cancelled", "suppressed"]
+FinalState: TypeAlias = Literal["completed", "expired", "dead_lettered", "cancelled", "suppressed", "skipped"]
 """The states a notification stays in (:attr:`herald.Status.final`)."""
 
 Priority: TypeAlias = Literal["critical", "high", "normal", "bulk"]

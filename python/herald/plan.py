@@ -1,50 +1,317 @@
-"""What a rule returns: how one notification is to be delivered."""
+"""What a rule returns: how one notification is to be delivered.
+
+A :class:`Plan` holds one or more :class:`Step` s. ``Plan("sms", ["twilio"], "Code {code}")`` is
+the plan of one step. With many steps::
+
+    Plan.cascade(                                   # each step a fallback for the one before
+        Step("sms", ["twilio", "vonage"], text="Your code is {code}"),
+        Step("email", ["sendgrid"], subject="Your code", text="Your code is {code}", after="30s"),
+    )
+    Plan.all(Step("push", ...), Step("sms", ...))   # every step at once
+
+A fallback starts when the step before it failed or, with ``after``, when that step has not
+succeeded within that time. ``success`` says what counts: ``"accepted"`` (a provider took it, the
+default), ``"delivered"`` (a delivery receipt) or ``"read"`` (an open receipt, or
+``Engine.acknowledge``). One step succeeding ends the plan: the steps not started are cancelled.
+
+A rule may also decide not to send (``Plan.skip("quiet hours")``) or to be asked again later
+(``Plan.defer(timedelta(hours=1))``).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Literal
 
 from herald._checks import checked_text, validation_error
 
-__all__ = ["Plan"]
+__all__ = ["CHANNELS", "Plan", "Step", "StepSuccess"]
+
+CHANNELS = ("sms", "email", "push", "chat", "webhook")
+"""The channels a step may name."""
+
+StepSuccess = Literal["accepted", "delivered", "read"]
+_SUCCESS = {"accepted": 0, "delivered": 1, "read": 2}
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
+_UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+_MAX_AFTER_MS = 366 * 86_400_000
+
+
+def _duration_ms(where: str, value: Any) -> int:
+    """A duration as milliseconds: "30s", "10m", "500ms", "2h", "1d", a timedelta or seconds."""
+    if isinstance(value, bool):
+        raise validation_error(where, "must be a duration such as '30s', a timedelta or seconds")
+    if isinstance(value, timedelta):
+        ms = value.total_seconds() * 1000
+    elif isinstance(value, (int, float)):
+        ms = float(value) * 1000
+    elif isinstance(value, str):
+        m = _DURATION.match(value)
+        if m is None:
+            raise validation_error(where, f"{value!r} is not a duration (e.g. '500ms', '30s', '10m', '2h', '1d')")
+        ms = float(m.group(1)) * _UNIT_MS[m.group(2)]
+    else:
+        raise validation_error(where, "must be a duration such as '30s', a timedelta or seconds")
+    if not ms == ms or ms <= 0 or ms > _MAX_AFTER_MS:  # NaN, not positive, or past a year
+        raise validation_error(where, "must be more than 0 and at most 366 days")
+    return max(1, int(round(ms)))
+
+
+def _optional_text(where: str, value: Any) -> str:
+    if value is None:
+        return ""
+    return checked_text(where, value)
 
 
 @dataclass(frozen=True, slots=True)
-class Plan:
-    """One delivery step: a channel, providers in failover order, and a template.
+class Step:
+    """One step of a plan: a channel, providers in failover order, and what to send.
 
-    ``providers`` are names from the engine's provider configuration; the next one is tried when
-    one fails for good or runs out of retries. ``template`` fills ``{name}``, ``{a.b}`` and
-    ``{name|default}`` from the notification's data; without one the data is sent as is.
-    ``batch=True`` lets a provider that can (SendGrid) carry many notifications of this plan in
-    one request, each recipient with its own variables.
+    Every text field is a template: ``{name}``, ``{a.b}`` and ``{name|default}`` are filled from
+    the notification's data. A variable with neither a value nor a default ends the step with
+    ``template: missing variable 'name'`` rather than sending a blank.
+
+    * ``text``: the SMS or chat text, the push body, the email's text part;
+    * ``subject`` and ``html`` (email: sent as multipart/alternative with ``text``);
+    * ``title``, ``image`` and ``data`` (push; ``data`` maps keys to templates);
+    * ``after``: for a fallback, how long the step before it has to succeed ("30s", "10m", a
+      timedelta or seconds); without it the fallback starts only when that step failed;
+    * ``success``: "accepted", "delivered" or "read";
+    * ``with_previous``: start together with the step before (``Plan.all`` sets it).
     """
 
     channel: str
     providers: Sequence[str]
-    template: str | None = None
+    text: str | None = None
+    subject: str | None = None
+    html: str | None = None
+    title: str | None = None
+    image: str | None = None
+    data: Mapping[str, str] | None = None
+    after: str | float | timedelta | None = None
+    success: StepSuccess = "accepted"
+    with_previous: bool = False
     batch: bool = False
+    _wire: tuple[Any, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        # Raises herald.ValidationError (a ValueError) naming the field, e.g. "Plan.providers[1]".
+        self._check("Step.")
+
+    def _check(self, where: str, text_name: str = "text") -> None:
         if not isinstance(self.channel, str) or not self.channel:
-            raise validation_error("Plan.channel", "must be a non-empty string")
-        checked_text("Plan.channel", self.channel)
+            raise validation_error(f"{where}channel", "must be a non-empty string")
+        checked_text(f"{where}channel", self.channel)
+        if self.channel not in CHANNELS:
+            raise validation_error(f"{where}channel", f"unknown channel {self.channel!r} (known: {', '.join(CHANNELS)})")
         if isinstance(self.providers, str):
             object.__setattr__(self, "providers", (self.providers,))
         try:
             providers = tuple(self.providers)
         except TypeError:
-            raise validation_error("Plan.providers", "must be a non-empty sequence of provider names") from None
+            raise validation_error(f"{where}providers", "must be a non-empty sequence of provider names") from None
         if not providers or not all(isinstance(p, str) and p for p in providers):
-            raise validation_error("Plan.providers", "must be a non-empty sequence of provider names")
+            raise validation_error(f"{where}providers", "must be a non-empty sequence of provider names")
         for i, p in enumerate(providers):
-            checked_text(f"Plan.providers[{i}]", p)
+            checked_text(f"{where}providers[{i}]", p)
         object.__setattr__(self, "providers", providers)
-        if self.template is not None:
-            if not isinstance(self.template, str):
-                raise validation_error("Plan.template", "must be a string or None")
-            checked_text("Plan.template", self.template)
+        texts = [_optional_text(f"{where}{text_name if name == 'text' else name}", getattr(self, name))
+                 for name in ("text", "subject", "html", "title", "image")]
+        data_json = ""
+        if self.data is not None:
+            if not isinstance(self.data, Mapping):
+                raise validation_error(f"{where}data", "must be a mapping of keys to template strings")
+            for k, v in self.data.items():
+                checked_text(f"{where}data (a key)", k)
+                checked_text(f"{where}data[{k!r}]", v)
+            data_json = json.dumps(dict(self.data), ensure_ascii=False, separators=(",", ":"))
+        after_ms = 0 if self.after is None else _duration_ms(f"{where}after", self.after)
+        if self.success not in _SUCCESS:
+            raise validation_error(f"{where}success", "must be 'accepted', 'delivered' or 'read'")
+        if not isinstance(self.with_previous, bool):
+            raise validation_error(f"{where}with_previous", "must be True or False")
         if not isinstance(self.batch, bool):
-            raise validation_error("Plan.batch", "must be True or False")
+            raise validation_error(f"{where}batch", "must be True or False")
+        object.__setattr__(self, "_wire", (self.channel, providers, *texts, data_json, self.batch,
+                                           self.with_previous, after_ms, _SUCCESS[self.success]))
+
+    @property
+    def after_ms(self) -> int:
+        """``after`` in milliseconds (0 = none)."""
+        return int(self._wire[10])
+
+
+class Plan:
+    """A rule's answer: the steps to deliver a notification by (see the module's text).
+
+    ``Plan(channel, providers, template)`` is the plan of one step and keeps working as it always
+    did; the content fields (``subject``, ``html``, ``title``, ``image``, ``data``) and
+    ``success`` may be given with it. ``Plan(steps=[...])``, :meth:`cascade` and :meth:`all`
+    build plans with many steps.
+    """
+
+    __slots__ = ("steps", "skip_reason", "defer_until", "_wire")
+
+    steps: tuple[Step, ...]
+    skip_reason: str | None
+    defer_until: datetime | timedelta | float | None
+    _wire: tuple[Any, ...]
+
+    def __init__(
+        self,
+        channel: str | None = None,
+        providers: Sequence[str] | None = None,
+        template: str | None = None,
+        batch: bool = False,
+        *,
+        subject: str | None = None,
+        html: str | None = None,
+        title: str | None = None,
+        image: str | None = None,
+        data: Mapping[str, str] | None = None,
+        success: StepSuccess = "accepted",
+        steps: Sequence[Step] | None = None,
+    ) -> None:
+        # Raises herald.ValidationError (a ValueError) naming the field, e.g. "Plan.providers[1]".
+        set_ = object.__setattr__
+        set_(self, "skip_reason", None)
+        set_(self, "defer_until", None)
+        if steps is not None:
+            if channel is not None or providers is not None or template is not None:
+                raise validation_error("Plan.steps", "give either steps or channel/providers/template, not both")
+            try:
+                items = tuple(steps)
+            except TypeError:
+                raise validation_error("Plan.steps", "must be a sequence of herald.Step") from None
+            if not items:
+                raise validation_error("Plan.steps", "must hold at least one step")
+            for i, st in enumerate(items):
+                if not isinstance(st, Step):
+                    raise validation_error(f"Plan.steps[{i}]", f"must be a herald.Step (got {type(st).__name__})")
+            _check_waits(items)
+        else:
+            if providers is None:
+                raise validation_error("Plan.providers", "must be a non-empty sequence of provider names")
+            if not isinstance(channel, str) or not channel:
+                raise validation_error("Plan.channel", "must be a non-empty string")
+            if template is not None and not isinstance(template, str):
+                raise validation_error("Plan.template", "must be a string or None")
+            if not isinstance(batch, bool):
+                raise validation_error("Plan.batch", "must be True or False")
+            one = Step.__new__(Step)
+            for name, value in (("channel", channel), ("providers", providers), ("text", template),
+                                ("subject", subject), ("html", html), ("title", title), ("image", image),
+                                ("data", data), ("after", None), ("success", success),
+                                ("with_previous", False), ("batch", batch)):
+                object.__setattr__(one, name, value)
+            one._check("Plan.", text_name="template")
+            items = (one,)
+        set_(self, "steps", items)
+        set_(self, "_wire", ("plan", tuple(st._wire for st in items)))
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("a Plan cannot be changed once made")
+
+    # -- the one-step view (what plans were before they had steps) --------------------------------
+
+    @property
+    def channel(self) -> str:
+        """The first step's channel."""
+        return self.steps[0].channel if self.steps else ""
+
+    @property
+    def providers(self) -> tuple[str, ...]:
+        """The first step's providers."""
+        return tuple(self.steps[0].providers) if self.steps else ()
+
+    @property
+    def template(self) -> str | None:
+        """The first step's text."""
+        return self.steps[0].text if self.steps else None
+
+    @property
+    def batch(self) -> bool:
+        return self.steps[0].batch if self.steps else False
+
+    # -- building -------------------------------------------------------------------------------
+
+    @classmethod
+    def cascade(cls, *steps: Step) -> Plan:
+        """Each step a fallback for the one before it."""
+        return cls(steps=steps)
+
+    @classmethod
+    def all(cls, *steps: Step) -> Plan:
+        """Every step at once (a security alert on every channel)."""
+        items = []
+        for i, st in enumerate(steps):
+            if not isinstance(st, Step):
+                raise validation_error(f"Plan.steps[{i}]", f"must be a herald.Step (got {type(st).__name__})")
+            items.append(st if i == 0 or st.with_previous else _replace(st, with_previous=True))
+        return cls(steps=items)
+
+    @classmethod
+    def skip(cls, reason: str) -> Plan:
+        """Do not send it: the notification ends ``skipped`` with the reason in its trace."""
+        checked_text("Plan.skip(reason)", reason)
+        plan = cls.__new__(cls)
+        object.__setattr__(plan, "steps", ())
+        object.__setattr__(plan, "skip_reason", reason)
+        object.__setattr__(plan, "defer_until", None)
+        object.__setattr__(plan, "_wire", ("skip", reason))
+        return plan
+
+    @classmethod
+    def defer(cls, until: datetime | timedelta | float) -> Plan:
+        """Ask the rule again later: at an aware datetime, after a timedelta, or after seconds."""
+        if isinstance(until, datetime):
+            if until.tzinfo is None:
+                raise validation_error("Plan.defer(until)", "a datetime must be timezone-aware")
+            wire: tuple[Any, ...] = ("defer", int(until.timestamp() * 1000), 0)
+        else:
+            wire = ("defer", -1, _duration_ms("Plan.defer(until)", until))
+        plan = cls.__new__(cls)
+        object.__setattr__(plan, "steps", ())
+        object.__setattr__(plan, "skip_reason", None)
+        object.__setattr__(plan, "defer_until", until)
+        object.__setattr__(plan, "_wire", wire)
+        return plan
+
+    def __repr__(self) -> str:
+        if self.skip_reason is not None:
+            return f"Plan.skip({self.skip_reason!r})"
+        if self.defer_until is not None:
+            return f"Plan.defer({self.defer_until!r})"
+        return f"Plan(steps={list(self.steps)!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Plan) and self._wire == other._wire
+
+    def __hash__(self) -> int:
+        return hash(self._wire)
+
+
+def _replace(st: Step, **changes: Any) -> Step:
+    values = {name: getattr(st, name) for name in ("channel", "providers", "text", "subject", "html", "title",
+                                                   "image", "data", "after", "success", "with_previous", "batch")}
+    values.update(changes)
+    return Step(**values)
+
+
+def _check_waits(steps: tuple[Step, ...]) -> None:
+    """A fallback after a step that succeeds only on a receipt or a read needs ``after``: else it
+    would wait for a failure receipt that may never come."""
+    for i in range(1, len(steps)):
+        st = steps[i]
+        if st.with_previous or st.after is not None:
+            continue
+        prev = steps[i - 1]
+        if prev.success != "accepted":
+            raise validation_error(
+                f"Plan.steps[{i}].after",
+                f"is required: the step before it succeeds only when {prev.success}, so say how long to wait",
+            )

@@ -10,6 +10,7 @@
 /// the shell that does the I/O (cpp/src/dispatcher.cpp). The states and their transitions are
 /// drawn in docs/architecture.md.
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <random>
 #include <string>
@@ -32,6 +33,7 @@ enum class Phase : std::uint8_t {
   looking_up,        ///< the provider is being asked whether an attempt in doubt arrived
   in_flight,         ///< an attempt is marked "sending" and unanswered
   finished,          ///< a final state is recorded; the engine forgets the notification
+  coordinating,      ///< a plan with many steps: its steps send, it starts and ends them
 };
 [[nodiscard]] std::string_view to_string(Phase p) noexcept;
 
@@ -42,11 +44,56 @@ enum class Doubt : std::uint8_t {
   resend,   ///< asked, or it cannot be: the next attempt is a resend, flagged as such
 };
 
+/// How one step of a plan with many steps is doing, as its parent sees it.
+enum class StepStatus : std::uint8_t {
+  not_started,
+  running,    ///< started: its delivery is working (queued, sending, retrying)
+  accepted,   ///< a provider accepted it; it waits for the receipt or read its success needs
+  succeeded,  ///< it met its success condition: the plan is done
+  failed,     ///< it ended without a provider accepting it (or its receipt said it failed)
+  cancelled,  ///< it never started: an earlier step succeeded
+};
+[[nodiscard]] std::string_view to_string(StepStatus s) noexcept;
+
+/// A plan with many steps, as its parent notification runs it. Steps run in groups (a step that
+/// starts with_previous joins the group before it); each later group is the fallback for the one
+/// before: it starts when every step of that group failed, or at `deadline_ms` when none of them
+/// succeeded by then.
+struct Cascade {
+  Plan plan;
+  std::vector<StepStatus> steps;  ///< one per plan step
+  std::vector<Id> ids;            ///< the delivery of each started step (0 = not started)
+  std::size_t next = 0;           ///< the first step of the next group (== steps.size(): none left)
+  std::int64_t group_started_ms = 0;  ///< when the latest group started
+  std::int64_t deadline_ms = 0;   ///< when the next group starts unless a step succeeded (0 = on failure only)
+  bool succeeded = false;
+  bool cancelled = false;         ///< the caller cancelled it: nothing more starts
+  std::vector<bool> read;         ///< acknowledged before its acceptance was recorded
+  State failed_as = State::dead_lettered;  ///< the final state when no step is accepted (the last failure's)
+  ErrorClass failure = ErrorClass::none;
+  std::string last_error;
+
+  /// One past the last step of the group that starts at `first`.
+  [[nodiscard]] std::size_t group_end(std::size_t first) const;
+};
+
+/// What a step's delivery left behind: its final state (or unfinished), and its latest receipt.
+struct StepRecord {
+  int step = 0;
+  Id id = 0;
+  bool finished = false;
+  State state = State::queued;
+  ReceiptState receipt = ReceiptState::none;
+  ErrorClass failure = ErrorClass::none;
+  std::string error;
+  std::int64_t started_ms = 0;
+};
+
 /// One notification the engine is working on, with everything the machine decides from.
 struct Delivery {
   Notification n;
   DeliveryState d;  ///< the part the store keeps
-  Plan plan;        ///< the rules' plan, once routed
+  PlanStep plan;    ///< the step of the rules' plan this delivery carries out, once routed
   Phase phase = Phase::scheduled;
   bool routed = false;
   Doubt doubt = Doubt::none;
@@ -54,6 +101,7 @@ struct Delivery {
   int lookups_failed = 0;  ///< status queries about the attempt in doubt that got no answer
   ErrorClass failure = ErrorClass::none;  ///< class of the last failure, for the final event
   std::int64_t attempt_started_ms = 0;    ///< when the attempt in doubt was marked "sending"
+  std::shared_ptr<Cascade> cascade;       ///< a plan with many steps: their progress (phase coordinating)
 
   /// Taken from the scheduler and not yet back in it or final: counts against the engine's window.
   [[nodiscard]] bool outstanding() const noexcept {
@@ -104,6 +152,7 @@ enum class Next : std::uint8_t {
   send_batch,  ///< as send, and compatible ones queued behind it may ride in the same request
   schedule,    ///< back to the scheduler, ready at `at_ms`
   finish,      ///< final: d.state says which; forget it once the events are recorded
+  coordinate,  ///< a plan with many steps: start the steps in start_steps, wake at wake_at_ms (if set)
 };
 [[nodiscard]] std::string_view to_string(Next n) noexcept;
 
@@ -114,6 +163,9 @@ struct Step {
   bool save = false;          ///< d changed: store it with the events
   std::optional<SuppressionRequest> suppress;
   ReceiptState receipt = ReceiptState::none;  ///< a status query found the message with this final receipt
+  std::vector<std::size_t> start_steps;  ///< coordinate: the plan steps to start now
+  std::int64_t wake_at_ms = 0;           ///< coordinate: call deadline() then (0 = no deadline)
+  bool resume = false;  ///< coordinate: steps started before a restart: read them and call resume()
 };
 
 /// The transitions. Each takes the notification in the phase named and leaves it in the next; a
@@ -131,7 +183,7 @@ class DeliveryMachine {
   Step take(Delivery& x, std::int64_t now_ms) const;
   /// taken → waiting_for_slot, or dead-lettered. A plan the configuration cannot serve comes as
   /// ok = false with the reason (the engine checks providers exist).
-  Step routed(Delivery& x, RouteResult result) const;
+  Step routed(Delivery& x, RouteResult result, std::int64_t now_ms) const;
   /// waiting_for_slot, at the head of its provider's queue: expired or suppressed (finish), or
   /// nothing (go on: take a rate token, then call start()). `suppressed` is its address's entry.
   Step at_head(Delivery& x, const Suppression* suppressed, std::int64_t now_ms) const;
@@ -162,8 +214,28 @@ class DeliveryMachine {
   Step receipt_in_doubt(Delivery& x, const ProviderFacts& p, const Receipt& r, std::int64_t now_ms) const;
   /// finished (cancelled), or refuse while an answer is awaited.
   Step cancel(Delivery& x) const;
+  /// An address or channel check before the request: `current_provider()` cannot serve this
+  /// notification (`why`); the next provider of the chain, or the end of the step.
+  Step provider_unusable(Delivery& x, const std::string& why) const;
+
+  // ---- plans with many steps (cpp/src/cascade.cpp). `x` is the parent, coordinating. ----
+  /// The steps started before a restart, read back: where the plan goes on from (routed() of a
+  /// parent whose state is `routed` needs them; empty for a fresh plan).
+  Step resume(Delivery& x, const std::vector<StepRecord>& earlier, std::int64_t now_ms) const;
+  /// A step's delivery finished (any final state).
+  Step step_finished(Delivery& x, const StepRecord& r, std::int64_t now_ms) const;
+  /// A receipt arrived for a step's delivery.
+  Step step_receipt(Delivery& x, int step, ReceiptState receipt, std::int64_t now_ms) const;
+  /// The application says the user read it on `channel` (Engine::acknowledge). nothing when no
+  /// started step is on that channel.
+  Step acknowledged(Delivery& x, const std::string& channel, std::int64_t now_ms) const;
+  /// The wake-up set by wake_at_ms: the next group starts if nothing succeeded by its deadline.
+  Step deadline(Delivery& x, std::int64_t now_ms) const;
 
  private:
+  Step begin_cascade(Delivery& x, Plan plan, std::int64_t now_ms) const;
+  Step cancel_cascade(Delivery& x) const;
+
   RetryPolicy retry_;
   std::mt19937_64 rng_;
 };

@@ -164,7 +164,10 @@ class DeliveryStore {
   [[nodiscard]] virtual std::vector<Event> trace(Id id) = 0;
   /// Every notification not in a final state, oldest first.
   [[nodiscard]] virtual std::vector<StoredNotification> load_unfinished() = 0;
+  /// Notifications callers sent (not the steps of plans) in `state`, oldest first.
   [[nodiscard]] virtual std::vector<StoredNotification> list_by_state(State state, std::size_t limit) = 0;
+  /// The steps of a plan with many steps started so far for `parent`, oldest first.
+  [[nodiscard]] virtual std::vector<StoredNotification> steps_of(Id parent) = 0;
   /// The largest id stored (ids handed out later must be above it).
   [[nodiscard]] virtual Id max_id() = 0;
   [[nodiscard]] virtual std::vector<Suppression> suppressions(std::size_t limit = 1'000'000) = 0;

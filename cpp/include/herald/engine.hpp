@@ -98,6 +98,10 @@ class Engine {
   void retry(Id id);
   /// Cancels a notification that has not been sent yet. Returns false when it is final or in flight.
   bool cancel(Id id);
+  /// The application reports that the recipient read the notification on `channel` (opened the
+  /// push, clicked the link): recorded, and a step of its plan that succeeds when read does.
+  /// Throws NotFound for an unknown id, ValidationError for an unknown channel.
+  void acknowledge(Id id, const std::string& channel);
   /// Waits until every accepted notification is final and recorded. False on timeout.
   bool wait_idle(std::chrono::milliseconds timeout);
   /// Blocks until every recorded change is committed to the store.

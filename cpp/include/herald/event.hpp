@@ -44,9 +44,11 @@ enum class EventKind : std::uint8_t {
   receipt, delivered, delivery_failed, bounced, deferred, opened, receipt_rejected,
   // the store (notification 0)
   store_degraded, store_recovered,
+  // plans with many steps, and the rule's own decisions
+  step_started, step_succeeded, step_failed, step_cancelled, acknowledged, skipped, postponed,
 };
-inline constexpr int event_kind_count = 29;
-static_assert(static_cast<int>(EventKind::store_recovered) + 1 == event_kind_count);
+inline constexpr int event_kind_count = 36;
+static_assert(static_cast<int>(EventKind::postponed) + 1 == event_kind_count);
 [[nodiscard]] std::string_view to_string(EventKind k) noexcept;
 /// The kind named `name`; EventKind::unknown for a name this build does not know.
 [[nodiscard]] EventKind parse_event_kind(std::string_view name) noexcept;
@@ -63,6 +65,7 @@ struct Event {
   std::string detail;          ///< reason, error text or provider message id
   ErrorClass error_class = ErrorClass::none;
   double cost = -1;            ///< the provider's price of an accepted attempt; -1 = none
+  int step = -1;               ///< the plan step it belongs to, in a plan with many steps; -1 = none
   // Log only (not rows): who and how.
   std::string recipient_id;
   std::string channel;         ///< once routed
@@ -73,7 +76,8 @@ struct Event {
 };
 
 /// An event about notification `n` at its attempt `attempt`, carrying what the JSON Lines log
-/// copies so that analysis needs no join (type, tenant, priority, recipient).
+/// copies so that analysis needs no join (type, tenant, priority, recipient). A step of a
+/// multi-step plan records under its parent's id, with its step.
 [[nodiscard]] Event make_event(const Notification& n, int attempt, EventKind kind);
 
 }  // namespace herald

@@ -33,6 +33,7 @@ enum class State : std::uint8_t {
   dead_lettered = 6,    ///< failed for good; kept visible in the dead-letter set
   cancelled = 7,        ///< cancelled by the caller before it was sent
   suppressed = 8,       ///< not sent: the address is unusable (hard bounce, unregistered) or opted out
+  skipped = 9,          ///< not sent: the rule decided so (Plan.skip), with its reason
 };
 
 [[nodiscard]] bool is_terminal(State s) noexcept;
@@ -55,6 +56,11 @@ struct Notification {
   std::int64_t send_at_ms = 0;     ///< 0 = now
   std::int64_t expires_at_ms = 0;  ///< 0 = never
   std::int64_t created_at_ms = 0;  ///< set by the engine
+  /// A step of a multi-step plan is delivered as a notification of its own, inside the engine:
+  /// a copy of its parent with the parent's id here and the step's index. 0 = a notification
+  /// a caller sent. Its events are recorded under the parent's id, with the step.
+  Id parent_id = 0;
+  int step = 0;
 };
 
 /// Throws ValidationError naming the field and the reason. `now_ms` is for expiry checks.

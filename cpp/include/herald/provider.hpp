@@ -59,7 +59,7 @@ void validate(const ProviderConfig& c);
 /// What an adapter needs to build one request.
 struct SendContext {
   const Notification& notification;
-  const Plan& plan;
+  const PlanStep& plan;  ///< the plan step this attempt carries out
   const std::string& text;  ///< the rendered template
   int attempt = 1;          ///< overall attempt number of this notification
   bool in_doubt = false;    ///< a resend after a crash left the previous attempt's outcome unknown
@@ -142,6 +142,13 @@ class Adapter {
   [[nodiscard]] virtual std::string address_for(const Notification& n, std::string_view /*channel*/) const {
     return address(n);
   }
+
+  /// Whether this provider can carry a message on `channel` (Twilio: sms; SendGrid and SMTP:
+  /// email; FCM and APNs: push; Slack: chat; the webhook and the sandbox: any).
+  [[nodiscard]] virtual bool serves(std::string_view /*channel*/) const { return true; }
+  /// Whether a request needs the recipient's address on this provider (a phone, an email, a
+  /// token): without one the provider is skipped, since it could only refuse the request.
+  [[nodiscard]] virtual bool needs_address() const { return false; }
 
   // ---- batching (email) ------------------------------------------------------
   /// How many notifications one request may carry (1 = no batching).

@@ -31,7 +31,8 @@ class Scheduler {
   /// Adds a notification. With an ordering key already held by an unfinished notification it
   /// waits behind it; otherwise it becomes ready at `ready_at_ms` (0 = now).
   void add(Id id, Priority priority, std::int64_t ready_at_ms, const std::string& ordering_key = {});
-  /// Puts an item that was popped (and keeps its ordering key) back, ready at `at_ms`.
+  /// Puts an item that was popped (and keeps its ordering key) back, ready at `at_ms`; moves a
+  /// delayed item to `at_ms`.
   void defer(Id id, std::int64_t at_ms);
   /// Puts an item that was popped back at the head of its lane, ready now.
   void requeue_front(Id id);

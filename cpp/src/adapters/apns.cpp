@@ -146,6 +146,10 @@ class ApnsAdapter final : public Adapter {
 
   std::string address(const Notification& n) const override { return recipient_field(n, "apns_token"); }
 
+  [[nodiscard]] bool serves(std::string_view channel) const override { return channel == "push"; }
+
+  [[nodiscard]] bool needs_address() const override { return true; }
+
  private:
   /// The cached provider token, re-minted after 50 minutes, or at once after APNs refused it.
   const std::string& provider_token(std::int64_t now) const {

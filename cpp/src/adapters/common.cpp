@@ -16,7 +16,13 @@ std::string message_body(const SendContext& ctx) {
   std::string body;
   body.reserve(96 + n.recipient_json.size() + n.data_json.size() + ctx.text.size());
   body += "{\"id\":";
-  body += std::to_string(n.id);
+  // A step of a plan with many steps carries its parent's id (the one the application knows)
+  // and the step; the Idempotency-Key stays the step's own, so two steps are two messages.
+  body += std::to_string(n.parent_id != 0 ? n.parent_id : n.id);
+  if (n.parent_id != 0) {
+    body += ",\"step\":";
+    body += std::to_string(n.step);
+  }
   body += ",\"type\":";
   detail::append_json_string(body, n.type);
   body += ",\"tenant\":";

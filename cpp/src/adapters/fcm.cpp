@@ -177,6 +177,10 @@ class FcmAdapter final : public Adapter {
 
   std::string address(const Notification& n) const override { return recipient_field(n, "fcm_token"); }
 
+  [[nodiscard]] bool serves(std::string_view channel) const override { return channel == "push"; }
+
+  [[nodiscard]] bool needs_address() const override { return true; }
+
   bool ready(std::int64_t now) const override { return !access_token_.empty() && now < expires_at_ms_; }
 
   std::optional<http::Request> token_request(std::int64_t now) override {

@@ -152,6 +152,10 @@ class SendgridAdapter final : public Adapter {
 
   [[nodiscard]] std::string address(const Notification& n) const override { return recipient_field(n, "email"); }
 
+  [[nodiscard]] bool serves(std::string_view channel) const override { return channel == "email"; }
+
+  [[nodiscard]] bool needs_address() const override { return true; }
+
   [[nodiscard]] std::size_t max_batch() const override { return 1000; }
 
   /// One request for the batch: the plan's template as the content with its placeholder tags kept,

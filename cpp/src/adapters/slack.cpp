@@ -69,6 +69,8 @@ class SlackAdapter final : public Adapter {
     return req;
   }
 
+  [[nodiscard]] bool serves(std::string_view channel) const override { return channel == "chat"; }
+
   Outcome classify(const http::Response& r) const override {
     Outcome out;
     if (r.status == 0) {

@@ -326,6 +326,10 @@ class SmtpAdapter final : public Adapter {
 
   [[nodiscard]] std::string address(const Notification& n) const override { return recipient_field(n, "email"); }
 
+  [[nodiscard]] bool serves(std::string_view channel) const override { return channel == "email"; }
+
+  [[nodiscard]] bool needs_address() const override { return true; }
+
  private:
   ProviderConfig config_;
   std::string from_;

@@ -155,6 +155,10 @@ class TwilioAdapter final : public Adapter {
 
   [[nodiscard]] std::string address(const Notification& n) const override { return recipient_field(n, "phone"); }
 
+  [[nodiscard]] bool serves(std::string_view channel) const override { return channel == "sms"; }
+
+  [[nodiscard]] bool needs_address() const override { return true; }
+
   [[nodiscard]] bool has_receipts() const override { return true; }
 
   /// X-Twilio-Signature = base64(HMAC-SHA1(auth_token, full URL + each POST parameter's name and
