@@ -26,6 +26,7 @@ from herald.live_rules import LiveRules
 from herald.providers import ProviderSpec, load_providers
 from herald.retention import Retention
 from herald.rules import CATCH_ALL, RuleSet
+from herald.shadow import ProviderFigures, Shadow, compare_providers, shadows_from_config
 
 __all__ = ["Engine", "Event", "Receipt", "Status", "StoreQuestions", "Suppression", "When"]
 
@@ -195,6 +196,7 @@ class Engine(StoreQuestions):
         store_retry_max: float = 5.0,
         clock: ManualClock | None = None,
         rules_check_interval: float | None = 1.0,
+        shadow: Iterable[Shadow | Mapping[str, Any]] | None = None,
     ) -> None:
         """``receipts="127.0.0.1:8787"`` starts the receipt server providers call back
         (``public_url`` is where they reach it, when that differs). A delivery accepted by a
@@ -218,7 +220,11 @@ class Engine(StoreQuestions):
         Rules from a directory are loaded again when one of its files changes: routing looks at
         the directory at most every ``rules_check_interval`` seconds of the engine's clock
         (0..3600; None or 0: only :meth:`reload_rules`). A file that fails to load keeps the
-        previous rules; :meth:`rules_status` and ``health()["rules"]`` say why, with file and line."""
+        previous rules; :meth:`rules_status` and ``health()["rules"]`` say why, with file and line.
+
+        ``shadow``: :class:`herald.Shadow` entries, each sending ``percent`` of a type's
+        notifications whose plan names ``provider`` to ``candidate`` instead (chosen by a hash of
+        the notification's id); :meth:`compare_providers` compares the two."""
         if rules is None and Path("routing_rules").is_dir():
             rules = "routing_rules"
         elif rules is None:
@@ -243,12 +249,20 @@ class Engine(StoreQuestions):
         loaded = RuleSet.load(rules)
         provider_configs = load_providers(providers)
         provider_names = [str(p.get("name", "")) for p in provider_configs]
+        self._shadows = shadows_from_config(shadow)
+        for i, s in enumerate(self._shadows):
+            for field in ("provider", "candidate"):
+                if getattr(s, field) not in provider_names:
+                    raise config_error(f"shadow[{i}].{field}", f"{getattr(s, field)!r} is not a configured provider"
+                                                               f" (configured: {', '.join(provider_names) or 'none'})")
         # A RuleSet subclass with its own route_batch decides every type itself: no intake check.
         self._routes_every_type = type(loaded).route_batch is not RuleSet.route_batch
+        if self._routes_every_type and self._shadows:
+            raise config_error("shadow", "needs the rules' own router (a RuleSet without its own route_batch)")
         # The router must not hold the engine (the core holds the router; GC cannot see that cycle).
-        routes_every_type = self._routes_every_type
+        routes_every_type, shadows = self._routes_every_type, self._shadows
         self._live = LiveRules(
-            loaded, lambda r: r.route_batch if routes_every_type else r.router(provider_names),
+            loaded, lambda r: r.route_batch if routes_every_type else r.router(provider_names, shadows),
             interval=None if self._routes_every_type else rules_check_interval,
             now=time.monotonic if clock is None else clock.now)
         router = self._live.route_batch
@@ -287,6 +301,16 @@ class Engine(StoreQuestions):
         ``error``: None, or the last failed load (``file``, ``line``, ``message``, ``at``, ``text``
         as ``file:line: message``) while the previous rules stay in use."""
         return self._live.status()
+
+    def compare_providers(self, providers: Iterable[str], *, since: When = None,
+                          type: str | None = None) -> dict[str, ProviderFigures]:
+        """Providers side by side over the notifications taken in since ``since`` (of one
+        ``type``, or all): attempts, acceptance rate, latency p50/p99 of accepted attempts, the
+        shares of their completed notifications with a delivered, failed or bounced receipt, and
+        cost. Reads the committed store (what :meth:`flush` has written), see
+        :func:`herald.shadow.compare_providers`."""
+        self._core.flush()
+        return compare_providers(self.data_dir, list(providers), since=since, type=type)
 
     # -- context manager ---------------------------------------------------------------------
 

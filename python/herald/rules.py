@@ -19,17 +19,19 @@ a file changes (:mod:`herald.live_rules`). Each load imports every file anew, fr
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import logging
 import os
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 from herald import _core
 from herald.plan import Plan
+from herald.shadow import Shadow, shadow_providers, takes
 
 __all__ = ["CATCH_ALL", "Notification", "RuleFn", "RuleSet", "rule"]
 
@@ -217,12 +219,19 @@ class RuleSet:
         route = self.route
         return [route(n) for n in batch]
 
-    def router(self, providers: Iterable[str]) -> Callable[[list[Any]], list[Plan | str]]:
+    def router(self, providers: Iterable[str],
+               shadows: Sequence[Shadow] = ()) -> Callable[[list[Any]], list[Plan | str]]:
         """``route_batch`` for an engine with these provider names: a plan naming another provider
-        is refused with the rule's name in the reason, and logged once per (rule, provider)."""
+        is refused with the rule's name in the reason, and logged once per (rule, provider).
+        ``shadows`` then send their share of a type's plans to a candidate provider
+        (:mod:`herald.shadow`)."""
         known = frozenset(providers)
         warned: set[tuple[str, str]] = set()
         route = self.route
+        by_type: dict[str, list[Shadow]] = {}
+        for s in shadows:
+            by_type.setdefault(s.type, []).append(s)
+        every_type = by_type.pop(CATCH_ALL, [])
 
         def check(n: Any) -> Plan | str:
             plan = route(n)
@@ -241,7 +250,19 @@ class RuleSet:
                     return f"rule {rule_name}: plan.providers: unknown provider {name!r}"
             return plan
 
+        def shadowed(n: Any) -> Plan | str:
+            plan = check(n)
+            if isinstance(plan, str):
+                return plan
+            for s in by_type.get(n.type, every_type):
+                if s.provider in plan.providers and takes(s, n.id):
+                    plan = dataclasses.replace(plan, providers=shadow_providers(plan.providers, s.provider, s.candidate))
+            return plan
+
         def route_batch(batch: list[Any]) -> list[Plan | str]:
             return [check(n) for n in batch]
 
-        return route_batch
+        def route_batch_shadowed(batch: list[Any]) -> list[Plan | str]:
+            return [shadowed(n) for n in batch]
+
+        return route_batch_shadowed if by_type or every_type else route_batch
