@@ -171,3 +171,34 @@ def test_the_comparison_window_and_type(tmp_path: Path, sandbox: Sandbox) -> Non
             engine.compare_providers([])
     # The same figures from the folder alone, without an engine.
     assert compare_providers(tmp_path / "data", ["a"], type="otp")["a"].completed == 3
+
+
+def test_herald_compare_prints_the_figures_from_the_folder(tmp_path: Path, sandbox: Sandbox) -> None:
+    import json
+    import subprocess
+    import sys
+
+    rules = RuleSet({"otp": lambda n: Plan("sms", ["a"], "x")})
+    with Engine(tmp_path / "data", rules=rules, providers=[sandbox.provider("a", cost_per_message=0.5),
+                                                           sandbox.provider("b")],
+                shadow=[Shadow("otp", "a", "b", 50)]) as engine:
+        engine.send_many([{"type": "otp", "recipient": "u"}] * 20)
+        assert engine.wait_idle(20)
+        expected = engine.compare_providers(["a", "b"], since=time.time() - 3600)
+
+        def cli(*args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run([sys.executable, "-m", "herald", "compare", *args, "--data-dir",
+                                   str(tmp_path / "data")], capture_output=True, text=True, timeout=60, check=False)
+
+        # Beside the running engine: the folder is read, not locked.
+        result = cli("a", "b", "--since", "1h", "--json")
+        assert result.returncode == 0, result.stderr
+        got = json.loads(result.stdout)
+        assert {k: (v["attempts"], v["cost"]) for k, v in got.items()} == {
+            k: (v.attempts, v.cost) for k, v in expected.items()}
+        assert got["a"]["attempts"] + got["b"]["attempts"] == 20
+        table = cli("a", "b", "--type", "otp")
+        assert table.returncode == 0 and table.stdout.split("\n")[1].split() == [
+            "attempts", str(expected["a"].attempts), str(expected["b"].attempts)]
+        bad = cli("a", "--since", "yesterday")
+        assert bad.returncode == 2 and "--since: not a duration" in bad.stderr
