@@ -202,3 +202,16 @@ def test_herald_compare_prints_the_figures_from_the_folder(tmp_path: Path, sandb
             "attempts", str(expected["a"].attempts), str(expected["b"].attempts)]
         bad = cli("a", "--since", "yesterday")
         assert bad.returncode == 2 and "--since: not a duration" in bad.stderr
+
+
+def test_a_catch_all_shadow_covers_the_types_without_their_own() -> None:
+    from types import SimpleNamespace
+
+    rules = RuleSet({"*": lambda n: Plan("sms", ["p", "q"], "x")})
+    every = Shadow("*", "p", "c", 100)
+    own = Shadow("otp", "q", "d", 100)
+    route = rules.router(["p", "q", "c", "d"], [every, own])
+    plans = route([SimpleNamespace(type="news", id=1, data={}), SimpleNamespace(type="otp", id=2, data={})])
+    assert [p.providers for p in plans] == [("c", "q"), ("p", "d")]  # otp has its own: the catch-all skips it
+    none = rules.router(["p", "q", "c"], [Shadow("*", "p", "c", 0)])
+    assert none([SimpleNamespace(type="news", id=1, data={})])[0].providers == ("p", "q")
