@@ -21,6 +21,7 @@ from herald.readonly import ReadOnlyStore, open_readonly
 from herald.retention import Retention
 from herald.rules import Notification, RuleSet, rule
 from herald.sandbox import Sandbox
+from herald.shadow import ProviderFigures, Shadow
 
 __all__ = [
     "AsyncClient",
@@ -42,12 +43,14 @@ __all__ = [
     "Plan",
     "Step",
     "Priority",
+    "ProviderFigures",
     "ReadOnlyStore",
     "Receipt",
     "ReceiptState",
     "Retention",
     "RuleSet",
     "Sandbox",
+    "Shadow",
     "State",
     "Status",
     "Suppression",

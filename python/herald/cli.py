@@ -1,7 +1,7 @@
 """The `herald` command: demo, sandbox, send, retry, cancel, status, trace, dead-letters,
-suppressions, prune, log (tail, export).
+suppressions, compare, prune, log (tail, export).
 
-status, trace, dead-letters and suppressions read the folder without an engine (herald.open_readonly):
+status, trace, dead-letters, suppressions and compare read the folder without an engine (herald.open_readonly):
 they never send, need no provider secrets and work while an engine runs. send, retry and cancel
 change state: they open an engine on the folder (with its rules and providers), so they fail with
 one StoreError line while another engine owns it.
@@ -140,6 +140,43 @@ def _cmd_suppressions(args: argparse.Namespace) -> int:
     with _reader(args) as engine:
         for x in engine.suppressions(args.limit):
             print(f"{x.channel:<8} {x.address:<32} {x.reason:<10} {x.provider:<12} {x.detail}")
+    return 0
+
+
+def _since_arg(text: str | None) -> object:
+    """--since of compare: a duration back from now (90s, 15m, 1h, 2d), epoch seconds, or an ISO
+    8601 time (no zone = UTC). Parsed here: pandas is not needed to compare providers."""
+    from datetime import datetime, timedelta, timezone
+
+    if text is None:
+        return None
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)([smhd])", text.strip())
+    if m:
+        return timedelta(seconds=float(m.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86_400}[m.group(2)])
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise _UsageError(f"--since: not a duration (90s, 15m, 1h, 2d), epoch seconds or ISO 8601 time: {text!r}") from None
+    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from herald.shadow import compare_providers, format_comparison
+
+    try:
+        figures = compare_providers(args.data_dir, args.providers, since=_since_arg(args.since), type=args.type)
+    except FileNotFoundError as exc:
+        raise _UsageError(str(exc)) from None
+    if args.json:
+        print(json.dumps({name: asdict(f) for name, f in figures.items()}, indent=2))
+    else:
+        print(format_comparison(figures))
     return 0
 
 
@@ -406,6 +443,15 @@ def _parser() -> argparse.ArgumentParser:
     p = command("suppressions", "list addresses herald will not send to again")
     p.add_argument("--limit", type=int, default=1000, help="at most this many (default 1000)")
     p.set_defaults(func=_cmd_suppressions)
+
+    p = command("compare", "providers side by side: attempts, acceptance, latency p50/p99, receipts, cost "
+                           "(reads the folder; e.g. a shadow candidate against the usual provider)")
+    p.add_argument("providers", nargs="+", help="provider names")
+    p.add_argument("--since", help="notifications taken in since: a duration back from now (90s, 15m, 1h, 2d), "
+                                   "epoch seconds or an ISO 8601 time (default: everything kept)")
+    p.add_argument("--type", help="only notifications of this type")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=_cmd_compare)
 
     p = command("prune", "delete final notifications, events and log segments past the retention limits "
                          "(run it where no engine uses the folder; an engine prunes by itself)")

@@ -22,9 +22,11 @@ from herald import _core
 from herald._checks import checked_int, checked_text, config_error, seconds_to_ms, validation_error
 from herald.clock import ManualClock
 from herald.kinds import FINAL_STATES, Durability, EventKind, Priority, ReceiptState, State, SuppressionReason
+from herald.live_rules import LiveRules
 from herald.providers import ProviderSpec, load_providers
 from herald.retention import Retention
 from herald.rules import CATCH_ALL, RuleSet
+from herald.shadow import ProviderFigures, Shadow, compare_providers, shadows_from_config
 
 __all__ = ["Engine", "Event", "Receipt", "Status", "StoreQuestions", "Suppression", "When"]
 
@@ -197,6 +199,8 @@ class Engine(StoreQuestions):
         retention: Retention | None = None,
         store_retry_max: float = 5.0,
         clock: ManualClock | None = None,
+        rules_check_interval: float | None = 1.0,
+        shadow: Iterable[Shadow | Mapping[str, Any]] | None = None,
     ) -> None:
         """``receipts="127.0.0.1:8787"`` starts the receipt server providers call back
         (``public_url`` is where they reach it, when that differs). A delivery accepted by a
@@ -215,7 +219,16 @@ class Engine(StoreQuestions):
         tries; :meth:`health` shows it.
 
         ``clock`` (tests): a :class:`herald.ManualClock` the engine schedules, retries, expires and
-        stamps events by; its timers fire when the clock is advanced. Default: the system clock."""
+        stamps events by; its timers fire when the clock is advanced. Default: the system clock.
+
+        Rules from a directory are loaded again when one of its files changes: routing looks at
+        the directory at most every ``rules_check_interval`` seconds of the engine's clock
+        (0..3600; None or 0: only :meth:`reload_rules`). A file that fails to load keeps the
+        previous rules; :meth:`rules_status` and ``health()["rules"]`` say why, with file and line.
+
+        ``shadow``: :class:`herald.Shadow` entries, each sending ``percent`` of a type's
+        notifications whose plan names ``provider`` to ``candidate`` instead (chosen by a hash of
+        the notification's id); :meth:`compare_providers` compares the two."""
         if rules is None and Path("routing_rules").is_dir():
             rules = "routing_rules"
         elif rules is None:
@@ -234,13 +247,29 @@ class Engine(StoreQuestions):
         retention_options = (retention or Retention()).core_options()
         if clock is not None and not isinstance(clock, ManualClock):
             raise config_error("clock", f"must be a herald.ManualClock or None (got {type(clock).__name__})")
+        if rules_check_interval is not None:
+            rules_check_interval = seconds_to_ms("rules_check_interval", rules_check_interval, 0, 3600) / 1000
         path = _data_dir(data_dir)
-        self.rules = RuleSet.load(rules)
+        loaded = RuleSet.load(rules)
         provider_configs = load_providers(providers)
+        provider_names = [str(p.get("name", "")) for p in provider_configs]
+        self._shadows = shadows_from_config(shadow)
+        for i, s in enumerate(self._shadows):
+            for field in ("provider", "candidate"):
+                if getattr(s, field) not in provider_names:
+                    raise config_error(f"shadow[{i}].{field}", f"{getattr(s, field)!r} is not a configured provider"
+                                                               f" (configured: {', '.join(provider_names) or 'none'})")
         # A RuleSet subclass with its own route_batch decides every type itself: no intake check.
-        self._routes_every_type = type(self.rules).route_batch is not RuleSet.route_batch
-        router = (self.rules.route_batch if self._routes_every_type
-                  else self.rules.router(str(p.get("name", "")) for p in provider_configs))
+        self._routes_every_type = type(loaded).route_batch is not RuleSet.route_batch
+        if self._routes_every_type and self._shadows:
+            raise config_error("shadow", "needs the rules' own router (a RuleSet without its own route_batch)")
+        # The router must not hold the engine (the core holds the router; GC cannot see that cycle).
+        routes_every_type, shadows = self._routes_every_type, self._shadows
+        self._live = LiveRules(
+            loaded, lambda r: r.route_batch if routes_every_type else r.router(provider_names, shadows),
+            interval=None if self._routes_every_type else rules_check_interval,
+            now=time.monotonic if clock is None else clock.now)
+        router = self._live.route_batch
         # Every option by keyword, so that a type checker holds each name and type to _core.pyi.
         self._core = _core.Engine(
             path, durability, provider_configs, router, route_batch_size=route_batch_size,
@@ -254,6 +283,38 @@ class Engine(StoreQuestions):
                 "engine at %s started with no rules: every send() will be refused (define @rule"
                 " functions, a ./routing_rules directory, or pass rules=)", path)
         _open_engines.add(self)
+
+    @property
+    def rules(self) -> RuleSet:
+        """The rules in use (after a reload: the reloaded ones)."""
+        return self._live.rules
+
+    def reload_rules(self) -> dict[str, Any]:
+        """Loads the rules directory again now, whether or not a file changed. Returns
+        :meth:`rules_status`; raises :class:`herald.ConfigError` (``field`` "rules", the message
+        ``file:line: error``) when a file fails, the previous rules staying in use. Rules from
+        modules are not reloaded (nothing happens)."""
+        problem = self._live.reload()
+        if problem is not None:
+            raise config_error("rules", str(problem))
+        return self.rules_status()
+
+    def rules_status(self) -> dict[str, Any]:
+        """The rules in use: ``directory`` (None for modules), ``types``, ``files``, ``loaded_at``
+        (epoch s), ``reloads`` (since start), ``check_interval`` (s, None: no automatic checks) and
+        ``error``: None, or the last failed load (``file``, ``line``, ``message``, ``at``, ``text``
+        as ``file:line: message``) while the previous rules stay in use."""
+        return self._live.status()
+
+    def compare_providers(self, providers: Iterable[str], *, since: When = None,
+                          type: str | None = None) -> dict[str, ProviderFigures]:
+        """Providers side by side over the notifications taken in since ``since`` (of one
+        ``type``, or all): attempts, acceptance rate, latency p50/p99 of accepted attempts, the
+        shares of their completed notifications with a delivered, failed or bounced receipt, and
+        cost. Reads the committed store (what :meth:`flush` has written), see
+        :func:`herald.shadow.compare_providers`."""
+        self._core.flush()
+        return compare_providers(self.data_dir, list(providers), since=since, type=type)
 
     # -- context manager ---------------------------------------------------------------------
 
@@ -357,6 +418,9 @@ class Engine(StoreQuestions):
         Types that are not well-formed names are left to the core, which says what is wrong."""
         rules = self.rules._rules
         if (not self._routes_every_type and isinstance(type_, str) and type_ not in rules and CATCH_ALL not in rules
+                and self._live.poll()):  # a rule file for a new type, seen before routing saw it
+            rules = self.rules._rules
+        if (not self._routes_every_type and isinstance(type_, str) and type_ not in rules and CATCH_ALL not in rules
                 and _TYPE_NAME.fullmatch(type_)):  # a malformed type: the core's own error says why
             known = ", ".join(repr(t) for t in sorted(rules)) or "none"
             raise validation_error(field, f"no rule routes type {type_!r} (rules exist for: {known};"
@@ -370,6 +434,8 @@ class Engine(StoreQuestions):
             missing = set(map(_type_of, items)).difference(rules)
         except (KeyError, TypeError, AttributeError):
             missing = {None}  # an item without a hashable type: find it one by one below
+        if missing and self._live.poll():  # rule files for new types, seen before routing saw them
+            return self._check_routed_many(items, offset)
         if not missing:
             return
         for i, item in enumerate(items):
@@ -389,8 +455,15 @@ class Engine(StoreQuestions):
     def health(self) -> dict[str, Any]:
         """Whether the engine can do its work. ``store``: ``degraded`` (the disk refuses writes;
         records are held in memory and delivery waits), ``error``, ``since`` (epoch s),
-        ``held_batches``, ``write_faults`` (refused commits since start)."""
-        return dict(self._core.health())
+        ``held_batches``, ``write_faults`` (refused commits since start). ``rules``: ``ok``, or
+        ``error`` with ``file:line: message`` when the rules directory failed to reload and the
+        previous rules are still in use."""
+        health = dict(self._core.health())
+        problem = self._live.problem
+        health["rules"] = "ok" if problem is None else "error"
+        if problem is not None:
+            health["rules_error"] = str(problem)
+        return health
 
     def prune(self) -> dict[str, int]:
         """Runs a retention pass now (the engine also runs one every ``retention.interval``)."""

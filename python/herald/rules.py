@@ -11,20 +11,27 @@ Rules come from one of:
 
 ``@rule("*")`` is the catch-all: it routes every type that has no rule of its own. The engine calls :meth:`RuleSet.route_batch` from its loop thread
 with many notifications at once: one GIL acquisition per batch.
+
+A RuleSet loaded from a directory remembers the directory and its files' modification times and
+sizes (:attr:`RuleSet.directory`, :attr:`RuleSet.files`), so that the engine can load it again when
+a file changes (:mod:`herald.live_rules`). Each load imports every file anew, from its source.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import logging
+import os
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 from herald import _core
 from herald.plan import Plan
+from herald.shadow import Shadow, shadow_providers, takes
 
 __all__ = ["CATCH_ALL", "Notification", "RuleFn", "RuleSet", "rule"]
 
@@ -42,6 +49,44 @@ def _text_of(exc: BaseException) -> str:
 def _name_of(fn: Any) -> str:
     name = getattr(fn, "__qualname__", None)
     return name if isinstance(name, str) else type(fn).__name__
+
+
+def _where(fn: Any) -> tuple[str, int] | None:
+    """The file and line a rule function is defined at, when it has code."""
+    code = getattr(fn, "__code__", None)
+    return None if code is None else (code.co_filename, code.co_firstlineno)
+
+
+def _at(where: tuple[str, int] | None) -> str:
+    return "" if where is None else f" ({where[0]}:{where[1]})"
+
+
+class RuleConflict(ValueError):
+    """Two rules for one type; ``file`` and ``line`` say where the second one is."""
+
+    def __init__(self, message: str, file: str | None, line: int | None) -> None:
+        super().__init__(message)
+        self.file = file
+        self.line = line
+
+
+FileStamp = tuple[int, int, int]  # st_mtime_ns, st_size, st_ino
+
+
+def scan_directory(directory: str | Path) -> dict[str, FileStamp]:
+    """The rule files of a directory (``*.py`` not starting with ``_``) with their stamps: what a
+    reload check compares. One scandir and one stat per file."""
+    out: dict[str, FileStamp] = {}
+    with os.scandir(directory) as entries:
+        for entry in entries:
+            name = entry.name
+            if name.endswith(".py") and not name.startswith("_"):
+                try:
+                    st = entry.stat()
+                except FileNotFoundError:  # deleted between the listing and the stat
+                    continue
+                out[name] = (st.st_mtime_ns, st.st_size, st.st_ino)
+    return out
 
 
 CATCH_ALL = "*"
@@ -72,6 +117,10 @@ class RuleSet:
 
     def __init__(self, rules: dict[str, RuleFn] | None = None) -> None:
         self._rules: dict[str, RuleFn] = dict(rules or {})
+        self.directory: Path | None = None
+        """The rules directory this set was loaded from (None: modules or a dict)."""
+        self.files: dict[str, FileStamp] = {}
+        """Its files as they were when loading began (:func:`scan_directory`)."""
 
     @classmethod
     def registered(cls) -> RuleSet:
@@ -101,10 +150,11 @@ class RuleSet:
                 raise FileNotFoundError(
                     f"rules: {str(directory)!r} is neither a directory nor an imported module's name"
                 )
-            for path in sorted(directory.glob("*.py")):
-                if path.name.startswith("_"):
-                    continue
-                rules._import_file(path)
+            rules.directory = directory
+            # Stamped before importing: a file changed during the load is seen by the next check.
+            rules.files = scan_directory(directory)
+            for name in sorted(rules.files):
+                rules._import_file(directory / name)
             return rules
         modules = [source] if isinstance(source, ModuleType) else list(source)
         for module in modules:
@@ -123,14 +173,19 @@ class RuleSet:
             raise ImportError(f"rules: cannot import {path}")
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module
-        spec.loader.exec_module(module)
+        # From the source, never a cached .pyc: its check (mtime in whole seconds and size) misses
+        # an edit of the same length within the second, and a reload must see every edit.
+        code = compile(path.read_bytes(), str(path), "exec", dont_inherit=True)
+        exec(code, module.__dict__)
         self._add_module(module)
 
     def add(self, type_: str, fn: RuleFn) -> None:
         if type_ in self._rules and self._rules[type_] is not fn:
-            raise ValueError(
-                f"rules: two rules for type {type_!r}: {_name_of(self._rules[type_])} and {_name_of(fn)}"
-            )
+            first, second = _where(self._rules[type_]), _where(fn)
+            raise RuleConflict(
+                f"rules: two rules for type {type_!r}: {_name_of(self._rules[type_])}{_at(first)}"
+                f" and {_name_of(fn)}{_at(second)}",
+                None if second is None else second[0], None if second is None else second[1])
         self._rules[type_] = fn
 
     def types(self) -> list[str]:
@@ -164,12 +219,19 @@ class RuleSet:
         route = self.route
         return [route(n) for n in batch]
 
-    def router(self, providers: Iterable[str]) -> Callable[[list[Any]], list[Plan | str]]:
+    def router(self, providers: Iterable[str],
+               shadows: Sequence[Shadow] = ()) -> Callable[[list[Any]], list[Plan | str]]:
         """``route_batch`` for an engine with these provider names: a plan naming another provider
-        is refused with the rule's name in the reason, and logged once per (rule, provider)."""
+        is refused with the rule's name in the reason, and logged once per (rule, provider).
+        ``shadows`` then send their share of a type's plans to a candidate provider
+        (:mod:`herald.shadow`)."""
         known = frozenset(providers)
         warned: set[tuple[str, str]] = set()
         route = self.route
+        by_type: dict[str, list[Shadow]] = {}
+        for s in shadows:
+            by_type.setdefault(s.type, []).append(s)
+        every_type = by_type.pop(CATCH_ALL, [])
 
         def check(n: Any) -> Plan | str:
             plan = route(n)
@@ -188,7 +250,19 @@ class RuleSet:
                     return f"rule {rule_name}: plan.providers: unknown provider {name!r}"
             return plan
 
+        def shadowed(n: Any) -> Plan | str:
+            plan = check(n)
+            if isinstance(plan, str):
+                return plan
+            for s in by_type.get(n.type, every_type):
+                if s.provider in plan.providers and takes(s, n.id):
+                    plan = dataclasses.replace(plan, providers=shadow_providers(plan.providers, s.provider, s.candidate))
+            return plan
+
         def route_batch(batch: list[Any]) -> list[Plan | str]:
             return [check(n) for n in batch]
 
-        return route_batch
+        def route_batch_shadowed(batch: list[Any]) -> list[Plan | str]:
+            return [shadowed(n) for n in batch]
+
+        return route_batch_shadowed if by_type or every_type else route_batch

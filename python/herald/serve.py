@@ -10,10 +10,20 @@ Configuration, in the same TOML file as the providers::
     public_url = ""                    # where providers reach it, when that differs
     max_body_bytes = 1048576           # larger request bodies get 413
     workers = 8                        # threads making engine calls
+    rules_check_interval = 1.0         # seconds between looks at the rules directory (0: never)
+
+    [[serve.shadow]]                   # 10% of otp via sms-candidate instead of sms-primary
+    type = "otp"
+    provider = "sms-primary"
+    candidate = "sms-candidate"
+    percent = 10
 
     [serve.api_keys]                   # name = secret, read as provider secrets are
     web = { env = "HERALD_API_KEY" }
     jobs = { file = "/run/secrets/herald_jobs_key" }
+
+An edited file in the rules directory takes effect without a restart; one that fails to load
+keeps the previous rules and is logged with its file and line (see :mod:`herald.live_rules`).
 
 Only SHA-256 hashes of the keys are kept. Every ``/v1`` request needs ``Authorization: Bearer
 <key>`` (none: 401, a wrong one: 403). ``GET /health``, ``GET /ready``, ``GET /metrics``
@@ -43,6 +53,7 @@ from typing import Any
 from herald._checks import config_error
 from herald.logs import log_json_lines, logger
 from herald.providers import resolve_secret
+from herald.shadow import Shadow, shadows_from_config
 
 __all__ = ["ServeConfig", "add_serve_command", "load_config", "main", "serve"]
 
@@ -61,9 +72,12 @@ class ServeConfig:
     public_url: str | None = None
     max_body_bytes: int = 1 << 20
     workers: int = 8
+    rules_check_interval: float | None = 1.0
+    shadow: tuple[Shadow, ...] = ()
 
 
-_KNOWN = {"listen", "data_dir", "rules", "receipts", "public_url", "max_body_bytes", "workers", "api_keys"}
+_KNOWN = {"listen", "data_dir", "rules", "receipts", "public_url", "max_body_bytes", "workers", "api_keys",
+          "rules_check_interval", "shadow"}
 
 
 def _split_listen(where: str, listen: Any) -> tuple[str, int]:
@@ -79,6 +93,12 @@ def _int(where: str, value: Any, low: int, high: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
         raise config_error(where, f"must be an integer from {low} to {high}")
     return value
+
+
+def _seconds(where: str, value: Any, high: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= high:
+        raise config_error(where, f"must be a number of seconds from 0 to {high:g}")
+    return float(value)
 
 
 def load_config(path: str | Path, *, listen: str | None = None) -> ServeConfig:
@@ -121,6 +141,8 @@ def load_config(path: str | Path, *, listen: str | None = None) -> ServeConfig:
         public_url=table.get("public_url"),
         max_body_bytes=_int("serve.max_body_bytes", table.get("max_body_bytes", 1 << 20), 1, 1 << 30),
         workers=_int("serve.workers", table.get("workers", 8), 1, 256),
+        rules_check_interval=_seconds("serve.rules_check_interval", table.get("rules_check_interval", 1.0), 3600),
+        shadow=shadows_from_config(table.get("shadow"), "serve.shadow"),
     )
 
 
@@ -145,7 +167,8 @@ def serve(config: ServeConfig, *, stop: threading.Event | None = None, announce:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, on_signal)
     engine = Engine(config.data_dir, rules=config.rules, providers=config.providers, receipts=config.receipts,
-                    public_url=config.public_url)
+                    public_url=config.public_url, rules_check_interval=config.rules_check_interval,
+                    shadow=config.shadow)
     try:
         api = _core.ApiServer(engine._core, config.host, config.port, list(config.key_sha256_hex),
                               config.max_body_bytes, config.workers, openapi_document())
