@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -280,6 +280,14 @@ class Plan:
         object.__setattr__(plan, "defer_until", until)
         object.__setattr__(plan, "_wire", wire)
         return plan
+
+    def with_providers(self, change: Callable[[tuple[str, ...]], Sequence[str]]) -> Plan:
+        """The same plan with each step's providers replaced by ``change(providers)`` (shadow
+        routing uses it); a skip or a deferral is returned as it is."""
+        if not self.steps:
+            return self
+        steps = [_replace(st, providers=tuple(change(tuple(st.providers)))) for st in self.steps]
+        return Plan(steps=steps)
 
     def __repr__(self) -> str:
         if self.skip_reason is not None:

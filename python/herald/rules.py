@@ -19,7 +19,6 @@ a file changes (:mod:`herald.live_rules`). Each load imports every file anew, fr
 
 from __future__ import annotations
 
-import dataclasses
 import importlib.util
 import logging
 import os
@@ -237,8 +236,11 @@ class RuleSet:
             plan = route(n)
             if isinstance(plan, str):
                 return plan
-            for name in plan.providers:
-                if name not in known:
+            many = len(plan.steps) > 1
+            for k, step in enumerate(plan.steps):
+                for name in step.providers:
+                    if name in known:
+                        continue
                     fn = self._rules.get(n.type) or self._rules.get(CATCH_ALL)
                     rule_name = _name_of(fn)
                     if (rule_name, name) not in warned:
@@ -247,7 +249,8 @@ class RuleSet:
                             "rule %s names provider %r, which is not configured (configured: %s);"
                             " its notifications are dead-lettered",
                             rule_name, name, ", ".join(sorted(known)) or "none")
-                    return f"rule {rule_name}: plan.providers: unknown provider {name!r}"
+                    where = f"plan.steps[{k}].providers" if many else "plan.providers"
+                    return f"rule {rule_name}: {where}: unknown provider {name!r}"
             return plan
 
         def shadowed(n: Any) -> Plan | str:
@@ -255,8 +258,8 @@ class RuleSet:
             if isinstance(plan, str):
                 return plan
             for s in by_type.get(n.type, every_type):
-                if s.provider in plan.providers and takes(s, n.id):
-                    plan = dataclasses.replace(plan, providers=shadow_providers(plan.providers, s.provider, s.candidate))
+                if any(s.provider in st.providers for st in plan.steps) and takes(s, n.id):
+                    plan = plan.with_providers(lambda chain: shadow_providers(chain, s.provider, s.candidate))
             return plan
 
         def route_batch(batch: list[Any]) -> list[Plan | str]:
