@@ -88,6 +88,40 @@ def scenario_e2e(tmp: Path) -> dict:
     }
 
 
+def scenario_cascade(tmp: Path) -> dict:
+    """Two-step plans whose first step always fails (SMS refused by both providers, then email),
+    end to end, against one-step plans in the same process and sandbox; and the delivery
+    machine's transitions per second without I/O."""
+    from herald import Engine, Plan, RuleSet, Sandbox, Step, _core
+
+    total = 20_000
+    rules = RuleSet({
+        "one": lambda n: Plan("email", ["email"], "{headline|News}"),
+        "two": lambda n: Plan.cascade(Step("sms", ["sms"], text="{headline|News}"),
+                                      Step("email", ["email"], text="{headline|News}")),
+    })
+    figures: dict[str, float] = {}
+    with Sandbox() as sandbox:
+        sandbox.set_faults("sms", error_rate=1.0, error_status=400)
+        providers = [sandbox.provider("email", concurrency=128), sandbox.provider("sms", concurrency=128)]
+        for kind in ("one", "two"):
+            items = [{"type": kind, "recipient": {"id": f"u{i}", "email": f"u{i}@example.test", "phone": "+15550001"},
+                      "data": {"headline": "Autumn sale"}} for i in range(total)]
+            with Engine(tmp / kind, rules=rules, providers=providers) as engine:
+                t0 = time.perf_counter()
+                engine.send_many(items)
+                assert engine.wait_idle(600)
+                figures[f"{kind}_step_e2e_per_s"] = total / (time.perf_counter() - t0)
+                assert engine.stats()["dead_lettered"] == 0, engine.stats()
+    machine = _core._machine_rate(1_000_000)
+    return {
+        "one_step_e2e_per_s": round(figures["one_step_e2e_per_s"]),
+        "two_step_cascade_e2e_per_s": round(figures["two_step_e2e_per_s"]),
+        "machine_one_step_transitions_per_s": round(machine["one_step_transitions_per_s"]),
+        "machine_cascade_transitions_per_s": round(machine["cascade_transitions_per_s"]),
+    }
+
+
 def scenario_send_latency(tmp: Path) -> dict:
     """send() latency, one caller, each call returning once durable (delivery runs meanwhile)."""
     from herald import Sandbox
@@ -287,6 +321,7 @@ def scenario_retention_off(tmp: Path) -> dict:
 
 SCENARIOS = {
     "e2e": scenario_e2e,
+    "cascade": scenario_cascade,
     "send_latency": scenario_send_latency,
     "send_many": scenario_send_many,
     "otp_under_backlog": scenario_otp_under_backlog,
