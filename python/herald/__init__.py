@@ -3,6 +3,7 @@
 Hand it notifications with :class:`Engine`; write rules that return a :class:`Plan`.
 """
 
+from herald.alerts import Alert, dead_letters, failure_rate, latency_quantile, spend
 from herald.clock import ManualClock
 from herald.engine import Engine, Event, Receipt, Status, Suppression
 from herald.kinds import Durability, ErrorClass, EventKind, FinalState, Priority, ReceiptState, State, SuppressionReason
@@ -23,6 +24,7 @@ from herald.rules import Notification, RuleSet, rule
 from herald.sandbox import Sandbox
 
 __all__ = [
+    "Alert",
     "AsyncClient",
     "Client",
     "ConfigError",
@@ -53,8 +55,12 @@ __all__ = [
     "SuppressionReason",
     "StoreError",
     "ValidationError",
+    "dead_letters",
+    "failure_rate",
+    "latency_quantile",
     "open_readonly",
     "rule",
+    "spend",
 ]
 
 __version__ = "0.1.0"
