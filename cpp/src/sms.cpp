@@ -1,7 +1,7 @@
 #include "herald/sms.hpp"
 
+#include <array>
 #include <cstdint>
-#include <vector>
 
 namespace herald {
 
@@ -22,100 +22,105 @@ constexpr char32_t kBasic[] = {
 /// The extension table (TS 23.038 6.2.1.1): sent as ESC + a septet, so two septets each.
 constexpr char32_t kExtension[] = {U'\f', U'^', U'{', U'}', U'\\', U'[', U'~', U']', U'|', U'€'};
 
+/// Septets of each ASCII character in GSM-7 (0: none, e.g. the backtick), built once from the
+/// tables above so the common case is one lookup.
+struct AsciiSeptets {
+  std::array<std::uint8_t, 128> n{};
+  constexpr AsciiSeptets() {
+    for (char32_t b : kBasic) {
+      if (b < 128) n[b] = 1;
+    }
+    for (char32_t e : kExtension) {
+      if (e < 128) n[e] = 2;
+    }
+  }
+};
+constexpr AsciiSeptets kAscii;
+
 /// Septets of one code point in GSM-7: 1, 2 (extension table), or 0 when it has none.
 int septets(char32_t c) noexcept {
+  if (c < 128) return kAscii.n[c];
   for (char32_t b : kBasic) {
     if (b == c) return 1;
   }
-  for (char32_t e : kExtension) {
-    if (e == c) return 2;
-  }
-  return 0;
+  return c == U'€' ? 2 : 0;  // the one extension character beyond ASCII
 }
 
-/// The code points of `s`; a byte that does not start a well-formed UTF-8 sequence becomes
-/// U+FFFD (outside GSM-7, one UTF-16 unit).
-std::vector<char32_t> decode(std::string_view s) {
-  std::vector<char32_t> out;
-  out.reserve(s.size());
-  std::size_t i = 0;
-  while (i < s.size()) {
-    const auto b = static_cast<std::uint32_t>(static_cast<unsigned char>(s[i]));
-    std::size_t len = 0;
-    std::uint32_t c = 0;
-    if (b < 0x80u) {
-      len = 1;
-      c = b;
-    } else if ((b & 0xE0u) == 0xC0u) {
-      len = 2;
-      c = b & 0x1Fu;
-    } else if ((b & 0xF0u) == 0xE0u) {
-      len = 3;
-      c = b & 0x0Fu;
-    } else if ((b & 0xF8u) == 0xF0u) {
-      len = 4;
-      c = b & 0x07u;
-    }
-    bool ok = len > 0 && i + len <= s.size();
-    for (std::size_t k = 1; ok && k < len; ++k) {
-      const auto cb = static_cast<std::uint32_t>(static_cast<unsigned char>(s[i + k]));
-      if ((cb & 0xC0u) != 0x80u) ok = false;
-      c = (c << 6) | (cb & 0x3Fu);
-    }
-    if (!ok) {
-      out.push_back(U'\uFFFD');
-      ++i;
-      continue;
-    }
-    out.push_back(static_cast<char32_t>(c));
-    i += len;
+/// The code point at s[i], advancing i past it; a byte that does not start a well-formed UTF-8
+/// sequence is U+FFFD (outside GSM-7, one UTF-16 unit) and advances by one.
+char32_t next_code_point(std::string_view s, std::size_t& i) noexcept {
+  const auto b = static_cast<std::uint32_t>(static_cast<unsigned char>(s[i]));
+  std::size_t len = 0;
+  std::uint32_t c = 0;
+  if (b < 0x80u) {
+    ++i;
+    return static_cast<char32_t>(b);
   }
-  return out;
+  if ((b & 0xE0u) == 0xC0u) {
+    len = 2;
+    c = b & 0x1Fu;
+  } else if ((b & 0xF0u) == 0xE0u) {
+    len = 3;
+    c = b & 0x0Fu;
+  } else if ((b & 0xF8u) == 0xF0u) {
+    len = 4;
+    c = b & 0x07u;
+  }
+  bool ok = len > 0 && i + len <= s.size();
+  for (std::size_t k = 1; ok && k < len; ++k) {
+    const auto cb = static_cast<std::uint32_t>(static_cast<unsigned char>(s[i + k]));
+    if ((cb & 0xC0u) != 0x80u) ok = false;
+    c = (c << 6) | (cb & 0x3Fu);
+  }
+  if (!ok) {
+    ++i;
+    return U'\uFFFD';
+  }
+  i += len;
+  return static_cast<char32_t>(c);
 }
 
-/// Parts needed for characters of the given sizes: all in one part when they fit `single`,
-/// else filled greedily into parts of `split` (a character never straddles two parts).
-int parts(const std::vector<int>& sizes, int total, int single, int split) noexcept {
-  if (total <= single) return 1;
-  int count = 1, used = 0;
-  for (int n : sizes) {
+/// Greedy packing into parts of `split` units: a character never straddles two parts.
+struct Packer {
+  int split;
+  int parts = 1;
+  int used = 0;
+  void add(int n) noexcept {
     if (used + n > split) {
-      ++count;
+      ++parts;
       used = 0;
     }
     used += n;
   }
-  return count;
-}
+};
 
 }  // namespace
 
-SmsSegments sms_segments(std::string_view utf8) {
+SmsSegments sms_segments(std::string_view utf8) noexcept {
   SmsSegments out;
-  const std::vector<char32_t> text = decode(utf8);
-  std::vector<int> sizes;
-  sizes.reserve(text.size());
-  for (char32_t c : text) {
-    const int n = septets(c);
+  // One pass as GSM-7; the first character outside it restarts the count as UCS-2.
+  Packer gsm{153};
+  for (std::size_t i = 0; i < utf8.size();) {
+    const int n = septets(next_code_point(utf8, i));
     if (n == 0) {
       out.unicode = true;
       break;
     }
-    sizes.push_back(n);
     out.units += n;
+    gsm.add(n);
   }
   if (!out.unicode) {
-    out.segments = parts(sizes, out.units, 160, 153);
+    out.segments = out.units <= 160 ? 1 : gsm.parts;
     return out;
   }
-  sizes.clear();
   out.units = 0;
-  for (char32_t c : text) {
-    const int n = c > 0xFFFF ? 2 : 1;  // a surrogate pair beyond the BMP
-    sizes.push_back(n);
+  Packer ucs{67};
+  for (std::size_t i = 0; i < utf8.size();) {
+    const int n = next_code_point(utf8, i) > 0xFFFF ? 2 : 1;  // beyond the BMP: a surrogate pair
     out.units += n;
+    ucs.add(n);
   }
-  out.segments = parts(sizes, out.units, 70, 67);
+  out.segments = out.units <= 70 ? 1 : ucs.parts;
   return out;
 }
 

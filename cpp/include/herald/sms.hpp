@@ -14,6 +14,6 @@ struct SmsSegments {
 /// Counts `utf8` (a pure function). A split never cuts an escape pair (GSM-7) or a surrogate pair
 /// (UCS-2) in two, as phones and providers split: such a character moves whole to the next part.
 /// An empty text is one part. Bytes that are not UTF-8 count as one UCS-2 unit each.
-[[nodiscard]] SmsSegments sms_segments(std::string_view utf8);
+[[nodiscard]] SmsSegments sms_segments(std::string_view utf8) noexcept;
 
 }  // namespace herald
