@@ -37,9 +37,9 @@ def test_event_columns_are_typed(events: pd.DataFrame) -> None:
     dtypes = events.dtypes.astype(str).to_dict()
     assert dtypes["ts"] == "datetime64[ns, UTC]"
     assert dtypes["id"] == "string"
-    for k in ("event", "type", "tenant", "priority", "channel", "provider", "error_class"):
+    for k in ("event", "type", "tenant", "priority", "channel", "provider", "error_class", "provider_code", "alert"):
         assert dtypes[k] == "category", k
-    assert dtypes["latency_us"] == dtypes["http_status"] == "Int64"
+    assert dtypes["latency_us"] == dtypes["http_status"] == dtypes["segments"] == "Int64"
     assert dtypes["cost"] == "float64" and dtypes["attempt"] == dtypes["seq"] == "int64"
     assert events["seq"].is_monotonic_increasing
     # ts is ts_us exactly
@@ -92,6 +92,15 @@ def test_cost_and_recipient_from_v1_lines(events: pd.DataFrame, notes: pd.DataFr
     assert (by_primary["cost"] == PRIMARY_COST).all()
     assert notes["recipient"].notna().all()
     assert set(notes["channel"].astype(str)) == {"sms", "email"}
+    # Short SMS texts are one segment each; email has none.
+    accepted = events[events["event"] == "accepted"]
+    sms = accepted["channel"].astype(str) == "sms"
+    assert sms.any() and (accepted.loc[sms, "segments"] == 1).all()
+    assert accepted.loc[~sms, "segments"].isna().all()
+    assert (notes.loc[(notes["channel"] == "sms") & (notes["state"] == "completed"), "segments"] == 1).all()
+    # The workload's failures are injected 503s: the sandbox's own error code comes with them.
+    failed = events[events["event"] == "attempt_failed"]
+    assert failed["provider_code"].notna().any()
 
 
 def test_parquet_round_trip(tmp_path: Path, events: pd.DataFrame, notes: pd.DataFrame) -> None:
@@ -165,6 +174,28 @@ def test_v0_and_v1_segments_are_read_alike(mixed_log: Path, engine: str) -> None
     assert (new["state"], new["recipient"], new["channel"], new["cost"]) == ("completed", "u1", "sms", 0.0079)
     assert new["accepted_ms"] == pytest.approx(2.0) and new["delivered_ms"] == pytest.approx(50.0)
     assert new["receipt"] == "delivered"
+
+
+@pytest.mark.parametrize("engine", ["pyarrow", "json", "pandas"])
+def test_provider_code_segments_and_alert_are_typed(tmp_path: Path, engine: str) -> None:
+    log = tmp_path / "data" / "log"
+    write_segment(log, [
+        v1(1, T0, 5, "attempt_failed", attempt=1, provider="tw", channel="sms", http_status=400,
+           error_class="recipient_invalid", provider_code="21211", detail="HTTP 400: twilio 21211"),
+        v1(2, T0 + 1, 6, "accepted", attempt=1, provider="tw", channel="sms", cost=0.0079, segments=3),
+        {**v1(3, T0 + 2, 0, "alert_firing", alert="sms_failures", detail="failure rate 0.3 > 0.05"),
+         "type": "", "tenant": ""},
+        v1(4, T0 + 3, 6, "completed", attempt=1, provider="tw", channel="sms"),
+    ])
+    events = analysis.load_events(tmp_path / "data", engine=engine)
+    assert events["provider_code"].dtype == "category" and events["alert"].dtype == "category"
+    assert events["segments"].dtype == "Int64"
+    assert list(events["provider_code"].astype("object").fillna("-")) == ["21211", "-", "-", "-"]
+    assert list(events["segments"].astype("object").fillna(-1)) == [-1, 3, -1, -1]
+    assert list(events["alert"].astype("object").fillna("-")) == ["-", "-", "sms_failures", "-"]
+    notes = analysis.notifications(events).set_index("id")
+    assert "0" not in notes.index  # the alert is about the engine, not a notification
+    assert notes.loc["6", "segments"] == 3 and pd.isna(notes.loc["5", "segments"])
 
 
 def test_an_empty_log(tmp_path: Path) -> None:

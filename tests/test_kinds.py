@@ -38,6 +38,8 @@ NOT_PROVOKED = {
     "receipt": "a progress receipt (queued, sent): the sandbox's own API sends only final ones",
     "store_degraded": "a disk that refuses writes (test_disk_full.py)",
     "store_recovered": "the same disk taking writes again (test_disk_full.py)",
+    "alert_firing": "an alert rule's condition holding for its for_ (test_alerts.py)",
+    "alert_resolved": "the same condition clear for its clear_for (test_alerts.py)",
 }
 
 

@@ -282,6 +282,46 @@ def test_webhook_requests_are_signed(engine: Engine, tmp_path: Path, providers: 
     assert json.loads(body)["text"] == "order 7 shipped"
 
 
+# -- the provider's own words in the delivery log -------------------------------------------------------
+
+
+def log_lines(engine: Engine) -> list[dict[str, Any]]:
+    """Every line of the engine's delivery log (the engine is closed first: it writes on close)."""
+    log = engine.data_dir / "log"
+    engine.close()
+    return [json.loads(line) for seg in sorted(log.glob("events-*.jsonl"))
+            for line in seg.read_text("utf-8").splitlines()]
+
+
+def test_each_providers_own_error_code_is_on_the_failed_attempt(engine: Engine) -> None:
+    sent = {
+        "21211": engine.send("otp", {"id": "c1", "phone": "+15005550001"}, {"code": "1"}),
+        "UNREGISTERED": engine.send("android", {"id": "c2", "fcm_token": "unregistered-2"}, {"text": "hi"}),
+        "BadDeviceToken": engine.send("ios", {"id": "c3", "apns_token": "not-hex"}, {"text": "x"}),
+        "Unregistered": engine.send("ios", {"id": "c4", "apns_token": "dead" + "0" * 60}, {"text": "x"}),
+        "Does not contain a valid address.": engine.send("welcome", {"id": "c5", "email": "nobody"}, {"name": "N"}),
+    }
+    for r in sent.values():
+        assert engine.wait(r.id).state == "dead_lettered"
+    failed = {line["id"]: line for line in log_lines(engine) if line["event"] == "attempt_failed"}
+    for code, r in sent.items():
+        assert failed[str(r.id)].get("provider_code") == code, failed[str(r.id)]
+    assert failed[str(sent["21211"].id)]["error_class"] == "recipient_invalid"
+
+
+def test_an_accepted_sms_records_its_segments(engine: Engine) -> None:
+    # Each text follows "Your code is " (13 GSM-7 characters): 17, 213 and 313 septets; 84 UCS-2
+    # units; 13 + 2 × 81 = 175 septets (the euro sign is an extension character).
+    texts = {"1234": 1, "x" * 200: 2, "x" * 300: 3, "ж" * 71: 2, "€" * 81: 2}
+    ids = {engine.send("otp", {"id": f"s{i}", "phone": "+15551230030"}, {"code": t}).id: n
+           for i, (t, n) in enumerate(texts.items())}
+    for i in ids:
+        assert engine.wait(i).state == "completed"
+    accepted = {line["id"]: line for line in log_lines(engine) if line["event"] == "accepted"}
+    assert {int(k): v["segments"] for k, v in accepted.items()} == ids
+    assert all(v["cost"] == pytest.approx(0.0079) for v in accepted.values())  # cost stays per message
+
+
 # -- faults in the provider's own dialect ---------------------------------------------------------------
 
 

@@ -602,6 +602,23 @@ void register_engine(py::module_& m) {
              }
              return prune_report_dict(r);
            })
+      .def("declare_alert",
+           [](PyEngine& self, const py::object& name_text) {
+             const std::string name = to_text(name_text, "name");
+             Engine& e = self.get();
+             py::gil_scoped_release release;  // waits for the loop, which may wait for the GIL in a rule
+             e.declare_alert(name);
+           },
+           py::arg("name"))
+      .def("alert_changed",
+           [](PyEngine& self, const py::object& name_text, bool firing, const py::object& detail_text) {
+             const std::string name = to_text(name_text, "name");
+             const std::string detail = to_text(detail_text, "detail");
+             Engine& e = self.get();
+             py::gil_scoped_release release;
+             e.alert_changed(name, firing, detail);
+           },
+           py::arg("name"), py::arg("firing"), py::arg("detail"))
       .def("suppressions",
            [](PyEngine& self, std::size_t limit) {
              std::vector<Suppression> rows;

@@ -276,6 +276,7 @@ Step DeliveryMachine::answered(Delivery& x, const ProviderFacts& p, const Outcom
     Event e = answer_event(x, EventKind::attempt_failed, p, facts);
     e.error_class = x.failure;
     e.detail = out.error;
+    e.provider_code = out.provider_code;
     s.events.push_back(std::move(e));
   };
   auto suppress_address = [&](SuppressionReason reason) {
@@ -291,6 +292,7 @@ Step DeliveryMachine::answered(Delivery& x, const ProviderFacts& p, const Outcom
       Event e = answer_event(x, EventKind::accepted, p, facts);
       e.detail = out.provider_message_id;
       e.cost = p.cost_per_message;
+      e.segments = facts.segments;
       s.events.push_back(std::move(e));
       finish(x, s, State::completed, EventKind::completed, out.provider_message_id);
       break;

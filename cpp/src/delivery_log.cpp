@@ -85,6 +85,18 @@ void DeliveryLog::append_line(std::string& out, const Event& e) {
     out += ",\"http_status\":";
     out += std::to_string(e.http_status);
   }
+  if (!e.provider_code.empty()) {
+    out += ",\"provider_code\":";
+    append_json_string(out, e.provider_code);
+  }
+  if (e.segments > 0) {
+    out += ",\"segments\":";
+    out += std::to_string(e.segments);
+  }
+  if (!e.alert.empty()) {
+    out += ",\"alert\":";
+    append_json_string(out, e.alert);
+  }
   if (!e.detail.empty()) {
     out += ",\"detail\":";
     append_json_string(out, e.detail);

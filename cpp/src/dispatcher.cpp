@@ -8,6 +8,7 @@
 
 #include "engine_impl.hpp"
 #include "herald/errors.hpp"
+#include "herald/sms.hpp"
 
 namespace herald {
 
@@ -474,8 +475,12 @@ void Engine::Impl::unbuildable(Delivery& x, ProviderSlot& p, const std::exceptio
 
 void Engine::Impl::answered(Delivery& x, ProviderSlot& p, const Outcome& out, const http::Response& resp,
                             std::int64_t now) {
-  metrics.attempt(p.config.name, out.kind);
+  metrics.attempt(p.config.name, out.kind, x.plan.channel, p.facts.cost_per_message);
   AnswerFacts f = facts_of(resp, error_class_of(out.kind, resp));
+  // The parts an accepted SMS went in: its text rendered again (as start_one did) and counted.
+  if (out.kind == OutcomeKind::accepted && x.plan.channel == "sms") {
+    f.segments = sms_segments(render_template(x.plan.template_text, x.n.data_json)).segments;
+  }
   // An unusable address is suppressed: read it now if the attempt did not record it.
   const bool unusable = out.kind == OutcomeKind::recipient_invalid || out.kind == OutcomeKind::recipient_opted_out;
   if (unusable && x.d.address.empty()) f.address = p.adapter->address_for(x.n, x.d.channel);

@@ -296,6 +296,25 @@ EngineHealth Engine::health() const {
   return h;
 }
 
+void Engine::declare_alert(const std::string& name) {
+  auto pass = impl_->gate.enter();
+  impl_->on_loop([&, i = impl_.get()] { i->metrics.alert(name, false); });
+}
+
+void Engine::alert_changed(const std::string& name, bool firing, const std::string& detail) {
+  auto pass = impl_->gate.enter();
+  impl_->on_loop([&, i = impl_.get()] {
+    i->metrics.alert(name, firing);
+    Event e;
+    e.kind = firing ? EventKind::alert_firing : EventKind::alert_resolved;
+    e.ts_us = i->clock->now_us();
+    e.alert = name;
+    e.detail = detail;
+    i->pending_writes.events.push_back(std::move(e));
+    i->flush_writes();
+  });
+}
+
 PruneReport Engine::prune() {
   auto pass = impl_->gate.enter();
   return impl_->retention->run_now();

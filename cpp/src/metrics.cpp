@@ -110,10 +110,14 @@ Metrics::ByProvider& Metrics::provider(const std::string& name) {
   return it->second;
 }
 
-void Metrics::attempt(const std::string& provider_name, OutcomeKind outcome) {
+void Metrics::attempt(const std::string& provider_name, OutcomeKind outcome, const std::string& channel, double cost) {
   const auto k = static_cast<std::size_t>(outcome);
   if (k < outcome_kinds.size()) ++provider(provider_name).outcomes[k];
+  if (!channel.empty() && k < outcome_kinds.size()) ++channels_[channel][k];
+  if (outcome == OutcomeKind::accepted && cost > 0) spend_[provider_name] += cost;
 }
+
+void Metrics::alert(const std::string& name, bool firing) { alerts_[name] = firing; }
 
 void Metrics::request(const std::string& provider_name, std::chrono::microseconds latency) {
   provider(provider_name).latency.observe(latency);
@@ -161,6 +165,23 @@ std::string Metrics::render(const EngineStats& c, const MetricsGauges& g) const 
       const std::uint64_t n = p->second.outcomes[static_cast<std::size_t>(k)];
       if (n != 0) sample(out, "herald_attempts_total", label("provider", p->first) + "," + label("outcome", to_string(k)), n);
     }
+  }
+  header(out, "herald_channel_attempts_total", "counter",
+         "Provider answers about one notification's attempt, by the plan's channel and outcome.");
+  std::vector<std::pair<std::string, std::array<std::uint64_t, 5>>> channels(channels_.begin(), channels_.end());
+  std::sort(channels.begin(), channels.end());
+  for (const auto& [channel, counts] : channels) {
+    for (OutcomeKind k : outcome_kinds) {
+      const std::uint64_t n = counts[static_cast<std::size_t>(k)];
+      if (n != 0) sample(out, "herald_channel_attempts_total", label("channel", channel) + "," + label("outcome", to_string(k)), n);
+    }
+  }
+  header(out, "herald_spend_total", "counter",
+         "Cost of accepted attempts by provider (cost_per_message from its configuration), in its currency.");
+  std::vector<std::pair<std::string, double>> spend(spend_.begin(), spend_.end());
+  std::sort(spend.begin(), spend.end());
+  for (const auto& [name, total] : spend) {
+    out.append("herald_spend_total{").append(label("provider", name)).append("} ").append(number(total)).append("\n");
   }
   header(out, "herald_provider_request_seconds", "histogram", "HTTP requests to providers, until the answer.");
   for (const auto* p : providers) {
@@ -212,6 +233,11 @@ std::string Metrics::render(const EngineStats& c, const MetricsGauges& g) const 
   scalar(out, "herald_store_held_batches", "gauge", "Write batches held in memory while the store refuses writes.",
          g.store_held_batches);
   scalar(out, "herald_closing", "gauge", "1 once the engine is closing.", g.closing ? 1 : 0);
+
+  header(out, "herald_alert_firing", "gauge", "1 while the alert rule fires, 0 otherwise (docs/alerts.md).");
+  std::vector<std::pair<std::string, bool>> alerts(alerts_.begin(), alerts_.end());
+  std::sort(alerts.begin(), alerts.end());
+  for (const auto& [name, firing] : alerts) sample(out, "herald_alert_firing", label("alert", name), firing ? 1 : 0);
   return out;
 }
 

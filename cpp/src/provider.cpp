@@ -230,6 +230,7 @@ Outcome classify_http(const http::Response& r) {
     }
   }
   out.error = "HTTP " + std::to_string(r.status) + (code.empty() ? ": " + adapters::short_body(r.body) : ": " + code);
+  out.provider_code = code;
   if (is_recipient_error(code)) {
     out.kind = OutcomeKind::recipient_invalid;
   } else if (adapters::retryable_status(r.status)) {

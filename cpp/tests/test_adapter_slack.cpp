@@ -109,7 +109,9 @@ TEST(SlackAdapter, ClassifiesEverySlackAnswer) {
     auto o = a->classify(answer(status, text));
     EXPECT_EQ(o.kind, OutcomeKind::permanent) << text;
     EXPECT_EQ(o.error, "HTTP " + std::to_string(status) + ": " + text);
+    EXPECT_EQ(o.provider_code, text);  // Slack's own word, for the delivery log
   }
+  EXPECT_EQ(a->classify(answer(400, "<html>Bad Request</html>")).provider_code, "");  // not a code
   EXPECT_EQ(a->classify(answer(500, "")).kind, OutcomeKind::retryable);
   EXPECT_EQ(a->classify(answer(503, "upstream")).kind, OutcomeKind::retryable);
   EXPECT_EQ(a->classify(answer(503, "upstream")).retry_after_ms, -1);

@@ -46,9 +46,38 @@ TEST(DeliveryLogSchema, OptionalFieldsAreLeftOutAndCostIsANumber) {
   e.cost = 0.0075;
   const auto j = nlohmann::json::parse(DeliveryLog::to_json_line(e));
   EXPECT_DOUBLE_EQ(j["cost"].get<double>(), 0.0075);
-  for (const char* absent : {"recipient", "channel", "error_class", "provider", "latency_us", "http_status", "detail"}) {
+  for (const char* absent : {"recipient", "channel", "error_class", "provider", "latency_us", "http_status", "detail",
+                             "provider_code", "segments", "alert"}) {
     EXPECT_FALSE(j.contains(absent)) << absent;
   }
+}
+
+TEST(DeliveryLogSchema, ProviderCodeSegmentsAndAlertAreOptionalFieldsOfVersionOne) {
+  Event failed;
+  failed.kind = EventKind::attempt_failed;
+  failed.provider_code = "21211";
+  failed.error_class = ErrorClass::recipient_invalid;
+  auto j = nlohmann::json::parse(DeliveryLog::to_json_line(failed));
+  EXPECT_EQ(j["v"], 1);  // added fields are optional: the version stays
+  EXPECT_EQ(j["provider_code"], "21211");
+  EXPECT_FALSE(j.contains("segments"));
+
+  Event accepted;
+  accepted.kind = EventKind::accepted;
+  accepted.segments = 3;
+  j = nlohmann::json::parse(DeliveryLog::to_json_line(accepted));
+  EXPECT_EQ(j["segments"], 3);
+  EXPECT_FALSE(j.contains("provider_code"));
+
+  Event alert;
+  alert.kind = EventKind::alert_firing;
+  alert.alert = "sms \"failures\"";
+  alert.detail = "failure rate 0.31 > 0.05";
+  j = nlohmann::json::parse(DeliveryLog::to_json_line(alert));
+  EXPECT_EQ(j["event"], "alert_firing");
+  EXPECT_EQ(j["id"], "0");
+  EXPECT_EQ(j["alert"], "sms \"failures\"");
+  EXPECT_EQ(parse_event_kind("alert_resolved"), EventKind::alert_resolved);
 }
 
 TEST(DeliveryLogSchema, EveryErrorClassHasAName) {

@@ -30,6 +30,26 @@ TEST(Metrics, HistogramBucketsAreCumulativeAndABoundIsInclusive) {
   EXPECT_TRUE(has_line(out, R"(x_seconds_count{p="a"} 3)")) << out;
 }
 
+TEST(Metrics, AttemptsByChannelSpendAndAlerts) {
+  Metrics m;
+  m.attempt("twilio", OutcomeKind::accepted, "sms", 0.0079);
+  m.attempt("twilio", OutcomeKind::accepted, "sms", 0.0079);
+  m.attempt("twilio", OutcomeKind::retryable, "sms", 0.0079);  // not accepted: costs nothing
+  m.attempt("mail", OutcomeKind::permanent, "email", 0.001);
+  m.alert("sms_failures", false);
+  m.alert("dead \"letters\"", true);
+  const std::string out = m.render(EngineStats{}, MetricsGauges{});
+  EXPECT_TRUE(has_line(out, R"(herald_channel_attempts_total{channel="sms",outcome="accepted"} 2)")) << out;
+  EXPECT_TRUE(has_line(out, R"(herald_channel_attempts_total{channel="sms",outcome="retryable"} 1)"));
+  EXPECT_TRUE(has_line(out, R"(herald_channel_attempts_total{channel="email",outcome="permanent"} 1)"));
+  EXPECT_TRUE(has_line(out, R"(herald_spend_total{provider="twilio"} 0.0158)"));
+  EXPECT_EQ(out.find(R"(herald_spend_total{provider="mail"})"), std::string::npos);
+  EXPECT_TRUE(has_line(out, R"(herald_alert_firing{alert="sms_failures"} 0)"));
+  EXPECT_TRUE(has_line(out, R"(herald_alert_firing{alert="dead \"letters\""} 1)"));
+  m.alert("sms_failures", true);
+  EXPECT_TRUE(has_line(m.render(EngineStats{}, MetricsGauges{}), R"(herald_alert_firing{alert="sms_failures"} 1)"));
+}
+
 TEST(Metrics, FinalStatesAttemptsAndSuppressionsByLabel) {
   Metrics m;
   m.final_state("otp", Priority::critical, State::completed);
@@ -58,6 +78,7 @@ TEST(Metrics, FinalStatesAttemptsAndSuppressionsByLabel) {
   EXPECT_TRUE(has_line(out, R"(herald_provider_in_flight{provider="twilio"} 2)"));
   EXPECT_TRUE(has_line(out, R"(herald_suppressions_added_total{channel="sms",reason="opted_out"} 1)"));
   EXPECT_TRUE(has_line(out, "herald_notifications_received_total 3"));
+  EXPECT_TRUE(has_line(out, "# TYPE herald_alert_firing gauge"));
   EXPECT_TRUE(has_line(out, "# TYPE herald_attempts_total counter"));
   EXPECT_TRUE(has_line(out, "# TYPE herald_queue_depth gauge"));
 }

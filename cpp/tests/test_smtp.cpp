@@ -422,6 +422,8 @@ TEST(SmtpClassify, ReplyCodesMapToOutcomes) {
   EXPECT_EQ(adapter->classify(reply(550, "550 5.1.1 <x@y>: mailbox unavailable")).kind, OutcomeKind::recipient_invalid);
   EXPECT_EQ(adapter->classify(reply(550, "550 no such user")).kind, OutcomeKind::recipient_invalid);
   EXPECT_EQ(adapter->classify(reply(551)).kind, OutcomeKind::recipient_invalid);
+  EXPECT_EQ(adapter->classify(reply(550, "550 5.1.1 <x@y>: mailbox unavailable")).provider_code, "5.1.1");
+  EXPECT_EQ(adapter->classify(reply(550, "550 no such user")).provider_code, "");
   EXPECT_EQ(adapter->classify(reply(553, "553 5.1.3 bad address syntax")).kind, OutcomeKind::recipient_invalid);
   // A policy refusal or a refused sender says nothing about the recipient's address.
   EXPECT_EQ(adapter->classify(reply(550, "550 5.7.1 message refused as spam")).kind, OutcomeKind::permanent);

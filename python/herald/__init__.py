@@ -3,6 +3,7 @@
 Hand it notifications with :class:`Engine`; write rules that return a :class:`Plan`.
 """
 
+from herald.alerts import Alert, dead_letters, failure_rate, latency_quantile, spend
 from herald.clock import ManualClock
 from herald.engine import Engine, Event, Receipt, Status, Suppression
 from herald.kinds import Durability, ErrorClass, EventKind, FinalState, Priority, ReceiptState, State, SuppressionReason
@@ -24,6 +25,7 @@ from herald.sandbox import Sandbox
 from herald.shadow import ProviderFigures, Shadow
 
 __all__ = [
+    "Alert",
     "AsyncClient",
     "Client",
     "ConfigError",
@@ -57,8 +59,12 @@ __all__ = [
     "SuppressionReason",
     "StoreError",
     "ValidationError",
+    "dead_letters",
+    "failure_rate",
+    "latency_quantile",
     "open_readonly",
     "rule",
+    "spend",
 ]
 
 __version__ = "0.1.0"

@@ -10,8 +10,9 @@ larger ``v`` than :data:`SCHEMA_VERSION` is refused (:class:`LogVersionError`).
 Columns of :func:`load_events`: ``ts`` (datetime64[ns, UTC], from ``ts_us``), ``ts_us`` and ``seq``
 (int64), ``v`` (int64, 0 for version 0), ``id`` (pandas string: ids exceed 2**53, where a float
 loses digits), ``event``, ``type``, ``tenant``, ``priority``, ``channel``, ``provider``,
-``error_class`` (categoricals), ``attempt`` (int64), ``recipient`` and ``detail`` (string),
-``latency_us`` and ``http_status`` (Int64, missing as <NA>), ``cost`` (float64, NaN when absent),
+``error_class``, ``provider_code``, ``alert`` (categoricals), ``attempt`` (int64), ``recipient``
+and ``detail`` (string), ``latency_us``, ``http_status`` and ``segments`` (Int64, missing as
+<NA>), ``cost`` (float64, NaN when absent),
 ``receipt`` (categorical: the receipt an event carries, else <NA>: a ``receipt`` event's
 ``detail``, or the event the core writes for it: ``delivered``, ``delivery_failed`` (failed),
 ``bounced``, ``deferred``, ``opened``), sorted by ``seq``. For version 0 ``attempt_failed`` lines, which carry no ``error_class``, it is inferred
@@ -89,13 +90,15 @@ RECEIPT_EVENTS = {
     "opened": "opened",
 }
 
-CATEGORIES = ("event", "type", "tenant", "priority", "channel", "provider", "error_class")
+CATEGORIES = ("event", "type", "tenant", "priority", "channel", "provider", "error_class", "provider_code", "alert")
 _STRINGS = ("id", "recipient", "detail")
-_INTS = ("latency_us", "http_status")
+_INTS = ("latency_us", "http_status", "segments")
 COLUMNS = ("ts", "ts_us", "seq", "v", "id", "event", "type", "tenant", "priority", "attempt", "recipient",
-           "channel", "provider", "latency_us", "http_status", "error_class", "cost", "detail", "receipt")
+           "channel", "provider", "latency_us", "http_status", "error_class", "provider_code", "cost", "segments",
+           "alert", "detail", "receipt")
 _FIELDS = ("v", "ts_us", "seq", "id", "event", "type", "tenant", "priority", "attempt", "recipient", "channel",
-           "provider", "latency_us", "http_status", "error_class", "cost", "detail")
+           "provider", "latency_us", "http_status", "error_class", "provider_code", "cost", "segments", "alert",
+           "detail")
 _SEGMENT = re.compile(r"events-(\d+)\.jsonl$")
 _SLACK_US = 5 * 60 * 1_000_000
 _V0_ID = re.compile(rb'"id":\s*(\d+)')  # a key: inside a JSON string every '"' is escaped
@@ -240,7 +243,10 @@ def _frame_json(chunks: list[bytes]) -> pd.DataFrame:
         "latency_us": pd.array(cols["latency_us"], dtype="Int64"),
         "http_status": pd.array(cols["http_status"], dtype="Int64"),
         "error_class": cols["error_class"],
+        "provider_code": cols["provider_code"],
         "cost": pd.array([float("nan") if c is None else float(c) for c in cols["cost"]], dtype="float64"),
+        "segments": pd.array(cols["segments"], dtype="Int64"),
+        "alert": cols["alert"],
         "detail": pd.array(cols["detail"], dtype="string"),
     })
 
@@ -253,7 +259,8 @@ def _arrow_schema():  # noqa: ANN202
         ("event", pa.string()), ("type", pa.string()), ("tenant", pa.string()), ("priority", pa.string()),
         ("attempt", pa.int64()), ("recipient", pa.string()), ("channel", pa.string()),
         ("provider", pa.string()), ("latency_us", pa.int64()), ("http_status", pa.int64()),
-        ("error_class", pa.string()), ("cost", pa.float64()), ("detail", pa.string()),
+        ("error_class", pa.string()), ("provider_code", pa.string()), ("cost", pa.float64()),
+        ("segments", pa.int64()), ("alert", pa.string()), ("detail", pa.string()),
     ])
 
 
@@ -298,7 +305,8 @@ def _frame(chunks: list[bytes], engine: str) -> pd.DataFrame:
 
 def _frame_pandas(chunks: list[bytes]) -> pd.DataFrame:
     """pandas.read_json(lines=True): kept for the measurement in the module's docstring."""
-    frames = [pd.read_json(io.BytesIO(_V0_ID.sub(rb'"id":"\1"', d)), lines=True, dtype={"id": str}) for d in chunks if d]
+    frames = [pd.read_json(io.BytesIO(_V0_ID.sub(rb'"id":"\1"', d)), lines=True,
+                           dtype={"id": str, "provider_code": object, "alert": object}) for d in chunks if d]
     raw = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     for k in _FIELDS:
         if k not in raw:
@@ -306,10 +314,12 @@ def _frame_pandas(chunks: list[bytes]) -> pd.DataFrame:
     return pd.DataFrame({
         "v": raw["v"].fillna(0).astype("int64"), "ts_us": raw["ts_us"].astype("int64"),
         "seq": raw["seq"].astype("int64"), "id": raw["id"].astype("string"),
-        **{k: raw[k] for k in ("event", "type", "tenant", "priority", "channel", "provider", "error_class")},
+        **{k: raw[k] for k in ("event", "type", "tenant", "priority", "channel", "provider", "error_class",
+                                "provider_code", "alert")},
         "attempt": raw["attempt"].fillna(0).astype("int64"), "recipient": raw["recipient"].astype("string"),
         "latency_us": raw["latency_us"].astype("Int64"), "http_status": raw["http_status"].astype("Int64"),
         "cost": raw["cost"].astype("float64"), "detail": raw["detail"].astype("string"),
+        "segments": raw["segments"].astype("Int64"),
     })
 
 
@@ -391,8 +401,8 @@ def notifications(events: pd.DataFrame) -> pd.DataFrame:
     ``attempts`` (the highest attempt), ``providers`` (those tried, in order, comma-separated),
     ``first_provider``, ``final_provider``, ``failovers``, ``retries``, ``received_at``,
     ``accepted_ms`` (enqueue to the first ``accepted``), ``delivered_ms`` (enqueue to a delivered
-    receipt), ``receipt`` (the last receipt), ``cost`` (sum over ``accepted``), ``error_class``
-    (the last one seen). Engine events (``id`` "0") are left out. A notification whose
+    receipt), ``receipt`` (the last receipt), ``cost`` (sum over ``accepted``), ``segments`` (SMS
+    parts, sum over ``accepted``; <NA> when not SMS), ``error_class`` (the last one seen). Engine events (``id`` "0") are left out. A notification whose
     ``received`` event lies outside the events given has no latencies."""
     ev = events[events["id"] != "0"]
     ev = ev.assign(_event=ev["event"].astype("object"), _provider=ev["provider"].astype("object"))
@@ -446,6 +456,8 @@ def notifications(events: pd.DataFrame) -> pd.DataFrame:
     out["opened"] = out.index.isin(receipts[receipts["receipt"] == "opened"]["id"].unique())
     accepted = ev[ev["_event"] == "accepted"]
     out["cost"] = accepted.groupby("id", observed=True)["cost"].sum(min_count=1).reindex(out.index)
+    out["segments"] = accepted.groupby("id", observed=True)["segments"].sum(min_count=1).reindex(
+        out.index).astype("Int64")
     errors = ev[ev["error_class"].notna()]
     out["error_class"] = errors.groupby("id", observed=True)["error_class"].last().astype("object").reindex(
         out.index)

@@ -19,6 +19,7 @@ from types import ModuleType
 from typing import Any
 
 from herald import _core
+from herald.alerts import Alert, AlertRunner, AlertState, Transition
 from herald._checks import checked_int, checked_text, config_error, seconds_to_ms, validation_error
 from herald.clock import ManualClock
 from herald.kinds import FINAL_STATES, Durability, EventKind, Priority, ReceiptState, State, SuppressionReason
@@ -201,6 +202,8 @@ class Engine(StoreQuestions):
         clock: ManualClock | None = None,
         rules_check_interval: float | None = 1.0,
         shadow: Iterable[Shadow | Mapping[str, Any]] | None = None,
+        alerts: Iterable[Alert] = (),
+        alert_interval: float = 5.0,
     ) -> None:
         """``receipts="127.0.0.1:8787"`` starts the receipt server providers call back
         (``public_url`` is where they reach it, when that differs). A delivery accepted by a
@@ -228,7 +231,11 @@ class Engine(StoreQuestions):
 
         ``shadow``: :class:`herald.Shadow` entries, each sending ``percent`` of a type's
         notifications whose plan names ``provider`` to ``candidate`` instead (chosen by a hash of
-        the notification's id); :meth:`compare_providers` compares the two."""
+        the notification's id); :meth:`compare_providers` compares the two.
+
+        ``alerts``: :class:`herald.Alert` rules, besides the module-level ones of the rules'
+        modules, evaluated every ``alert_interval`` seconds (0.01..3600) of the engine's clock
+        (docs/alerts.md). Each one's ``notify`` type must have a rule."""
         if rules is None and Path("routing_rules").is_dir():
             rules = "routing_rules"
         elif rules is None:
@@ -249,6 +256,17 @@ class Engine(StoreQuestions):
             raise config_error("clock", f"must be a herald.ManualClock or None (got {type(clock).__name__})")
         if rules_check_interval is not None:
             rules_check_interval = seconds_to_ms("rules_check_interval", rules_check_interval, 0, 3600) / 1000
+        if isinstance(alert_interval, bool) or not isinstance(alert_interval, (int, float)) \
+                or not 0.01 <= alert_interval <= 3600:
+            raise config_error("alert_interval", "must be a number of seconds from 0.01 to 3600")
+        try:
+            extra_alerts = list(alerts)
+        except TypeError:
+            raise config_error("alerts", f"must be a list of herald.Alert (got {type(alerts).__name__})") from None
+        for i, a in enumerate(extra_alerts):
+            if not isinstance(a, Alert):
+                raise config_error(f"alerts[{i}]", f"must be a herald.Alert (got {type(a).__name__})")
+        self._alerts: AlertRunner | None = None
         path = _data_dir(data_dir)
         loaded = RuleSet.load(rules)
         provider_configs = load_providers(providers)
@@ -283,6 +301,48 @@ class Engine(StoreQuestions):
                 "engine at %s started with no rules: every send() will be refused (define @rule"
                 " functions, a ./routing_rules directory, or pass rules=)", path)
         _open_engines.add(self)
+        all_alerts = self.rules.alerts + [a for a in extra_alerts if not any(a is b for b in self.rules.alerts)]
+        if all_alerts:
+            try:
+                self._start_alerts(all_alerts, float(alert_interval), clock)
+            except BaseException:
+                self.close()
+                raise
+
+    # -- alerts --------------------------------------------------------------------------------
+
+    def _start_alerts(self, alerts: list[Alert], interval: float, clock: ManualClock | None) -> None:
+        for a in alerts:
+            if not self._routes_every_type and not self.rules.routes(a.notify):
+                raise config_error(f"alerts.{a.name}.notify",
+                                   f"no rule routes type {a.notify!r}: add a rule that sends alerts somewhere")
+        for a in alerts:
+            self._core.declare_alert(a.name)
+        self._alerts = AlertRunner(alerts, interval=interval, now=clock.now if clock is not None else time.time,
+                                   metrics=self._core.metrics, on_transition=self._alert_changed,
+                                   manual_clock=clock is not None)
+
+    def _alert_changed(self, t: Transition) -> None:
+        """Records the transition, then tells someone: the notification goes through this engine."""
+        a = t.alert
+        self._core.alert_changed(a.name, t.state == "firing", t.text)
+        data = {"alert": a.name, "state": t.state, "value": t.value, "threshold": a.above if t.state == "firing"
+                else a.resolve_below, "signal": a.signal.describe(), "summary": a.summary, "text": t.text, "at": t.at}
+        self.send(a.notify, a.recipient, data, priority=a.priority,
+                  idempotency_key=f"herald-alert:{a.name}:{t.state}:{round(t.at * 1e6)}")
+
+    def alert_states(self) -> dict[str, AlertState]:
+        """Each alert rule's state: ``ok``, ``pending`` (above, not yet for ``for_``), ``firing``
+        or ``resolving`` (clear, not yet for ``clear_for``)."""
+        return {} if self._alerts is None else self._alerts.evaluator.states()
+
+    @property
+    def alerts_evaluated_at(self) -> float | None:
+        """The engine-clock time (epoch s) of the last alert evaluation; None before the first or
+        without alerts. Tests wait on it after advancing a ManualClock."""
+        if self._alerts is None or not self._alerts.evaluations:
+            return None
+        return self._alerts.evaluated_at
 
     @property
     def rules(self) -> RuleSet:
@@ -326,6 +386,9 @@ class Engine(StoreQuestions):
 
     def close(self) -> None:
         """Stops intake, lets attempts in flight finish, commits everything. Idempotent."""
+        alerts = getattr(self, "_alerts", None)
+        if alerts is not None:
+            alerts.stop()  # before the core: an evaluation calls into it
         if not self._core.closed:
             self._core.close()
         _open_engines.discard(self)

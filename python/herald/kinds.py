@@ -49,6 +49,8 @@ EventKind: TypeAlias = Literal[
     # plans with many steps (each carries its step), the application's read, and the rule's own
     # decisions: Plan.skip ends it skipped, Plan.defer postpones it
     "step_started", "step_succeeded", "step_failed", "step_cancelled", "acknowledged", "skipped", "postponed",
+    # alert rules (id 0; docs/alerts.md)
+    "alert_firing", "alert_resolved",
 ]
 """What happened, in a trace (:attr:`herald.Event.event`) or the delivery log's ``event`` field
 (docs/delivery-log.md). In the order of the core's ``enum class EventKind``."""

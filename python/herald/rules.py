@@ -9,6 +9,9 @@ Rules come from one of:
 * with neither (``rules=None`` and no ``./routing_rules``): every ``@rule`` function registered
   so far in the process, so an inline ``@rule`` in the application's own module just works.
 
+Module-level :class:`herald.Alert` objects (or lists of them) in a rules directory's modules or a
+given module are the engine's alert rules too (docs/alerts.md).
+
 ``@rule("*")`` is the catch-all: it routes every type that has no rule of its own. The engine calls :meth:`RuleSet.route_batch` from its loop thread
 with many notifications at once: one GIL acquisition per batch.
 
@@ -29,6 +32,7 @@ from types import ModuleType
 from typing import Any
 
 from herald import _core
+from herald.alerts import Alert, collect
 from herald.plan import Plan
 from herald.shadow import Shadow, shadow_providers, takes
 
@@ -120,6 +124,7 @@ class RuleSet:
         """The rules directory this set was loaded from (None: modules or a dict)."""
         self.files: dict[str, FileStamp] = {}
         """Its files as they were when loading began (:func:`scan_directory`)."""
+        self.alerts: list[Alert] = []  # module-level Alert objects of the rules' modules
 
     @classmethod
     def registered(cls) -> RuleSet:
@@ -164,6 +169,9 @@ class RuleSet:
         for value in list(vars(module).values()):
             for t in getattr(value, "__herald_types__", ()):
                 self.add(t, value)
+        for alert in collect(vars(module).values()):
+            if not any(alert is a for a in self.alerts):
+                self.alerts.append(alert)
 
     def _import_file(self, path: Path) -> None:
         name = f"{_DIRECTORY_MODULE_PREFIX}{path.stem}"

@@ -132,6 +132,7 @@ struct AnswerFacts {
   int http_status = 0;
   ErrorClass error_class = ErrorClass::none;  ///< of a failed attempt
   std::string address;  ///< the recipient's address, when one must be suppressed and none is recorded
+  int segments = 0;     ///< an accepted SMS: the parts its text went in (herald/sms.hpp)
 };
 
 /// An address not to use again.

@@ -113,6 +113,12 @@ class Engine {
   [[nodiscard]] std::string metrics_text();
   /// Runs a retention pass now (the pruner also runs one every retention.interval).
   PruneReport prune();
+  /// Alert rules (evaluated by the Python layer, docs/alerts.md). declare_alert shows the rule in
+  /// metrics_text() as herald_alert_firing{alert="<name>"} 0; alert_changed records that it began
+  /// (firing) or ended: an alert_firing / alert_resolved event of notification 0 in the delivery
+  /// log, with `detail`, and the gauge at 1 or 0. Throws EngineClosed once closed.
+  void declare_alert(const std::string& name);
+  void alert_changed(const std::string& name, bool firing, const std::string& detail);
   [[nodiscard]] const std::filesystem::path& data_dir() const;
   /// The engine's clock, in milliseconds since the epoch (a relative send_at counts from it).
   [[nodiscard]] std::int64_t now_ms() const;

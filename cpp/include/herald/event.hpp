@@ -46,9 +46,11 @@ enum class EventKind : std::uint8_t {
   store_degraded, store_recovered,
   // plans with many steps, and the rule's own decisions
   step_started, step_succeeded, step_failed, step_cancelled, acknowledged, skipped, postponed,
+  // alert rules (notification 0; docs/alerts.md)
+  alert_firing, alert_resolved,
 };
-inline constexpr int event_kind_count = 36;
-static_assert(static_cast<int>(EventKind::postponed) + 1 == event_kind_count);
+inline constexpr int event_kind_count = 38;
+static_assert(static_cast<int>(EventKind::alert_resolved) + 1 == event_kind_count);
 [[nodiscard]] std::string_view to_string(EventKind k) noexcept;
 /// The kind named `name`; EventKind::unknown for a name this build does not know.
 [[nodiscard]] EventKind parse_event_kind(std::string_view name) noexcept;
@@ -66,6 +68,9 @@ struct Event {
   ErrorClass error_class = ErrorClass::none;
   double cost = -1;            ///< the provider's price of an accepted attempt; -1 = none
   int step = -1;               ///< the plan step it belongs to, in a plan with many steps; -1 = none
+  std::string provider_code;   ///< on attempt_failed: the provider's own error code (21211, UNREGISTERED, BadDeviceToken)
+  int segments = 0;            ///< on an accepted SMS: the parts the text is sent in (0 = not SMS)
+  std::string alert;           ///< on alert_firing / alert_resolved: the alert's name
   // Log only (not rows): who and how.
   std::string recipient_id;
   std::string channel;         ///< once routed

@@ -51,14 +51,17 @@ class Metrics {
   Metrics();
   /// A notification reached a final state.
   void final_state(const std::string& type, Priority priority, State state);
-  /// One provider answer about one notification's attempt.
-  void attempt(const std::string& provider, OutcomeKind outcome);
+  /// One provider answer about one notification's attempt, on `channel` (the plan's); an
+  /// accepted one adds `cost` to the provider's spend.
+  void attempt(const std::string& provider, OutcomeKind outcome, const std::string& channel = {}, double cost = 0);
   /// One HTTP request to a provider and how long it took (a batch request counts once).
   void request(const std::string& provider, std::chrono::microseconds latency);
   /// From acceptance by send() to acceptance by a provider.
   void accepted(Priority priority, std::chrono::microseconds since_enqueue);
   /// An address was added to the suppression list.
   void suppression(const std::string& channel, const std::string& reason);
+  /// An alert rule's state (herald_alert_firing): declared at 0, then 1 while it fires.
+  void alert(const std::string& name, bool firing);
 
   /// Everything in the Prometheus text exposition format (version 0.0.4): what is recorded here,
   /// the engine's counters and the gauges.
@@ -81,6 +84,9 @@ class Metrics {
   std::unordered_map<std::string, ByProvider> providers_;
   std::vector<Histogram> accept_latency_;  ///< by priority
   std::unordered_map<std::string, std::uint64_t> suppressions_;  ///< "channel\nreason"
+  std::unordered_map<std::string, std::array<std::uint64_t, 5>> channels_;  ///< attempts by channel, by OutcomeKind
+  std::unordered_map<std::string, double> spend_;                          ///< cost of accepted attempts by provider
+  std::unordered_map<std::string, bool> alerts_;                           ///< alert name → firing
 };
 
 /// `value` escaped for a label value in the text format (backslash, double quote, newline).

@@ -33,6 +33,11 @@ struct Outcome {
   std::string provider_message_id;
   std::int64_t retry_after_ms = -1;  ///< from Retry-After, -1 when absent
   std::string error;                 ///< short, secret-free description ("HTTP 400: 21211")
+  /// The provider's own word for the refusal, from its documented error body: Twilio's `code`
+  /// (21211), FCM's errorCode or status (UNREGISTERED), APNs' reason (BadDeviceToken), Slack's
+  /// error (invalid_payload), SendGrid's first error message, an SMTP enhanced status (5.1.1),
+  /// herald's own `error.code`. Empty when the answer had none (or for an acceptance).
+  std::string provider_code;
 };
 
 /// A configured provider instance. Built from TOML or a Python dict; secrets are resolved (from

@@ -131,6 +131,7 @@ class ApnsAdapter final : public Adapter {
       if (it != body.end() && it->is_string()) reason = it->get<std::string>();
     }
     out.error = "HTTP " + std::to_string(r.status) + ": " + (reason.empty() ? short_body(r.body) : reason);
+    out.provider_code = reason;
     if (r.status == 410 || (r.status == 400 && (reason == "BadDeviceToken" || reason == "DeviceTokenNotForTopic"))) {
       out.kind = OutcomeKind::recipient_invalid;
     } else if (r.status == 403 && (reason == "ExpiredProviderToken" || reason == "InvalidProviderToken")) {

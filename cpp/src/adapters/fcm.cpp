@@ -149,6 +149,7 @@ class FcmAdapter final : public Adapter {
       }
     }
     if (code.empty()) code = status;
+    out.provider_code = code;
     out.error = "HTTP " + std::to_string(r.status) + ": " + (code.empty() ? short_body(r.body) : code);
     if (!message.empty() && !code.empty()) out.error += " (" + short_body(message).substr(0, 120) + ")";
 

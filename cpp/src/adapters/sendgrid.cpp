@@ -147,6 +147,8 @@ class SendgridAdapter final : public Adapter {
       }
     }
     out.error = prefix + "sendgrid " + short_body(message.empty() ? r.body : message);
+    // SendGrid has no error codes: its first error's message is its own word for the refusal.
+    out.provider_code = short_body(message).substr(0, 120);
     return out;
   }
 

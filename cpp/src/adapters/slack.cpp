@@ -83,6 +83,7 @@ class SlackAdapter final : public Adapter {
       return out;
     }
     out.error = "HTTP " + std::to_string(r.status) + ": " + short_body(clean(r.body));
+    out.provider_code = error_word(r.body);
     if (retryable_status(r.status)) {
       set_retryable(out, r);
     } else {
@@ -92,6 +93,18 @@ class SlackAdapter final : public Adapter {
   }
 
  private:
+  /// Slack's webhooks answer a refusal with one word in plain text (invalid_payload, no_text,
+  /// channel_is_archived); anything else is not a code.
+  [[nodiscard]] static std::string error_word(const std::string& body) {
+    std::string word = body;
+    while (!word.empty() && (word.back() == '\n' || word.back() == '\r' || word.back() == ' ')) word.pop_back();
+    if (word.empty() || word.size() > 64) return {};
+    for (char c : word) {
+      if (!((c >= 'a' && c <= 'z') || c == '_')) return {};
+    }
+    return word;
+  }
+
   [[nodiscard]] std::string clean(std::string text) const { return scrub(scrub(std::move(text), url_), path_); }
 
   std::string url_;   // the credential: never in errors

@@ -312,6 +312,7 @@ class SmtpAdapter final : public Adapter {
       return out;
     }
     out.error = "SMTP " + std::to_string(s) + (r.body.empty() ? std::string() : ": " + short_body(r.body));
+    out.provider_code = enhanced_code(r.body);
     if (s >= 400 && s < 500) {
       out.kind = OutcomeKind::retryable;  // 421, 450, 451, 452: try again later
     } else if ((s == 550 || s == 551 || s == 553) && names_bad_recipient(r.body)) {

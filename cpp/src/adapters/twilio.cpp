@@ -137,6 +137,7 @@ class TwilioAdapter final : public Adapter {
       code = code_text(body, "code");
       if (auto it = body.find("message"); it != body.end() && it->is_string()) message = it->get<std::string>();
     }
+    out.provider_code = code;
     out.error = "HTTP " + std::to_string(r.status) + ": " +
                 (code.empty() ? short_body(r.body) : "twilio " + code + (message.empty() ? "" : " " + short_body(message)));
     if (code == "21211" || code == "21614") {
