@@ -1,0 +1,92 @@
+"""A step's content end to end: every field rendered from the notification's data and carried to
+the provider, and a template variable with neither a value nor a default ending the step with a
+named reason instead of a blank message. A real engine on SQLite, the sandbox over HTTP."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from herald import Engine, Plan, RuleSet, Sandbox, Step
+
+RECIPIENT = {"id": "u1", "phone": "+15550001", "email": "u1@example.com", "push_token": "tok-1"}
+MISSING = "template: missing variable 'code'"
+
+
+def content_engine(tmp_path: Any, sandbox: Sandbox, rules: dict[str, Any]) -> Engine:
+    providers = [sandbox.provider(name, concurrency=8, max_attempts=1) for name in ("sms-a", "email-a", "push-a")]
+    return Engine(tmp_path / "data", rules=RuleSet(rules), providers=providers, retry_base=0.02, retry_max=0.2,
+                  close_timeout=3.0)
+
+
+def test_a_missing_variable_dead_letters_with_the_reason_and_sends_nothing(tmp_path, sandbox: Sandbox) -> None:
+    rules = {"otp": lambda n: Plan("sms", ["sms-a"], "Your code is {code}")}
+    with content_engine(tmp_path, sandbox, rules) as engine:
+        r = engine.send("otp", RECIPIENT, {"name": "Ada"})
+        status = engine.wait(r.id, timeout=10)
+        assert status.state == "dead_lettered"
+        assert status.last_error == MISSING
+        trace = engine.trace(r.id)
+        assert trace[-1].event == "dead_lettered" and trace[-1].detail == MISSING
+        assert "sending" not in [e.event for e in trace]
+        assert [d.id for d in engine.dead_letters()] == [r.id]
+        # The same rule with the variable given sends as before.
+        ok = engine.send("otp", RECIPIENT, {"code": "123"})
+        assert engine.wait(ok.id, timeout=10).state == "completed"
+        assert [m["body"]["text"] for m in sandbox.messages()] == ["Your code is 123"]
+
+
+def test_a_missing_variable_in_another_field_ends_the_step_too(tmp_path, sandbox: Sandbox) -> None:
+    rules = {"mail": lambda n: Plan("email", ["email-a"], "Hello", subject="Order {order}", html="<p>{code}</p>")}
+    with content_engine(tmp_path, sandbox, rules) as engine:
+        r = engine.send("mail", RECIPIENT, {"order": "A-1"})
+        status = engine.wait(r.id, timeout=10)
+        assert status.state == "dead_lettered" and status.last_error == MISSING
+        assert sandbox.messages() == []
+
+
+def test_a_step_whose_template_misses_a_variable_falls_back_to_the_next(tmp_path, sandbox: Sandbox) -> None:
+    def plan(n: Any) -> Plan:
+        return Plan.cascade(
+            Step("sms", ["sms-a"], text="Your code is {code}"),
+            Step("email", ["email-a"], subject="Sign-in for {name}", text="Hello {name}, use the app to sign in"),
+        )
+
+    with content_engine(tmp_path, sandbox, {"signin": plan}) as engine:
+        r = engine.send("signin", RECIPIENT, {"name": "Ada"})
+        status = engine.wait(r.id, timeout=10)
+        assert status.state == "completed" and status.channel == "email"
+        trace = engine.trace(r.id)
+        failed = [e for e in trace if e.event == "step_failed"]
+        assert [(e.step, e.detail) for e in failed] == [(0, MISSING)]
+        started = [e for e in trace if e.event == "step_started"]
+        assert "step 0 failed" in started[1].detail
+        bodies = [m["body"] for m in sandbox.messages()]
+        assert [b["channel"] for b in bodies] == ["email"]
+        assert bodies[0]["subject"] == "Sign-in for Ada" and bodies[0]["text"] == "Hello Ada, use the app to sign in"
+
+
+def test_every_content_field_reaches_the_provider_rendered(tmp_path, sandbox: Sandbox) -> None:
+    rules = {
+        "order": lambda n: Plan.all(
+            Step("email", ["email-a"], text="Order {order.id} shipped", subject="Order {order.id}",
+                 html="<p>Order <b>{order.id}</b> for {name|you}</p>"),
+            Step("push", ["push-a"], text="Order {order.id} shipped", title="Hi {name|there}",
+                 image="https://img.test/{order.id}.png", data={"screen": "orders", "order": "{order.id}"}),
+        )
+    }
+    with content_engine(tmp_path, sandbox, rules) as engine:
+        r = engine.send("order", RECIPIENT, {"order": {"id": 42}, "name": "Ada"})
+        assert engine.wait(r.id, timeout=10).state == "completed"
+        assert engine.wait_idle(10)
+        by_channel = {m["body"]["channel"]: m for m in sandbox.messages()}
+        mail, push = by_channel["email"], by_channel["push"]
+        assert mail["body"]["subject"] == "Order 42"
+        assert mail["body"]["html"] == "<p>Order <b>42</b> for Ada</p>"
+        assert "title" not in mail["body"] and "payload" not in mail["body"]
+        assert push["body"]["title"] == "Hi Ada"
+        assert push["body"]["image"] == "https://img.test/42.png"
+        assert push["body"]["payload"] == {"screen": "orders", "order": "42"}
+        assert "subject" not in push["body"] and "html" not in push["body"]
+        # The sandbox lists them with the message.
+        assert mail["subject"] == "Order 42" and mail["html"] == "<p>Order <b>42</b> for Ada</p>"
+        assert push["title"] == "Hi Ada" and push["payload"] == {"screen": "orders", "order": "42"}
