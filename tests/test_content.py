@@ -90,3 +90,27 @@ def test_every_content_field_reaches_the_provider_rendered(tmp_path, sandbox: Sa
         # The sandbox lists them with the message.
         assert mail["subject"] == "Order 42" and mail["html"] == "<p>Order <b>42</b> for Ada</p>"
         assert push["title"] == "Hi Ada" and push["payload"] == {"screen": "orders", "order": "42"}
+
+
+def test_a_sendgrid_batch_carries_html_and_a_member_missing_a_variable_ends_alone(tmp_path, sandbox: Sandbox) -> None:
+    def digest(n: Any) -> Plan:
+        return Plan("email", ["mail"], "Hello {name}", subject="Digest for {name}",
+                    html="<p>Hello <b>{name}</b>, {count} new</p>", batch=True)
+
+    mail = {"name": "mail", "kind": "sendgrid", "url": sandbox.url, "settings": {"from": "noreply@herald.test"},
+            "secrets": {"api_key": "SG.test-key"}}
+    with Engine(tmp_path / "data", rules=RuleSet({"digest": digest}), providers=[mail], close_timeout=3.0) as engine:
+        items = [{"type": "digest", "recipient": {"id": f"d{i}", "email": f"user{i}@example.com"},
+                  "data": {"name": f"N{i}", "count": i}, "priority": "bulk"} for i in range(40)]
+        del items[7]["data"]["count"]  # only the html needs it
+        receipts = engine.send_many(items)
+        assert engine.wait_idle(30)
+        states = {r.id: engine.status(r.id) for r in receipts}
+        bad = receipts[7].id
+        assert states[bad].state == "dead_lettered" and states[bad].last_error == "template: missing variable 'count'"
+        assert all(s.state == "completed" for i, s in states.items() if i != bad)
+        records = {m["to"]: m for m in sandbox.messages() if m.get("service") == "sendgrid"}
+        assert len(records) == 39 and "user7@example.com" not in records
+        assert records["user3@example.com"]["html"] == "<p>Hello <b>N3</b>, 3 new</p>"
+        assert records["user3@example.com"]["text"] == "Hello N3"
+        assert records["user3@example.com"]["subject"] == "Digest for N3"
