@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from herald import Engine, Plan, RuleSet, Sandbox, Step
+from provider_keys import private_key_pem, service_account
 
 RECIPIENT = {"id": "u1", "phone": "+15550001", "email": "u1@example.com", "push_token": "tok-1"}
 MISSING = "template: missing variable 'code'"
@@ -114,3 +115,30 @@ def test_a_sendgrid_batch_carries_html_and_a_member_missing_a_variable_ends_alon
         assert records["user3@example.com"]["html"] == "<p>Hello <b>N3</b>, 3 new</p>"
         assert records["user3@example.com"]["text"] == "Hello N3"
         assert records["user3@example.com"]["subject"] == "Digest for N3"
+
+
+def test_push_content_reaches_fcm_and_apns_as_they_document_it(tmp_path, sandbox: Sandbox) -> None:
+    def push(n: Any) -> Plan:
+        return Plan.all(*(Step("push", [p], text="Order {order} shipped", title="Hi {name}",
+                               image="https://img.test/{order}.png", data={"order": "{order}"})
+                          for p in ("fcm", "apns")))
+
+    providers = [
+        {"name": "fcm", "kind": "fcm", "url": sandbox.url, "secrets": {"service_account": service_account(tmp_path)}},
+        {"name": "apns", "kind": "apns", "url": sandbox.url,
+         "settings": {"key_id": "KEY1234567", "team_id": "TEAM123456", "topic": "test.herald.app", "http2": "off"},
+         "secrets": {"private_key": private_key_pem("ec", tmp_path)}},
+    ]
+    recipient = {"id": "u1", "fcm_token": "tok-abc", "apns_token": "ab" * 32}
+    with Engine(tmp_path / "data", rules=RuleSet({"push": push}), providers=providers, close_timeout=3.0) as engine:
+        r = engine.send("push", recipient, {"order": 42, "name": "Ada"})
+        assert engine.wait(r.id, timeout=10).state == "completed"
+        assert engine.wait_idle(10)
+        by_service = {m["service"]: m for m in sandbox.messages()}
+        fcm = by_service["fcm"]["body"]["message"]
+        assert fcm["notification"] == {"title": "Hi Ada", "body": "Order 42 shipped", "image": "https://img.test/42.png"}
+        assert fcm["data"]["order"] == "42" and fcm["apns"]["payload"]["aps"]["mutable-content"] == 1
+        assert by_service["fcm"]["subject"] == "Hi Ada"
+        apns = by_service["apns"]["body"]
+        assert apns["aps"] == {"alert": {"title": "Hi Ada", "body": "Order 42 shipped"}, "mutable-content": 1}
+        assert apns["image"] == "https://img.test/42.png" and apns["order"] == "42"
