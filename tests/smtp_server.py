@@ -53,6 +53,14 @@ class Handler:
         msg = email.message_from_bytes(raw, policy=email.policy.default)
         body = msg.get_content() if not msg.is_multipart() else ""
         body = body.replace("\r\n", "\n")  # the line ending on the wire is checked in the .eml
+        # A multipart message as the parser sees it: each part's type, charset, encoding and
+        # decoded text, and every defect the parser found in the structure.
+        parts = [
+            {"type": p.get_content_type(), "charset": p.get_content_charset(),
+             "encoding": p.get("content-transfer-encoding"), "body": p.get_content().replace("\r\n", "\n")}
+            for p in (msg.iter_parts() if msg.is_multipart() else ())
+        ]
+        defects = [type(d).__name__ for part in msg.walk() for d in part.defects]
         record = {
             "mail_from": envelope.mail_from,
             "rcpt_tos": list(envelope.rcpt_tos),
@@ -65,6 +73,9 @@ class Handler:
             "from": str(msg["from"]) if msg["from"] is not None else None,
             "to": str(msg["to"]) if msg["to"] is not None else None,
             "body": body,
+            "content_type": msg.get_content_type(),
+            "parts": parts,
+            "defects": defects,
             "size": len(raw),
         }
         tmp = self.maildir / f"{stem}.json.tmp"

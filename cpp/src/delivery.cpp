@@ -259,11 +259,12 @@ Step DeliveryMachine::sending(Delivery& x, const ProviderFacts& p, std::string a
   return s;
 }
 
-Step DeliveryMachine::build_failed(Delivery& x, const ProviderFacts& p, const std::string& error) const {
+Step DeliveryMachine::build_failed(Delivery& x, const ProviderFacts& p, const std::string& error,
+                                   bool template_fault) const {
   expect(x, Phase::waiting_for_slot, "build_failed");
   x.failure = ErrorClass::template_error;
   Step s;
-  dead_letter(x, s, p.name + " could not build the request: " + error);
+  dead_letter(x, s, template_fault ? error : p.name + " could not build the request: " + error);
   return s;
 }
 

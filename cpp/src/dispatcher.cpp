@@ -267,7 +267,13 @@ void Engine::Impl::start_one(Delivery& x, ProviderSlot& p, std::int64_t now, con
                              WriteBatch& marks, Sends& sends) {
   const Id nid = x.n.id;
   Step next = machine.start(x, p.facts);
-  std::string text = render_template(x.plan.template_text, x.n.data_json);
+  std::string text;
+  try {
+    text = render_template(x.plan.template_text, x.n.data_json);
+  } catch (const TemplateError& ex) {
+    unbuildable(x, p, ex);  // a missing variable: never sent with a blank
+    return;
+  }
   if (next.next == Next::look_up) {
     const std::string no_id;
     if (auto req = p.adapter->build_lookup(LookupContext{x.n, text, no_id, x.attempt_started_ms})) {
@@ -335,9 +341,16 @@ void Engine::Impl::start_batch(Delivery& first, ProviderSlot& p, std::int64_t no
       apply(b, s, true, pending_writes);
       continue;
     }
+    std::string text;
+    try {
+      text = render_template(b.plan.template_text, b.n.data_json);
+    } catch (const TemplateError& ex) {
+      unbuildable(b, p, ex);
+      continue;
+    }
     group.push_back(&b);
     addresses.push_back(std::move(address));
-    texts.push_back(render_template(b.plan.template_text, b.n.data_json));
+    texts.push_back(std::move(text));
   }
   std::vector<SendContext> ctxs;
   ctxs.reserve(group.size());
@@ -469,7 +482,8 @@ AnswerFacts facts_of(const http::Response& resp, ErrorClass error_class = ErrorC
 void Engine::Impl::unbuildable(Delivery& x, ProviderSlot& p, const std::exception& ex) {
   log(LogLevel::error, "a provider adapter could not build a request: the notification is dead-lettered",
       {{"provider", p.config.name}, {"notification_id", std::to_string(x.n.id)}, {"error", ex.what()}});
-  Step s = machine.build_failed(x, p.facts, ex.what());
+  // A template's fault names itself ("template: missing variable 'code'"): that is the whole reason.
+  Step s = machine.build_failed(x, p.facts, ex.what(), dynamic_cast<const TemplateError*>(&ex) != nullptr);
   apply(x, s, true, pending_writes);
 }
 

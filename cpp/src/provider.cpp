@@ -241,9 +241,9 @@ Outcome classify_http(const http::Response& r) {
   return out;
 }
 
-std::string render_template(std::string_view tmpl, const std::string& data_json) {
-  if (tmpl.find_first_of("{}") == std::string_view::npos) return std::string(tmpl);
-  const json data = json::parse(data_json, nullptr, false);
+namespace adapters {
+
+std::string render_with(std::string_view tmpl, const nlohmann::json& data) {
   std::string out;
   out.reserve(tmpl.size() + 32);
   for (std::size_t i = 0; i < tmpl.size(); ++i) {
@@ -286,10 +286,20 @@ std::string render_template(std::string_view tmpl, const std::string& data_json)
       out += node->is_string() ? node->get<std::string>() : node->dump();
     } else if (has_fallback) {
       out.append(fallback);
+    } else {
+      const std::string_view name = tmpl.substr(i + 1, close - i - 1);
+      throw TemplateError("template: missing variable '" + std::string(name) + "'");
     }
     i = close;
   }
   return out;
+}
+
+}  // namespace adapters
+
+std::string render_template(std::string_view tmpl, const std::string& data_json) {
+  if (tmpl.find_first_of("{}") == std::string_view::npos) return std::string(tmpl);
+  return adapters::render_with(tmpl, json::parse(data_json, nullptr, false));
 }
 
 }  // namespace herald

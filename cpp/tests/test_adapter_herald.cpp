@@ -139,6 +139,31 @@ TEST(SandboxAdapter, BuildsHeraldsJsonMessageWithTheCallbackUrl) {
   EXPECT_FALSE(nlohmann::json::parse(quiet.body).contains("callback_url"));
 }
 
+// The step's other content goes in herald's message rendered, under plain names, only when set.
+TEST(SandboxAdapter, CarriesTheStepsRenderedContent) {
+  auto a = make_adapter(sandbox_config());
+  Notification n = note(7, R"({"id":"u1","email":"ada@example.com"})");
+  n.data_json = R"({"name":"Ada","order":42})";
+  PlanStep plan;
+  plan.channel = "email";
+  const std::string text = "hello Ada";
+  const auto plain = nlohmann::json::parse(a->build(SendContext{n, plan, text, 1, false, 0, ""}).body);
+  for (const char* key : {"subject", "html", "title", "image", "payload"}) EXPECT_FALSE(plain.contains(key)) << key;
+  plan.content.subject = "Order {order}";
+  plan.content.html = "<b>{name}</b>";
+  plan.content.title = "T {name}";
+  plan.content.image = "https://i.test/{order}.png";
+  plan.content.data_json = R"({"screen":"orders","id":"{order}"})";
+  const auto body = nlohmann::json::parse(a->build(SendContext{n, plan, text, 1, false, 0, ""}).body);
+  EXPECT_EQ(body["subject"], "Order 42");
+  EXPECT_EQ(body["html"], "<b>Ada</b>");
+  EXPECT_EQ(body["title"], "T Ada");
+  EXPECT_EQ(body["image"], "https://i.test/42.png");
+  EXPECT_EQ(body["payload"], nlohmann::json::parse(R"({"screen":"orders","id":"42"})"));
+  plan.content.html = "<b>{nick}</b>";
+  EXPECT_THROW((void)a->build(SendContext{n, plan, text, 1, false, 0, ""}), TemplateError);
+}
+
 TEST(SandboxAdapter, NeedsAUrlAndClassifiesLikeJsonProviders) {
   ProviderConfig c = sandbox_config();
   c.url.clear();

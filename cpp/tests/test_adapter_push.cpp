@@ -341,6 +341,41 @@ TEST(FcmAdapter, BuildsAnHttpV1Send) {
             "https://fcm.googleapis.com/v1/projects/key-project/messages:send");
 }
 
+// A step's content: the title (over data.title), notification.image (and mutable-content for
+// Apple devices, whose notification service extension shows it), the step's data templates
+// rendered as FCM's string data beside herald_id.
+TEST(FcmAdapter, RendersTheStepsTitleImageAndData) {
+  const std::int64_t t0 = now_ms();
+  auto a = fcm_with_token(t0);
+  Send s;
+  s.n.id = 7;
+  s.n.recipient_json = R"({"fcm_token":"tok-abc"})";
+  s.n.data_json = R"({"title":"old","name":"Ada","order":{"id":42}})";
+  s.plan.content.title = "Hi {name}";
+  s.plan.content.image = "https://img.example.test/{order.id}.png";
+  s.plan.content.data_json = R"({"order_id":"{order.id}","screen":"orders","herald_id":"x"})";
+  const json body = json::parse(a->build(s.ctx(t0)).body);
+  EXPECT_EQ(body, json::parse(R"({"message":{"token":"tok-abc",
+      "notification":{"title":"Hi Ada","body":"Your code is 1234","image":"https://img.example.test/42.png"},
+      "data":{"order_id":"42","screen":"orders","herald_id":"7"},
+      "apns":{"payload":{"aps":{"mutable-content":1}}}}})"));
+
+  // With an expiry both travel in the one apns object.
+  s.n.expires_at_ms = t0 + 60'000;
+  const json timed = json::parse(a->build(s.ctx(t0)).body);
+  EXPECT_EQ(timed["message"]["apns"]["payload"]["aps"]["mutable-content"], 1);
+  EXPECT_EQ(timed["message"]["apns"]["headers"]["apns-expiration"], std::to_string((t0 + 60'000) / 1000));
+
+  // A variable with neither a value nor a default: no request, the reason named.
+  s.plan.content.data_json = R"({"coupon":"{coupon}"})";
+  try {
+    (void)a->build(s.ctx(t0));
+    ADD_FAILURE() << "built a push with a missing variable";
+  } catch (const TemplateError& e) {
+    EXPECT_STREQ(e.what(), "template: missing variable 'coupon'");
+  }
+}
+
 // FCM HTTP v1: android.ttl is a duration ("3600s"); for Apple devices the expiry travels as
 // apns.headers["apns-expiration"], the UNIX time in seconds as a string.
 TEST(FcmAdapter, ExpiresAtReachesAndroidAndAppleDevices) {
@@ -581,6 +616,27 @@ TEST(ApnsAdapter, BuildsAnApnsPost) {
   EXPECT_EQ(make_adapter(c)->build(s.ctx(t0)).version, http::Request::Version::http1_1);
   c.url.clear();
   EXPECT_EQ(make_adapter(c)->build(s.ctx(t0)).url, "https://api.push.apple.com/3/device/a1b2c3");
+}
+
+TEST(ApnsAdapter, RendersTheStepsTitleImageAndCustomKeys) {
+  const std::int64_t t0 = 1'700'000'000'000;
+  auto a = make_adapter(apns_config());
+  Send s;
+  s.n.id = 99;
+  s.n.recipient_json = R"({"apns_token":"a1b2c3"})";
+  s.n.data_json = R"({"title":"old","name":"Ada"})";
+  s.plan.content.title = "Hi {name}";
+  s.plan.content.image = "https://img.example.test/a.png";
+  s.plan.content.data_json = R"({"screen":"home","who":"{name}","aps":"no"})";
+  EXPECT_EQ(json::parse(a->build(s.ctx(t0)).body), json::parse(R"({
+      "aps":{"alert":{"title":"Hi Ada","body":"Your code is 1234"},"mutable-content":1},
+      "image":"https://img.example.test/a.png","screen":"home","who":"Ada","herald_id":99})"));
+  // Without a step title, data.title as before; without an image, no mutable-content.
+  s.plan.content = Content{};
+  EXPECT_EQ(json::parse(a->build(s.ctx(t0)).body),
+            json::parse(R"({"aps":{"alert":{"title":"old","body":"Your code is 1234"}},"herald_id":99})"));
+  s.plan.content.title = "{nick}";
+  EXPECT_THROW((void)a->build(s.ctx(t0)), TemplateError);
 }
 
 TEST(ApnsAdapter, ProviderTokenIsAnEs256JwtSignedWithTheKey) {

@@ -164,6 +164,65 @@ TEST(SendgridAdapter, SubjectComesFromDataThenSettingsThenType) {
   EXPECT_EQ(body["from"], json::parse(R"({"email":"noreply@herald.test"})"));
 }
 
+// SendGrid's content array: text/plain first, then text/html; the step's subject over the rest.
+TEST(SendgridAdapter, SendsTheStepsSubjectAndHtmlAfterTheText) {
+  auto a = make_adapter(sendgrid_config());
+  const Notification n = mail(42, "ada@example.com", R"({"name":"Ada","subject":"from data"})");
+  PlanStep plan;
+  plan.channel = "email";
+  plan.template_text = "Hello {name}";
+  plan.content.subject = "Welcome, {name}";
+  plan.content.html = "<p>Hello <b>{name}</b></p>";
+  const std::string text = "Hello Ada";
+  const json body = json::parse(a->build(SendContext{n, plan, text, 1, false, 0, ""}).body);
+  EXPECT_EQ(body["subject"], "Welcome, Ada");
+  EXPECT_EQ(body["content"], json::parse(R"([{"type":"text/plain","value":"Hello Ada"},
+                                             {"type":"text/html","value":"<p>Hello <b>Ada</b></p>"}])"));
+  plan.content.html = "<p>{missing}</p>";
+  try {
+    (void)a->build(SendContext{n, plan, text, 1, false, 0, ""});
+    ADD_FAILURE() << "built a mail with a missing variable";
+  } catch (const TemplateError& e) {
+    EXPECT_STREQ(e.what(), "template: missing variable 'missing'");
+  }
+}
+
+// A batch keeps the tags of both parts (SendGrid substitutes in text and html alike) and renders
+// the step's subject per personalization.
+TEST(SendgridAdapter, BatchCarriesHtmlTagsAndTheStepsSubject) {
+  auto a = make_adapter(sendgrid_config());
+  Batch b;
+  b.plan.channel = "email";
+  b.plan.template_text = "Hi {name}";
+  b.plan.content.subject = "Order {order}";
+  b.plan.content.html = "<p>Hi {name}, order {order}</p>";
+  b.add(mail(1, "a@example.com", R"({"name":"A","order":1})"));
+  b.add(mail(2, "b@example.com", R"({"name":"B","order":2})"));
+  const json body = json::parse(a->build_batch(b.ctxs).body);
+  EXPECT_EQ(body["content"], json::parse(R"([{"type":"text/plain","value":"Hi {name}"},
+                                             {"type":"text/html","value":"<p>Hi {name}, order {order}</p>"}])"));
+  EXPECT_EQ(body["personalizations"][0]["substitutions"], json::parse(R"({"{name}":"A","{order}":"1"})"));
+  EXPECT_EQ(body["personalizations"][1]["substitutions"], json::parse(R"({"{name}":"B","{order}":"2"})"));
+  EXPECT_EQ(body["personalizations"][0]["subject"], "Order 1");
+  EXPECT_EQ(body["personalizations"][1]["subject"], "Order 2");
+  // A member whose html misses a variable: the batch is refused, so each goes alone and that one
+  // ends with the reason.
+  Batch bad = b;
+  bad.ctxs.clear();
+  for (std::size_t i = 0; i < bad.notes.size(); ++i) {
+    bad.ctxs.push_back(SendContext{bad.notes[i], bad.plan, bad.texts[i], 1, false, 0, ""});
+  }
+  bad.notes[1].data_json = R"({"name":"B"})";
+  EXPECT_THROW((void)a->build_batch(bad.ctxs), TemplateError);
+  // An escaped brace in the html: one by one, as for the text.
+  Batch esc;
+  esc.plan.template_text = "Hi {name}";
+  esc.plan.content.html = "<style>p {{color:red}}</style>{name}";
+  esc.add(mail(1, "a@example.com", R"({"name":"A"})"));
+  esc.add(mail(2, "b@example.com", R"({"name":"B"})"));
+  EXPECT_THROW((void)a->build_batch(esc.ctxs), Error);
+}
+
 TEST(SendgridAdapter, ClassifiesAnswers) {
   auto a = make_adapter(sendgrid_config());
   const Outcome ok = a->classify(answer(202, "", {{"x-message-id", "abc123XYZ"}}));
@@ -215,7 +274,7 @@ TEST(SendgridAdapter, BatchCarriesSubstitutionsPerPersonalization) {
   b.plan.channel = "email";
   b.plan.template_text = "Hello {name|there}, {count} new; {name|there} again {user.city}";
   b.add(mail(1, "a@example.com", R"({"name":"Ada","count":3,"user":{"city":"Paris"}})"));
-  b.add(mail(2, "b@example.com", R"({"count":0})"));
+  b.add(mail(2, "b@example.com", R"({"count":0,"user":{"city":"Oslo"}})"));
   const http::Request req = a->build_batch(b.ctxs);
   EXPECT_EQ(req.url, "https://api.sendgrid.com/v3/mail/send");
   EXPECT_TRUE(has_header(req, "Authorization: Bearer " + api_key));
@@ -230,7 +289,7 @@ TEST(SendgridAdapter, BatchCarriesSubstitutionsPerPersonalization) {
   EXPECT_EQ(p1["custom_args"]["herald_id"], "2");
   EXPECT_EQ(p0["substitutions"],
             json::parse(R"({"{name|there}":"Ada","{count}":"3","{user.city}":"Paris"})"));
-  EXPECT_EQ(p1["substitutions"], json::parse(R"({"{name|there}":"there","{count}":"0","{user.city}":""})"));
+  EXPECT_EQ(p1["substitutions"], json::parse(R"({"{name|there}":"there","{count}":"0","{user.city}":"Oslo"})"));
   EXPECT_FALSE(p0.contains("subject"));
   // Substituting each tag into the content gives exactly each notification's rendered text.
   for (std::size_t i = 0; i < 2; ++i) {
@@ -270,7 +329,7 @@ TEST(SendgridAdapter, ThousandRecipientBatchBuilds) {
   EXPECT_EQ(p["custom_args"]["herald_id"], "1777");
   EXPECT_EQ(p["substitutions"]["{name}"], "N777");
   EXPECT_EQ(p["substitutions"]["{count}"], "777");
-  b.add(mail(5000, "one-too-many@example.com"));
+  b.add(mail(5000, "one-too-many@example.com", R"({"name":"X","count":1})"));
   EXPECT_THROW((void)a->build_batch(b.ctxs), Error);
 }
 

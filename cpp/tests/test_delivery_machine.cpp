@@ -382,6 +382,11 @@ TEST(DeliveryMachine, BuildFailureDeadLettersAsATemplateError) {
   EXPECT_EQ(x.d.state, State::dead_lettered);
   EXPECT_EQ(x.d.last_error, "a could not build the request: no phone");
   EXPECT_EQ(s.events.back().error_class, ErrorClass::template_error);
+  // A template's fault is the reason as it is.
+  Delivery y = waiting(m, {"a"});
+  const Step t = m.build_failed(y, provider("a"), "template: missing variable 'code'", true);
+  EXPECT_EQ(y.d.last_error, "template: missing variable 'code'");
+  EXPECT_EQ(t.events.back().error_class, ErrorClass::template_error);
 }
 
 TEST(DeliveryMachine, CanJoinOnlyLikeBatchableWaitingOnes) {

@@ -66,9 +66,27 @@ TEST(Render, FillsVariablesDefaultsAndPaths) {
   EXPECT_EQ(render_template("Code {code}", data), "Code 123456");
   EXPECT_EQ(render_template("Hi {user.name}, {n} items", data), "Hi Ada, 3 items");
   EXPECT_EQ(render_template("Hi {nick|friend}", data), "Hi friend");
-  EXPECT_EQ(render_template("Hi {nick}!", data), "Hi !");
+  EXPECT_EQ(render_template("Hi {nick|}!", data), "Hi !");  // an explicit empty default
   EXPECT_EQ(render_template("{{literal}}", data), "{literal}");
   EXPECT_EQ(render_template("no placeholders", data), "no placeholders");
+}
+
+// Never a blank: a variable with neither a value nor a default names itself and renders nothing.
+TEST(Render, AMissingVariableIsATemplateError) {
+  const std::string data = R"({"user":{"name":"Ada"},"gone":null})";
+  auto error_of = [&](std::string_view tmpl, const std::string& d) -> std::string {
+    try {
+      return "rendered: " + render_template(tmpl, d);
+    } catch (const TemplateError& e) {
+      return e.what();
+    }
+  };
+  EXPECT_EQ(error_of("Code {code}", data), "template: missing variable 'code'");
+  EXPECT_EQ(error_of("Hi {user.nick}", data), "template: missing variable 'user.nick'");
+  EXPECT_EQ(error_of("{gone}", data), "template: missing variable 'gone'");  // null is no value
+  EXPECT_EQ(error_of("{user.name.first}", data), "template: missing variable 'user.name.first'");
+  EXPECT_EQ(error_of("Code {code}", "not json"), "template: missing variable 'code'");
+  EXPECT_EQ(error_of("{gone|none}", data), "rendered: none");
 }
 
 TEST(ProviderConfig, BadFieldsNameTheProviderAndField) {

@@ -49,6 +49,28 @@ TEST(SandboxSendGrid, AcceptsWith202AndRecordsOneMessagePerRecipient) {
   EXPECT_EQ(recs[0]["status"], "processed");
 }
 
+// text/plain then text/html: the record lists the html as each recipient receives it; text/plain
+// anywhere but first is refused, as SendGrid does.
+TEST(SandboxSendGrid, RecordsTheHtmlPartAndWantsTheTextFirst) {
+  Server server(options());
+  json body = message({"a@example.com", "b@example.com"});
+  body["personalizations"][0]["substitutions"] = {{"{name}", "Ada"}};
+  body["personalizations"][1]["substitutions"] = {{"{name}", "Bo"}};
+  body["content"].push_back({{"type", "text/html"}, {"value", "<p>Hi {name}</p>"}});
+  ASSERT_EQ(mail(server, body).status, 202);
+  const json recs = server.messages("sendgrid");
+  ASSERT_EQ(recs.size(), 2u);
+  EXPECT_EQ(recs[0]["html"], "<p>Hi Ada</p>");
+  EXPECT_EQ(recs[1]["html"], "<p>Hi Bo</p>");
+
+  json reversed = message({"c@example.com"});
+  reversed["content"] = json::array({{{"type", "text/html"}, {"value", "<p>x</p>"}}, {{"type", "text/plain"}, {"value", "x"}}});
+  const Response r = mail(server, reversed);
+  EXPECT_EQ(r.status, 400);
+  EXPECT_EQ(body_json(r)["errors"][0]["field"], "content.1.type");
+  EXPECT_EQ(server.messages("sendgrid").size(), 2u);
+}
+
 TEST(SandboxSendGrid, RejectsWithoutBearerAndInvalidRequests) {
   Server server(options());
   Response r = mail(server, message({"a@example.com"}), false);

@@ -59,10 +59,12 @@ Notification make_notification(Id id, std::string email, std::string data_json =
   return n;
 }
 
-http::Request build(const Adapter& a, const Notification& n, const std::string& text, int attempt = 1) {
+http::Request build(const Adapter& a, const Notification& n, const std::string& text, int attempt = 1,
+                    const Content& content = {}) {
   PlanStep plan;
   plan.channel = "email";
   plan.providers = {"mail"};
+  plan.content = content;
   SendContext ctx{n, plan, text, attempt, false, kNowMs, {}};
   return a.build(ctx);
 }
@@ -339,6 +341,26 @@ TEST(SmtpMessage, SubjectComesFromDataThenSettingsThenType) {
   EXPECT_EQ(header(build(*adapter, make_notification(1, "a@b.test"), "x").body, "Subject"), "Hi there");
 }
 
+TEST(SmtpMessage, TheStepsSubjectComesFirstAndAMissingVariableBuildsNothing) {
+  auto c = smtp_config();
+  c.settings["subject"] = "Hi {name|there}";
+  const auto adapter = make_adapter(c);
+  Content content;
+  content.subject = "Step {name}";
+  const auto n = make_notification(1, "a@b.test", R"({"subject":"From data","name":"Ada"})");
+  EXPECT_EQ(header(build(*adapter, n, "x", 1, content).body, "Subject"), "Step Ada");
+  EXPECT_EQ(header(build(*adapter, n, "x", 1, content).body, "Content-Type"), "text/plain; charset=utf-8");
+  content.subject = "Code {code}";
+  try {
+    (void)build(*adapter, n, "x", 1, content);
+    ADD_FAILURE() << "built a message with a missing variable";
+  } catch (const TemplateError& e) {
+    EXPECT_STREQ(e.what(), "template: missing variable 'code'");
+  }
+  c.settings["subject"] = "Hi {name}";  // settings.subject is a template too: no blank there either
+  EXPECT_THROW((void)build(*make_adapter(c), make_notification(1, "a@b.test"), "x"), TemplateError);
+}
+
 TEST(SmtpMessage, NonAsciiHeadersAreRfc2047Encoded) {
   auto c = smtp_config();
   c.settings["from_name"] = "Zoë Ünïcode";
@@ -477,6 +499,43 @@ TEST(SmtpDelivery, MessageArrivesWithHeadersBodyAndEnvelope) {
   EXPECT_NE(eml.find("\r\n.a line starting with a dot\r\n..two dots\r\n.\r\n"), std::string::npos) << eml;
   EXPECT_EQ(header(eml, "Message-ID"), "<herald-77.2@herald>");
   EXPECT_EQ(header(eml, "X-Herald-Id"), "77");
+}
+
+// With html, multipart/alternative (RFC 2046 5.1.4): text/plain first, text/html last, each
+// quoted-printable UTF-8; Python's email parser reads the parts back whole and finds no defect.
+TEST(SmtpDelivery, HtmlGoesAsMultipartAlternative) {
+  SmtpServer server;
+  const auto adapter = make_adapter(smtp_config(server.url()));
+  Content content;
+  content.subject = "Your order {order} — shipped";
+  content.html = "<p>Hello <b>{name}</b>, long line " + std::string(120, 'h') + " 😀</p>\n<p>=_ and -- too</p>";
+  const std::string text = "Hello Zoë\n.dot line\n" + std::string(100, 't') + "\n";
+  const auto n = make_notification(78, "zoe@example.test", R"({"name":"Zoë","order":"A-1"})");
+  http::Client client;
+  const auto r = send(client, build(*adapter, n, text, 1, content));
+  ASSERT_EQ(r.status, 250) << r.transport_error;
+  const auto msgs = server.messages(1);
+  ASSERT_EQ(msgs.size(), 1u);
+  const json& m = msgs[0];
+  EXPECT_EQ(m["subject"], "Your order A-1 — shipped");
+  EXPECT_EQ(m["content_type"], "multipart/alternative");
+  EXPECT_EQ(m["defects"], json::array());
+  ASSERT_EQ(m["parts"].size(), 2u);
+  EXPECT_EQ(m["parts"][0]["type"], "text/plain");
+  EXPECT_EQ(m["parts"][0]["charset"], "utf-8");
+  EXPECT_EQ(m["parts"][0]["encoding"], "quoted-printable");
+  EXPECT_EQ(m["parts"][0]["body"], text);
+  EXPECT_EQ(m["parts"][1]["type"], "text/html");
+  EXPECT_EQ(m["parts"][1]["charset"], "utf-8");
+  EXPECT_EQ(m["parts"][1]["body"],
+            "<p>Hello <b>Zoë</b>, long line " + std::string(120, 'h') + " 😀</p>\n<p>=_ and -- too</p>");
+  const std::string eml = m["eml"];
+  EXPECT_TRUE(only_crlf_line_endings(eml));
+  for (std::size_t at = 0, next = 0; at < eml.size(); at = next + 2) {  // no line past 78 (RFC 5322 2.1.1)
+    next = eml.find("\r\n", at);
+    if (next == std::string::npos) break;
+    EXPECT_LE(next - at, 78u) << eml.substr(at, next - at);
+  }
 }
 
 TEST(SmtpDelivery, AuthSucceedsAndAWrongPasswordIsPermanent) {

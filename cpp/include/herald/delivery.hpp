@@ -199,8 +199,9 @@ class DeliveryMachine {
   Step lookup_started(Delivery& x, const ProviderFacts& p) const;
   /// waiting_for_slot → in_flight: the request is built; "sending" is recorded before it leaves.
   Step sending(Delivery& x, const ProviderFacts& p, std::string address, std::string detail) const;
-  /// waiting_for_slot → finished: the adapter could not build the request.
-  Step build_failed(Delivery& x, const ProviderFacts& p, const std::string& error) const;
+  /// waiting_for_slot → finished: the adapter could not build the request. A template fault's
+  /// error is the reason as it is; any other is prefixed with the provider's name.
+  Step build_failed(Delivery& x, const ProviderFacts& p, const std::string& error, bool template_fault = false) const;
   /// in_flight → finished, scheduled (a retry), or waiting_for_slot (failed over).
   Step answered(Delivery& x, const ProviderFacts& p, const Outcome& out, const AnswerFacts& facts, std::int64_t now_ms);
   /// in_flight → waiting_for_slot: a batch request was refused as a whole; it goes again alone and

@@ -9,6 +9,7 @@
 #include <string>
 #include <string_view>
 
+#include "herald/errors.hpp"
 #include "herald/event.hpp"
 #include "herald/http_client.hpp"
 #include "herald/notification.hpp"
@@ -203,8 +204,15 @@ class Adapter {
 /// Retry-After as delta-seconds or an HTTP-date; -1 when absent or unreadable.
 [[nodiscard]] std::int64_t parse_retry_after_ms(std::string_view value, std::int64_t now_ms);
 
+/// A template that cannot be filled: what() is "template: missing variable 'code'".
+class TemplateError : public Error {
+ public:
+  using Error::Error;
+};
+
 /// Fills "{name}", "{a.b}" and "{name|default}" from a JSON object; "{{" and "}}" are literal braces.
-/// A missing variable without a default renders as empty.
+/// A variable with neither a value (null counts as none) nor a default throws TemplateError, so
+/// a message is never sent with a blank; "{name|}" (an empty default) renders as empty.
 [[nodiscard]] std::string render_template(std::string_view tmpl, const std::string& data_json);
 
 }  // namespace herald

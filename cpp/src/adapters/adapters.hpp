@@ -3,6 +3,10 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
 
 #include "herald/errors.hpp"
 #include "herald/provider.hpp"
@@ -49,9 +53,27 @@ void set_retryable(Outcome& out, const http::Response& r);
 /// found; any other non-2xx → unknown with the error. nullopt when the body is a 2xx to read.
 [[nodiscard]] std::optional<LookupResult> lookup_failure(const http::Response& r, const LookupContext& ctx);
 
-/// Appends `"title":...,"body":...` (the title only when the data has a string "title"): the
-/// alert both push providers carry, without its braces.
-void append_push_alert(std::string& body, const std::string& data_json, const std::string& text);
+/// render_template on data already parsed (any JSON; a non-object has no variables).
+[[nodiscard]] std::string render_with(std::string_view tmpl, const nlohmann::json& data);
+
+/// A plan step's content (besides the text) rendered with the notification's data; a field the
+/// step leaves empty stays empty. Throws TemplateError for a variable with no value and no default.
+struct RenderedContent {
+  std::string subject;
+  std::string html;
+  std::string title;
+  std::string image;
+  std::vector<std::pair<std::string, std::string>> data;  ///< the step's data templates, rendered, in key order
+  [[nodiscard]] bool empty() const noexcept {
+    return subject.empty() && html.empty() && title.empty() && image.empty() && data.empty();
+  }
+};
+[[nodiscard]] RenderedContent render_content(const SendContext& ctx);
+
+/// Appends `"title":...,"body":...`: the alert both push providers carry, without its braces. The
+/// title is the step's when it has one, else the data's string "title" (none when neither).
+void append_push_alert(std::string& body, const std::string& data_json, const std::string& title,
+                       const std::string& text);
 
 /// The body's first 200 bytes with control characters blanked, for error texts.
 [[nodiscard]] std::string short_body(const std::string& body);

@@ -85,11 +85,29 @@ class ApnsAdapter final : public Adapter {
     req.timeout = std::chrono::milliseconds(timeout_ms_);
     req.version = version_;
 
+    const RenderedContent content = render_content(ctx);
     std::string body;
     body.reserve(96 + ctx.text.size());
     body += R"({"aps":{"alert":{)";
-    append_push_alert(body, n.data_json, ctx.text);
-    body += R"(}},"herald_id":)";
+    append_push_alert(body, n.data_json, content.title, ctx.text);
+    body += '}';
+    // APNs has no image field: the app's notification service extension (which iOS runs only for
+    // a push with mutable-content set) downloads the URL from the custom key "image".
+    if (!content.image.empty()) body += R"(,"mutable-content":1)";
+    body += '}';
+    if (!content.image.empty()) {
+      body += R"(,"image":)";
+      detail::append_json_string(body, content.image);
+    }
+    // The step's data as custom keys beside "aps"; keys herald itself sets are not replaced.
+    for (const auto& [key, value] : content.data) {
+      if (key == "aps" || key == "herald_id" || (key == "image" && !content.image.empty())) continue;
+      body += ',';
+      detail::append_json_string(body, key);
+      body += ':';
+      detail::append_json_string(body, value);
+    }
+    body += R"(,"herald_id":)";
     body += std::to_string(n.id);
     body += '}';
     req.body = std::move(body);

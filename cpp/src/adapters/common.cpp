@@ -1,6 +1,7 @@
 #include "adapters.hpp"
 
 #include <ctime>
+#include <optional>
 
 #include <nlohmann/json.hpp>
 
@@ -35,6 +36,30 @@ std::string message_body(const SendContext& ctx) {
   detail::append_json_string(body, ctx.text);
   body += ",\"data\":";
   body += n.data_json;
+  // The step's other content, rendered: only the fields it has (most steps have none).
+  const Content& c = ctx.plan.content;
+  if (!(c.subject.empty() && c.html.empty() && c.title.empty() && c.image.empty() && c.data_json.empty())) {
+    const RenderedContent r = render_content(ctx);
+    using Field = std::pair<const char*, const std::string*>;
+    for (const auto& [key, value] : {Field{"subject", &r.subject}, Field{"html", &r.html}, Field{"title", &r.title},
+                                     Field{"image", &r.image}}) {
+      if (value->empty()) continue;
+      body += ",\"";
+      body += key;
+      body += "\":";
+      detail::append_json_string(body, *value);
+    }
+    if (!r.data.empty()) {
+      body += ",\"payload\":{";
+      for (std::size_t i = 0; i < r.data.size(); ++i) {
+        if (i > 0) body += ',';
+        detail::append_json_string(body, r.data[i].first);
+        body += ':';
+        detail::append_json_string(body, r.data[i].second);
+      }
+      body += '}';
+    }
+  }
   if (!ctx.receipt_url.empty()) {
     body += ",\"callback_url\":";
     detail::append_json_string(body, ctx.receipt_url);
@@ -73,14 +98,47 @@ std::optional<LookupResult> lookup_failure(const http::Response& r, const Lookup
   return std::nullopt;
 }
 
-void append_push_alert(std::string& body, const std::string& data_json, const std::string& text) {
-  const auto data = nlohmann::json::parse(data_json, nullptr, false);
-  if (data.is_object()) {
-    auto t = data.find("title");
-    if (t != data.end() && t->is_string()) {
-      body += R"("title":)";
-      detail::append_json_string(body, t->get_ref<const std::string&>());
-      body += ',';
+RenderedContent render_content(const SendContext& ctx) {
+  const Content& c = ctx.plan.content;
+  RenderedContent out;
+  // One parse of the data for every field, and none when no field has a variable.
+  std::optional<nlohmann::json> data;
+  auto render = [&](const std::string& tmpl) -> std::string {
+    if (tmpl.find_first_of("{}") == std::string::npos) return tmpl;
+    if (!data) data = nlohmann::json::parse(ctx.notification.data_json, nullptr, false);
+    return render_with(tmpl, *data);
+  };
+  out.subject = render(c.subject);
+  out.html = render(c.html);
+  out.title = render(c.title);
+  out.image = render(c.image);
+  if (!c.data_json.empty()) {
+    // Checked at the plan's intake as an object of strings; anything else is skipped here.
+    const auto templates = nlohmann::json::parse(c.data_json, nullptr, false);
+    if (templates.is_object()) {
+      for (auto it = templates.begin(); it != templates.end(); ++it) {
+        if (it.value().is_string()) out.data.emplace_back(it.key(), render(it.value().get_ref<const std::string&>()));
+      }
+    }
+  }
+  return out;
+}
+
+void append_push_alert(std::string& body, const std::string& data_json, const std::string& title,
+                       const std::string& text) {
+  if (!title.empty()) {
+    body += R"("title":)";
+    detail::append_json_string(body, title);
+    body += ',';
+  } else if (data_json.find("\"title\"") != std::string::npos) {
+    const auto data = nlohmann::json::parse(data_json, nullptr, false);
+    if (data.is_object()) {
+      auto t = data.find("title");
+      if (t != data.end() && t->is_string()) {
+        body += R"("title":)";
+        detail::append_json_string(body, t->get_ref<const std::string&>());
+        body += ',';
+      }
     }
   }
   body += R"("body":)";

@@ -83,13 +83,27 @@ class FcmAdapter final : public Adapter {
     req.url = send_url_;
     req.timeout = std::chrono::milliseconds(timeout_ms_);
 
+    const RenderedContent content = render_content(ctx);
     std::string body;
     body.reserve(160 + ctx.text.size());
     body += R"({"message":{"token":)";
     detail::append_json_string(body, recipient_field(n, "fcm_token"));
     body += R"(,"notification":{)";
-    append_push_alert(body, n.data_json, ctx.text);
-    body += R"(},"data":{"herald_id":")";
+    append_push_alert(body, n.data_json, content.title, ctx.text);
+    if (!content.image.empty()) {
+      body += R"(,"image":)";
+      detail::append_json_string(body, content.image);
+    }
+    body += R"(},"data":{)";
+    // FCM's data values are strings; the step's keys first, herald_id last (it cannot be replaced).
+    for (const auto& [key, value] : content.data) {
+      if (key == "herald_id") continue;
+      detail::append_json_string(body, key);
+      body += ':';
+      detail::append_json_string(body, value);
+      body += ',';
+    }
+    body += R"("herald_id":")";
     body += std::to_string(n.id);
     body += "\"}";
     if (n.expires_at_ms > 0) {
@@ -98,11 +112,23 @@ class FcmAdapter final : public Adapter {
       body += R"(,"android":{"ttl":")";
       body += std::to_string((left_ms + 999) / 1000);
       body += "s\"}";
-      // android.ttl does not reach Apple devices: FCM passes apns.headers on to APNs, where
-      // apns-expiration is the UNIX time in seconds (as the apns adapter sends it).
-      body += R"(,"apns":{"headers":{"apns-expiration":")";
-      body += std::to_string(n.expires_at_ms / 1000);
-      body += "\"}}";
+    }
+    if (n.expires_at_ms > 0 || !content.image.empty()) {
+      body += R"(,"apns":{)";
+      if (n.expires_at_ms > 0) {
+        // android.ttl does not reach Apple devices: FCM passes apns.headers on to APNs, where
+        // apns-expiration is the UNIX time in seconds (as the apns adapter sends it).
+        body += R"("headers":{"apns-expiration":")";
+        body += std::to_string(n.expires_at_ms / 1000);
+        body += "\"}";
+      }
+      if (!content.image.empty()) {
+        // Apple devices show notification.image only through the app's notification service
+        // extension, which iOS runs for a push with mutable-content set.
+        if (n.expires_at_ms > 0) body += ',';
+        body += R"("payload":{"aps":{"mutable-content":1}})";
+      }
+      body += '}';
     }
     body += "}}";
     req.body = std::move(body);

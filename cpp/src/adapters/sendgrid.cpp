@@ -1,5 +1,6 @@
 #include "adapters.hpp"
 
+#include <algorithm>
 #include <charconv>
 #include <ctime>
 #include <stdexcept>
@@ -105,9 +106,10 @@ class SendgridAdapter final : public Adapter {
   [[nodiscard]] http::Request build(const SendContext& ctx) const override {
     json p = {{"to", json::array({{{"email", recipient_field(ctx.notification, "email")}}})},
               {"custom_args", {{"herald_id", std::to_string(ctx.notification.id)}}}};
-    json doc = envelope(subject_of(ctx.notification));
+    const RenderedContent content = render_content(ctx);
+    json doc = envelope(content.subject.empty() ? subject_of(ctx.notification) : content.subject);
     doc["personalizations"] = json::array({std::move(p)});
-    doc["content"] = json::array({{{"type", "text/plain"}, {"value", ctx.text}}});
+    doc["content"] = contents(ctx.text, content.html);
     return post(doc.dump(-1, ' ', false, json::error_handler_t::replace));
   }
 
@@ -160,26 +162,41 @@ class SendgridAdapter final : public Adapter {
 
   [[nodiscard]] std::size_t max_batch() const override { return 1000; }
 
-  /// One request for the batch: the plan's template as the content with its placeholder tags kept,
-  /// and per personalization a `substitutions` map from each tag to that notification's value.
-  /// Throws herald::Error (the engine then sends one by one) when the batch cannot be carried so:
-  /// templates differ, the template has "{{"/"}}" escapes (a literal brace SendGrid would not
-  /// unescape), or an address is missing or repeats (SendGrid refuses a repeated address).
+  /// One request for the batch: the plan's text and html templates as the content with their
+  /// placeholder tags kept, and per personalization a `substitutions` map from each tag to that
+  /// notification's value (SendGrid applies it to both parts); the subject is rendered per
+  /// personalization. Throws herald::Error (the engine then sends one by one) when the batch cannot
+  /// be carried so: templates differ, a template has "{{"/"}}" escapes (a literal brace SendGrid
+  /// would not unescape), an address is missing or repeats (SendGrid refuses a repeated address), or
+  /// a variable is missing (TemplateError: alone, that notification ends with the reason).
   [[nodiscard]] http::Request build_batch(const std::vector<SendContext>& batch) const override {
     if (batch.empty()) throw Error("sendgrid: empty batch");
     if (batch.size() > max_batch()) throw Error("sendgrid: more than 1000 personalizations");
     const std::string& tmpl = batch.front().plan.template_text;
-    if (tmpl.find("{{") != std::string::npos || tmpl.find("}}") != std::string::npos) {
-      throw Error("sendgrid: template has escaped braces; sent one by one");
+    const std::string& html = batch.front().plan.content.html;
+    const std::string& subject_tmpl = batch.front().plan.content.subject;
+    for (const std::string* t : {&tmpl, &html}) {
+      if (t->find("{{") != std::string::npos || t->find("}}") != std::string::npos) {
+        throw Error("sendgrid: template has escaped braces; sent one by one");
+      }
     }
-    const std::vector<std::string> tags = template_tags(tmpl);
+    std::vector<std::string> tags = template_tags(tmpl);
+    for (std::string& tag : template_tags(html)) {
+      if (std::find(tags.begin(), tags.end(), tag) == tags.end()) tags.push_back(std::move(tag));
+    }
     std::unordered_set<std::string> addresses;
     addresses.reserve(batch.size());
-    const std::string first_subject = subject_of(batch.front().notification);
+    auto subject_for = [&](const SendContext& ctx) {
+      return subject_tmpl.empty() ? subject_of(ctx.notification)
+                                  : render_template(subject_tmpl, ctx.notification.data_json);
+    };
+    const std::string first_subject = subject_for(batch.front());
     bool same_subject = true;
     json personalizations = json::array();
     for (const SendContext& ctx : batch) {
-      if (ctx.plan.template_text != tmpl) throw Error("sendgrid: a batch must share one template");
+      if (ctx.plan.template_text != tmpl || ctx.plan.content.html != html || ctx.plan.content.subject != subject_tmpl) {
+        throw Error("sendgrid: a batch must share one template");
+      }
       std::string email = recipient_field(ctx.notification, "email");
       if (email.empty()) throw Error("sendgrid: a recipient without an email address");
       std::string key = email;
@@ -190,7 +207,7 @@ class SendgridAdapter final : public Adapter {
       json p = {{"to", json::array({{{"email", std::move(email)}}})},
                 {"custom_args", {{"herald_id", std::to_string(ctx.notification.id)}}}};
       if (!tags.empty()) p["substitutions"] = std::move(subs);
-      std::string subject = subject_of(ctx.notification);
+      std::string subject = subject_for(ctx);
       if (subject != first_subject) same_subject = false;
       p["subject"] = std::move(subject);
       personalizations.push_back(std::move(p));
@@ -200,7 +217,7 @@ class SendgridAdapter final : public Adapter {
     }
     json doc = envelope(first_subject);
     doc["personalizations"] = std::move(personalizations);
-    doc["content"] = json::array({{{"type", "text/plain"}, {"value", tmpl}}});
+    doc["content"] = contents(tmpl, html);
     return post(doc.dump(-1, ' ', false, json::error_handler_t::replace));
   }
 
@@ -262,6 +279,13 @@ class SendgridAdapter final : public Adapter {
     }
     if (!subject_.empty()) return subject_;
     return n.type.empty() ? std::string("notification") : n.type;
+  }
+
+  /// The content blocks: text/plain, then text/html when there is one (SendGrid wants this order).
+  [[nodiscard]] static json contents(const std::string& text, const std::string& html) {
+    json out = json::array({{{"type", "text/plain"}, {"value", text}}});
+    if (!html.empty()) out.push_back({{"type", "text/html"}, {"value", html}});
+    return out;
   }
 
   [[nodiscard]] json envelope(const std::string& subject) const {

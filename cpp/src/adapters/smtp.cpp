@@ -7,6 +7,7 @@
 #include <ctime>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include <nlohmann/json.hpp>
 
@@ -256,15 +257,19 @@ class SmtpAdapter final : public Adapter {
     // classify() reads that refusal as an invalid recipient.
     if (plausible_address(to)) req.mail_rcpt.push_back(to);
 
-    const nlohmann::json data = nlohmann::json::parse(n.data_json, nullptr, false);
-    std::string subject;
-    if (const auto it = data.is_object() ? data.find("subject") : data.end();
-        data.is_object() && it != data.end() && it->is_string()) {
-      subject = it->get<std::string>();
-    } else if (!subject_.empty()) {
-      subject = render_template(subject_, n.data_json);
-    } else {
-      subject = n.type;
+    const RenderedContent content = render_content(ctx);
+    // The step's subject, else the data's "subject", else settings.subject, else the type.
+    std::string subject = content.subject;
+    if (subject.empty()) {
+      const nlohmann::json data = nlohmann::json::parse(n.data_json, nullptr, false);
+      if (const auto it = data.is_object() ? data.find("subject") : data.end();
+          data.is_object() && it != data.end() && it->is_string()) {
+        subject = it->get<std::string>();
+      } else if (!subject_.empty()) {
+        subject = render_template(subject_, n.data_json);
+      } else {
+        subject = n.type;
+      }
     }
     subject = one_line(subject);
 
@@ -285,11 +290,34 @@ class SmtpAdapter final : public Adapter {
     m += "Subject: " + header_text(subject, 9) + "\r\n";
     m += "Message-ID: " + message_id + "\r\n";
     m += "MIME-Version: 1.0\r\n";
-    m += "Content-Type: text/plain; charset=utf-8\r\n";
-    m += "Content-Transfer-Encoding: quoted-printable\r\n";
+    if (content.html.empty()) {
+      m += "Content-Type: text/plain; charset=utf-8\r\n";
+      m += "Content-Transfer-Encoding: quoted-printable\r\n";
+      m += "X-Herald-Id: " + std::to_string(n.id) + "\r\n";
+      m += "\r\n";
+      m += quoted_printable(ctx.text);
+      return req;
+    }
+    // multipart/alternative (RFC 2046 section 5.1.4): the plain part first, the preferred html last.
+    // The boundary holds "=_", which quoted-printable output never contains (a '=' there is always
+    // followed by two hex digits or a line break), so it cannot occur inside a part.
+    const std::string boundary = "=_herald_" + std::to_string(n.id) + "_" + std::to_string(ctx.attempt);
+    m += "Content-Type: multipart/alternative; boundary=\"" + boundary + "\"\r\n";
     m += "X-Herald-Id: " + std::to_string(n.id) + "\r\n";
     m += "\r\n";
-    m += quoted_printable(ctx.text);
+    m.reserve(m.size() + content.html.size() * 11 / 10 + 256);
+    using Part = std::pair<const char*, const std::string*>;
+    for (const auto& [type, part] : {Part{"text/plain", &ctx.text}, Part{"text/html", &content.html}}) {
+      m += "--" + boundary + "\r\n";
+      m += std::string("Content-Type: ") + type + "; charset=utf-8\r\n";
+      m += "Content-Transfer-Encoding: quoted-printable\r\n";
+      m += "\r\n";
+      m += quoted_printable(*part);  // ends with a CRLF
+      // The CRLF before a delimiter belongs to the delimiter (RFC 2046 section 5.1.1): a part whose
+      // text ends with a line break needs one more to keep it.
+      if (!part->empty() && (part->back() == '\n' || part->back() == '\r')) m += "\r\n";
+    }
+    m += "--" + boundary + "--\r\n";
     return req;
   }
 

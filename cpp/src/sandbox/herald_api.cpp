@@ -79,6 +79,11 @@ ServerResponse send(State& state, const ServerRequest& req, std::string provider
         }
       }
       if (auto it = body.find("text"); it != body.end() && it->is_string()) rec.text = it->get<std::string>();
+      if (auto it = body.find("subject"); it != body.end() && it->is_string()) rec.subject = it->get<std::string>();
+      // The step's other content, listed with the message when the step had it.
+      for (const char* key : {"html", "title", "image", "payload"}) {
+        if (auto it = body.find(key); it != body.end() && (it->is_string() || it->is_object())) rec.extra[key] = *it;
+      }
       if (auto it = body.find("callback_url"); it != body.end() && it->is_string()) {
         callback_url = it->get<std::string>();
       }

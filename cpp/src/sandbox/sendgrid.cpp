@@ -137,6 +137,13 @@ std::optional<ServerResponse> validate(const json& body, std::vector<Recipient>&
         }
       }
     }
+    // SendGrid's order: text/plain, when present, is the first block.
+    for (std::size_t i = 1; i < c->size(); ++i) {
+      if ((*c)[i]["type"] == "text/plain") {
+        return sendgrid_error(400, "If present, text/plain must be the first content type.",
+                              "content." + std::to_string(i) + ".type");
+      }
+    }
     content = *c;
   }
   return std::nullopt;
@@ -203,7 +210,11 @@ ServerResponse handle_sendgrid(State& state, const ServerRequest& req) {
   const auto headers = recorded_headers(req);
   const std::string idempotency_key = header_of(req, "idempotency-key");
   std::string first_text;
+  std::string html;
   if (!content.empty()) first_text = content[0].value("value", std::string{});
+  for (const json& block : content) {
+    if (block.is_object() && block.value("type", std::string{}) == "text/html") html = block.value("value", std::string{});
+  }
   json events = json::array();
   for (std::size_t n = 0; n < recipients.size(); ++n) {
     Recipient& r = recipients[n];
@@ -234,6 +245,7 @@ ServerResponse handle_sendgrid(State& state, const ServerRequest& req) {
       events.push_back(std::move(e));
     }
     rec.extra = {{"x_message_id", x_message_id}, {"custom_args", r.custom_args}, {"content", content}};
+    if (!html.empty()) rec.extra["html"] = substituted(html, r.substitutions);
     // The request body is kept once, on the first recipient's record.
     if (n == 0) rec.body = req.body;
     state.record(std::move(rec));
