@@ -51,12 +51,14 @@ ROUTES = [
     ("GET", "/v1/dead-letters"),
     ("GET", "/v1/suppressions"),
     ("DELETE", "/v1/suppressions/{channel}/{address}"),
+    ("GET", "/v1/dashboard"),
     ("GET", "/health"),
     ("GET", "/ready"),
     ("GET", "/metrics"),
     ("GET", "/openapi.json"),
+    ("GET", "/dashboard"),
 ]
-OPEN_ROUTES = {"/health", "/ready", "/metrics", "/openapi.json"}
+OPEN_ROUTES = {"/health", "/ready", "/metrics", "/openapi.json", "/dashboard"}
 
 # Examples per operation and mode: the whole file stays well under a minute on two cores. Bodies
 # are slow to generate, so the two sends get fewer. Negative mode (data the document forbids) needs

@@ -28,6 +28,8 @@
 
 namespace herald {
 
+struct MetricsGauges;  // herald/metrics.hpp
+
 struct EngineOptions {
   std::filesystem::path data_dir = "herald-data";
   Durability durability = Durability::process;
@@ -107,6 +109,9 @@ class Engine {
   /// Counters, latency histograms and queue gauges in the Prometheus text format (`GET /metrics`).
   /// Rendered on the loop thread; throws EngineClosed once the loop has stopped.
   [[nodiscard]] std::string metrics_text();
+  /// The queue gauges of metrics_text() (lane depths, provider slots, store state), read on the
+  /// loop thread; for the dashboard (`GET /v1/dashboard`). Throws EngineClosed like metrics_text().
+  [[nodiscard]] MetricsGauges gauges();
   /// Runs a retention pass now (the pruner also runs one every retention.interval).
   PruneReport prune();
   [[nodiscard]] const std::filesystem::path& data_dir() const;
