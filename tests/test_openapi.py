@@ -43,6 +43,7 @@ CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
 # Every endpoint route() in cpp/src/api.cpp knows (the Action list of cpp/include/herald/api.hpp).
 ROUTES = [
     ("POST", "/v1/notifications"),
+    ("GET", "/v1/notifications"),
     ("POST", "/v1/notifications:batch"),
     ("GET", "/v1/notifications/{id}"),
     ("GET", "/v1/notifications/{id}/trace"),

@@ -234,7 +234,8 @@ def test_dashboard_shows_queues_a_dead_letter_and_finds_a_trace(browser: WebDriv
     with served.client() as client:
         dead = client.send("solo", {"id": "dora", "phone": "+15550199"}, {"text": "hi"})
         wait_for(lambda: client.status(dead.id).state == "dead_lettered", what="the dead letter")
-    sandbox.clear_faults()
+        sandbox.clear_faults()
+        eve = [client.send("solo", {"id": "eve", "phone": "+15550155"}, {"text": f"hi {i}"}).id for i in range(2)]
 
     open_page(browser, served.url + "/dashboard")
     assert browser.find_element(By.ID, "conn").text == "no key"
@@ -248,7 +249,7 @@ def test_dashboard_shows_queues_a_dead_letter_and_finds_a_trace(browser: WebDriv
     link = wait_until(browser, "the dead letter", lambda d: d.find_elements(By.CSS_SELECTOR, f"#dead-letters a[data-id='{dead.id}']"))
     assert "dora" in browser.find_element(By.ID, "dead-letters").text
 
-    # The trace search: by id, then by a recipient among the dead letters.
+    # The trace search: by id, then by recipient (one notification: its trace; two: a list).
     browser.find_element(By.ID, "trace-q").send_keys(f"{dead.id}\n")
     wait_until(browser, "the trace", lambda d: d.find_elements(By.ID, "trace-summary"))
     assert "dead_lettered" in browser.find_element(By.ID, "trace-summary").text
@@ -259,6 +260,12 @@ def test_dashboard_shows_queues_a_dead_letter_and_finds_a_trace(browser: WebDriv
     browser.find_element(By.ID, "trace-q").send_keys("dora\n")
     wait_until(browser, "the recipient's trace", lambda d: d.find_elements(By.ID, "trace-summary")
                and "dora" in d.find_element(By.ID, "trace-summary").text)
+    browser.find_element(By.ID, "trace-q").clear()
+    browser.find_element(By.ID, "trace-q").send_keys("eve\n")
+    wait_until(browser, "eve's notifications", lambda d: d.find_elements(By.ID, "recipient-hits"))
+    assert browser.find_element(By.ID, "recipient-hits").text.startswith("2 notifications for 'eve'")
+    found = [a.get_attribute("data-id") for a in browser.find_elements(By.CSS_SELECTOR, "#trace-result a")]
+    assert found == [str(i) for i in reversed(eve)]  # newest first
     link[0].click()
     wait_until(browser, "the trace from the link", lambda d: str(dead.id) in d.find_element(By.ID, "trace-summary").text)
     # The rates: the dead letter arrived before the page opened, so the first samples set the base.

@@ -218,7 +218,19 @@ Route route(std::string_view method, std::string_view path, std::string_view que
   constexpr std::string_view v1 = "/v1/";
   if (path.substr(0, v1.size()) != v1) return r;
   const auto parts = segments(path.substr(v1.size()));
-  if (parts.size() == 1 && parts[0] == "notifications") return only(post, Action::send);
+  if (parts.size() == 1 && parts[0] == "notifications") {
+    if (!get) return only(post, Action::send);
+    r.limit = parse_limit(query);
+    bool given = false;
+    for (auto& [k, v] : crypto::form_decode(query)) {
+      if (k != "recipient") continue;
+      r.recipient = std::move(v);
+      given = true;
+    }
+    if (!given || r.recipient.empty()) throw ValidationError("recipient", "is required (a recipient id)");
+    r.action = Action::by_recipient;
+    return r;
+  }
   if (parts.size() == 1 && parts[0] == "notifications:batch") return only(post, Action::send_many);
   if (parts.size() == 1 && parts[0] == "dead-letters") {
     r.limit = parse_limit(query);
@@ -271,6 +283,7 @@ bool uses_engine(Action a) noexcept {
   switch (a) {
     case Action::send:
     case Action::send_many:
+    case Action::by_recipient:
     case Action::status:
     case Action::trace:
     case Action::retry:
@@ -504,6 +517,11 @@ http::ServerResponse perform(Engine& engine, const Route& r, const std::string& 
         json out = json::array();
         for (const auto& x : engine.send_many(decode_batch(parse_body(body)))) out.push_back(encode(x));
         return json_response(200, json{{"receipts", std::move(out)}});
+      }
+      case Action::by_recipient: {
+        json out = json::array();
+        for (const auto& s : engine.by_recipient(r.recipient, r.limit == 0 ? 20 : r.limit)) out.push_back(encode(s));
+        return json_response(200, json{{"notifications", std::move(out)}});
       }
       case Action::status: {
         const auto s = engine.status(r.id);

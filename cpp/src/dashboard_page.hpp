@@ -3,7 +3,8 @@
 // external files). It asks for an API key, keeps it in the tab's sessionStorage only, and polls
 // GET /v1/dashboard with it: queue depth per lane, provider state, counters, recent dead letters.
 // Rates per minute are worked out in the page from the counters it samples (the last hour it has
-// been open). The trace search reads GET /v1/notifications/{id} and its /trace. Everything from
+// been open). The trace search reads GET /v1/notifications/{id} and its /trace, or a recipient's
+// notifications from GET /v1/notifications?recipient=. Everything from
 // the server is put in the page as text (textContent), never as markup.
 #include <string_view>
 
@@ -61,7 +62,7 @@ a{color:#2450b3;cursor:pointer}
 <span><i class="sw" style="background:#e0a526"></i>retries</span><span><i class="sw" style="background:#c8372d"></i>failed (dead-lettered or expired)</span></div>
 <div id="totals" class="kpis"></div></section>
 <section class="card wide"><h2>trace search</h2>
-<form id="trace-form"><input id="trace-q" placeholder="notification id, or a recipient among the dead letters" size="44" aria-label="trace search">
+<form id="trace-form"><input id="trace-q" placeholder="notification id or recipient id" size="44" aria-label="trace search">
 <button type="submit">find</button></form><div id="trace-result"></div></section>
 <section class="card wide"><h2>recent dead letters</h2>
 <table><thead><tr><th>id</th><th>type</th><th>recipient</th><th>provider</th><th>attempts</th><th>last error</th><th>updated (UTC)</th></tr></thead>
@@ -194,13 +195,19 @@ async function trace(q) {
   q = String(q).trim();
   if (!q) return;
   if (!/^[0-9]+$/.test(q)) {
-    // Not an id: a recipient among the dead letters this page holds.
-    const hits = deadLetters.filter((n) => n.recipient_id.toLowerCase().includes(q.toLowerCase()));
-    if (!hits.length) { box.replaceChildren(el("p", { class: "muted" }, "No dead letter for a recipient like '" + q + "'.")); return; }
-    box.replaceChildren(el("p", null, hits.length + " dead letter(s) for '" + q + "': "),
-      ...hits.map((n) => { const a = el("a", { "data-id": n.id }, n.id); a.addEventListener("click", () => trace(n.id));
-                           return el("span", null, a, " "); }));
+    // Not an id: that recipient's notifications, newest first; one found is traced at once.
+    let hits;
+    try {
+      hits = (await get("/v1/notifications?limit=20&recipient=" + encodeURIComponent(q))).notifications;
+    } catch (e) { box.replaceChildren(el("p", { class: "bad" }, e.message)); return; }
+    if (!hits.length) { box.replaceChildren(el("p", { class: "muted" }, "No notification for recipient '" + q + "'.")); return; }
     if (hits.length === 1) return trace(hits[0].id);
+    box.replaceChildren(el("p", { id: "recipient-hits" }, hits.length + " notifications for '" + q + "', newest first: "),
+      el("table", null, el("tbody", null, ...hits.map((n) => {
+        const a = el("a", { "data-id": n.id }, n.id);
+        a.addEventListener("click", () => { $("trace-q").value = n.id; trace(n.id); });
+        return el("tr", null, el("td", null, a), el("td", null, n.type), el("td", null, n.state), el("td", null, when(n.created_at)));
+      }))));
     return;
   }
   try {

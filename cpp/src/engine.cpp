@@ -206,6 +206,11 @@ std::vector<StoredNotification> Engine::dead_letters(std::size_t limit) {
   return impl_->store->list_by_state(State::dead_lettered, limit);
 }
 
+std::vector<StoredNotification> Engine::by_recipient(const std::string& recipient_id, std::size_t limit) {
+  auto pass = impl_->gate.enter();
+  return impl_->store->list_by_recipient(recipient_id, limit);
+}
+
 void Engine::retry(Id id) {
   auto pass = impl_->gate.enter();
   impl_->retry(id);

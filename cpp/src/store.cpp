@@ -185,7 +185,7 @@ Event make_intake_event(const Notification& n, EventKind kind, std::int64_t seq,
 
 struct Store::Db {
   std::unique_ptr<sqlite3, DbDeleter> db;
-  Stmt insert, update, event, receipt, suppress, unsuppress, get, find_idem, events, unfinished, by_state, max_id,
+  Stmt insert, update, event, receipt, suppress, unsuppress, get, find_idem, events, unfinished, by_state, by_recipient, max_id,
       suppressions, prune_rows, prune_events, prune_system_events, page_count, freelist_count, page_size, probe;
   Stmt begin, commit, rollback, savepoint, release, rollback_to;
 
@@ -283,6 +283,7 @@ struct Store::Db {
           "WHERE nid=? ORDER BY seq");
       unfinished = prepare("SELECT " + cols + " FROM notifications WHERE state < 4 ORDER BY id");
       by_state = prepare("SELECT " + cols + " FROM notifications WHERE state=? ORDER BY id LIMIT ?");
+      by_recipient = prepare("SELECT " + cols + " FROM notifications WHERE recipient_id=? ORDER BY id DESC LIMIT ?");
       suppressions = prepare(
           "SELECT channel, address, reason, detail, provider, notification_id, at FROM suppressions ORDER BY at "
           "LIMIT ?");
@@ -968,6 +969,17 @@ std::vector<StoredNotification> Store::list_by_state(State state, std::size_t li
   std::lock_guard lock(read_mutex_);
   sqlite3_stmt* s = read_db_->by_state.get();
   sqlite3_bind_int(s, 1, static_cast<int>(state));
+  sqlite3_bind_int64(s, 2, static_cast<sqlite3_int64>(limit));
+  std::vector<StoredNotification> out;
+  while (sqlite3_step(s) == SQLITE_ROW) out.push_back(read_row(s));
+  sqlite3_reset(s);
+  return out;
+}
+
+std::vector<StoredNotification> Store::list_by_recipient(const std::string& recipient_id, std::size_t limit) {
+  std::lock_guard lock(read_mutex_);
+  sqlite3_stmt* s = read_db_->by_recipient.get();
+  bind_text(s, 1, recipient_id);
   sqlite3_bind_int64(s, 2, static_cast<sqlite3_int64>(limit));
   std::vector<StoredNotification> out;
   while (sqlite3_step(s) == SQLITE_ROW) out.push_back(read_row(s));

@@ -23,6 +23,7 @@ namespace herald::api {
 enum class Action {
   send,          ///< POST /v1/notifications
   send_many,     ///< POST /v1/notifications:batch
+  by_recipient,  ///< GET /v1/notifications?recipient=&limit=: one recipient's notifications, newest first
   status,        ///< GET /v1/notifications/{id}
   trace,         ///< GET /v1/notifications/{id}/trace
   retry,         ///< POST /v1/notifications/{id}/retry
@@ -46,6 +47,7 @@ struct Route {
   Id id = 0;
   std::string channel;  ///< unsuppress
   std::string address;  ///< unsuppress (percent-decoded)
+  std::string recipient;  ///< by_recipient
   std::size_t limit = 0;  ///< dead_letters, suppressions, dashboard (0 = the default)
 };
 

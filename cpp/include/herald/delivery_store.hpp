@@ -165,6 +165,10 @@ class DeliveryStore {
   /// Every notification not in a final state, oldest first.
   [[nodiscard]] virtual std::vector<StoredNotification> load_unfinished() = 0;
   [[nodiscard]] virtual std::vector<StoredNotification> list_by_state(State state, std::size_t limit) = 0;
+  /// One recipient's notifications, newest first (the dashboard's search; no index: it reads
+  /// from the newest backwards and stops at `limit`).
+  [[nodiscard]] virtual std::vector<StoredNotification> list_by_recipient(const std::string& recipient_id,
+                                                                          std::size_t limit) = 0;
   /// The largest id stored (ids handed out later must be above it).
   [[nodiscard]] virtual Id max_id() = 0;
   [[nodiscard]] virtual std::vector<Suppression> suppressions(std::size_t limit = 1'000'000) = 0;

@@ -95,6 +95,8 @@ class Engine {
   /// Every recorded event of one notification, oldest first.
   [[nodiscard]] std::vector<Event> trace(Id id);
   [[nodiscard]] std::vector<StoredNotification> dead_letters(std::size_t limit = 1000);
+  /// One recipient's notifications, newest first (GET /v1/notifications?recipient=).
+  [[nodiscard]] std::vector<StoredNotification> by_recipient(const std::string& recipient_id, std::size_t limit = 20);
   /// Puts a dead-lettered notification back in the queue with a fresh provider chain.
   /// Throws NotFound, or InvalidState when it is not dead-lettered.
   void retry(Id id);
