@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
@@ -71,7 +72,21 @@ def screenshot(browser: WebDriver, tmp_path: Path, name: str) -> None:
 
 
 def wait_until(browser: WebDriver, what: str, predicate: Callable[[WebDriver], Any]) -> Any:
-    return WebDriverWait(browser, WAIT_S, poll_frequency=0.05).until(predicate, message=f"waiting for {what}")
+    """The predicate's first truthy value. The pages rebuild rows as data arrives, so an element
+    read in between may be gone: the predicate is then asked again."""
+    return WebDriverWait(browser, WAIT_S, poll_frequency=0.05, ignored_exceptions=(StaleElementReferenceException,)).until(
+        predicate, message=f"waiting for {what}")
+
+
+def click(browser: WebDriver, what: str, css: str, containing: str = "") -> None:
+    """Clicks the first element matching `css` (and holding `containing`), found afresh."""
+    def attempt(d: WebDriver) -> bool:
+        for e in d.find_elements(By.CSS_SELECTOR, css):
+            if containing in e.text:
+                e.click()
+                return True
+        return False
+    wait_until(browser, what, attempt)
 
 
 def rows(browser: WebDriver) -> list[Any]:
@@ -112,12 +127,11 @@ def test_sandbox_page_lists_live_filters_and_shows_details(browser: WebDriver, s
     note = sms_engine.send("note", {"id": "u2", "phone": "+15550122"}, {"text": long_text})
     wait_until(browser, "both messages", lambda d: len(rows(d)) == 2)
     assert browser.execute_script("return window.__notReloaded === true;"), "the page reloaded"
-    assert "Привет" in row_texts(browser)[0]  # newest first
+    wait_until(browser, "the newest first", lambda d: "Привет" in row_texts(d)[0])
 
     # Filters and search narrow the list.
     Select(browser.find_element(By.ID, "f-service")).select_by_value("twilio")
-    wait_until(browser, "the service filter", lambda d: len(rows(d)) == 1)
-    assert "481516" in row_texts(browser)[0]
+    wait_until(browser, "the service filter", lambda d: len(rows(d)) == 1 and "481516" in row_texts(d)[0])
     Select(browser.find_element(By.ID, "f-service")).select_by_value("")
     wait_until(browser, "the list back", lambda d: len(rows(d)) == 2)
     browser.find_element(By.ID, "search").send_keys("Привет")
@@ -132,7 +146,7 @@ def test_sandbox_page_lists_live_filters_and_shows_details(browser: WebDriver, s
     assert "accepted" in statuses or "queued" in statuses, statuses
 
     # The OTP's detail: Twilio's Basic credentials masked, one GSM-7 segment, the herald id.
-    next(r for r in rows(browser) if "481516" in r.text).click()
+    click(browser, "the OTP's row", "#list tr", "481516")
     wait_until(browser, "the OTP's detail", lambda d: d.find_elements(By.ID, "segments"))
     headers = browser.find_element(By.ID, "headers").text
     assert "authorization" in headers and "Basic " in headers and "chars)" in headers, headers
@@ -145,7 +159,7 @@ def test_sandbox_page_lists_live_filters_and_shows_details(browser: WebDriver, s
     url_box = browser.find_element(By.ID, "herald-url")
     url_box.send_keys("http://127.0.0.1:8788\n")
     browser.execute_script("arguments[0].dispatchEvent(new Event('change'))", url_box)
-    next(r for r in rows(browser) if "Привет" in r.text).click()
+    click(browser, "the note's row", "#list tr", "Привет")
     wait_until(browser, "the note's segments", lambda d: "UCS-2" in d.find_element(By.ID, "segments").text)
     assert browser.find_element(By.ID, "segments").text.startswith("2 segments, UCS-2 (80 code units")
     link = browser.find_element(By.ID, "herald-id")
@@ -169,7 +183,7 @@ def test_sandbox_page_renders_email_html_in_a_sandboxed_frame_and_sets_faults(br
 
     open_page(browser, sandbox.url + "/")
     wait_until(browser, "the email in the list", lambda d: any("Your order" in t for t in row_texts(d)))
-    rows(browser)[0].click()
+    click(browser, "the email's row", "#list tr", "Your order")
     frame = wait_until(browser, "the email's frame", lambda d: d.find_elements(By.ID, "email-frame"))[0]
     assert frame.get_attribute("sandbox") == ""  # no scripts, no same-origin access
     assert browser.find_element(By.ID, "herald-id").text == "77"
@@ -241,13 +255,14 @@ def test_dashboard_shows_queues_a_dead_letter_and_finds_a_trace(browser: WebDriv
     assert browser.find_element(By.ID, "conn").text == "no key"
     browser.find_element(By.ID, "api-key").send_keys(KEY + "\n")
     wait_until(browser, "the dashboard live", lambda d: d.find_element(By.ID, "conn").text == "live")
-    lanes = {r.get_attribute("data-lane"): r.text for r in browser.find_elements(By.CSS_SELECTOR, "#queues tr")}
+    lanes = wait_until(browser, "the queues", lambda d: {
+        r.get_attribute("data-lane"): r.text for r in d.find_elements(By.CSS_SELECTOR, "#queues tr")})
     assert set(lanes) == {"critical", "high", "normal", "bulk"}
     assert all(re.fullmatch(r"\w+ \d+ \d+", t) for t in lanes.values()), lanes
-    providers = browser.find_element(By.ID, "providers").text
+    providers = wait_until(browser, "the providers", lambda d: d.find_element(By.ID, "providers").text)
     assert "primary" in providers and "not reported" in providers
-    link = wait_until(browser, "the dead letter", lambda d: d.find_elements(By.CSS_SELECTOR, f"#dead-letters a[data-id='{dead.id}']"))
-    assert "dora" in browser.find_element(By.ID, "dead-letters").text
+    wait_until(browser, "the dead letter", lambda d: d.find_elements(By.CSS_SELECTOR, f"#dead-letters a[data-id='{dead.id}']"))
+    assert "dora" in wait_until(browser, "the dead letters", lambda d: d.find_element(By.ID, "dead-letters").text)
 
     # The trace search: by id, then by recipient (one notification: its trace; two: a list).
     browser.find_element(By.ID, "trace-q").send_keys(f"{dead.id}\n")
@@ -255,7 +270,6 @@ def test_dashboard_shows_queues_a_dead_letter_and_finds_a_trace(browser: WebDriv
     assert "dead_lettered" in browser.find_element(By.ID, "trace-summary").text
     events = browser.find_element(By.ID, "trace-events").text
     assert "dead_lettered" in events and "400" in events, events
-    browser.find_element(By.ID, "trace-result").find_elements(By.TAG_NAME, "p")  # present
     browser.find_element(By.ID, "trace-q").clear()
     browser.find_element(By.ID, "trace-q").send_keys("dora\n")
     wait_until(browser, "the recipient's trace", lambda d: d.find_elements(By.ID, "trace-summary")
@@ -264,9 +278,10 @@ def test_dashboard_shows_queues_a_dead_letter_and_finds_a_trace(browser: WebDriv
     browser.find_element(By.ID, "trace-q").send_keys("eve\n")
     wait_until(browser, "eve's notifications", lambda d: d.find_elements(By.ID, "recipient-hits"))
     assert browser.find_element(By.ID, "recipient-hits").text.startswith("2 notifications for 'eve'")
-    found = [a.get_attribute("data-id") for a in browser.find_elements(By.CSS_SELECTOR, "#trace-result a")]
+    found = wait_until(browser, "eve's links", lambda d: [
+        a.get_attribute("data-id") for a in d.find_elements(By.CSS_SELECTOR, "#trace-result a")])
     assert found == [str(i) for i in reversed(eve)]  # newest first
-    link[0].click()
+    click(browser, "the dead letter's link", f"#dead-letters a[data-id='{dead.id}']")
     wait_until(browser, "the trace from the link", lambda d: str(dead.id) in d.find_element(By.ID, "trace-summary").text)
     # The rates: the dead letter arrived before the page opened, so the first samples set the base.
     assert browser.find_element(By.ID, "totals").text

@@ -149,6 +149,13 @@ function drawChart(current) {
 }
 
 // ---- one poll ----------------------------------------------------------------------------------
+const shown = {};  // what each table shows now, as JSON: unchanged data leaves the rows alone
+function replaceIfChanged(id, data, build) {
+  const text = JSON.stringify(data);
+  if (shown[id] === text) return;
+  shown[id] = text;
+  $(id).replaceChildren(...build());
+}
 function show(d) {
   const h = d.health;
   const healthy = !h.closing && !h.store_degraded;
@@ -156,16 +163,16 @@ function show(d) {
                      ["store held batches", h.store_held_batches], ["store write faults", h.store_write_faults],
                      ["received", d.stats.received], ["dead-lettered", d.stats.dead_lettered]]);
   if (h.store_error) $("health").append(el("div", { class: "bad" }, h.store_error));
-  $("queues").replaceChildren(...d.queues.map((q) =>
+  replaceIfChanged("queues", d.queues, () => d.queues.map((q) =>
     el("tr", { "data-lane": q.lane }, el("td", null, q.lane), el("td", { class: "n" }, q.ready), el("td", { class: "n" }, q.waiting))));
   $("scheduled").textContent = d.scheduled;
   $("active").textContent = d.stats.active;
   $("in-flight").textContent = d.stats.in_flight;
-  $("providers").replaceChildren(...d.providers.map((p) =>
+  replaceIfChanged("providers", d.providers, () => d.providers.map((p) =>
     el("tr", null, el("td", null, p.name), el("td", { class: "n" }, p.in_flight),
        el("td", { class: "muted" }, p.circuit === null ? "not reported" : String(p.circuit.state || p.circuit)))));
   deadLetters = d.dead_letters;
-  $("dead-letters").replaceChildren(...deadLetters.map((n) => {
+  replaceIfChanged("dead-letters", deadLetters, () => deadLetters.map((n) => {
     const a = el("a", { "data-id": n.id }, n.id);
     a.addEventListener("click", () => { $("trace-q").value = n.id; trace(n.id); });
     return el("tr", null, el("td", null, a), el("td", null, n.type), el("td", null, n.recipient_id),

@@ -313,10 +313,20 @@ function start() {
     render();
   });
   wireControls();
-  // Statuses move on by their timelines without asking the sandbox again.
+  // Statuses move on by their timelines without asking the sandbox again: the cells change in
+  // place (rows are rebuilt only when a status filter may now pick others).
   setInterval(() => {
     const now = Date.now();
-    if (messages.some((m) => m.timeline && m.timeline[m.timeline.length - 1].at_ms > now - 1500)) render();
+    if (!messages.some((m) => m.timeline && m.timeline[m.timeline.length - 1].at_ms > now - 1500)) return;
+    if (byId("f-status").value) { render(); return; }
+    const bySeq = new Map(messages.map((m) => [m.seq, m]));
+    for (const tr of byId("list").children) {
+      const m = bySeq.get(Number(tr.dataset.seq));
+      const cell = tr.lastElementChild;
+      if (!m || !m.timeline || !cell) continue;
+      const st = statusOf(m, now);
+      if (cell.textContent !== st) cell.replaceChildren(el("span", { class: "st " + st.split(" ")[0] }, st));
+    }
   }, 1000);
   render();
   poll();
