@@ -283,7 +283,11 @@ def test_dashboard_shows_queues_a_dead_letter_and_finds_a_trace(browser: WebDriv
     assert found == [str(i) for i in reversed(eve)]  # newest first
     click(browser, "the dead letter's link", f"#dead-letters a[data-id='{dead.id}']")
     wait_until(browser, "the trace from the link", lambda d: str(dead.id) in d.find_element(By.ID, "trace-summary").text)
-    # The rates: the dead letter arrived before the page opened, so the first samples set the base.
-    assert browser.find_element(By.ID, "totals").text
+    # The rates: what was sent before the page opened is its base; a send now counts in this minute.
+    with served.client() as client:
+        _ = client.send("solo", {"id": "fay", "phone": "+15550166"}, {"text": "hello"})
+    wait_until(browser, "the send in the rates", lambda d: re.search(
+        r"sent, watched hour\s+1\b", d.find_element(By.ID, "totals").text))
+    assert browser.find_elements(By.CSS_SELECTOR, "#chart rect")  # the minute's bars
     screenshot(browser, tmp_path, "dashboard")
     assert console_errors(browser) == []
