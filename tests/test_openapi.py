@@ -43,6 +43,7 @@ CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
 # Every endpoint route() in cpp/src/api.cpp knows (the Action list of cpp/include/herald/api.hpp).
 ROUTES = [
     ("POST", "/v1/notifications"),
+    ("GET", "/v1/notifications"),
     ("POST", "/v1/notifications:batch"),
     ("GET", "/v1/notifications/{id}"),
     ("GET", "/v1/notifications/{id}/trace"),
@@ -51,12 +52,14 @@ ROUTES = [
     ("GET", "/v1/dead-letters"),
     ("GET", "/v1/suppressions"),
     ("DELETE", "/v1/suppressions/{channel}/{address}"),
+    ("GET", "/v1/dashboard"),
     ("GET", "/health"),
     ("GET", "/ready"),
     ("GET", "/metrics"),
     ("GET", "/openapi.json"),
+    ("GET", "/dashboard"),
 ]
-OPEN_ROUTES = {"/health", "/ready", "/metrics", "/openapi.json"}
+OPEN_ROUTES = {"/health", "/ready", "/metrics", "/openapi.json", "/dashboard"}
 
 # Examples per operation and mode: the whole file stays well under a minute on two cores. Bodies
 # are slow to generate, so the two sends get fewer. Negative mode (data the document forbids) needs

@@ -169,6 +169,39 @@ def test_ids_travel_as_strings_and_probes_need_no_key(serve: Callable[..., Serve
         assert events and all(e["id"] == id_text for e in events)
 
 
+def test_dashboard_answers_queues_providers_and_dead_letters_and_finds_by_recipient(
+        serve: Callable[..., Served], sandbox: Sandbox) -> None:
+    served = serve()
+    auth = {"Authorization": f"Bearer {KEY}"}
+    sandbox.set_faults("primary", error_rate=1.0, error_status=400)
+    with served.client() as client:
+        dead = client.send("solo", "rita", {"text": "a"})
+        wait_for(lambda: client.status(dead.id).state == "dead_lettered", what="the dead letter")
+        sandbox.clear_faults()
+        later = client.send("solo", "rita", {"text": "b"})
+        _wait_final(client, later.id)
+    with httpx.Client(base_url=served.url) as http:
+        assert http.get("/v1/dashboard").status_code == 401
+        d = http.get("/v1/dashboard", params={"limit": 5}, headers=auth).json()
+        assert [q["lane"] for q in d["queues"]] == ["critical", "high", "normal", "bulk"]
+        assert all(q["ready"] == 0 and q["waiting"] == 0 for q in d["queues"])  # everything is final
+        assert {p["name"] for p in d["providers"]} == {"primary", "backup"}
+        assert all(p["circuit"] is None for p in d["providers"])
+        assert d["stats"]["dead_lettered"] == 1 and d["stats"]["received"] == 2
+        assert d["health"]["closing"] is False and d["health"]["store_degraded"] is False
+        assert [n["id"] for n in d["dead_letters"]] == [str(dead.id)]
+        found = http.get("/v1/notifications", params={"recipient": "rita"}, headers=auth).json()["notifications"]
+        assert [n["id"] for n in found] == [str(later.id), str(dead.id)]  # newest first
+        one = http.get("/v1/notifications", params={"recipient": "rita", "limit": 1}, headers=auth).json()
+        assert [n["id"] for n in one["notifications"]] == [str(later.id)]
+        assert http.get("/v1/notifications", params={"recipient": "nobody"}, headers=auth).json() == {"notifications": []}
+        missing = http.get("/v1/notifications", headers=auth)
+        assert missing.status_code == 400 and missing.json()["error"]["field"] == "recipient"
+        page = http.get("/dashboard")  # no key to load the page; it asks for one
+        assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+        assert "/v1/dashboard" in page.text
+
+
 def test_no_key_is_401_a_wrong_key_403_and_a_large_body_413(serve: Callable[..., Served]) -> None:
     served = serve(max_body_bytes=4096)
     with httpx.Client(base_url=served.url) as http:

@@ -5,8 +5,10 @@
 #include <cmath>
 #include <limits>
 
+#include "dashboard_page.hpp"
 #include "herald/crypto.hpp"
 #include "herald/errors.hpp"
+#include "herald/metrics.hpp"
 
 namespace herald::api {
 
@@ -212,10 +214,23 @@ Route route(std::string_view method, std::string_view path, std::string_view que
   if (path == "/ready") return only(get, Action::ready);
   if (path == "/metrics") return only(get, Action::metrics);
   if (path == "/openapi.json") return only(get, Action::openapi);
+  if (path == "/dashboard") return only(get, Action::dashboard_page);
   constexpr std::string_view v1 = "/v1/";
   if (path.substr(0, v1.size()) != v1) return r;
   const auto parts = segments(path.substr(v1.size()));
-  if (parts.size() == 1 && parts[0] == "notifications") return only(post, Action::send);
+  if (parts.size() == 1 && parts[0] == "notifications") {
+    if (!get) return only(post, Action::send);
+    r.limit = parse_limit(query);
+    bool given = false;
+    for (auto& [k, v] : crypto::form_decode(query)) {
+      if (k != "recipient") continue;
+      r.recipient = std::move(v);
+      given = true;
+    }
+    if (!given || r.recipient.empty()) throw ValidationError("recipient", "is required (a recipient id)");
+    r.action = Action::by_recipient;
+    return r;
+  }
   if (parts.size() == 1 && parts[0] == "notifications:batch") return only(post, Action::send_many);
   if (parts.size() == 1 && parts[0] == "dead-letters") {
     r.limit = parse_limit(query);
@@ -224,6 +239,10 @@ Route route(std::string_view method, std::string_view path, std::string_view que
   if (parts.size() == 1 && parts[0] == "suppressions") {
     r.limit = parse_limit(query);
     return only(get, Action::suppressions);
+  }
+  if (parts.size() == 1 && parts[0] == "dashboard") {
+    r.limit = parse_limit(query);
+    return only(get, Action::dashboard);
   }
   if (parts.size() == 3 && parts[0] == "suppressions") {
     r.channel = crypto::percent_decode(parts[1], false);
@@ -256,13 +275,15 @@ Route route(std::string_view method, std::string_view path, std::string_view que
 }
 
 bool needs_key(Action a) noexcept {
-  return a != Action::health && a != Action::ready && a != Action::metrics && a != Action::openapi;
+  return a != Action::health && a != Action::ready && a != Action::metrics && a != Action::openapi &&
+         a != Action::dashboard_page;
 }
 
 bool uses_engine(Action a) noexcept {
   switch (a) {
     case Action::send:
     case Action::send_many:
+    case Action::by_recipient:
     case Action::status:
     case Action::trace:
     case Action::retry:
@@ -271,6 +292,7 @@ bool uses_engine(Action a) noexcept {
     case Action::suppressions:
     case Action::unsuppress:
     case Action::metrics:
+    case Action::dashboard:
     case Action::ready: return true;
     default: return false;
   }
@@ -403,6 +425,45 @@ json encode(const Suppression& x) {
               {"at", seconds_or_null(x.at_ms)}};
 }
 
+json dashboard(Engine& engine, std::size_t dead_letters) {
+  const EngineStats c = engine.stats();
+  const EngineHealth h = engine.health();
+  const MetricsGauges g = engine.gauges();
+  json stats = {{"received", c.received},         {"deduplicated", c.deduplicated},
+                {"attempts", c.attempts},         {"accepted", c.accepted},
+                {"retries", c.retries},           {"failovers", c.failovers},
+                {"expired", c.expired},           {"dead_lettered", c.dead_lettered},
+                {"cancelled", c.cancelled},       {"in_doubt", c.in_doubt},
+                {"recovered", c.recovered},       {"active", c.active},
+                {"in_flight", c.in_flight},       {"suppressed", c.suppressed},
+                {"receipts", c.receipts},         {"receipts_rejected", c.receipts_rejected},
+                {"lookups", c.lookups},           {"reconciled", c.reconciled},
+                {"batched_requests", c.batched_requests}, {"pruned", c.pruned}};
+  json queues = json::array();
+  for (int p = 0; p < priority_count; ++p) {
+    const auto i = static_cast<std::size_t>(p);
+    queues.push_back({{"lane", std::string(to_string(static_cast<Priority>(p)))}, {"ready", g.ready[i]}, {"waiting", g.waiting[i]}});
+  }
+  json providers = json::array();
+  for (const auto& [name, in_flight] : g.provider_in_flight) {
+    // "circuit": the provider's breaker state once the engine has breakers; null until then.
+    providers.push_back({{"name", name}, {"in_flight", in_flight}, {"circuit", nullptr}});
+  }
+  json dead = json::array();
+  for (const auto& s : engine.dead_letters(dead_letters)) dead.push_back(encode(s));
+  return json{{"at", static_cast<double>(engine.now_ms()) / 1000.0},
+              {"stats", std::move(stats)},
+              {"health", {{"closing", h.closing},
+                          {"store_degraded", h.store.degraded},
+                          {"store_error", text_or_null(h.store.error)},
+                          {"store_held_batches", h.store.held_batches},
+                          {"store_write_faults", h.store.write_faults}}},
+              {"queues", std::move(queues)},
+              {"scheduled", g.scheduled},
+              {"providers", std::move(providers)},
+              {"dead_letters", std::move(dead)}};
+}
+
 std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
 
 http::ServerResponse api_error(unsigned status, std::string_view type, std::string_view message, std::string_view field) {
@@ -457,6 +518,11 @@ http::ServerResponse perform(Engine& engine, const Route& r, const std::string& 
         for (const auto& x : engine.send_many(decode_batch(parse_body(body)))) out.push_back(encode(x));
         return json_response(200, json{{"receipts", std::move(out)}});
       }
+      case Action::by_recipient: {
+        json out = json::array();
+        for (const auto& s : engine.by_recipient(r.recipient, r.limit == 0 ? 20 : r.limit)) out.push_back(encode(s));
+        return json_response(200, json{{"notifications", std::move(out)}});
+      }
       case Action::status: {
         const auto s = engine.status(r.id);
         if (!s) return api_error(404, "NotFound", "notification " + std::to_string(r.id) + " not found");
@@ -491,6 +557,14 @@ http::ServerResponse perform(Engine& engine, const Route& r, const std::string& 
         return resp;
       }
       case Action::openapi: break;  // answered by the server, which holds the document
+      case Action::dashboard: return json_response(200, dashboard(engine, r.limit == 0 ? 20 : r.limit));
+      case Action::dashboard_page: {
+        http::ServerResponse resp;
+        resp.content_type = "text/html; charset=utf-8";
+        resp.body = std::string(kDashboardPage);
+        resp.headers.emplace_back("Cache-Control", "no-store");
+        return resp;
+      }
       case Action::ready: {
         const EngineHealth h = engine.health();
         const bool ready = !h.closing && !h.store.degraded;

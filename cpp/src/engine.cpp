@@ -206,6 +206,11 @@ std::vector<StoredNotification> Engine::dead_letters(std::size_t limit) {
   return impl_->store->list_by_state(State::dead_lettered, limit);
 }
 
+std::vector<StoredNotification> Engine::by_recipient(const std::string& recipient_id, std::size_t limit) {
+  auto pass = impl_->gate.enter();
+  return impl_->store->list_by_recipient(recipient_id, limit);
+}
+
 void Engine::retry(Id id) {
   auto pass = impl_->gate.enter();
   impl_->retry(id);
@@ -258,29 +263,43 @@ EngineStats Engine::stats() const {
   return s;
 }
 
+namespace {
+
+/// The gauges as the loop sees them; runs on the loop thread. (A template: Engine::Impl is private.)
+template <class Impl>
+MetricsGauges read_gauges(Impl& i, const EngineHealth& h) {
+  MetricsGauges g;
+  std::uint64_t ready = 0;
+  for (int p = 0; p < priority_count; ++p) {
+    const auto lane = static_cast<std::size_t>(p);
+    g.ready[lane] = i.scheduler.lane_size(static_cast<Priority>(p));
+    ready += g.ready[lane];
+  }
+  for (const auto& [name, provider] : i.providers) {
+    for (std::size_t lane = 0; lane < g.waiting.size(); ++lane) g.waiting[lane] += provider.waiting.size(static_cast<Priority>(lane));
+    g.provider_in_flight.emplace_back(name, static_cast<std::uint64_t>(std::max(0, provider.in_flight)));
+  }
+  std::sort(g.provider_in_flight.begin(), g.provider_in_flight.end());
+  g.scheduled = i.scheduler.size() - std::min<std::uint64_t>(i.scheduler.size(), ready + i.outstanding);
+  g.store_degraded = h.store.degraded;
+  g.store_held_batches = h.store.held_batches;
+  g.closing = h.closing;
+  return g;
+}
+
+}  // namespace
+
 std::string Engine::metrics_text() {
   auto pass = impl_->gate.enter();
   const EngineStats c = stats();
   const EngineHealth h = health();
-  return impl_->on_loop([&, i = impl_.get()] {
-    MetricsGauges g;
-    std::uint64_t ready = 0;
-    for (int p = 0; p < priority_count; ++p) {
-      const auto lane = static_cast<std::size_t>(p);
-      g.ready[lane] = i->scheduler.lane_size(static_cast<Priority>(p));
-      ready += g.ready[lane];
-    }
-    for (const auto& [name, provider] : i->providers) {
-      for (std::size_t lane = 0; lane < g.waiting.size(); ++lane) g.waiting[lane] += provider.waiting.size(static_cast<Priority>(lane));
-      g.provider_in_flight.emplace_back(name, static_cast<std::uint64_t>(std::max(0, provider.in_flight)));
-    }
-    std::sort(g.provider_in_flight.begin(), g.provider_in_flight.end());
-    g.scheduled = i->scheduler.size() - std::min<std::uint64_t>(i->scheduler.size(), ready + i->outstanding);
-    g.store_degraded = h.store.degraded;
-    g.store_held_batches = h.store.held_batches;
-    g.closing = h.closing;
-    return i->metrics.render(c, g);
-  });
+  return impl_->on_loop([&, i = impl_.get()] { return i->metrics.render(c, read_gauges(*i, h)); });
+}
+
+MetricsGauges Engine::gauges() {
+  auto pass = impl_->gate.enter();
+  const EngineHealth h = health();
+  return impl_->on_loop([&, i = impl_.get()] { return read_gauges(*i, h); });
 }
 
 EngineHealth Engine::health() const {

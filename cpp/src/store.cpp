@@ -194,7 +194,8 @@ Event make_intake_event(const Notification& n, EventKind kind, std::int64_t seq,
 
 struct Store::Db {
   std::unique_ptr<sqlite3, DbDeleter> db;
-  Stmt insert, update, event, receipt, suppress, unsuppress, get, find_idem, events, unfinished, by_state, steps_of, max_id,
+  Stmt insert, update, event, receipt, suppress, unsuppress, get, find_idem, events, unfinished, by_state, steps_of,
+      by_recipient, max_id,
       suppressions, prune_rows, prune_events, prune_system_events, page_count, freelist_count, page_size, probe;
   Stmt begin, commit, rollback, savepoint, release, rollback_to;
 
@@ -298,6 +299,8 @@ struct Store::Db {
       unfinished = prepare("SELECT " + cols + " FROM notifications WHERE state < 4 ORDER BY id");
       by_state = prepare("SELECT " + cols + " FROM notifications WHERE state=? AND parent_id=0 ORDER BY id LIMIT ?");
       steps_of = prepare("SELECT " + cols + " FROM notifications WHERE parent_id=? ORDER BY id");
+      by_recipient = prepare("SELECT " + cols +
+                             " FROM notifications WHERE recipient_id=? AND parent_id=0 ORDER BY id DESC LIMIT ?");
       suppressions = prepare(
           "SELECT channel, address, reason, detail, provider, notification_id, at FROM suppressions ORDER BY at "
           "LIMIT ?");
@@ -999,6 +1002,17 @@ std::vector<StoredNotification> Store::steps_of(Id parent) {
   std::lock_guard lock(read_mutex_);
   sqlite3_stmt* s = read_db_->steps_of.get();
   sqlite3_bind_int64(s, 1, parent);
+  std::vector<StoredNotification> out;
+  while (sqlite3_step(s) == SQLITE_ROW) out.push_back(read_row(s));
+  sqlite3_reset(s);
+  return out;
+}
+
+std::vector<StoredNotification> Store::list_by_recipient(const std::string& recipient_id, std::size_t limit) {
+  std::lock_guard lock(read_mutex_);
+  sqlite3_stmt* s = read_db_->by_recipient.get();
+  bind_text(s, 1, recipient_id);
+  sqlite3_bind_int64(s, 2, static_cast<sqlite3_int64>(limit));
   std::vector<StoredNotification> out;
   while (sqlite3_step(s) == SQLITE_ROW) out.push_back(read_row(s));
   sqlite3_reset(s);

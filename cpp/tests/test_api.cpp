@@ -42,7 +42,18 @@ TEST(ApiRoute, NamesEveryEndpoint) {
 }
 
 TEST(ApiRoute, RefusesWhatIsNotAnEndpoint) {
-  EXPECT_EQ(route("GET", "/v1/notifications", "").action, Action::bad_method);
+  EXPECT_EQ(route("PUT", "/v1/notifications", "").action, Action::bad_method);
+  // GET lists one recipient's notifications; the recipient is required.
+  const Route by = route("GET", "/v1/notifications", "recipient=ada%40example.com&limit=3");
+  EXPECT_EQ(by.action, Action::by_recipient);
+  EXPECT_EQ(by.recipient, "ada@example.com");
+  EXPECT_EQ(by.limit, 3u);
+  EXPECT_THROW((void)route("GET", "/v1/notifications", ""), ValidationError);
+  EXPECT_THROW((void)route("GET", "/v1/notifications", "recipient="), ValidationError);
+  EXPECT_EQ(route("GET", "/v1/dashboard", "").action, Action::dashboard);
+  EXPECT_EQ(route("GET", "/dashboard", "").action, Action::dashboard_page);
+  EXPECT_FALSE(needs_key(Action::dashboard_page));
+  EXPECT_TRUE(needs_key(Action::dashboard));
   EXPECT_EQ(route("DELETE", "/v1/notifications/1", "").action, Action::bad_method);
   EXPECT_EQ(route("GET", "/v1/notifications/12/other", "").action, Action::not_found);
   EXPECT_EQ(route("GET", "/v2/notifications", "").action, Action::not_found);

@@ -97,19 +97,77 @@ TEST(SandboxHerald, StatusQueriesByIdAndIdempotencyKey) {
   EXPECT_TRUE(list["messages"].empty());
 }
 
-TEST(SandboxControl, WebPageListsEscapedRecordsNewestFirst) {
+TEST(SandboxControl, WebPageIsServedWithItsScriptAndHoldsNoRecords) {
   Server server(options());
-  ASSERT_EQ(herald_send(server, "sms", {{"to", {{"phone", "+15550001"}}}, {"text", "first"}}).status, 202);
   ASSERT_EQ(herald_send(server, "sms", {{"to", {{"email", "<b>x</b>@example.com"}}}, {"text", "a & b <script>"}}).status,
             202);
   const Response r = send("GET", server.url() + "/");
   ASSERT_EQ(r.status, 200);
   EXPECT_NE(r.header("content-type").find("text/html"), std::string::npos);
-  EXPECT_NE(r.body.find("<meta http-equiv=\"refresh\" content=\"2\">"), std::string::npos);
-  EXPECT_NE(r.body.find("a &amp; b &lt;script&gt;"), std::string::npos);
-  EXPECT_NE(r.body.find("&lt;b&gt;x&lt;/b&gt;@example.com"), std::string::npos);
-  EXPECT_EQ(r.body.find("<script>"), std::string::npos);
-  EXPECT_LT(r.body.find("a &amp; b"), r.body.find("<td>first</td>"));  // newest first
+  EXPECT_NE(r.body.find("<script src=\"/_sandbox/page.js\"></script>"), std::string::npos);
+  // Records reach the page as JSON only (rendered as text by the script), never inside the HTML.
+  EXPECT_EQ(r.body.find("a & b"), std::string::npos);
+  EXPECT_EQ(r.body.find("example.com"), std::string::npos);
+  const Response js = send("GET", server.url() + "/_sandbox/page.js");
+  ASSERT_EQ(js.status, 200);
+  EXPECT_NE(js.header("content-type").find("javascript"), std::string::npos);
+  EXPECT_NE(js.body.find("/_sandbox/messages?after="), std::string::npos);
+}
+
+TEST(SandboxControl, LongPollAnswersWhenARecordArrives) {
+  Server server(options());
+  ASSERT_EQ(herald_send(server, "sms", {{"text", "first"}}).status, 202);
+  // A poll for what is newer than seq 0 answers at once with the record and the last seq.
+  json now = body_json(send("GET", server.url() + "/_sandbox/messages?after=0&wait_ms=20000"));
+  ASSERT_EQ(now["messages"].size(), 1u);
+  EXPECT_EQ(now["last_seq"], 1);
+  EXPECT_EQ(now["messages"][0]["text"], "first");
+  EXPECT_EQ(now["messages"][0]["method"], "POST");
+  ASSERT_TRUE(now["messages"][0]["timeline"].is_array());
+
+  // A poll for what is newer than seq 1 waits for the next record.
+  Request poll;
+  poll.method = "GET";
+  poll.url = server.url() + "/_sandbox/messages?after=1&wait_ms=20000";
+  poll.version = Request::Version::http1_1;
+  auto answered = std::make_shared<std::promise<Response>>();
+  auto future = answered->get_future();
+  client().submit(std::move(poll), [answered](Response&& r) { answered->set_value(std::move(r)); });
+  // Another request answered in the meantime: the poll is still parked.
+  ASSERT_EQ(send("GET", server.url() + "/_sandbox/stats").status, 200);
+  EXPECT_NE(future.wait_for(0s), std::future_status::ready);
+  ASSERT_EQ(herald_send(server, "sms", {{"text", "second"}}).status, 202);
+  ASSERT_EQ(future.wait_for(20s), std::future_status::ready);
+  const json later = body_json(future.get());
+  ASSERT_EQ(later["messages"].size(), 1u);
+  EXPECT_EQ(later["messages"][0]["text"], "second");
+  EXPECT_EQ(later["last_seq"], 2);
+
+  // A seq this server never made (a page left open across a restart) gets everything.
+  EXPECT_EQ(body_json(send("GET", server.url() + "/_sandbox/messages?after=99&wait_ms=20000"))["messages"].size(), 2u);
+  // Without a wait the poll answers at once, even with nothing new.
+  EXPECT_TRUE(body_json(send("GET", server.url() + "/_sandbox/messages?after=2"))["messages"].empty());
+  // limit keeps the newest records when more are new.
+  const json newest = body_json(send("GET", server.url() + "/_sandbox/messages?after=0&limit=1"));
+  ASSERT_EQ(newest["messages"].size(), 1u);
+  EXPECT_EQ(newest["messages"][0]["text"], "second");
+  EXPECT_EQ(send("GET", server.url() + "/_sandbox/messages?after=0&limit=0").status, 400);
+  EXPECT_EQ(send("GET", server.url() + "/_sandbox/messages?after=x").status, 400);
+  EXPECT_EQ(send("GET", server.url() + "/_sandbox/messages?after=0&wait_ms=600000").status, 400);
+}
+
+TEST(SandboxControl, RecordsKeepRequestHeadersWithSecretsMasked) {
+  Server server(options());
+  std::vector<std::string> headers = {"Content-Type: application/json", "Authorization: Bearer sk_live_0123456789abcdef",
+                                      "X-Api-Key: short", "Idempotency-Key: idem-1"};
+  ASSERT_EQ(send("POST", server.url() + "/v1/sms/messages", R"({"text":"hi"})", headers).status, 202);
+  const json m = body_json(send("GET", server.url() + "/_sandbox/messages"))[0];
+  const json& h = m["request_headers"];
+  EXPECT_EQ(h["authorization"], "Bearer sk_l\xe2\x80\xa6 (24 chars)");
+  EXPECT_EQ(h["x-api-key"], "\xe2\x80\xa6 (5 chars)");
+  EXPECT_EQ(h["idempotency-key"], "idem-1");  // not a secret
+  EXPECT_EQ(h["content-type"], "application/json");
+  EXPECT_EQ(m.dump().find("0123456789abcdef"), std::string::npos);
 }
 
 TEST(SandboxControl, ServiceFilterCallbacksValidationAndKeys) {

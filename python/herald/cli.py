@@ -33,7 +33,15 @@ def _engine(args: argparse.Namespace):  # noqa: ANN202 - imported lazily for a f
 def _cmd_demo(args: argparse.Namespace) -> int:
     from herald.demo import run_demo
 
-    run_demo(args.data_dir, bulk=args.bulk, otps=args.otps, progress=not args.no_progress)
+    keep = None
+    if args.keep:
+        keep = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: keep.set())
+    try:
+        run_demo(args.data_dir, bulk=args.bulk, otps=args.otps, progress=not args.no_progress, keep=keep)
+    except KeyboardInterrupt:
+        if keep is None:
+            raise
     return 0
 
 
@@ -400,6 +408,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--bulk", type=int, default=100_000, help="campaign size (default 100000)")
     p.add_argument("--otps", type=int, default=300, help="critical OTPs sent during the campaign (default 300)")
     p.add_argument("--no-progress", action="store_true", help="do not print progress lines")
+    p.add_argument("--keep", action="store_true",
+                   help="keep the sandbox running afterwards (its URL printed) to browse the demo's messages; Ctrl-C stops it")
     p.set_defaults(func=_cmd_demo)
 
     p = command("sandbox", "run the provider sandbox until interrupted")

@@ -49,9 +49,13 @@ def run_demo(
     otps: int = 300,
     out: TextIO = sys.stdout,
     progress: bool = True,
+    keep: threading.Event | None = None,
 ) -> dict[str, Any]:
+    """Runs the demo and prints its summary. With ``keep``, the sandbox stays up afterwards (its URL
+    printed) until ``keep`` is set, so the demo's traffic can be browsed on the sandbox's page."""
     run = uuid.uuid4().hex[:8]
-    with Sandbox() as sandbox:
+    sandbox = Sandbox()
+    try:
         sandbox.set_faults("sms-primary", error_rate=0.05, rate_limit_rate=0.03, retry_after_s=1, latency_ms=3)
         sandbox.set_faults("email-primary", error_rate=0.01, error_code="recipient_invalid", error_status=400,
                            latency_ms=1)
@@ -126,11 +130,17 @@ def run_demo(
                 for p, v in sorted(latencies.items())
             },
         }
-    print(f"done in {summary['seconds']} s ({summary['per_s']:,}/s)", file=out)
-    print(f"  sent {summary['sent']:,}   failed {summary['failed']:,}   retried {summary['retried']:,}   "
-          f"failed over {summary['failed_over']:,}   dead-lettered {summary['dead_lettered']:,}", file=out)
-    for priority, fig in summary["latency_ms"].items():
-        print(f"  {priority:<8} enqueue->accepted p50 {fig['p50']:>8.1f} ms   p99 {fig['p99']:>8.1f} ms   ({fig['count']:,})",
-              file=out)
-    print("  why did one fail?  herald trace <id>   (dead letters: herald dead-letters)", file=out)
+        print(f"done in {summary['seconds']} s ({summary['per_s']:,}/s)", file=out)
+        print(f"  sent {summary['sent']:,}   failed {summary['failed']:,}   retried {summary['retried']:,}   "
+              f"failed over {summary['failed_over']:,}   dead-lettered {summary['dead_lettered']:,}", file=out)
+        for priority, fig in summary["latency_ms"].items():
+            print(f"  {priority:<8} enqueue->accepted p50 {fig['p50']:>8.1f} ms   p99 {fig['p99']:>8.1f} ms   ({fig['count']:,})",
+                  file=out)
+        print("  why did one fail?  herald trace <id>   (dead letters: herald dead-letters)", file=out)
+        if keep is not None:
+            print(f"sandbox kept running: browse the demo's messages at {sandbox.url}/  (Ctrl-C to stop)",
+                  file=out, flush=True)
+            keep.wait()
+    finally:
+        sandbox.stop()
     return summary

@@ -23,6 +23,7 @@ namespace herald::api {
 enum class Action {
   send,          ///< POST /v1/notifications
   send_many,     ///< POST /v1/notifications:batch
+  by_recipient,  ///< GET /v1/notifications?recipient=&limit=: one recipient's notifications, newest first
   status,        ///< GET /v1/notifications/{id}
   trace,         ///< GET /v1/notifications/{id}/trace
   retry,         ///< POST /v1/notifications/{id}/retry
@@ -34,6 +35,8 @@ enum class Action {
   ready,         ///< GET /ready: store open and not degraded, not draining (no key needed)
   metrics,       ///< GET /metrics: the Prometheus text format (no key needed)
   openapi,       ///< GET /openapi.json: the API's description (no key needed)
+  dashboard,     ///< GET /v1/dashboard?limit=: queues, provider state, counters, recent dead letters
+  dashboard_page,  ///< GET /dashboard the page that shows it (no key needed: the page asks for one)
   not_found,     ///< no such endpoint (404)
   bad_method,    ///< the endpoint exists, not with this method (405)
   bad_id,        ///< an id that is not a decimal 64-bit integer (400, field "id")
@@ -44,7 +47,8 @@ struct Route {
   Id id = 0;
   std::string channel;  ///< unsuppress
   std::string address;  ///< unsuppress (percent-decoded)
-  std::size_t limit = 0;  ///< dead_letters, suppressions (0 = the engine's default)
+  std::string recipient;  ///< by_recipient
+  std::size_t limit = 0;  ///< dead_letters, suppressions, dashboard (0 = the default)
 };
 
 /// The endpoint of `method` + `path` (query in `query`). Never throws for bad input: unknown
@@ -76,6 +80,8 @@ struct Route {
 [[nodiscard]] nlohmann::json encode(const StoredNotification& s);
 [[nodiscard]] nlohmann::json encode(const Event& e);
 [[nodiscard]] nlohmann::json encode(const Suppression& x);
+/// GET /v1/dashboard's answer: {"at","stats","health","queues","scheduled","providers","dead_letters"}.
+[[nodiscard]] nlohmann::json dashboard(Engine& engine, std::size_t dead_letters);
 /// JSON text of `j`; bytes that are not UTF-8 are replaced rather than refused.
 [[nodiscard]] std::string dump(const nlohmann::json& j);
 

@@ -168,6 +168,10 @@ class DeliveryStore {
   [[nodiscard]] virtual std::vector<StoredNotification> list_by_state(State state, std::size_t limit) = 0;
   /// The steps of a plan with many steps started so far for `parent`, oldest first.
   [[nodiscard]] virtual std::vector<StoredNotification> steps_of(Id parent) = 0;
+  /// One recipient's notifications, newest first (the dashboard's search; no index: it reads
+  /// from the newest backwards and stops at `limit`).
+  [[nodiscard]] virtual std::vector<StoredNotification> list_by_recipient(const std::string& recipient_id,
+                                                                          std::size_t limit) = 0;
   /// The largest id stored (ids handed out later must be above it).
   [[nodiscard]] virtual Id max_id() = 0;
   [[nodiscard]] virtual std::vector<Suppression> suppressions(std::size_t limit = 1'000'000) = 0;

@@ -28,6 +28,8 @@
 
 namespace herald {
 
+struct MetricsGauges;  // herald/metrics.hpp
+
 struct EngineOptions {
   std::filesystem::path data_dir = "herald-data";
   Durability durability = Durability::process;
@@ -93,6 +95,8 @@ class Engine {
   /// Every recorded event of one notification, oldest first.
   [[nodiscard]] std::vector<Event> trace(Id id);
   [[nodiscard]] std::vector<StoredNotification> dead_letters(std::size_t limit = 1000);
+  /// One recipient's notifications, newest first (GET /v1/notifications?recipient=).
+  [[nodiscard]] std::vector<StoredNotification> by_recipient(const std::string& recipient_id, std::size_t limit = 20);
   /// Puts a dead-lettered notification back in the queue with a fresh provider chain.
   /// Throws NotFound, or InvalidState when it is not dead-lettered.
   void retry(Id id);
@@ -111,6 +115,9 @@ class Engine {
   /// Counters, latency histograms and queue gauges in the Prometheus text format (`GET /metrics`).
   /// Rendered on the loop thread; throws EngineClosed once the loop has stopped.
   [[nodiscard]] std::string metrics_text();
+  /// The queue gauges of metrics_text() (lane depths, provider slots, store state), read on the
+  /// loop thread; for the dashboard (`GET /v1/dashboard`). Throws EngineClosed like metrics_text().
+  [[nodiscard]] MetricsGauges gauges();
   /// Runs a retention pass now (the pruner also runs one every retention.interval).
   PruneReport prune();
   /// Alert rules (evaluated by the Python layer, docs/alerts.md). declare_alert shows the rule in

@@ -17,7 +17,8 @@
 ///   GET  /v1/{provider}/messages/{id}   {"id","status","idempotency_key",...}; 404 when unknown
 ///   GET  /v1/{provider}/messages[?idempotency_key=K]  {"messages":[...]}
 ///   POST /hooks/{name}                  a generic webhook target; recorded as provider "hook:{name}"; 200 "ok"
-///   GET  /                              a web page of the last 200 messages, newest first
+///   GET  /                              the catcher page (live list, detail view, fault and callback forms)
+///   GET  /_sandbox/messages?after=SEQ[&wait_ms=N][&limit=L]  long poll: {"last_seq","messages":[newer than SEQ]}
 ///   GET  /_sandbox/messages[?service=S] recorded messages, oldest first (provider=P is the same filter)
 ///   DELETE /_sandbox/messages           forget all records and counters
 ///   GET  /_sandbox/stats                {"accepted":N,"rejected":N,"by_provider":{...}}
@@ -107,7 +108,8 @@ class Server {
   void clear_faults();
   /// Recorded messages (optionally one service's), oldest first. Each:
   /// {"seq","provider","service","id","received_at_ms","path","headers":{lower-case x-* and
-  /// idempotency-key},"body"} where "body" is the parsed JSON when the body is JSON, else the raw
+  /// idempotency-key},"body","method","request_headers":{every header, credentials masked},
+  /// "timeline":[{"at_ms","status","error_code"}]} where "body" is the parsed JSON when the body is JSON, else the raw
   /// string; "path" excludes the query string, which is added as "query" when there is one. Also,
   /// when known: "to", "subject", "text", "status" (in force now), "error_code" and service fields
   /// (Twilio "account_sid"/"from", SendGrid "x_message_id"/"custom_args"/"content", ...).

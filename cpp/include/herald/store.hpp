@@ -99,6 +99,8 @@ class Store final : public DeliveryStore {
   [[nodiscard]] std::vector<StoredNotification> load_unfinished() override;
   [[nodiscard]] std::vector<StoredNotification> list_by_state(State state, std::size_t limit) override;
   [[nodiscard]] std::vector<StoredNotification> steps_of(Id parent) override;
+  [[nodiscard]] std::vector<StoredNotification> list_by_recipient(const std::string& recipient_id,
+                                                                  std::size_t limit) override;
   [[nodiscard]] Id max_id() override;
   [[nodiscard]] std::vector<Suppression> suppressions(std::size_t limit = 1'000'000) override;
   /// Completed notifications accepted before `before_ms` by one of `providers` with no receipt

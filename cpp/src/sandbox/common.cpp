@@ -128,6 +128,50 @@ std::vector<std::pair<std::string, std::string>> recorded_headers(const ServerRe
 
 namespace {
 
+bool contains(std::string_view s, std::string_view part) { return s.find(part) != std::string_view::npos; }
+
+/// Header names whose values are credentials (names lower-case). Idempotency keys are not.
+bool is_secret_header(std::string_view name) {
+  if (name == "idempotency-key") return false;
+  return name == "authorization" || name == "proxy-authorization" || name == "cookie" || contains(name, "signature") ||
+         contains(name, "token") || contains(name, "secret") || contains(name, "api-key") || contains(name, "apikey") ||
+         contains(name, "password") || name.ends_with("-key") || name.ends_with("_key");
+}
+
+}  // namespace
+
+std::string mask_secret(std::string_view value) {
+  std::string out;
+  // Keep an auth scheme ("Bearer ", "Basic ") readable: it says what kind of credential came.
+  if (const auto space = value.find(' '); space != std::string_view::npos && space < 16) {
+    out.assign(value.substr(0, space + 1));
+    value.remove_prefix(space + 1);
+  }
+  // Short secrets show nothing of themselves; longer ones at most 4 characters.
+  if (value.size() >= 12) out.append(value.substr(0, 4));
+  out += "\xe2\x80\xa6 (" + std::to_string(value.size()) + " chars)";
+  return out;
+}
+
+std::vector<std::pair<std::string, std::string>> masked_headers(const ServerRequest& req) {
+  std::vector<std::pair<std::string, std::string>> out;
+  out.reserve(req.headers.size());
+  for (const auto& [name, value] : req.headers) {
+    std::string key = name;
+    for (char& c : key) c = lower_ascii(c);
+    const bool secret = is_secret_header(key);
+    out.emplace_back(std::move(key), secret ? mask_secret(value) : value);
+  }
+  return out;
+}
+
+void note_request(Record& rec, const ServerRequest& req) {
+  rec.method = req.method;
+  rec.request_headers = masked_headers(req);
+}
+
+namespace {
+
 /// FCM's canonical status name for an HTTP status.
 std::string google_status(unsigned status) {
   switch (status) {

@@ -1,9 +1,10 @@
-// The sandbox's own surface: /_sandbox/* (records, stats, faults, callbacks, settings, keys) and
-// the web page at GET /.
-#include <cstdio>
-#include <ctime>
+// The sandbox's own surface: /_sandbox/* (records, stats, faults, callbacks, settings, keys), the
+// long poll behind the page's live list, and the page itself at GET / (page_html.hpp, page_js.hpp).
+#include <charconv>
 
 #include "herald/crypto.hpp"
+#include "page_html.hpp"
+#include "page_js.hpp"
 #include "routes.hpp"
 
 namespace herald::sandbox::detail {
@@ -12,49 +13,7 @@ using json = nlohmann::json;
 
 namespace {
 
-constexpr std::size_t kPageRows = 200;
-
-/// "2024-06-04 10:00:00.123" in UTC.
-std::string clock_text(std::int64_t ms) {
-  const std::time_t t = static_cast<std::time_t>(ms / 1000);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[48];
-  std::snprintf(buf, sizeof buf, "%04d-%02d-%02d %02d:%02d:%02d.%03d", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
-                tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(ms % 1000));
-  return buf;
-}
-
-ServerResponse page(const State& state) {
-  const std::int64_t now = epoch_ms();
-  const std::vector<Record> rows = state.latest(kPageRows);
-  std::string html;
-  html.reserve(2048 + rows.size() * 200);
-  html +=
-      "<!doctype html>\n<html><head><meta charset=\"utf-8\">"
-      "<meta http-equiv=\"refresh\" content=\"2\"><title>herald sandbox</title>"
-      "<style>body{font:14px sans-serif;margin:1em}table{border-collapse:collapse;width:100%}"
-      "td,th{border-bottom:1px solid #ddd;padding:4px 8px;text-align:left;vertical-align:top}"
-      "th{background:#f4f4f4}</style></head><body>\n<h1>herald sandbox</h1>\n<p>";
-  html += std::to_string(rows.size());
-  html += " most recent messages, newest first. JSON: <a href=\"/_sandbox/messages\">/_sandbox/messages</a></p>\n";
-  html += "<table><tr><th>time (UTC)</th><th>service</th><th>to</th><th>subject / text</th><th>status</th></tr>\n";
-  for (const Record& r : rows) {
-    std::string summary = r.subject;
-    if (!r.text.empty()) {
-      if (!summary.empty()) summary += " \xe2\x80\x94 ";
-      summary += r.text.size() > 200 ? r.text.substr(0, 200) + "..." : r.text;
-    }
-    const Step* s = r.step_at(now);
-    std::string status = s ? s->status : "";
-    if (s && !s->error_code.empty()) status += " (" + s->error_code + ")";
-    html += "<tr><td>" + clock_text(r.received_at_ms) + "</td><td>" + html_escape(r.service) + "</td><td>" +
-            html_escape(r.to) + "</td><td>" + html_escape(summary) + "</td><td>" + html_escape(status) +
-            "</td></tr>\n";
-  }
-  html += "</table>\n</body></html>\n";
-  return text_response(200, std::move(html), "text/html; charset=utf-8");
-}
+constexpr std::chrono::milliseconds kMaxWait{60'000};
 
 std::optional<json> parse_object(const std::string& body) {
   json j = json::parse(body, nullptr, false);
@@ -119,14 +78,60 @@ ServerResponse put_settings(State& state, const std::string& service, const std:
   return json_response(200, dump(state.settings_json()));
 }
 
+/// A non-negative integer query parameter; nullopt when absent, -1 when not such a number.
+std::optional<std::int64_t> int_param(std::string_view query, std::string_view name) {
+  const auto text = query_param(query, name);
+  if (!text) return std::nullopt;
+  std::int64_t n = -1;
+  const auto [ptr, ec] = std::from_chars(text->data(), text->data() + text->size(), n);
+  if (text->empty() || ec != std::errc() || ptr != text->data() + text->size() || n < 0) return -1;
+  return n;
+}
+
 }  // namespace
+
+bool handle_long_poll(const std::shared_ptr<State>& state, const ServerRequest& req, const http::Respond& respond) {
+  if (req.path != "/_sandbox/messages" || req.method != "GET") return false;
+  const auto after = int_param(req.query, "after");
+  if (!after) return false;
+  if (*after < 0) {
+    respond(herald_error(400, "invalid_query", "after: must be an integer >= 0 (a record's seq)"));
+    return true;
+  }
+  const auto wait = int_param(req.query, "wait_ms").value_or(0);
+  if (wait < 0 || wait > kMaxWait.count()) {
+    respond(herald_error(400, "invalid_query", "wait_ms: must be an integer from 0 to 60000"));
+    return true;
+  }
+  const auto limit = int_param(req.query, "limit").value_or(1000);
+  if (limit < 1 || limit > 100'000) {
+    respond(herald_error(400, "invalid_query", "limit: must be an integer from 1 to 100000"));
+    return true;
+  }
+  const auto after_seq = static_cast<std::uint64_t>(*after);
+  // The answer is built when it is sent, so it holds every record made until then.
+  state->when_newer(after_seq, std::chrono::milliseconds(wait), [state, after_seq, limit, respond] {
+    std::uint64_t last = state->last_seq();
+    json msgs = state->messages_since(after_seq > last ? 0 : after_seq, static_cast<std::size_t>(limit));
+    respond(json_response(200, dump(json{{"last_seq", last}, {"messages", std::move(msgs)}})));
+  });
+  return true;
+}
 
 ServerResponse handle_control(State& state, const ServerRequest& req) {
   const std::string_view path = req.path;
   const std::string& method = req.method;
   if (path == "/" || path == "/index.html") {
     if (method != "GET") return method_not_allowed("GET");
-    return page(state);
+    ServerResponse res = text_response(200, std::string(kPageHtml), "text/html; charset=utf-8");
+    res.headers.emplace_back("Cache-Control", "no-store");
+    return res;
+  }
+  if (path == "/_sandbox/page.js") {
+    if (method != "GET") return method_not_allowed("GET");
+    ServerResponse res = text_response(200, std::string(kPageJs), "text/javascript; charset=utf-8");
+    res.headers.emplace_back("Cache-Control", "no-store");
+    return res;
   }
   if (path == "/_sandbox/messages") {
     if (method == "GET") {

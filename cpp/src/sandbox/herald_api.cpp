@@ -51,6 +51,7 @@ ServerResponse send(State& state, const ServerRequest& req, std::string provider
   rec.path = req.path;
   rec.query = req.query;
   rec.headers = recorded_headers(req);
+  note_request(rec, req);
   rec.idempotency_key = header_of(req, "idempotency-key");
   rec.body = req.body;
 

@@ -169,6 +169,7 @@ ServerResponse handle_fcm_send(State& state, const ServerRequest& req) {
   rec.id = name;
   rec.path = req.path;
   rec.headers = recorded_headers(req);
+  note_request(rec, req);
   rec.idempotency_key = header_of(req, "idempotency-key");
   rec.body = req.body;
   rec.to = target;
@@ -230,6 +231,7 @@ ServerResponse handle_apns(State& state, const ServerRequest& req) {
   rec.id = apns_id;
   rec.path = req.path;
   rec.headers = recorded_headers(req);
+  note_request(rec, req);
   for (const char* h : {"apns-topic", "apns-push-type", "apns-priority", "apns-expiration", "apns-collapse-id"}) {
     if (std::string val = header_of(req, h); !val.empty()) rec.headers.emplace_back(h, std::move(val));
   }

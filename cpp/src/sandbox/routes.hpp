@@ -1,6 +1,7 @@
 #pragma once
 /// The sandbox's request handlers and the small HTTP helpers they share. A handler is a function
 /// from a request to a response, independent of the transport that carried it.
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -38,6 +39,13 @@ using http::ServerResponse;
 [[nodiscard]] ServerResponse method_not_allowed(std::string_view allow);
 /// Lower-case x-* and idempotency-key headers, repeated names joined with ", ".
 [[nodiscard]] std::vector<std::pair<std::string, std::string>> recorded_headers(const ServerRequest& req);
+/// Every header, lower-case, with the values of credentials (Authorization, API keys, tokens,
+/// signatures, cookies) masked: a record never holds a secret in full.
+[[nodiscard]] std::vector<std::pair<std::string, std::string>> masked_headers(const ServerRequest& req);
+/// "Bearer abcd… (40 chars)": the scheme, at most 4 leading characters and the length.
+[[nodiscard]] std::string mask_secret(std::string_view value);
+/// Sets what every record of `req` shares for the page: the method and the masked headers.
+void note_request(Record& rec, const ServerRequest& req);
 
 /// The error formats faults are rendered in.
 enum class Dialect { herald, twilio, sendgrid, fcm, apns, slack };
@@ -62,6 +70,9 @@ ServerResponse handle_fcm_send(State& state, const ServerRequest& req);  ///< /v
 ServerResponse handle_apns(State& state, const ServerRequest& req);      ///< /3/device/{token}
 ServerResponse handle_slack(State& state, const ServerRequest& req);     ///< /services/{T}/{B}/{X}
 ServerResponse handle_control(State& state, const ServerRequest& req);   ///< /_sandbox/…, GET /
+/// GET /_sandbox/messages?after=SEQ[&wait_ms=N]: answers through `respond` once a record newer
+/// than SEQ exists or N ms pass (the page's live list). False when `req` is not such a request.
+bool handle_long_poll(const std::shared_ptr<State>& state, const ServerRequest& req, const http::Respond& respond);
 /// Picks the handler by path; 404 in herald's error shape for anything else.
 ServerResponse route(State& state, const ServerRequest& req);
 

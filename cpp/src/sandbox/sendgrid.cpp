@@ -227,6 +227,7 @@ ServerResponse handle_sendgrid(State& state, const ServerRequest& req) {
     rec.path = req.path;
     rec.query = req.query;
     rec.headers = headers;
+    note_request(rec, req);
     rec.idempotency_key = idempotency_key;
     rec.to = r.email;
     rec.subject = r.subject;

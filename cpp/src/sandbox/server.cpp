@@ -43,6 +43,12 @@ constexpr std::size_t kBodyLimit = 16u * 1024 * 1024;  // per request
 /// (after a latency fault) never outlives what it reads.
 http::Handler make_handler(std::shared_ptr<detail::State> state) {
   return [state = std::move(state)](http::ServerRequest&& req, const http::Respond& respond) {
+    try {
+      if (detail::handle_long_poll(state, req, respond)) return;  // answers later
+    } catch (const std::exception& e) {
+      respond(detail::herald_error(500, "internal", e.what()));
+      return;
+    }
     http::ServerResponse res;
     try {
       res = detail::route(*state, req);

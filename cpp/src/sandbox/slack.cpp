@@ -53,6 +53,7 @@ ServerResponse handle_slack(State& state, const ServerRequest& req) {
   rec.service = kService;
   rec.path = "/services/" + name + "/***";  // the last part is the secret: not recorded
   rec.headers = recorded_headers(req);
+  note_request(rec, req);
   rec.idempotency_key = header_of(req, "idempotency-key");
   rec.body = req.body;
   rec.to = name;

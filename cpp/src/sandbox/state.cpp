@@ -2,6 +2,8 @@
 #include "state.hpp"
 
 #include <algorithm>
+#include <atomic>
+#include <iterator>
 
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -95,13 +97,45 @@ void State::count_rejected(const std::string& service) {
 }
 
 std::uint64_t State::record(Record&& rec) {
+  std::vector<Waiter> woken;
+  std::uint64_t seq = 0;
+  {
+    std::lock_guard lock(mu_);
+    ++total_.accepted;
+    ++by_service_[rec.service].accepted;
+    rec.seq = seq = next_seq_++;
+    index_.insert_or_assign(rec.public_id(), records_.size());
+    records_.push_back(std::move(rec));
+    woken.swap(waiters_);
+  }
+  // Waiting long polls answer from the scheduler thread, not on the sender's path.
+  for (Waiter& w : woken) after(std::chrono::milliseconds(0), std::move(w.fire));
+  return seq;
+}
+
+std::uint64_t State::last_seq() const {
   std::lock_guard lock(mu_);
-  ++total_.accepted;
-  ++by_service_[rec.service].accepted;
-  rec.seq = next_seq_++;
-  index_.insert_or_assign(rec.public_id(), records_.size());
-  records_.push_back(std::move(rec));
-  return records_.back().seq;
+  return next_seq_ - 1;
+}
+
+void State::when_newer(std::uint64_t after_seq, std::chrono::milliseconds wait, std::function<void()> fire) {
+  // Whichever comes first, a new record or the timeout, answers; the other finds `done` set.
+  auto done = std::make_shared<std::atomic<bool>>(false);
+  auto once = [done, fire = std::make_shared<std::function<void()>>(std::move(fire))] {
+    if (!done->exchange(true)) (*fire)();
+  };
+  {
+    std::lock_guard lock(mu_);
+    // A poll from before a restart (its seq unknown here) is answered at once too.
+    const bool newer = (!records_.empty() && records_.back().seq > after_seq) || after_seq >= next_seq_;
+    if (newer) {
+      wait = std::chrono::milliseconds(0);
+    } else {
+      std::erase_if(waiters_, [](const Waiter& w) { return w.done->load(); });  // timed out already
+      waiters_.push_back({done, once});
+    }
+  }
+  after(wait, std::move(once));
 }
 
 std::optional<Record> State::find(const std::string& id) const {
@@ -128,6 +162,21 @@ std::vector<Record> State::latest(std::size_t n) const {
   return out;
 }
 
+json State::messages_since(std::uint64_t after_seq, std::size_t limit) const {
+  std::vector<Record> picked;
+  {
+    std::lock_guard lock(mu_);
+    // Records are in seq order: find the first newer one from the end.
+    auto it = records_.end();
+    while (it != records_.begin() && std::prev(it)->seq > after_seq && limit > 0) {
+      --it;
+      --limit;
+    }
+    picked.assign(it, records_.end());
+  }
+  return to_json(std::move(picked));
+}
+
 json State::messages(const std::string& service) const {
   // Copy under the lock, parse bodies outside it: a large listing must not stall the senders.
   std::vector<Record> picked;
@@ -141,6 +190,10 @@ json State::messages(const std::string& service) const {
       }
     }
   }
+  return to_json(std::move(picked));
+}
+
+json State::to_json(std::vector<Record> picked) {
   const std::int64_t now = epoch_ms();
   json out = json::array();
   for (Record& r : picked) {
@@ -163,6 +216,18 @@ json State::messages(const std::string& service) const {
     if (const Step* s = r.step_at(now)) {
       m["status"] = s->status;
       if (!s->error_code.empty()) m["error_code"] = s->error_code;
+    }
+    if (!r.timeline.empty()) {
+      // The whole timeline: the page works out the status in force without asking again.
+      json steps = json::array();
+      for (const Step& s : r.timeline) steps.push_back({{"at_ms", s.at_ms}, {"status", s.status}, {"error_code", s.error_code}});
+      m["timeline"] = std::move(steps);
+    }
+    if (!r.method.empty()) m["method"] = std::move(r.method);
+    if (!r.request_headers.empty()) {
+      json all = json::object();
+      for (auto& [k, val] : r.request_headers) all[k] = std::move(val);
+      m["request_headers"] = std::move(all);
     }
     for (auto it = r.extra.begin(); it != r.extra.end(); ++it) m[it.key()] = it.value();
     out.push_back(std::move(m));

@@ -2,6 +2,7 @@
 /// The sandbox's shared state: records, ids, faults, message status timelines, callback settings
 /// and the scheduler that sends status callbacks later. Every service handler works on one State;
 /// the transport (Beast today, herald::http::Server later) only owns sockets.
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -45,6 +46,9 @@ struct Record {
   std::string path;
   std::string query;
   std::vector<std::pair<std::string, std::string>> headers;  ///< lower-case x-* and idempotency-key
+  /// Every request header (lower-case names), secrets masked (masked_headers): what the page shows.
+  std::vector<std::pair<std::string, std::string>> request_headers;
+  std::string method;
   std::string body;
   std::string to;
   std::string subject;
@@ -98,6 +102,14 @@ class State {
   [[nodiscard]] std::vector<Record> latest(std::size_t n) const;
   /// Records as JSON, oldest first; `service` empty = all.
   [[nodiscard]] nlohmann::json messages(const std::string& service) const;
+  /// Records with seq > `after_seq` as JSON, oldest first, at most the newest `limit` of them
+  /// (the page's long poll).
+  [[nodiscard]] nlohmann::json messages_since(std::uint64_t after_seq, std::size_t limit) const;
+  /// Calls `fire` once, on the scheduler thread: as soon as a record with seq > `after_seq`
+  /// exists (at once when one does), or after `wait` without one. Dropped at shutdown.
+  /// The seq of the newest record ever made (0: none yet); clear() does not lower it.
+  [[nodiscard]] std::uint64_t last_seq() const;
+  void when_newer(std::uint64_t after_seq, std::chrono::milliseconds wait, std::function<void()> fire);
   [[nodiscard]] nlohmann::json stats() const;
   void clear();
 
@@ -139,12 +151,20 @@ class State {
   [[nodiscard]] nlohmann::json settings_json() const;
 
  private:
+  /// The listing's JSON of these records (bodies parsed, the status in force now).
+  static nlohmann::json to_json(std::vector<Record> picked);
+
   // One mutex for records, counters, faults, settings and the generator: each request holds it
   // for a couple of look-ups and one vector push, far less than the HTTP work around it.
   mutable std::mutex mu_;
   std::vector<Record> records_;
   std::unordered_map<std::string, std::size_t> index_;  // public id -> position in records_
   std::uint64_t next_seq_ = 1;  // never reset, so ids stay unique for the life of the server
+  struct Waiter {
+    std::shared_ptr<std::atomic<bool>> done;  // set by whichever answers first: a record or the timeout
+    std::function<void()> fire;
+  };
+  std::vector<Waiter> waiters_;  // long polls waiting for the next record (when_newer)
   struct Counters {
     std::uint64_t accepted = 0;
     std::uint64_t rejected = 0;

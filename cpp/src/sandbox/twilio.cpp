@@ -166,6 +166,7 @@ ServerResponse create(State& state, const ServerRequest& req, const std::string&
   rec.path = req.path;
   rec.query = req.query;
   rec.headers = recorded_headers(req);
+  note_request(rec, req);
   rec.idempotency_key = header_of(req, "idempotency-key");
   rec.body = req.body;
   rec.to = to;
