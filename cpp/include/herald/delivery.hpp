@@ -162,6 +162,11 @@ class DeliveryMachine {
   Step receipt_in_doubt(Delivery& x, const ProviderFacts& p, const Receipt& r, std::int64_t now_ms) const;
   /// finished (cancelled), or refuse while an answer is awaited.
   Step cancel(Delivery& x) const;
+  /// waiting_for_slot, its provider's circuit is open: on to the next provider of the chain whose
+  /// circuit is not open, without an attempt (failed_over); when every one from here is open, back
+  /// to the scheduler until the first of them lets a probe through (or expired, if that is too
+  /// late). `half_open_at[k]`: when plan.providers[k] lets a probe through, 0 = not open now.
+  Step provider_unavailable(Delivery& x, const std::vector<std::int64_t>& half_open_at, std::int64_t now_ms) const;
 
  private:
   RetryPolicy retry_;
