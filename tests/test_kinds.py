@@ -38,6 +38,9 @@ NOT_PROVOKED = {
     "receipt": "a progress receipt (queued, sent): the sandbox's own API sends only final ones",
     "store_degraded": "a disk that refuses writes (test_disk_full.py)",
     "store_recovered": "the same disk taking writes again (test_disk_full.py)",
+    "circuit_opened": "a provider's circuit breaker (test_circuit.py: flaky's is off here)",
+    "circuit_half_open": "a provider's circuit breaker (test_circuit.py)",
+    "circuit_closed": "a provider's circuit breaker (test_circuit.py)",
 }
 
 
@@ -80,7 +83,9 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
         "broken": _broken,
     })
     with Sandbox() as sandbox:
-        providers = [sandbox.provider("box"), sandbox.provider("quiet"), sandbox.provider("flaky", max_attempts=2)]
+        # flaky fails every attempt: its circuit breaker is off, or it would open and hold "dead" back.
+        flaky = sandbox.provider("flaky", max_attempts=2, circuit_consecutive_failures=0, circuit_failure_rate=0)
+        providers = [sandbox.provider("box"), sandbox.provider("quiet"), flaky]
         sandbox.set_callbacks("box", enabled=True, delay_ms=10)
         # No receipt, and the status API says "accepted" for a day: five lookups, then unconfirmed.
         sandbox.set_callbacks("quiet", enabled=False, delay_ms=86_400_000)

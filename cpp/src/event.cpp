@@ -11,7 +11,8 @@ constexpr std::array<std::string_view, event_kind_count> event_kind_names = {
     "sending",   "accepted",      "attempt_failed", "retry_scheduled", "failed_over", "in_doubt",
     "lookup",    "reconciled",    "completed",    "expired",         "dead_lettered", "cancelled",
     "suppressed", "opted_out",    "receipt",      "delivered",       "delivery_failed", "bounced",
-    "deferred",  "opened",        "receipt_rejected", "store_degraded", "store_recovered"};
+    "deferred",  "opened",        "receipt_rejected", "store_degraded", "store_recovered",
+    "circuit_opened", "circuit_half_open", "circuit_closed"};
 
 }  // namespace
 

@@ -16,6 +16,7 @@ from herald.errors import (
     StoreError,
     ValidationError,
 )
+from herald.health import ProviderHealth
 from herald.plan import Plan
 from herald.readonly import ReadOnlyStore, open_readonly
 from herald.retention import Retention
@@ -41,6 +42,7 @@ __all__ = [
     "Notification",
     "Plan",
     "Priority",
+    "ProviderHealth",
     "ReadOnlyStore",
     "Receipt",
     "ReceiptState",

@@ -21,6 +21,7 @@ from typing import Any
 from herald import _core
 from herald._checks import checked_int, checked_text, config_error, seconds_to_ms, validation_error
 from herald.clock import ManualClock
+from herald.health import ProviderHealth
 from herald.kinds import FINAL_STATES, Durability, EventKind, Priority, ReceiptState, State, SuppressionReason
 from herald.providers import ProviderSpec, load_providers
 from herald.retention import Retention
@@ -387,6 +388,13 @@ class Engine(StoreQuestions):
         records are held in memory and delivery waits), ``error``, ``since`` (epoch s),
         ``held_batches``, ``write_faults`` (refused commits since start)."""
         return dict(self._core.health())
+
+    def provider_health(self) -> dict[str, ProviderHealth]:
+        """Each provider's health by name, what rules read as their second parameter
+        (herald/health.py): ``circuit`` ("closed", "open", "half_open"), ``failure_rate`` and
+        ``attempts`` over the circuit's window, ``p99_ms`` (None before any answer), ``cost``,
+        ``half_open_at`` (epoch seconds while open)."""
+        return dict(self._core.provider_health())
 
     def prune(self) -> dict[str, int]:
         """Runs a retention pass now (the engine also runs one every ``retention.interval``)."""

@@ -46,6 +46,8 @@ EventKind: TypeAlias = Literal[
     "receipt", "delivered", "delivery_failed", "bounced", "deferred", "opened", "receipt_rejected",
     # the store (id 0)
     "store_degraded", "store_recovered",
+    # a provider's circuit breaker (id 0, the provider named)
+    "circuit_opened", "circuit_half_open", "circuit_closed",
 ]
 """What happened, in a trace (:attr:`herald.Event.event`) or the delivery log's ``event`` field
 (docs/delivery-log.md). In the order of the core's ``enum class EventKind``."""

@@ -44,9 +44,11 @@ enum class EventKind : std::uint8_t {
   receipt, delivered, delivery_failed, bounced, deferred, opened, receipt_rejected,
   // the store (notification 0)
   store_degraded, store_recovered,
+  // a provider's circuit breaker (notification 0)
+  circuit_opened, circuit_half_open, circuit_closed,
 };
-inline constexpr int event_kind_count = 29;
-static_assert(static_cast<int>(EventKind::store_recovered) + 1 == event_kind_count);
+inline constexpr int event_kind_count = 32;
+static_assert(static_cast<int>(EventKind::circuit_closed) + 1 == event_kind_count);
 [[nodiscard]] std::string_view to_string(EventKind k) noexcept;
 /// The kind named `name`; EventKind::unknown for a name this build does not know.
 [[nodiscard]] EventKind parse_event_kind(std::string_view name) noexcept;

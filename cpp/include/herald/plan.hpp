@@ -7,6 +7,8 @@
 
 namespace herald {
 
+class ProviderHealthSource;  // circuit_breaker.hpp
+
 /// One step of delivery: a channel, providers in failover order and a template.
 /// (Multi-step cascades arrive with the orchestration work; a plan has one step today.)
 struct Plan {
@@ -30,6 +32,13 @@ class Router {
  public:
   virtual ~Router() = default;
   virtual std::vector<RouteResult> route(const std::vector<const Notification*>& batch) = 0;
+  /// As route(), for rules that read the providers' health (circuit state, failure rate, p99,
+  /// cost): `health` is readable during this call only. The engine calls this one.
+  virtual std::vector<RouteResult> route_with_health(const std::vector<const Notification*>& batch,
+                                                     const ProviderHealthSource& health) {
+    (void)health;
+    return route(batch);
+  }
 };
 
 }  // namespace herald
