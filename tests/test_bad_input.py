@@ -321,6 +321,15 @@ def engine_with(tmp_path: Path, sandbox: Sandbox, **provider: Any) -> herald.Con
         pytest.param("cost_per_message", math.nan, "must be a finite number, 0 or more", id="cost-nan"),
         pytest.param("cost_per_message", -0.01, "must be a finite number, 0 or more", id="cost-negative"),
         pytest.param("cost_per_message", False, "must be a finite number, 0 or more", id="cost-bool"),
+        pytest.param("circuit_failure_rate", 1.5, "must be a number from 0 to 1", id="circuit-rate-over-1"),
+        pytest.param("circuit_failure_rate", -0.1, "must be a number from 0 to 1", id="circuit-rate-negative"),
+        pytest.param("circuit_min_attempts", 0, "must be an integer from 1 to 1000000", id="circuit-min-0"),
+        pytest.param("circuit_window_ms", 999, "must be an integer from 1000 to 3600000", id="circuit-window-short"),
+        pytest.param("circuit_consecutive_failures", -1, "must be an integer from 0 to 1000000",
+                     id="circuit-run-negative"),
+        pytest.param("circuit_cooldown_ms", 0, "must be an integer from 1 to 3600000", id="circuit-cooldown-0"),
+        pytest.param("circuit_probes", 1001, "must be an integer from 1 to 1000", id="circuit-probes-many"),
+        pytest.param("circuit_probes", True, "must be an integer from 1 to 1000", id="circuit-probes-bool"),
     ],
 )
 def test_provider_numbers(tmp_path: Path, sandbox: Sandbox, key: str, value: Any, reason: str) -> None:
@@ -331,7 +340,9 @@ def test_provider_numbers(tmp_path: Path, sandbox: Sandbox, key: str, value: Any
 
 def test_provider_numbers_at_their_bounds_are_accepted(tmp_path: Path, sandbox: Sandbox) -> None:
     config = sandbox.provider("sms", concurrency=10_000, max_attempts=100, timeout_ms=600_000, rate_per_s=1e7,
-                              cost_per_message=1e9)
+                              cost_per_message=1e9, circuit_failure_rate=1, circuit_min_attempts=1_000_000,
+                              circuit_window_ms=1000, circuit_consecutive_failures=0, circuit_cooldown_ms=3_600_000,
+                              circuit_probes=1000)
     with Engine(tmp_path / "data", rules=default_rules(), providers=[config]) as engine:
         assert not engine.closed
 

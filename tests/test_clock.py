@@ -70,7 +70,9 @@ def test_retries_stop_at_expires_at_and_nothing_is_sent_late(make_engine, sandbo
                                                              clock: ManualClock) -> None:
     sandbox.set_faults("primary", error_rate=1.0, error_status=503)
     engine = make_engine(clock=clock, rules=RuleSet({"solo": lambda n: Plan("sms", ["primary"])}),
-                         providers=[sandbox.provider("primary", max_attempts=50)], retry_base=0.1, retry_max=0.2)
+                         # its circuit breaker off: this is about retries meeting the expiry
+                         providers=[sandbox.provider("primary", max_attempts=50, circuit_consecutive_failures=0,
+                                                     circuit_failure_rate=0)], retry_base=0.1, retry_max=0.2)
     expires_at = clock.now() + 0.8
     r = engine.send("solo", "u1", expires_at=expires_at)
     for attempt in range(1, 50):

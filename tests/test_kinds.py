@@ -40,6 +40,9 @@ NOT_PROVOKED = {
     "store_recovered": "the same disk taking writes again (test_disk_full.py)",
     "alert_firing": "an alert rule's condition holding for its for_ (test_alerts.py)",
     "alert_resolved": "the same condition clear for its clear_for (test_alerts.py)",
+    "circuit_opened": "a provider's circuit breaker (test_circuit.py: flaky's is off here)",
+    "circuit_half_open": "a provider's circuit breaker (test_circuit.py)",
+    "circuit_closed": "a provider's circuit breaker (test_circuit.py)",
 }
 
 
@@ -99,7 +102,9 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
         "later": _defer_once,
     })
     with Sandbox() as sandbox:
-        providers = [sandbox.provider("box"), sandbox.provider("quiet"), sandbox.provider("flaky", max_attempts=2)]
+        # flaky fails every attempt: its circuit breaker is off, or it would open and hold "dead" back.
+        flaky = sandbox.provider("flaky", max_attempts=2, circuit_consecutive_failures=0, circuit_failure_rate=0)
+        providers = [sandbox.provider("box"), sandbox.provider("quiet"), flaky]
         sandbox.set_callbacks("box", enabled=True, delay_ms=10)
         # No receipt, and the status API says "accepted" for a day: five lookups, then unconfirmed.
         sandbox.set_callbacks("quiet", enabled=False, delay_ms=86_400_000)

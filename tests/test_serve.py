@@ -158,6 +158,9 @@ def test_ids_travel_as_strings_and_probes_need_no_key(serve: Callable[..., Serve
         assert http.get("/health").status_code == 200
         ready = http.get("/ready")
         assert ready.status_code == 200 and ready.json()["ready"] is True
+        health = ready.json()["providers"]  # each provider's circuit breaker, for a look at the outage
+        assert set(health) == {"primary", "backup"}
+        assert health["primary"]["circuit"] == "closed" and health["primary"]["attempts"] == 0
         auth = {"Authorization": f"Bearer {KEY}"}
         r = http.post("/v1/notifications", json={"type": "solo", "recipient": "u1"}, headers=auth)
         assert r.status_code == 200

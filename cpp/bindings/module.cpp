@@ -1,9 +1,12 @@
 #include "pybind.hpp"
 
+#include "health_view.hpp"
+
 /// herald._core: the private extension. Each area registers itself from its own file.
 PYBIND11_MODULE(_core, m) {
   m.doc() = "herald's C++ core (private: use the herald package)";
   herald::bindings::register_errors(m);
+  herald::bindings::register_health(m);
   herald::bindings::register_engine(m);
   herald::bindings::register_sandbox(m);
   herald::bindings::register_bench(m);

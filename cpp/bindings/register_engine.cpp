@@ -1,5 +1,6 @@
 #include "pybind.hpp"
 
+#include "health_view.hpp"
 #include "log_forwarder.hpp"
 
 #include <chrono>
@@ -21,7 +22,11 @@ namespace {
 /// batch; the destructor takes it to release the callable.
 class PyRouter final : public Router {
  public:
-  explicit PyRouter(py::object route_batch) : route_batch_(std::move(route_batch)) {}
+  explicit PyRouter(py::object route_batch)
+      : route_batch_(std::move(route_batch)),
+        // RuleSet.router()'s function takes the providers' health as its second argument; another
+        // callable is called with the batch alone.
+        with_health_(py::getattr(route_batch_, "__herald_health__", py::bool_(false)).ptr() == Py_True) {}
   ~PyRouter() override {
     if (Py_IsInitialized() == 0) {
       route_batch_.release();  // interpreter gone: nothing left to decref into
@@ -31,7 +36,14 @@ class PyRouter final : public Router {
     route_batch_ = py::object();
   }
 
-  std::vector<RouteResult> route(const std::vector<const Notification*>& batch) override {
+  std::vector<RouteResult> route(const std::vector<const Notification*>& batch) override { return call(batch, nullptr); }
+  std::vector<RouteResult> route_with_health(const std::vector<const Notification*>& batch,
+                                             const ProviderHealthSource& health) override {
+    return call(batch, &health);
+  }
+
+ private:
+  std::vector<RouteResult> call(const std::vector<const Notification*>& batch, const ProviderHealthSource* health) {
     py::gil_scoped_acquire gil;
     // Why keep the thread state: otherwise every batch creates and frees one for the loop thread
     // (a 16 KiB mmap/munmap pair, ~17% of the CPU when notifications trickle in one at a time).
@@ -44,7 +56,17 @@ class PyRouter final : public Router {
     try {
       py::list items(batch.size());
       for (std::size_t i = 0; i < batch.size(); ++i) items[i] = py::cast(*batch[i]);
-      py::object answers = route_batch_(items);
+      py::object answers;
+      if (with_health_ && health != nullptr) {
+        auto view = std::make_shared<HealthView>(health);
+        struct Detach {  // whatever happens, a view a rule kept no longer reads the loop's state
+          HealthView& v;
+          ~Detach() { v.detach(); }
+        } detach{*view};
+        answers = route_batch_(items, view);
+      } else {
+        answers = route_batch_(items);
+      }
       if (!PyList_Check(answers.ptr())) throw Error("route_batch must return a list");
       auto list = py::reinterpret_borrow<py::list>(answers);
       if (list.size() != batch.size()) throw Error("route_batch returned a list of the wrong length");
@@ -62,7 +84,6 @@ class PyRouter final : public Router {
     return out;
   }
 
- private:
   /// One answer of the routing function: a plan, or the text of why there is none. A plan that
   /// cannot be used (a lone surrogate in a name, a wrong type) fails only its own notification.
   static RouteResult to_result(py::handle answer) {
@@ -140,6 +161,7 @@ class PyRouter final : public Router {
   }
 
   py::object route_batch_;
+  bool with_health_ = false;
   bool thread_state_kept_ = false;  ///< loop thread only
 };
 
@@ -282,6 +304,11 @@ struct IntRange {
   std::int64_t max;
 };
 constexpr IntRange provider_ints[] = {{"concurrency", 1, 10'000}, {"max_attempts", 0, 100}, {"timeout_ms", 1, 600'000}};
+constexpr IntRange circuit_ints[] = {{"circuit_min_attempts", 1, 1'000'000},
+                                     {"circuit_window_ms", 1000, 3'600'000},
+                                     {"circuit_consecutive_failures", 0, 1'000'000},
+                                     {"circuit_cooldown_ms", 1, 3'600'000},
+                                     {"circuit_probes", 1, 1000}};
 constexpr double max_rate_per_s = 1e7;
 
 /// One provider's dict. Every key and text is checked (a lone surrogate is a ConfigError naming
@@ -289,7 +316,8 @@ constexpr double max_rate_per_s = 1e7;
 ProviderConfig to_provider(py::handle entry, std::size_t index) {
   static const char* known[] = {"name",       "kind",       "url",           "concurrency",      "max_attempts",
                                 "timeout_ms", "rate_per_s", "cost_per_message", "headers", "settings",
-                                "secrets"};
+                                "secrets", "circuit_failure_rate", "circuit_min_attempts", "circuit_window_ms",
+                                "circuit_consecutive_failures", "circuit_cooldown_ms", "circuit_probes"};
   constexpr auto config = ErrorKind::config;
   const std::string at = "providers[" + std::to_string(index) + "]";
   if (!PyDict_Check(entry.ptr())) throw ConfigError(at, std::string("must be a dict (got ") + Py_TYPE(entry.ptr())->tp_name + ")");
@@ -337,6 +365,12 @@ ProviderConfig to_provider(py::handle entry, std::size_t index) {
   c.timeout_ms = int_field(provider_ints[2], c.timeout_ms);
   c.rate_per_s = number_field("rate_per_s", c.rate_per_s, max_rate_per_s);
   c.cost_per_message = number_field("cost_per_message", c.cost_per_message, std::numeric_limits<double>::infinity());
+  c.circuit.failure_rate = number_field("circuit_failure_rate", c.circuit.failure_rate, 1.0);
+  c.circuit.min_attempts = int_field(circuit_ints[0], c.circuit.min_attempts);
+  c.circuit.window_ms = int_field(circuit_ints[1], c.circuit.window_ms);
+  c.circuit.consecutive_failures = int_field(circuit_ints[2], c.circuit.consecutive_failures);
+  c.circuit.cooldown_ms = int_field(circuit_ints[3], c.circuit.cooldown_ms);
+  c.circuit.probes = int_field(circuit_ints[4], c.circuit.probes);
   table_field("headers", c.headers);
   table_field("settings", c.settings);
   table_field("secrets", c.secrets);
@@ -583,6 +617,21 @@ void register_engine(py::module_& m) {
              Engine& e = self.get();
              py::gil_scoped_release release;  // rendered on the loop, which may wait for the GIL in a rule
              return e.metrics_text();
+           })
+      .def("provider_health",
+           [](PyEngine& self) {
+             Engine& e = self.get();
+             std::vector<ProviderHealth> rows;
+             {
+               py::gil_scoped_release release;  // read on the loop, which may wait for the GIL in a rule
+               rows = e.provider_health();
+             }
+             py::dict out;
+             for (auto& h : rows) {
+               py::str name(h.name);  // before the move: the right side of `=` is evaluated first
+               out[name] = py::cast(std::move(h));
+             }
+             return out;
            })
       .def("health",
            [](PyEngine& self) {

@@ -569,6 +569,23 @@ http::ServerResponse perform(Engine& engine, const Route& r, const std::string& 
         const EngineHealth h = engine.health();
         const bool ready = !h.closing && !h.store.degraded;
         json out{{"ready", ready}, {"closing", h.closing}, {"store_degraded", h.store.degraded}};
+        // Providers' health is information, not readiness: an open circuit fails over, it does not
+        // make the engine unable to work.
+        if (!h.closing) {
+          try {
+            json providers = json::object();
+            for (const ProviderHealth& p : engine.provider_health()) {
+              providers[p.name] = {{"circuit", std::string(to_string(p.circuit))},
+                                   {"failure_rate", p.failure_rate},
+                                   {"attempts", p.attempts},
+                                   {"p99_ms", p.p99_ms < 0 ? json(nullptr) : json(p.p99_ms)},
+                                   {"cost", p.cost}};
+            }
+            out["providers"] = std::move(providers);
+          } catch (const EngineClosed&) {
+            // closed meanwhile: the answer says so without them
+          }
+        }
         auto resp = json_response(ready ? 200 : 503, out);
         if (!ready) resp.headers.emplace_back("Retry-After", "5");
         return resp;

@@ -442,4 +442,51 @@ Step DeliveryMachine::cancel(Delivery& x) const {
   return s;
 }
 
+// The circuit breaker's move (circuit_breaker.hpp): no attempt was made, none is counted.
+Step DeliveryMachine::provider_unavailable(Delivery& x, const std::vector<std::int64_t>& half_open_at,
+                                           std::int64_t now) const {
+  expect(x, Phase::waiting_for_slot, "provider_unavailable");
+  Step s;
+  const auto from = static_cast<std::size_t>(x.d.provider_index);
+  const std::string& open = x.plan.providers.at(from);
+  std::size_t soonest = from;
+  for (std::size_t k = from + 1; k < x.plan.providers.size() && k < half_open_at.size(); ++k) {
+    if (half_open_at[k] == 0) {
+      Event e = event_of(x, EventKind::failed_over);
+      e.provider = x.plan.providers[k];
+      e.detail = "from " + open + ": circuit open";
+      x.d.provider_index = static_cast<int>(k);
+      x.d.provider_attempt = 0;
+      x.d.state = State::routed;
+      s.events.push_back(std::move(e));
+      s.save = true;
+      queue(x, s);
+      return s;
+    }
+    if (half_open_at[k] < half_open_at[soonest]) soonest = k;
+  }
+  // Every provider from here is open: wait for the first to let a probe through.
+  const std::int64_t at = std::max(now, from < half_open_at.size() ? half_open_at[soonest] : now);
+  if (x.n.expires_at_ms != 0 && at >= x.n.expires_at_ms) {
+    expire(x, s);
+    return s;
+  }
+  if (soonest != from) {
+    x.d.provider_index = static_cast<int>(soonest);
+    x.d.provider_attempt = 0;
+  }
+  x.d.state = State::retry_scheduled;
+  x.d.next_at_ms = at;
+  Event e = event_of(x, EventKind::retry_scheduled);
+  e.provider = x.plan.providers[soonest];
+  e.detail = "in " + std::to_string(at - now) + " ms: every provider of the plan from " + open +
+             " on has its circuit open; waiting for " + e.provider + " to let a probe through";
+  s.events.push_back(std::move(e));
+  s.save = true;
+  s.next = Next::schedule;
+  s.at_ms = at;
+  x.phase = Phase::scheduled;
+  return s;
+}
+
 }  // namespace herald

@@ -151,7 +151,7 @@ void Engine::Impl::route(std::vector<Delivery*>& batch) {
   for (Delivery* x : batch) view.push_back(&x->n);
   std::vector<RouteResult> results;
   try {
-    results = router->route(view);
+    results = route_rules(view);  // with the providers' health (provider_health.cpp)
     if (results.size() != batch.size()) throw Error("router returned the wrong number of plans");
   } catch (const std::exception& ex) {
     results.assign(batch.size(), RouteResult{false, {}, std::string("routing failed: ") + ex.what()});
@@ -407,6 +407,7 @@ void Engine::Impl::dispatch(std::int64_t now) {
   // Everything recorded so far in this step goes first, in the same commit: events keep their order.
   WriteBatch marks = std::exchange(pending_writes, WriteBatch{});
   for (auto& [name, p] : providers) {
+    if (!circuit_lets_through(p, now)) continue;  // open: its queue went on (provider_health.cpp)
     request_token_if_due(p, now);
     if (!p.adapter->ready(now)) {
       if (p.has_waiting()) rate_timer.arm_at(now + 1000);  // look again for the token (or its retry) soon
@@ -428,6 +429,7 @@ void Engine::Impl::dispatch(std::int64_t now) {
         continue;
       }
       if (!take_rate_token(p, now)) break;
+      if (!p.breaker.allow(now)) break;  // half-open: its probes are out
       p.pop_waiting();
       start_one(x, p, now, address, marks, *sends);
     }
@@ -500,6 +502,8 @@ void Engine::Impl::answered(Delivery& x, ProviderSlot& p, const Outcome& out, co
   if (unusable && x.d.address.empty()) f.address = p.adapter->address_for(x.n, x.d.channel);
   Step s = machine.answered(x, p.facts, out, f, now);
   apply(x, s, true, pending_writes);
+  // The provider failed when it did not take it for its own reasons, not the recipient's.
+  record_outcome(p, out.kind != OutcomeKind::retryable && out.kind != OutcomeKind::permanent, resp, now);
 }
 
 void Engine::Impl::on_response(ProviderSlot& p, Id id, http::Response resp) {
@@ -543,6 +547,7 @@ void Engine::Impl::on_in_doubt_lookup(ProviderSlot& p, Id id, const std::string&
   Delivery& x = it->second;
   const std::string no_id;
   const LookupResult found = p.adapter->parse_lookup(resp, LookupContext{x.n, text, no_id, x.attempt_started_ms});
+  record_outcome(p, resp.status != 0 && resp.status < 500 && resp.status != 429, resp, clock->now_ms());
   Step s = machine.looked_up(x, p.facts, found, facts_of(resp), clock->now_ms());
   apply(x, s, true, pending_writes);
   flush_writes();

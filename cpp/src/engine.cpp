@@ -60,6 +60,7 @@ Engine::Impl::Impl(EngineOptions opts, std::shared_ptr<Router> r)
     p.facts.has_receipts = p.adapter->has_receipts();
     p.facts.has_lookup = probe_lookup(*p.adapter);
     p.facts.batches = p.adapter->max_batch() > 1;
+    p.breaker = CircuitBreaker(c.circuit);
     max_outstanding += static_cast<std::size_t>(c.concurrency);
     providers.emplace(c.name, std::move(p));
   }
@@ -278,8 +279,10 @@ MetricsGauges read_gauges(Impl& i, const EngineHealth& h) {
   for (const auto& [name, provider] : i.providers) {
     for (std::size_t lane = 0; lane < g.waiting.size(); ++lane) g.waiting[lane] += provider.waiting.size(static_cast<Priority>(lane));
     g.provider_in_flight.emplace_back(name, static_cast<std::uint64_t>(std::max(0, provider.in_flight)));
+    g.provider_circuit.emplace_back(name, provider.breaker.state());
   }
   std::sort(g.provider_in_flight.begin(), g.provider_in_flight.end());
+  std::sort(g.provider_circuit.begin(), g.provider_circuit.end());
   g.scheduled = i.scheduler.size() - std::min<std::uint64_t>(i.scheduler.size(), ready + i.outstanding);
   g.store_degraded = h.store.degraded;
   g.store_held_batches = h.store.held_batches;

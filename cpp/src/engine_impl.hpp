@@ -31,6 +31,7 @@
 #include <boost/asio/post.hpp>
 
 #include "herald/call_gate.hpp"
+#include "herald/circuit_breaker.hpp"
 #include "herald/clock.hpp"
 #include "herald/delivery.hpp"
 #include "herald/engine.hpp"
@@ -55,12 +56,17 @@ struct ProviderSlot {
   ProviderFacts facts;  ///< what the delivery machine is told about it
   int in_flight = 0;    ///< requests in flight (a batch counts once)
   LaneQueue waiting;    ///< routed, waiting for a slot, by lane
+  CircuitBreaker breaker;  ///< fed each answer; an open circuit sends its queue on (provider_health.cpp)
+  RecentLatency latency;   ///< the latest round trips, for the rules' p99
 
   [[nodiscard]] bool has_waiting() const { return !waiting.empty(); }
   /// The next waiting id (critical first, then weighted turns); 0 when none.
   [[nodiscard]] Id peek_waiting() const { return waiting.peek(); }
   Id pop_waiting() { return waiting.pop(); }
 };
+
+/// A provider's health as rules read it (provider_health.cpp).
+[[nodiscard]] ProviderHealth health_of(const ProviderSlot& p, std::int64_t now);
 
 /// Counters read from any thread (EngineStats).
 struct EngineCounters {
@@ -187,6 +193,16 @@ struct Engine::Impl {
   void on_batch_response(ProviderSlot& p, const std::vector<Id>& members, http::Response resp);
   void on_in_doubt_lookup(ProviderSlot& p, Id id, const std::string& text, http::Response resp);
   void arm_schedule_timer();
+
+  // provider_health.cpp
+  /// Moves the provider's circuit on in time; false while it is open, after sending every
+  /// notification waiting for it on to the next provider of its chain (or back to wait).
+  bool circuit_lets_through(ProviderSlot& p, std::int64_t now);
+  /// An attempt's (or a status query's) answer, for the circuit and the p99.
+  void record_outcome(ProviderSlot& p, bool provider_worked, const http::Response& resp, std::int64_t now);
+  void circuit_moved(ProviderSlot& p, const CircuitTransition& t, std::int64_t now);
+  /// The router's answers for a batch, with the providers' health for the rules to read.
+  std::vector<RouteResult> route_rules(const std::vector<const Notification*>& batch);
 
   // receipt_intake.cpp
   void start_receipt_server();

@@ -13,7 +13,7 @@ constexpr std::array<std::string_view, event_kind_count> event_kind_names = {
     "suppressed", "opted_out",    "receipt",      "delivered",       "delivery_failed", "bounced",
     "deferred",  "opened",        "receipt_rejected", "store_degraded", "store_recovered",
     "step_started", "step_succeeded", "step_failed", "step_cancelled", "acknowledged", "skipped", "postponed",
-    "alert_firing", "alert_resolved"};
+    "alert_firing", "alert_resolved", "circuit_opened", "circuit_half_open", "circuit_closed"};
 
 }  // namespace
 

@@ -207,6 +207,14 @@ std::string Metrics::render(const EngineStats& c, const MetricsGauges& g) const 
   scalar(out, "herald_in_flight", "gauge", "Attempts awaiting a provider's answer.", c.in_flight);
   header(out, "herald_provider_in_flight", "gauge", "Requests in flight per provider (a batch counts once).");
   for (const auto& [name, n] : g.provider_in_flight) sample(out, "herald_provider_in_flight", label("provider", name), n);
+  header(out, "herald_provider_circuit", "gauge",
+         "Each provider's circuit breaker: 1 for the state it is in (closed, open, half_open), 0 for the others.");
+  for (const auto& [name, state] : g.provider_circuit) {
+    for (auto st : {CircuitState::closed, CircuitState::open, CircuitState::half_open}) {
+      sample(out, "herald_provider_circuit", label("provider", name) + "," + label("state", std::string(to_string(st))),
+             state == st ? std::uint64_t{1} : std::uint64_t{0});
+    }
+  }
 
   scalar(out, "herald_retries_total", "counter", "Retries scheduled after a retryable failure.", c.retries);
   scalar(out, "herald_failovers_total", "counter", "Moves to the next provider of a plan.", c.failovers);

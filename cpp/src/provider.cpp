@@ -163,6 +163,15 @@ void validate(const ProviderConfig& c) {
   if (c.timeout_ms < 1 || c.timeout_ms > 600'000) throw ConfigError(where + "timeout_ms: must be 1..600000");
   if (!(c.rate_per_s >= 0) || c.rate_per_s > 1e7) throw ConfigError(where + "rate_per_s: must be 0..1e7 (0 = unlimited)");
   if (!(c.cost_per_message >= 0)) throw ConfigError(where + "cost_per_message: must be 0 or more");
+  const CircuitConfig& cb = c.circuit;
+  if (!(cb.failure_rate >= 0 && cb.failure_rate <= 1)) throw ConfigError(where + "circuit_failure_rate: must be 0..1 (0 = off)");
+  if (cb.min_attempts < 1 || cb.min_attempts > 1'000'000) throw ConfigError(where + "circuit_min_attempts: must be 1..1000000");
+  if (cb.window_ms < 1000 || cb.window_ms > 3'600'000) throw ConfigError(where + "circuit_window_ms: must be 1000..3600000");
+  if (cb.consecutive_failures < 0 || cb.consecutive_failures > 1'000'000) {
+    throw ConfigError(where + "circuit_consecutive_failures: must be 0..1000000 (0 = off)");
+  }
+  if (cb.cooldown_ms < 1 || cb.cooldown_ms > 3'600'000) throw ConfigError(where + "circuit_cooldown_ms: must be 1..3600000");
+  if (cb.probes < 1 || cb.probes > 1000) throw ConfigError(where + "circuit_probes: must be 1..1000");
   for (const auto& [k, v] : c.headers) {
     if (k.empty() || k.find_first_of(":\r\n ") != std::string::npos) {
       throw ConfigError(where + "headers: bad header name '" + k + "'");

@@ -17,6 +17,7 @@ from herald.errors import (
     StoreError,
     ValidationError,
 )
+from herald.health import ProviderHealth
 from herald.plan import Plan, Step
 from herald.readonly import ReadOnlyStore, open_readonly
 from herald.retention import Retention
@@ -46,6 +47,7 @@ __all__ = [
     "Step",
     "Priority",
     "ProviderFigures",
+    "ProviderHealth",
     "ReadOnlyStore",
     "Receipt",
     "ReceiptState",

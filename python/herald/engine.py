@@ -22,6 +22,7 @@ from herald import _core
 from herald.alerts import Alert, AlertRunner, AlertState, Transition
 from herald._checks import checked_int, checked_text, config_error, seconds_to_ms, validation_error
 from herald.clock import ManualClock
+from herald.health import ProviderHealth
 from herald.kinds import FINAL_STATES, Durability, EventKind, Priority, ReceiptState, State, SuppressionReason
 from herald.live_rules import LiveRules
 from herald.providers import ProviderSpec, load_providers
@@ -527,6 +528,13 @@ class Engine(StoreQuestions):
         if problem is not None:
             health["rules_error"] = str(problem)
         return health
+
+    def provider_health(self) -> dict[str, ProviderHealth]:
+        """Each provider's health by name, what rules read as their second parameter
+        (herald/health.py): ``circuit`` ("closed", "open", "half_open"), ``failure_rate`` and
+        ``attempts`` over the circuit's window, ``p99_ms`` (None before any answer), ``cost``,
+        ``half_open_at`` (epoch seconds while open)."""
+        return dict(self._core.provider_health())
 
     def prune(self) -> dict[str, int]:
         """Runs a retention pass now (the engine also runs one every ``retention.interval``)."""

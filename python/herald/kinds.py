@@ -51,6 +51,8 @@ EventKind: TypeAlias = Literal[
     "step_started", "step_succeeded", "step_failed", "step_cancelled", "acknowledged", "skipped", "postponed",
     # alert rules (id 0; docs/alerts.md)
     "alert_firing", "alert_resolved",
+    # a provider's circuit breaker (id 0, the provider named)
+    "circuit_opened", "circuit_half_open", "circuit_closed",
 ]
 """What happened, in a trace (:attr:`herald.Event.event`) or the delivery log's ``event`` field
 (docs/delivery-log.md). In the order of the core's ``enum class EventKind``."""

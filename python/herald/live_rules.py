@@ -116,11 +116,15 @@ class LiveRules:
     def rules(self) -> RuleSet:
         return self._state[0]
 
-    def route_batch(self, batch: list[Any]) -> list[Any]:
-        """The engine's router: checks the directory when its interval has passed, then routes."""
+    def route_batch(self, batch: list[Any], providers: Any = None) -> list[Any]:
+        """The engine's router: checks the directory when its interval has passed, then routes.
+        ``providers``: the providers' health, for rules that read it (herald/health.py)."""
         if self._interval is not None and self._now() >= self._next_check:
             self.poll()
-        return self._state[1](batch)
+        route = self._state[1]
+        return route(batch, providers) if getattr(route, "__herald_health__", False) else route(batch)
+
+    route_batch.__herald_health__ = True  # type: ignore[attr-defined]  # the core passes providers
 
     def poll(self) -> bool:
         """Reloads when the interval has passed and a file changed; True when the rules changed.

@@ -17,7 +17,10 @@ dicts. Secret values never appear in errors or logs. The core validates every ot
 raises :class:`herald.ConfigError` naming the provider and field (``.field``), e.g.
 ``providers.sms.concurrency``. Numbers (ints, never bools): ``concurrency`` 1..10000,
 ``max_attempts`` 0..100 (0 = the engine's retry policy), ``timeout_ms`` 1..600000, ``rate_per_s``
-0..1e7 (0 = unlimited), ``cost_per_message`` finite and 0 or more. Every text must be valid UTF-8.
+0..1e7 (0 = unlimited), ``cost_per_message`` finite and 0 or more; the circuit breaker's (docs/providers.md)
+``circuit_failure_rate`` 0..1, ``circuit_min_attempts`` 1..1000000, ``circuit_window_ms``
+1000..3600000, ``circuit_consecutive_failures`` 0..1000000, ``circuit_cooldown_ms`` 1..3600000,
+``circuit_probes`` 1..1000. Every text must be valid UTF-8.
 """
 
 from __future__ import annotations

@@ -33,13 +33,14 @@ from typing import Any
 
 from herald import _core
 from herald.alerts import Alert, collect
+from herald.health import takes_providers
 from herald.plan import Plan
 from herald.shadow import Shadow, shadow_providers, takes
 
 __all__ = ["CATCH_ALL", "Notification", "RuleFn", "RuleSet", "rule"]
 
 Notification = _core.Notification
-RuleFn = Callable[[Any], Plan]
+RuleFn = Callable[..., Plan]  # (n) or (n, providers): herald/health.py
 
 def _text_of(exc: BaseException) -> str:
     """str(exc), or a stand-in when its __str__ fails too: the reason must not break the batch."""
@@ -208,23 +209,24 @@ class RuleSet:
         """Whether a notification of this type has a rule (its own or the catch-all)."""
         return type_ in self._rules or CATCH_ALL in self._rules
 
-    def route(self, n: Any) -> Plan | str:
-        """The plan for one notification, or the text of why there is none."""
+    def route(self, n: Any, providers: Any = None) -> Plan | str:
+        """The plan for one notification, or the text of why there is none. A rule with a second
+        parameter gets ``providers``: the providers' health by name (herald/health.py)."""
         fn = self._rules.get(n.type) or self._rules.get(CATCH_ALL)
         if fn is None:
             return f"no rule for type {n.type!r}"
         try:
-            plan = fn(n)
+            plan = fn(n, providers) if takes_providers(fn) else fn(n)
         except Exception as exc:  # a broken rule dead-letters its notification; the engine goes on
             return f"rule {_name_of(fn)} raised {type(exc).__name__}: {_text_of(exc)}"
         if not isinstance(plan, Plan):
             return f"rule {_name_of(fn)} returned {type(plan).__name__}, not a Plan"
         return plan
 
-    def route_batch(self, batch: list[Any]) -> list[Plan | str]:
+    def route_batch(self, batch: list[Any], providers: Any = None) -> list[Plan | str]:
         """Called by the core with a batch of notifications; one answer per notification."""
         route = self.route
-        return [route(n) for n in batch]
+        return [route(n, providers) for n in batch]
 
     def router(self, providers: Iterable[str],
                shadows: Sequence[Shadow] = ()) -> Callable[[list[Any]], list[Plan | str]]:
@@ -240,8 +242,8 @@ class RuleSet:
             by_type.setdefault(s.type, []).append(s)
         every_type = by_type.pop(CATCH_ALL, [])
 
-        def check(n: Any) -> Plan | str:
-            plan = route(n)
+        def check(n: Any, providers: Any) -> Plan | str:
+            plan = route(n, providers)
             if isinstance(plan, str):
                 return plan
             many = len(plan.steps) > 1
@@ -261,8 +263,8 @@ class RuleSet:
                     return f"rule {rule_name}: {where}: unknown provider {name!r}"
             return plan
 
-        def shadowed(n: Any) -> Plan | str:
-            plan = check(n)
+        def shadowed(n: Any, providers: Any) -> Plan | str:
+            plan = check(n, providers)
             if isinstance(plan, str):
                 return plan
             for s in by_type.get(n.type, every_type):
@@ -270,10 +272,12 @@ class RuleSet:
                     plan = plan.with_providers(lambda chain: shadow_providers(chain, s.provider, s.candidate))
             return plan
 
-        def route_batch(batch: list[Any]) -> list[Plan | str]:
-            return [check(n) for n in batch]
+        def route_batch(batch: list[Any], providers: Any = None) -> list[Plan | str]:
+            return [check(n, providers) for n in batch]
 
-        def route_batch_shadowed(batch: list[Any]) -> list[Plan | str]:
-            return [shadowed(n) for n in batch]
+        def route_batch_shadowed(batch: list[Any], providers: Any = None) -> list[Plan | str]:
+            return [shadowed(n, providers) for n in batch]
 
+        route_batch.__herald_health__ = True  # type: ignore[attr-defined]  # the core passes providers
+        route_batch_shadowed.__herald_health__ = True  # type: ignore[attr-defined]
         return route_batch_shadowed if by_type or every_type else route_batch

@@ -233,6 +233,11 @@ class DeliveryMachine {
   Step acknowledged(Delivery& x, const std::string& channel, std::int64_t now_ms) const;
   /// The wake-up set by wake_at_ms: the next group starts if nothing succeeded by its deadline.
   Step deadline(Delivery& x, std::int64_t now_ms) const;
+  /// waiting_for_slot, its provider's circuit is open: on to the next provider of the chain whose
+  /// circuit is not open, without an attempt (failed_over); when every one from here is open, back
+  /// to the scheduler until the first of them lets a probe through (or expired, if that is too
+  /// late). `half_open_at[k]`: when plan.providers[k] lets a probe through, 0 = not open now.
+  Step provider_unavailable(Delivery& x, const std::vector<std::int64_t>& half_open_at, std::int64_t now_ms) const;
 
  private:
   Step begin_cascade(Delivery& x, Plan plan, std::int64_t now_ms) const;

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "herald/backoff.hpp"
+#include "herald/circuit_breaker.hpp"
 #include "herald/clock.hpp"
 #include "herald/engine_stats.hpp"
 #include "herald/event.hpp"
@@ -112,6 +113,9 @@ class Engine {
   void flush();
   [[nodiscard]] EngineStats stats() const;
   [[nodiscard]] EngineHealth health() const;
+  /// Each provider's circuit state, recent failure rate, p99 and cost (what rules read), by name.
+  /// Read on the loop thread; throws EngineClosed once the loop has stopped.
+  [[nodiscard]] std::vector<ProviderHealth> provider_health();
   /// Counters, latency histograms and queue gauges in the Prometheus text format (`GET /metrics`).
   /// Rendered on the loop thread; throws EngineClosed once the loop has stopped.
   [[nodiscard]] std::string metrics_text();

@@ -48,9 +48,11 @@ enum class EventKind : std::uint8_t {
   step_started, step_succeeded, step_failed, step_cancelled, acknowledged, skipped, postponed,
   // alert rules (notification 0; docs/alerts.md)
   alert_firing, alert_resolved,
+  // a provider's circuit breaker (notification 0)
+  circuit_opened, circuit_half_open, circuit_closed,
 };
-inline constexpr int event_kind_count = 38;
-static_assert(static_cast<int>(EventKind::alert_resolved) + 1 == event_kind_count);
+inline constexpr int event_kind_count = 41;
+static_assert(static_cast<int>(EventKind::circuit_closed) + 1 == event_kind_count);
 [[nodiscard]] std::string_view to_string(EventKind k) noexcept;
 /// The kind named `name`; EventKind::unknown for a name this build does not know.
 [[nodiscard]] EventKind parse_event_kind(std::string_view name) noexcept;

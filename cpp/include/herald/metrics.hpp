@@ -41,6 +41,7 @@ struct MetricsGauges {
   std::array<std::uint64_t, priority_count> waiting{};  ///< routed, waiting for a provider slot
   std::uint64_t scheduled = 0;  ///< waiting for a later time (send_at, a retry's backoff)
   std::vector<std::pair<std::string, std::uint64_t>> provider_in_flight;  ///< requests in flight per provider
+  std::vector<std::pair<std::string, CircuitState>> provider_circuit;     ///< each provider's circuit
   bool store_degraded = false;
   std::uint64_t store_held_batches = 0;
   bool closing = false;

@@ -9,6 +9,8 @@
 
 namespace herald {
 
+class ProviderHealthSource;  // circuit_breaker.hpp
+
 /// The message a step sends, per channel. Every field is a template: "{name}", "{a.b}" and
 /// "{name|default}" are filled from the notification's data; a variable with neither a value nor
 /// a default ends the step (never a blank in a sent message). Empty fields are not sent.
@@ -88,6 +90,13 @@ class Router {
  public:
   virtual ~Router() = default;
   virtual std::vector<RouteResult> route(const std::vector<const Notification*>& batch) = 0;
+  /// As route(), for rules that read the providers' health (circuit state, failure rate, p99,
+  /// cost): `health` is readable during this call only. The engine calls this one.
+  virtual std::vector<RouteResult> route_with_health(const std::vector<const Notification*>& batch,
+                                                     const ProviderHealthSource& health) {
+    (void)health;
+    return route(batch);
+  }
 };
 
 }  // namespace herald

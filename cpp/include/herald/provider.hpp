@@ -10,6 +10,7 @@
 #include <string_view>
 
 #include "herald/errors.hpp"
+#include "herald/circuit_breaker.hpp"
 #include "herald/event.hpp"
 #include "herald/http_client.hpp"
 #include "herald/notification.hpp"
@@ -54,6 +55,7 @@ struct ProviderConfig {
   std::int64_t timeout_ms = 10'000;
   double rate_per_s = 0;         ///< sends per second at most (token bucket); 0 = unlimited
   double cost_per_message = 0;   ///< recorded with each accepted attempt, in the account's currency
+  CircuitConfig circuit;         ///< when its circuit opens and how it comes back (circuit_* fields)
   std::map<std::string, std::string> headers;   ///< extra request headers (values never logged)
   std::map<std::string, std::string> settings;  ///< kind-specific, not secret (from, account_sid, project_id, topic, ...)
   std::map<std::string, std::string> secrets;   ///< kind-specific secret values (auth_token, api_key, private_key, ...)
