@@ -212,7 +212,8 @@ def test_an_sms_failure_window_fires_once_and_resolves_once(tmp_path: Path) -> N
                   clear_below=0.02, clear_for=60, recipient={"id": "ops"}, summary="SMS codes are not arriving")
     data_dir = tmp_path / "data"
     with Sandbox() as sandbox:
-        providers = [sandbox.provider("sms", max_attempts=1),
+        # The failure window must reach the alert: the circuit breaker would stop sending to it.
+        providers = [sandbox.provider("sms", max_attempts=1, circuit_consecutive_failures=0, circuit_failure_rate=0),
                      {"name": "slack", "kind": "slack", "max_attempts": 3,
                       "secrets": {"webhook_url": f"{sandbox.url}/services/T000/B000/XXXX"}}]
         with Engine(data_dir, rules=rules, providers=providers, clock=clock, alerts=[alert],

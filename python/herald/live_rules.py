@@ -121,7 +121,7 @@ class LiveRules:
         ``providers``: the providers' health, for rules that read it (herald/health.py)."""
         if self._interval is not None and self._now() >= self._next_check:
             self.poll()
-        route = self._state[1]
+        route: Callable[..., list[Any]] = self._state[1]
         return route(batch, providers) if getattr(route, "__herald_health__", False) else route(batch)
 
     route_batch.__herald_health__ = True  # type: ignore[attr-defined]  # the core passes providers
