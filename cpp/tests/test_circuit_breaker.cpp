@@ -203,11 +203,10 @@ herald::Delivery routed_to(const herald::DeliveryMachine& m, std::vector<std::st
   x.n.type = "otp";
   x.n.expires_at_ms = expires_at;
   m.take(x, now0);
-  herald::RouteResult r;
-  r.ok = true;
-  r.plan.channel = "sms";
-  r.plan.providers = std::move(chain);
-  m.routed(x, std::move(r));
+  herald::PlanStep step;
+  step.channel = "sms";
+  step.providers = std::move(chain);
+  m.routed(x, herald::RouteResult::of(herald::Plan::one(std::move(step))), now0);
   return x;
 }
 
