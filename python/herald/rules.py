@@ -246,9 +246,10 @@ class RuleSet:
             plan = route(n, providers)
             if isinstance(plan, str):
                 return plan
-            many = len(plan.steps) > 1
-            for k, step in enumerate(plan.steps):
-                for name in step.providers:
+            wire = plan._wire[1] if plan._wire[0] == "plan" else ()  # the steps' (channel, providers, ...)
+            many = len(wire) > 1
+            for k, step in enumerate(wire):
+                for name in step[1]:
                     if name in known:
                         continue
                     fn = self._rules.get(n.type) or self._rules.get(CATCH_ALL)
