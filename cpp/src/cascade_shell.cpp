@@ -34,6 +34,7 @@ void Engine::Impl::start_step(Delivery& parent, std::size_t k, WriteBatch& into)
   x.n.created_at_ms = clock->now_ms();
   x.plan = c.plan.steps[k];
   x.routed = true;
+  x.has_fallback = c.group_end(k) < c.steps.size();
   c.ids[k] = x.n.id;
   into.inserts.push_back(x.n);
   const Id id = x.n.id;

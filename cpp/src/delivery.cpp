@@ -465,7 +465,14 @@ Step DeliveryMachine::provider_unavailable(Delivery& x, const std::vector<std::i
     }
     if (half_open_at[k] < half_open_at[soonest]) soonest = k;
   }
-  // Every provider from here is open: wait for the first to let a probe through.
+  // Every provider from here is open. A step with a fallback after it ends now, so the fallback
+  // starts instead of the plan waiting on a broken channel; otherwise wait for the first to let a
+  // probe through.
+  if (x.has_fallback) {
+    x.failure = ErrorClass::no_provider;
+    dead_letter(x, s, "every provider of the step from " + open + " on has its circuit open");
+    return s;
+  }
   const std::int64_t at = std::max(now, from < half_open_at.size() ? half_open_at[soonest] : now);
   if (x.n.expires_at_ms != 0 && at >= x.n.expires_at_ms) {
     expire(x, s);

@@ -288,3 +288,21 @@ TEST(CascadeMachine, EachStepEitherStartsOrIsCancelledAndThePlanEndsOnceInAnyOrd
     }
   }
 }
+
+TEST(CascadeMachine, AStepWhoseProvidersAreAllOpenFailsWhenAFallbackFollows) {
+  // Waiting for a broken channel's circuit to half-open would hold the plan back: the step ends
+  // so that its fallback starts. Without a fallback it waits (test_circuit_breaker.cpp).
+  DeliveryMachine m;
+  Delivery x;
+  x.n.id = 5;
+  x.n.parent_id = 42;
+  m.take(x, t0);
+  PlanStep sms = step("sms");
+  m.routed(x, RouteResult::of(Plan::one(sms)), t0);
+  // routed() of a step delivery after a restart reads its own step: step 0 here.
+  x.has_fallback = true;
+  const Step s = m.provider_unavailable(x, {t0 + 5000, t0 + 7000}, t0);
+  EXPECT_EQ(s.next, Next::finish);
+  EXPECT_EQ(x.d.state, State::dead_lettered);
+  EXPECT_EQ(x.failure, ErrorClass::no_provider);
+}

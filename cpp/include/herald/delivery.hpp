@@ -102,6 +102,7 @@ struct Delivery {
   ErrorClass failure = ErrorClass::none;  ///< class of the last failure, for the final event
   std::int64_t attempt_started_ms = 0;    ///< when the attempt in doubt was marked "sending"
   std::shared_ptr<Cascade> cascade;       ///< a plan with many steps: their progress (phase coordinating)
+  bool has_fallback = false;  ///< a plan's step with a later group after it: it fails rather than waits
 
   /// Taken from the scheduler and not yet back in it or final: counts against the engine's window.
   [[nodiscard]] bool outstanding() const noexcept {

@@ -110,9 +110,14 @@ bool handle_long_poll(const std::shared_ptr<State>& state, const ServerRequest& 
   }
   const auto after_seq = static_cast<std::uint64_t>(*after);
   // The answer is built when it is sent, so it holds every record made until then.
-  state->when_newer(after_seq, std::chrono::milliseconds(wait), [state, after_seq, limit, respond] {
-    std::uint64_t last = state->last_seq();
-    json msgs = state->messages_since(after_seq > last ? 0 : after_seq, static_cast<std::size_t>(limit));
+  // Weak: the answer waits in the state's own timers, and a strong reference there would keep the
+  // state (and its timers) alive for ever once the server stops (LeakSanitizer found the cycle).
+  std::weak_ptr<State> weak = state;
+  state->when_newer(after_seq, std::chrono::milliseconds(wait), [weak, after_seq, limit, respond] {
+    const auto live = weak.lock();
+    if (!live) return;  // the sandbox is stopping
+    std::uint64_t last = live->last_seq();
+    json msgs = live->messages_since(after_seq > last ? 0 : after_seq, static_cast<std::size_t>(limit));
     respond(json_response(200, dump(json{{"last_seq", last}, {"messages", std::move(msgs)}})));
   });
   return true;
