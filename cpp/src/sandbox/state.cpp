@@ -122,7 +122,12 @@ void State::when_newer(std::uint64_t after_seq, std::chrono::milliseconds wait, 
   // Whichever comes first, a new record or the timeout, answers; the other finds `done` set.
   auto done = std::make_shared<std::atomic<bool>>(false);
   auto once = [done, fire = std::make_shared<std::function<void()>>(std::move(fire))] {
-    if (!done->exchange(true)) (*fire)();
+    if (done->exchange(true)) return;
+    // Emptied once answered: the other copy (a pending timeout timer, or the waiter list) must
+    // not keep the answer's connection, and through it the server, alive.
+    auto answer = std::move(*fire);
+    *fire = nullptr;
+    answer();
   };
   {
     std::lock_guard lock(mu_);
