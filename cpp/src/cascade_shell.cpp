@@ -132,7 +132,6 @@ bool Engine::Impl::cancel_steps(Delivery& parent) {
     auto it = active.find(step);
     if (step != 0 && it != active.end() && it->second.awaiting_answer()) return false;
   }
-  const Id id = parent.n.id;
   const std::vector<Id> steps = c.ids;
   Step s = machine.cancel(parent);  // nothing more starts; it ends once the running steps do
   apply(parent, s, false, pending_writes);
@@ -144,7 +143,6 @@ bool Engine::Impl::cancel_steps(Delivery& parent) {
     Step cs = machine.cancel(x);
     apply(x, cs, was_outstanding, pending_writes);
   }
-  (void)id;
   return true;
 }
 

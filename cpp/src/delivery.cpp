@@ -23,6 +23,19 @@ bool has_next_provider(const Delivery& x) {
   return static_cast<std::size_t>(x.d.provider_index) + 1 < x.plan.providers.size();
 }
 
+/// On to provider `k` of the chain (failed_over, "from <current>: <why>"), queued for it.
+void move_to_provider(Delivery& x, Step& s, std::size_t k, const std::string& why) {
+  Event e = event_of(x, EventKind::failed_over);
+  e.provider = x.plan.providers[k];
+  e.detail = "from " + x.current_provider() + ": " + why;
+  x.d.provider_index = static_cast<int>(k);
+  x.d.provider_attempt = 0;
+  x.d.state = State::routed;
+  s.events.push_back(std::move(e));
+  s.save = true;
+  queue(x, s);
+}
+
 /// The next provider of the chain, or the dead-letter set when none is left.
 void fail_over(Delivery& x, Step& s, const std::string& error) {
   x.d.last_error = error;
@@ -31,15 +44,7 @@ void fail_over(Delivery& x, Step& s, const std::string& error) {
     dead_letter(x, s, "every provider failed; last error: " + error);
     return;
   }
-  Event e = event_of(x, EventKind::failed_over);
-  e.provider = x.plan.providers[next];
-  e.detail = "from " + x.current_provider() + ": " + error;
-  x.d.provider_index = static_cast<int>(next);
-  x.d.provider_attempt = 0;
-  x.d.state = State::routed;
-  s.events.push_back(std::move(e));
-  s.save = true;
-  queue(x, s);
+  move_to_provider(x, s, next, error);
 }
 
 /// The attempt in doubt is known to have reached `p`: completed without a resend, counted and
@@ -452,15 +457,7 @@ Step DeliveryMachine::provider_unavailable(Delivery& x, const std::vector<std::i
   std::size_t soonest = from;
   for (std::size_t k = from + 1; k < x.plan.providers.size() && k < half_open_at.size(); ++k) {
     if (half_open_at[k] == 0) {
-      Event e = event_of(x, EventKind::failed_over);
-      e.provider = x.plan.providers[k];
-      e.detail = "from " + open + ": circuit open";
-      x.d.provider_index = static_cast<int>(k);
-      x.d.provider_attempt = 0;
-      x.d.state = State::routed;
-      s.events.push_back(std::move(e));
-      s.save = true;
-      queue(x, s);
+      move_to_provider(x, s, k, "circuit open");
       return s;
     }
     if (half_open_at[k] < half_open_at[soonest]) soonest = k;

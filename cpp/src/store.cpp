@@ -183,6 +183,14 @@ StoredNotification read_row(sqlite3_stmt* s) {
   return r;
 }
 
+/// Every row a bound statement selects (select_columns), then the statement reset for reuse.
+std::vector<StoredNotification> read_rows(sqlite3_stmt* s) {
+  std::vector<StoredNotification> out;
+  while (sqlite3_step(s) == SQLITE_ROW) out.push_back(read_row(s));
+  sqlite3_reset(s);
+  return out;
+}
+
 Event make_intake_event(const Notification& n, EventKind kind, std::int64_t seq, std::int64_t ts_us) {
   Event e = make_event(n, 0, kind);
   e.seq = seq;
@@ -981,10 +989,7 @@ std::vector<Event> Store::trace(Id id) {
 std::vector<StoredNotification> Store::load_unfinished() {
   std::lock_guard lock(read_mutex_);
   sqlite3_stmt* s = read_db_->unfinished.get();
-  std::vector<StoredNotification> out;
-  while (sqlite3_step(s) == SQLITE_ROW) out.push_back(read_row(s));
-  sqlite3_reset(s);
-  return out;
+  return read_rows(s);
 }
 
 std::vector<StoredNotification> Store::list_by_state(State state, std::size_t limit) {
@@ -992,20 +997,14 @@ std::vector<StoredNotification> Store::list_by_state(State state, std::size_t li
   sqlite3_stmt* s = read_db_->by_state.get();
   sqlite3_bind_int(s, 1, static_cast<int>(state));
   sqlite3_bind_int64(s, 2, static_cast<sqlite3_int64>(limit));
-  std::vector<StoredNotification> out;
-  while (sqlite3_step(s) == SQLITE_ROW) out.push_back(read_row(s));
-  sqlite3_reset(s);
-  return out;
+  return read_rows(s);
 }
 
 std::vector<StoredNotification> Store::steps_of(Id parent) {
   std::lock_guard lock(read_mutex_);
   sqlite3_stmt* s = read_db_->steps_of.get();
   sqlite3_bind_int64(s, 1, parent);
-  std::vector<StoredNotification> out;
-  while (sqlite3_step(s) == SQLITE_ROW) out.push_back(read_row(s));
-  sqlite3_reset(s);
-  return out;
+  return read_rows(s);
 }
 
 std::vector<StoredNotification> Store::list_by_recipient(const std::string& recipient_id, std::size_t limit) {
@@ -1013,10 +1012,7 @@ std::vector<StoredNotification> Store::list_by_recipient(const std::string& reci
   sqlite3_stmt* s = read_db_->by_recipient.get();
   bind_text(s, 1, recipient_id);
   sqlite3_bind_int64(s, 2, static_cast<sqlite3_int64>(limit));
-  std::vector<StoredNotification> out;
-  while (sqlite3_step(s) == SQLITE_ROW) out.push_back(read_row(s));
-  sqlite3_reset(s);
-  return out;
+  return read_rows(s);
 }
 
 std::vector<Suppression> Store::suppressions(std::size_t limit) {
@@ -1054,9 +1050,7 @@ std::vector<StoredNotification> Store::awaiting_receipt(std::int64_t before_ms, 
   sqlite3_bind_int64(s, col++, before_ms);
   for (const auto& p : providers) bind_text(s, col++, p);
   sqlite3_bind_int64(s, col, static_cast<sqlite3_int64>(limit));
-  std::vector<StoredNotification> out;
-  while (sqlite3_step(s) == SQLITE_ROW) out.push_back(read_row(s));
-  return out;
+  return read_rows(s);
 }
 
 Id Store::max_id() {
