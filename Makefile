@@ -105,6 +105,8 @@ test-tsan: venv
 	  PATH="$(CURDIR)/$(VENV)/bin:$$PATH" ctest --output-on-failure -j $(JOBS)
 
 bench: build
+	@command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get install -y -qq nginx-light >/dev/null; }
 	$(PY) bench/run.py
 
 clean:

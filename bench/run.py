@@ -6,7 +6,8 @@ the sandbox on loopback and a durable SQLite store in a temporary directory.
     python bench/run.py                 # every scenario
     python bench/run.py --only e2e      # one scenario
 
-The herald serve scenarios (serve_send, serve_send_many, serve_e2e) are in serve_bench.py.
+The close-to-the-wire comparison (herald and plain libcurl against an nginx sink) is in
+wire_bench.py; the herald serve scenarios (serve_send, serve_send_many, serve_e2e) are in serve_bench.py.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import time
 from pathlib import Path
 
 import serve_bench
+import wire_bench
 
 RESULTS = Path(__file__).with_name("results")
 
@@ -319,7 +321,24 @@ def scenario_retention_off(tmp: Path) -> dict:
     return _retention_run(tmp, False)
 
 
+def scenario_wire(tmp: Path) -> dict:
+    """herald against plain libcurl multi to an nginx sink, alternating, 3 runs each (wire_bench.py)."""
+    w = wire_bench.measure(n=20_000, reps=3)
+    return {
+        "wire_raw_curl_per_s": w["raw_curl_per_s"]["median"],
+        "wire_herald_per_s": w["herald_per_s"]["median"],
+        "wire_herald_vs_raw": w["herald_vs_raw"]["median"],
+        "wire_raw_cpu_us": w["raw_curl_cpu_us"]["median"],
+        "wire_herald_cpu_us": w["herald_cpu_us"]["median"],
+        **{f"wire_cpu_us_{t.replace('-', '_')}": v for t, v in w["herald_cpu_us_by_thread"].items()},
+        "send_one_thread_per_s": w["send_one_per_s"]["median"],
+        "send_one_thread_p99_us": w["send_one_p99_us"]["median"],
+        "send_8_threads_per_s": w["send_8_threads_per_s"]["median"],
+    }
+
+
 SCENARIOS = {
+    "wire": scenario_wire,
     "e2e": scenario_e2e,
     "cascade": scenario_cascade,
     "send_latency": scenario_send_latency,

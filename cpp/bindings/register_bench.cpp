@@ -5,6 +5,9 @@
 #include <condition_variable>
 #include <mutex>
 
+#include <curl/curl.h>
+#include <sys/resource.h>
+
 #include "herald/delivery.hpp"
 #include "herald/http_client.hpp"
 
@@ -62,6 +65,74 @@ py::dict raw_http_rate(const std::string& url, std::size_t total, std::size_t in
   out["seconds"] = seconds;
   out["ok"] = ok;
   out["per_s"] = static_cast<double>(total) / seconds;
+  return out;
+}
+
+/// The physical ceiling for the wire benchmark (bench/wire_bench.py): plain libcurl multi on the
+/// calling thread, `in_flight` reused easy handles POSTing `body` to `url` with keep-alive, no
+/// wrapper of ours around it. Returns the rate and the CPU this thread spent (RUSAGE_THREAD).
+py::dict raw_curl_rate(const std::string& url, const std::string& body, std::size_t total, std::size_t in_flight) {
+  struct Slot {
+    CURL* easy = nullptr;
+  };
+  auto discard = +[](char*, size_t size, size_t n, void*) -> size_t { return size * n; };
+  std::size_t ok = 0, failed = 0, started = 0, done = 0;
+  double seconds = 0, cpu_s = 0;
+  {
+    py::gil_scoped_release release;
+    CURLM* multi = curl_multi_init();
+    curl_slist* headers = nullptr;
+    headers = curl_slist_append(headers, "Content-Type: application/json");
+    headers = curl_slist_append(headers, "Expect:");
+    std::vector<Slot> slots(std::max<std::size_t>(1, std::min(in_flight, total)));
+    auto start = [&](CURL* easy) {
+      curl_multi_add_handle(multi, easy);
+      ++started;
+    };
+    for (auto& s : slots) {
+      s.easy = curl_easy_init();
+      curl_easy_setopt(s.easy, CURLOPT_URL, url.c_str());
+      curl_easy_setopt(s.easy, CURLOPT_HTTPHEADER, headers);
+      curl_easy_setopt(s.easy, CURLOPT_POSTFIELDS, body.data());
+      curl_easy_setopt(s.easy, CURLOPT_POSTFIELDSIZE, static_cast<long>(body.size()));
+      curl_easy_setopt(s.easy, CURLOPT_WRITEFUNCTION, discard);
+      curl_easy_setopt(s.easy, CURLOPT_NOSIGNAL, 1L);
+    }
+    rusage r0{};
+    getrusage(RUSAGE_THREAD, &r0);
+    const auto t0 = std::chrono::steady_clock::now();
+    for (auto& s : slots) start(s.easy);
+    while (done < total) {
+      int running = 0;
+      curl_multi_perform(multi, &running);
+      int left = 0;
+      while (CURLMsg* msg = curl_multi_info_read(multi, &left)) {
+        if (msg->msg != CURLMSG_DONE) continue;
+        CURL* easy = msg->easy_handle;
+        long status = 0;
+        curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
+        (msg->data.result == CURLE_OK && status >= 200 && status < 300) ? ++ok : ++failed;
+        ++done;
+        curl_multi_remove_handle(multi, easy);
+        if (started < total) start(easy);
+      }
+      if (done < total) curl_multi_poll(multi, nullptr, 0, 1000, nullptr);
+    }
+    seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    rusage r1{};
+    getrusage(RUSAGE_THREAD, &r1);
+    auto tv = [](const timeval& t) { return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) / 1e6; };
+    cpu_s = tv(r1.ru_utime) + tv(r1.ru_stime) - tv(r0.ru_utime) - tv(r0.ru_stime);
+    for (auto& s : slots) curl_easy_cleanup(s.easy);
+    curl_slist_free_all(headers);
+    curl_multi_cleanup(multi);
+  }
+  py::dict out;
+  out["seconds"] = seconds;
+  out["ok"] = ok;
+  out["failed"] = failed;
+  out["per_s"] = static_cast<double>(total) / seconds;
+  out["cpu_s"] = cpu_s;
   return out;
 }
 
@@ -128,6 +199,8 @@ void register_bench(py::module_& m) {
         "Delivery machine transitions per second, without I/O (bench/run.py).");
   m.def("_raw_http_rate", &raw_http_rate, py::arg("url"), py::arg("total"), py::arg("in_flight"),
         "Benchmark baseline: POSTs/s of the bare HTTP client against one URL.");
+  m.def("_raw_curl_rate", &raw_curl_rate, py::arg("url"), py::arg("body"), py::arg("total"), py::arg("in_flight"),
+        "Benchmark ceiling: POSTs/s of plain libcurl multi on the calling thread (bench/wire_bench.py).");
 }
 
 }  // namespace herald::bindings
