@@ -96,10 +96,11 @@ std::vector<SendResult> Engine::Impl::intake(std::vector<Notification> batch, bo
     std::promise<void> durable;
     auto future = durable.get_future();
     try {
-      // Why admit from the writer thread: the notification is durable from here on, and the loop
-      // can start on it while the caller is still being woken. The rows move on without a copy.
-      // OnFault::fail: on a full disk the caller hears it at once and nothing is accepted.
-      store->submit(
+      // Why admit from the committing thread: the notification is durable from here on, and the
+      // loop can start on it while the caller is still being woken. The rows move on without a
+      // copy. On a full disk the caller hears it at once and nothing is accepted. The commit runs
+      // on this thread when the store's writer is idle (no hand-over and wake-up back).
+      store->submit_and_wait_here(
           std::move(wb),
           [this, &durable](std::exception_ptr err, WriteBatch& done) {
             if (!err) {
@@ -108,8 +109,7 @@ std::vector<SendResult> Engine::Impl::intake(std::vector<Notification> batch, bo
             } else {
               durable.set_exception(err);
             }
-          },
-          OnFault::fail);
+          });
       future.get();
     } catch (...) {
       count.active.fetch_sub(accepted);

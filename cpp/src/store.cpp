@@ -454,6 +454,7 @@ Store::~Store() {
   wake_checkpointer_.notify_all();
   if (writer_.joinable()) writer_.join();
   if (checkpointer_.joinable()) checkpointer_.join();
+  std::lock_guard applying(apply_mutex_);  // a submitter's own commit, if one is still running, ends first
   log_.reset();
   write_db_.reset();
   read_db_.reset();
@@ -482,7 +483,7 @@ void Store::checkpoint_loop() {
 
 std::filesystem::path Store::log_dir() const { return dir_ / "log"; }
 
-void Store::enqueue(Pending p) {
+void Store::enqueue(Pending p, bool wake_writer) {
   const std::int64_t ts = now_us();
   {
     std::lock_guard lock(mutex_);
@@ -498,7 +499,38 @@ void Store::enqueue(Pending p) {
     if (p.on_fault == OnFault::fail) ++fail_fast_queued_;
     queue_.push_back(std::move(p));
   }
-  wake_.notify_one();
+  if (wake_writer) wake_.notify_one();
+}
+
+void Store::submit_and_wait_here(WriteBatch batch, Done done) {
+  Pending p;
+  p.batch = std::move(batch);
+  p.done = std::move(done);
+  p.on_fault = OnFault::fail;
+  enqueue(std::move(p), false);
+  if (!commit_on_this_thread()) wake_.notify_one();
+}
+
+bool Store::commit_on_this_thread() {
+  std::unique_lock applying(apply_mutex_, std::try_to_lock);
+  if (!applying.owns_lock() || faulted_.load()) return false;  // the running commit, or the writer, takes it
+  std::vector<Pending> work;
+  {
+    std::lock_guard lock(mutex_);
+    if (stopping_) return false;
+    work.swap(queue_);
+    fail_fast_queued_ = 0;
+  }
+  if (!work.empty() && !apply(work)) {
+    // Refused: what is held goes back to the front of the queue for the writer, which retries it
+    // with backoff and records the recovery.
+    faulted_.store(true);
+    std::lock_guard lock(mutex_);
+    queue_.insert(queue_.begin(), std::make_move_iterator(work.begin()), std::make_move_iterator(work.end()));
+    return false;
+  }
+  std::lock_guard lock(mutex_);
+  return queue_.empty();  // what arrived during the commit goes to the writer
 }
 
 void Store::submit(WriteBatch batch, Done done, OnFault on_fault) {
@@ -594,11 +626,11 @@ void Store::writer_loop() {
   steady::time_point retry_at{};
   steady::time_point give_up_at{};
   bool stop_seen = false;
-  bool faulted = false;  // the last attempt was refused: the next success is a recovery
   for (;;) {
+    std::unique_lock applying(apply_mutex_, std::defer_lock);
     {
       std::unique_lock lock(mutex_);
-      if (work.empty() && faulted && !stopping_) {
+      if (work.empty() && faulted_.load() && !stopping_) {
         // Degraded with nothing held (only intake was refused): probe the disk with a one-row
         // write at each retry, so health recovers by itself when space returns, traffic or not.
         if (!wake_.wait_until(lock, retry_at, [this] { return stopping_ || !queue_.empty(); })) {
@@ -633,17 +665,23 @@ void Store::writer_loop() {
           return;
         }
       }
+      // Commits take apply_mutex_ before mutex_: a submitter may be committing on its own thread.
+      if (!applying.try_lock()) {
+        lock.unlock();
+        applying.lock();
+        lock.lock();
+      }
       for (auto& p : queue_) work.push_back(std::move(p));
       queue_.clear();
       fail_fast_queued_ = 0;
     }
+    if (work.empty()) continue;  // a submitter committed it meanwhile
     if (apply(work)) {
       work.clear();
       backoff = std::chrono::milliseconds(50);
-      if (faulted) note_recovered();
-      faulted = false;
+      if (faulted_.exchange(false)) note_recovered();
     } else {
-      faulted = true;
+      faulted_.store(true);
       retry_at = steady::now() + backoff;
       backoff = std::min(backoff * 2, options_.retry_max);
     }

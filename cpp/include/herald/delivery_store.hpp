@@ -150,6 +150,11 @@ class DeliveryStore {
   /// Assigns event sequence numbers; `done` runs after the commit, or with the error when the
   /// batch itself is refused (a constraint) or, for OnFault::fail, when the disk refuses.
   virtual void submit(WriteBatch batch, Done done = {}, OnFault on_fault = OnFault::hold) = 0;
+  /// submit() with OnFault::fail for a caller that waits for `done` and has nothing else to do:
+  /// when no commit is running and the disk takes writes, the caller's thread commits it (with
+  /// whatever else is queued) instead of handing it to the store's thread and being woken back.
+  /// `done` may then run on the caller's thread.
+  virtual void submit_and_wait_here(WriteBatch batch, Done done) { submit(std::move(batch), std::move(done), OnFault::fail); }
   /// Blocks until everything submitted before this call is committed. Throws StoreError while
   /// writes are refused (what was held stays held).
   virtual void flush() = 0;

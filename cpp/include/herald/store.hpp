@@ -71,6 +71,7 @@ class Store final : public DeliveryStore {
   /// Thread-safe. Assigns event sequence numbers; `done` runs after the commit, or with the error
   /// when the batch itself is refused (a constraint) or, for OnFault::fail, when the disk refuses.
   void submit(WriteBatch batch, Done done = {}, OnFault on_fault = OnFault::hold) override;
+  void submit_and_wait_here(WriteBatch batch, Done done) override;
   /// Submits and blocks until committed; rethrows a store failure as StoreError (OnFault::fail).
   void commit(WriteBatch batch);
   /// Blocks until everything submitted before this call is committed. Throws StoreError while
@@ -129,7 +130,10 @@ class Store final : public DeliveryStore {
   void checkpoint_loop();
   /// One group commit. False when the disk refused it: `work` then keeps only the held batches.
   bool apply(std::vector<Pending>& work);
-  void enqueue(Pending p);
+  void enqueue(Pending p, bool wake_writer = true);
+  /// Commits what is queued on the calling thread, unless a commit is running or the store is
+  /// degraded or closing. False when the writer thread must look at the queue.
+  bool commit_on_this_thread();
   void note_fault(const std::string& error, std::size_t held);
   void note_recovered();
   void restore_reserve();
@@ -138,7 +142,13 @@ class Store final : public DeliveryStore {
   std::filesystem::path db_path_;
   StoreOptions options_;
   Durability durability_;
-  std::unique_ptr<Db> write_db_;  // touched only by the writer thread after construction
+  std::unique_ptr<Db> write_db_;  // touched only by the thread holding apply_mutex_
+  /// Held by whichever thread drains the queue and commits (the writer, or a waiting submitter):
+  /// commits stay one at a time and in queue order. Taken before mutex_, never after.
+  std::mutex apply_mutex_;
+  /// The last commit was refused: only the writer thread commits until one succeeds (it holds,
+  /// retries with backoff, and records the recovery).
+  std::atomic<bool> faulted_{false};
   std::unique_ptr<Db> read_db_;
   std::mutex read_mutex_;         // one reader at a time on the read connection
   std::unique_ptr<DeliveryLog> log_;
