@@ -18,7 +18,7 @@ std::optional<SendResult> check_repeat(IdempotencyIndex& index, DeliveryStore& s
   if (n.idempotency_key.empty()) return std::nullopt;
   const IdempotencyKey key = IdempotencyKey::of(n);
   const IdempotencyEntry* found = index.find(key);
-  if (found == nullptr) {
+  if (found == nullptr && index.may_be_stored(key)) {
     if (auto hit = store.find_idempotent(n.tenant, n.type, n.recipient_id, n.idempotency_key)) {
       found = &index.remember(key, IdempotencyEntry{hit->id, hit->content_hash});
     }
@@ -78,6 +78,7 @@ std::vector<SendResult> Engine::Impl::intake(std::vector<Notification> batch, bo
           continue;
         }
         n.id = ids.next();
+        idempotency.note_stored(key);  // kept if the commit fails: a needless store read at worst
         idempotency.remember(key, IdempotencyEntry{n.id, hashes[i]});
         reserved.push_back(std::move(key));
       } else {

@@ -978,6 +978,26 @@ std::optional<IdempotencyHit> Store::find_idempotent(const std::string& tenant, 
   return out;
 }
 
+void Store::for_each_idempotency_key(const KeyVisitor& each) {
+  std::lock_guard lock(read_mutex_);
+  sqlite3_stmt* raw = nullptr;
+  // Read from the partial unique index alone (it holds every column asked for).
+  const char* sql = "SELECT tenant, type, recipient_id, idempotency_key FROM notifications "
+                    "INDEXED BY notifications_idempotency WHERE idempotency_key IS NOT NULL";
+  if (sqlite3_prepare_v2(read_db_->db.get(), sql, -1, &raw, nullptr) != SQLITE_OK) {
+    sqlite3_finalize(raw);
+    throw StoreError(std::string("cannot read idempotency keys: ") + sqlite3_errmsg(read_db_->db.get()));
+  }
+  std::unique_ptr<sqlite3_stmt, decltype(&sqlite3_finalize)> stmt(raw, &sqlite3_finalize);
+  auto text = [&](int col) {
+    const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(raw, col));
+    return std::string_view(p == nullptr ? "" : p, static_cast<std::size_t>(sqlite3_column_bytes(raw, col)));
+  };
+  int rc = 0;
+  while ((rc = sqlite3_step(raw)) == SQLITE_ROW) each(text(0), text(1), text(2), text(3));
+  if (rc != SQLITE_DONE) throw StoreError(std::string("cannot read idempotency keys: ") + sqlite3_errmsg(read_db_->db.get()));
+}
+
 std::vector<Event> Store::events(Id id) {
   std::lock_guard lock(read_mutex_);
   sqlite3_stmt* s = read_db_->events.get();

@@ -167,6 +167,9 @@ class DeliveryStore {
                                                                       const std::string& key) = 0;
   /// Every event of one notification, oldest first. Throws NotFound for an unknown id.
   [[nodiscard]] virtual std::vector<Event> trace(Id id) = 0;
+  /// Calls `each` with every stored idempotency key: (tenant, type, recipient_id, key).
+  using KeyVisitor = std::function<void(std::string_view, std::string_view, std::string_view, std::string_view)>;
+  virtual void for_each_idempotency_key(const KeyVisitor& each) = 0;
   /// Every notification not in a final state, oldest first.
   [[nodiscard]] virtual std::vector<StoredNotification> load_unfinished() = 0;
   /// Notifications callers sent (not the steps of plans) in `state`, oldest first.

@@ -1,12 +1,14 @@
 #pragma once
 /// The intake's index of recent idempotency keys: a repeat is answered without a store read.
 /// Two generations of about a minute each (the older dropped whole when the newer is a minute
-/// old, so trimming never walks the map); older keys are found in the store.
+/// old, so trimming never walks the map); older keys are found in the store, which is read only
+/// when a filter of every stored key (KeyFilter) says the key may be there.
 #include <cstdint>
 #include <mutex>
 #include <string>
 #include <unordered_map>
 
+#include "herald/key_filter.hpp"
 #include "herald/notification.hpp"
 
 namespace herald {
@@ -50,9 +52,25 @@ class IdempotencyIndex {
   /// Forgets keys whose notifications were not accepted after all.
   void forget(const IdempotencyKey& key);
 
+  /// Whether `key` may be in the store: false means certainly not (no store read needed).
+  [[nodiscard]] bool may_be_stored(const IdempotencyKey& key) const noexcept {
+    return stored_.may_contain(filter_hash(key));
+  }
+  /// Notes a key that is (or is about to be) in the store.
+  void note_stored(const IdempotencyKey& key) { stored_.add(filter_hash(key)); }
+  void note_stored(std::string_view tenant, std::string_view type, std::string_view recipient_id, std::string_view key) {
+    stored_.add(KeyFilter::hash(tenant, type, recipient_id, key));
+  }
+  [[nodiscard]] const KeyFilter& stored_keys() const noexcept { return stored_; }
+
  private:
+  static std::uint64_t filter_hash(const IdempotencyKey& k) noexcept {
+    return KeyFilter::hash(k.tenant, k.type, k.recipient_id, k.key);
+  }
+
   std::mutex mutex_;
   Map current_, previous_;
+  KeyFilter stored_;
   std::int64_t rotated_ms_;
 };
 

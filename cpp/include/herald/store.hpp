@@ -72,6 +72,7 @@ class Store final : public DeliveryStore {
   /// when the batch itself is refused (a constraint) or, for OnFault::fail, when the disk refuses.
   void submit(WriteBatch batch, Done done = {}, OnFault on_fault = OnFault::hold) override;
   void submit_and_wait_here(WriteBatch batch, Done done) override;
+  void for_each_idempotency_key(const KeyVisitor& each) override;
   /// Submits and blocks until committed; rethrows a store failure as StoreError (OnFault::fail).
   void commit(WriteBatch batch);
   /// Blocks until everything submitted before this call is committed. Throws StoreError while
