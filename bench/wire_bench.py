@@ -151,6 +151,22 @@ def thread_cpu_ns() -> dict[str, int]:
     return out
 
 
+def thread_switches() -> dict[str, int]:
+    """Voluntary context switches of each thread so far (a thread that sleeps and is woken), by name."""
+    out: dict[str, int] = {}
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/comm") as f:
+                name = f.read().strip()
+            with open(f"/proc/self/task/{tid}/status") as f:
+                n = next(int(line.split()[1]) for line in f if line.startswith("voluntary_ctxt_switches"))
+        except (OSError, StopIteration, ValueError):
+            continue
+        name = "python" if name.startswith("python") else name
+        out[name] = out.get(name, 0) + n
+    return out
+
+
 def _per_thread_us(before: dict[str, int], after: dict[str, int], n: int) -> dict[str, float]:
     out = {}
     for name, ns in after.items():
@@ -195,16 +211,19 @@ def child_herald(url: str, n: int, in_flight: int) -> dict:
         engine.send_many(_items(min(n, 2000), "w"))  # warm-up: connections open, statements prepared
         assert engine.wait_idle(120)
         items = _items(n, "c")
-        before = thread_cpu_ns()
+        before, switches_before = thread_cpu_ns(), thread_switches()
         t0 = time.perf_counter()
         engine.send_many(items)
         assert engine.wait_idle(600)
         seconds = time.perf_counter() - t0
-        after = thread_cpu_ns()
+        after, switches_after = thread_cpu_ns(), thread_switches()
         stats = engine.stats()
         assert stats["accepted"] == n + min(n, 2000), stats
     per_thread = _per_thread_us(before, after, n)
-    return {"per_s": n / seconds, "cpu_us": round(sum(per_thread.values()), 1), "per_thread_us": per_thread}
+    switches = {t: round((switches_after[t] - switches_before.get(t, 0)) / n, 3) for t in switches_after
+                if switches_after[t] > switches_before.get(t, 0)}
+    return {"per_s": n / seconds, "cpu_us": round(sum(per_thread.values()), 1), "per_thread_us": per_thread,
+            "sleeps_per_notification": switches}
 
 
 def child_send_one(url: str, n: int) -> dict:

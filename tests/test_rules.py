@@ -86,3 +86,28 @@ def test_an_unknown_provider_is_logged_once_per_rule_and_provider(make_engine,
     warnings = [r.getMessage() for r in caplog.records if r.name == "herald"]
     assert len(warnings) == 1, warnings
     assert "typo" in warnings[0] and "'primry'" in warnings[0] and "not configured" in warnings[0]
+
+
+def test_a_plain_plan_made_again_shares_its_checked_form_and_bad_ones_are_still_refused() -> None:
+    first = Plan("email", ["hook"], "{headline|News}")
+    again = Plan("email", ("hook",), "{headline|News}")
+    assert again._wire is first._wire  # checked once, then looked up
+    assert Plan("email", ["hook"], "other")._wire is not first._wire
+    with pytest.raises(herald.ValidationError, match=r"Plan\.providers"):
+        Plan("email", ["hook", 1], "{headline|News}")
+    with pytest.raises(herald.ValidationError, match=r"Plan\.providers"):
+        Plan("email", [["hook"]], "{headline|News}")  # unhashable: not looked up, refused by the checks
+    with pytest.raises(herald.ValidationError, match=r"Plan\.channel"):
+        Plan("fax", ["hook"], "{headline|News}")
+
+
+def test_a_plan_checked_by_one_engine_is_checked_again_by_another() -> None:
+    rules = RuleSet({"t": lambda n: Plan("email", ["hook"], "hi")})
+
+    class N:
+        type = "t"
+
+    assert isinstance(rules.router(["hook"])([N()])[0], Plan)
+    refused = rules.router(["other"])([N(), N()])
+    assert len(refused) == 2
+    assert all(isinstance(r, str) and r.endswith("plan.providers: unknown provider 'hook'") for r in refused)

@@ -242,11 +242,18 @@ class RuleSet:
             by_type.setdefault(s.type, []).append(s)
         every_type = by_type.pop(CATCH_ALL, [])
 
+        # Wire forms already found to name only configured providers, by identity (plain plans share
+        # theirs, herald/plan.py); each entry keeps its wire alive so an id is never reused here.
+        known_wires: dict[int, tuple[Any, ...]] = {}
+
         def check(n: Any, providers: Any) -> Plan | str:
             plan = route(n, providers)
             if isinstance(plan, str):
                 return plan
-            wire = plan._wire[1] if plan._wire[0] == "plan" else ()  # the steps' (channel, providers, ...)
+            whole = plan._wire
+            if known_wires.get(id(whole)) is whole:
+                return plan
+            wire = whole[1] if whole[0] == "plan" else ()  # the steps' (channel, providers, ...)
             many = len(wire) > 1
             for k, step in enumerate(wire):
                 for name in step[1]:
@@ -262,6 +269,8 @@ class RuleSet:
                             rule_name, name, ", ".join(sorted(known)) or "none")
                     where = f"plan.steps[{k}].providers" if many else "plan.providers"
                     return f"rule {rule_name}: {where}: unknown provider {name!r}"
+            if len(known_wires) < 4096:
+                known_wires[id(whole)] = whole
             return plan
 
         def shadowed(n: Any, providers: Any) -> Plan | str:
