@@ -194,7 +194,7 @@ def test_dashboard_answers_queues_providers_and_dead_letters_and_finds_by_recipi
         assert [q["lane"] for q in d["queues"]] == ["critical", "high", "normal", "bulk"]
         assert all(q["ready"] == 0 and q["waiting"] == 0 for q in d["queues"])  # everything is final
         assert {p["name"] for p in d["providers"]} == {"primary", "backup"}
-        assert all(p["circuit"] is None for p in d["providers"])
+        assert all(p["circuit"]["state"] == "closed" for p in d["providers"])
         assert d["stats"]["dead_lettered"] == 1 and d["stats"]["received"] == 2
         assert d["health"]["closing"] is False and d["health"]["store_degraded"] is False
         assert [n["id"] for n in d["dead_letters"]] == [str(dead.id)]
@@ -208,6 +208,39 @@ def test_dashboard_answers_queues_providers_and_dead_letters_and_finds_by_recipi
         page = http.get("/dashboard")  # no key to load the page; it asks for one
         assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
         assert "/v1/dashboard" in page.text
+
+
+def test_dashboard_reports_circuits_and_the_last_hours_minutes(serve: Callable[..., Served], sandbox: Sandbox) -> None:
+    """The breakers' real state (an outage opens primary's) and the engine's own per-minute counts
+    of provider answers: what was sent is there, by provider, in the current minute."""
+    served = serve(primary_extra="circuit_consecutive_failures = 2\ncircuit_cooldown_ms = 3600000")
+    auth = {"Authorization": f"Bearer {KEY}"}
+    sandbox.set_faults("primary", error_rate=1.0, error_status=503)
+    with served.client() as client, httpx.Client(base_url=served.url, headers=auth) as http:
+        # otp goes primary then backup: each fails once on primary (max_attempts 2: a retry, the
+        # second failure in a row opens the circuit), then goes to backup.
+        first = client.send("otp", {"id": "u1", "phone": "+15550100"}, {"code": "1"})
+        assert _wait_final(client, first.id).state == "completed"
+        d = http.get("/v1/dashboard").json()
+        providers = {p["name"]: p for p in d["providers"]}
+        primary = providers["primary"]["circuit"]
+        assert primary["state"] == "open" and primary["failure_rate"] == 1.0 and primary["attempts"] == 2
+        assert primary["half_open_at"] == pytest.approx(d["at"] + 3600, abs=60)
+        assert providers["backup"]["circuit"] == {"state": "closed", "failure_rate": 0.0, "attempts": 1,
+                                                  "half_open_at": None}
+        # While open, traffic goes straight to backup: two more, no attempt on primary.
+        more = [client.send("otp", {"id": f"u{i}", "phone": "+15550100"}, {"code": "2"}).id for i in (2, 3)]
+        assert all(_wait_final(client, i).state == "completed" for i in more)
+        d = http.get("/v1/dashboard").json()
+    minutes = d["last_hour"]
+    assert minutes["bucket_seconds"] == 60 and len(minutes["accepted"]) == len(minutes["failed"]) == 60
+    assert minutes["start"] % 60 == 0 and minutes["start"] <= d["at"] < minutes["start"] + 3600
+    by_name = {p["name"]: p["last_hour"] for p in d["providers"]}
+    assert (sum(by_name["primary"]["accepted"]), sum(by_name["primary"]["failed"])) == (0, 2)
+    assert (sum(by_name["backup"]["accepted"]), sum(by_name["backup"]["failed"])) == (3, 0)
+    assert (sum(minutes["accepted"]), sum(minutes["failed"])) == (3, 2)
+    # All in the last minute or two (the sends straddle a minute's end at most once).
+    assert sum(minutes["accepted"][-2:]) == 3 and sum(minutes["failed"][-2:]) == 2
 
 
 def test_no_key_is_401_a_wrong_key_403_and_a_large_body_413(serve: Callable[..., Served]) -> None:
