@@ -64,6 +64,21 @@ TEST(SandboxHerald, ReceiptsAreSignedWithTheSigningSecret) {
   EXPECT_EQ(statuses[103], (V{"delivered", "opened"}));
 }
 
+TEST(SandboxHerald, ReceiptsOfAStepNameTheStepsOwnIdFromXHeraldId) {
+  Server server(options());
+  server.set_callbacks("*", {true, 10ms, ""});
+  Listener hook;
+  // A step of a plan with many steps: the body carries the parent's id and the step, the
+  // X-Herald-Id header the step's own id, which is what the engine's receipt intake looks up.
+  const json body = {{"callback_url", hook.url("/receipts/push")}, {"id", 500}, {"step", 1},
+                     {"to", {{"push_token", "t"}}}, {"text", "hi"}};
+  ASSERT_EQ(send("POST", server.url() + "/v1/push/messages", body.dump(),
+                 {"Content-Type: application/json", "X-Herald-Id: 501"}).status, 202);
+  const auto got = hook.wait_for(1);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(json::parse(got[0].body)["herald_id"], 501);
+}
+
 TEST(SandboxHerald, StatusQueriesByIdAndIdempotencyKey) {
   Server server(options());
   // 200 ms: long enough that the first lookup still sees "accepted" on a loaded machine.
