@@ -185,7 +185,7 @@ function show(d) {
   const sum = (xs) => xs.reduce((a, b) => a + b, 0);
   replaceIfChanged("providers", d.providers, () => d.providers.map((p) =>
     el("tr", { "data-provider": p.name }, el("td", null, p.name), el("td", { class: "n" }, p.in_flight), circuitCell(p.circuit),
-       el("td", { class: "n" }, p.circuit ? (100 * p.circuit.failure_rate).toFixed(1) + " % of " + p.circuit.attempts : ""),
+       el("td", { class: "n" }, p.circuit ? (100 * p.circuit.failure_rate).toFixed(1) + " % of " + p.circuit.attempts + " answers" : ""),
        el("td", { class: "n" }, sum(p.last_hour.accepted)), el("td", { class: "n" }, sum(p.last_hour.failed)))));
   const picker = $("chart-provider");
   const names = d.providers.map((p) => p.name);
