@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from herald import analysis
-from herald_workload import PRIMARY_COST, Workload, produce
+from herald_workload import BACKUP_COST, PRIMARY_COST, Workload, produce
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +39,7 @@ def test_event_columns_are_typed(events: pd.DataFrame) -> None:
     assert dtypes["id"] == "string"
     for k in ("event", "type", "tenant", "priority", "channel", "provider", "error_class", "provider_code", "alert"):
         assert dtypes[k] == "category", k
-    assert dtypes["latency_us"] == dtypes["http_status"] == dtypes["segments"] == "Int64"
+    assert dtypes["latency_us"] == dtypes["http_status"] == dtypes["segments"] == dtypes["step"] == "Int64"
     assert dtypes["cost"] == "float64" and dtypes["attempt"] == dtypes["seq"] == "int64"
     assert events["seq"].is_monotonic_increasing
     # ts is ts_us exactly
@@ -91,7 +91,7 @@ def test_cost_and_recipient_from_v1_lines(events: pd.DataFrame, notes: pd.DataFr
     by_primary = notes[(notes["state"] == "completed") & (notes["final_provider"] == "primary")]
     assert (by_primary["cost"] == PRIMARY_COST).all()
     assert notes["recipient"].notna().all()
-    assert set(notes["channel"].astype(str)) == {"sms", "email"}
+    assert set(notes["channel"].astype(str)) == {"sms", "email", "push"}  # push: promo's first step
     # Short SMS texts are one segment each; email has none.
     accepted = events[events["event"] == "accepted"]
     sms = accepted["channel"].astype(str) == "sms"
@@ -103,8 +103,86 @@ def test_cost_and_recipient_from_v1_lines(events: pd.DataFrame, notes: pd.DataFr
     assert failed["provider_code"].notna().any()
 
 
+def test_steps_of_the_cascade_campaign(incident: Workload, events: pd.DataFrame, notes: pd.DataFrame) -> None:
+    """promo is push (step 0) then email (step 1) when the push failed: its events carry the step,
+    and steps() gives each step's funnel; the other types are one step each."""
+    promo = {i for i, kind in incident.ids.items() if kind == "promo"}
+    stepped = events[events["id"].isin(promo) & events["step"].notna()]
+    assert set(stepped["step"].astype(int)) == {0, 1}
+    assert events.loc[~events["id"].isin(promo), "step"].isna().all()
+    per_step = analysis.steps(events)
+    assert per_step.dtypes.astype(str)[["step", "started", "channel", "outcome"]].tolist() == [
+        "int64", "bool", "category", "category"]
+    rows = per_step[per_step["id"].isin(promo)]
+    assert len(rows) == 2 * len(promo)  # the email step is there, cancelled, when the push succeeded
+    push, email = rows[rows["step"] == 0].set_index("id"), rows[rows["step"] == 1].set_index("id")
+    assert (push["channel"] == "push").all() and (email["channel"] == "email").all()
+    assert push["sent"].all() and set(push["providers"]) == {"pusher"}
+    failed_push = push.index[push["outcome"] == "failed"]
+    assert 0 < len(failed_push) < len(promo)  # the pusher refuses some with a 400
+    assert set(email.index[email["started"]]) == set(failed_push)  # the fallback started for exactly those
+    assert (email.loc[~email["started"], "outcome"] == "cancelled").all()
+    assert (push.loc[push["accepted"], "outcome"] == "succeeded").all()
+    # Funnel order at every step: sent ⊇ accepted ⊇ delivered ⊇ opened.
+    for col_a, col_b in (("sent", "accepted"), ("accepted", "delivered"), ("delivered", "opened")):
+        assert (rows[col_a] | ~rows[col_b]).all(), (col_a, col_b)
+    assert push["opened"].sum() > 0 and email["opened"].sum() > 0
+    assert set(incident.read) <= set(push.index[push["opened"]])  # read on push, as the application said
+    assert (email.loc[email["accepted"], "cost"] == BACKUP_COST).all()
+    # A promo is completed exactly when one of its steps was accepted.
+    completed = set(notes.loc[(notes["type"] == "promo") & (notes["state"] == "completed"), "id"])
+    assert completed == set(rows.loc[rows["accepted"], "id"])
+    assert notes.set_index("id").loc[list(promo), "steps"].tolist() == [
+        1 + int(i in set(failed_push)) for i in promo]
+    # One step for the rest: the same facts as notifications().
+    rest = per_step[~per_step["id"].isin(promo)].set_index("id")
+    assert (rest["step"] == 0).all() and len(rest) == len(incident.ids) - len(promo) and rest["started"].all()
+    by_note = notes.set_index("id").loc[rest.index]
+    assert (rest["channel"].astype(str) == by_note["channel"].astype(str)).all()
+    assert (rest["outcome"].astype(str) == by_note["state"].astype(str)).all()
+    assert (rest["accepted"] == by_note["accepted_ms"].notna()).all()
+
+
+def test_steps_from_hand_written_lines() -> None:
+    """A cascade whose push failed and whose email was delivered and opened, and a plain one."""
+    lines = [
+        v1(1, T0, 7, "received"), v1(2, T0 + 1, 7, "routed", detail="2 steps"),
+        v1(3, T0 + 2, 7, "step_started", step=0, channel="push"),
+        v1(4, T0 + 3, 7, "sending", step=0, channel="push", attempt=1, provider="fcm"),
+        v1(5, T0 + 4, 7, "attempt_failed", step=0, channel="push", attempt=1, provider="fcm",
+           error_class="recipient_invalid"),
+        v1(6, T0 + 5, 7, "step_failed", step=0, channel="push"),
+        v1(7, T0 + 6, 7, "step_started", step=1, channel="email"),
+        v1(8, T0 + 7, 7, "sending", step=1, channel="email", attempt=1, provider="ses"),
+        v1(9, T0 + 2_007, 7, "accepted", step=1, channel="email", attempt=1, provider="ses", cost=0.001),
+        v1(10, T0 + 2_008, 7, "step_succeeded", step=1, channel="email"),
+        v1(11, T0 + 2_008, 7, "completed"),
+        v1(12, T0 + 9_007, 7, "delivered", step=1, provider="ses"),
+        v1(13, T0 + 9_008, 7, "opened", step=1, provider="ses"),
+        v1(14, T0 + 10, 8, "received"), v1(15, T0 + 11, 8, "routed", channel="sms"),
+        v1(16, T0 + 12, 8, "sending", channel="sms", attempt=1, provider="tw"),
+        v1(17, T0 + 1_012, 8, "accepted", channel="sms", attempt=1, provider="tw"),
+        v1(18, T0 + 1_013, 8, "completed", channel="sms"),
+        v1(19, T0 + 5_000, 8, "acknowledged", channel="sms"),
+    ]
+    frame = analysis._typed(analysis._frame_json(["".join(json.dumps(x) + "\n" for x in lines).encode()]))
+    got = analysis.steps(frame)
+    assert got[["id", "step", "channel", "started", "sent", "accepted", "delivered", "opened", "outcome"]].astype(
+        "object").values.tolist() == [
+        ["7", 0, "push", True, True, False, False, False, "failed"],
+        ["7", 1, "email", True, True, True, True, True, "succeeded"],
+        ["8", 0, "sms", True, True, True, False, True, "completed"],  # read, as the application reported
+    ]
+    assert got["providers"].tolist() == ["fcm", "ses", "tw"]
+    assert got["accepted_ms"].tolist()[1:] == [pytest.approx(2.007), pytest.approx(1.002)]
+    assert got["delivered_ms"].tolist()[1] == pytest.approx(9.007)
+    assert got["error_class"].astype("object").tolist()[0] == "recipient_invalid"
+    assert analysis.notifications(frame).set_index("id")["steps"].to_dict() == {"7": 2, "8": 1}
+
+
 def test_parquet_round_trip(tmp_path: Path, events: pd.DataFrame, notes: pd.DataFrame) -> None:
-    for frame, name in ((events, "events.parquet"), (notes, "notifications.parquet")):
+    for frame, name in ((events, "events.parquet"), (notes, "notifications.parquet"),
+                        (analysis.steps(events), "steps.parquet")):
         path = analysis.to_parquet(frame, tmp_path / name)
         back = pd.read_parquet(path)
         pd.testing.assert_frame_equal(back, frame, check_categorical=False)

@@ -1,5 +1,6 @@
 """notebooks/: each one runs top to bottom on the data directory of a small incident (an error rate
-at one provider, an outage at the other, failovers and dead letters), and is committed clean."""
+at one provider, an outage at the other, failovers and dead letters, a push-then-email campaign),
+and is committed clean."""
 
 from __future__ import annotations
 
@@ -53,3 +54,17 @@ def test_notebook_runs_on_an_incident(path: Path, incident: Workload, tmp_path: 
     assert images, f"{path.name} drew no figure"
     text = "".join(o.get("text", "") for o in outputs if o.get("output_type") == "stream")
     assert f"{len(incident.ids):,} notifications" in text
+    if path.stem == "campaign_funnel":
+        # The funnel by cascade step: promo's push (step 0) and its email fallback (step 1), with
+        # the counts analysis.steps() gives for the same directory.
+        from herald import analysis
+
+        steps = analysis.steps(analysis.load_events(incident.data_dir))
+        ran = steps[steps["started"] & (steps["type"] == "promo")]
+        for step, channel in ((0, "push"), (1, "email")):
+            mine = ran[ran["step"] == step]
+            assert len(mine) > 0
+            line = f"promo step {step} ({channel}): " + " -> ".join(
+                f"{int(mine[s].sum()):,} {s}" for s in ("sent", "accepted", "delivered", "opened"))
+            assert line in text, (line, text)
+        assert "otp step 0 (sms): " in text

@@ -116,6 +116,11 @@ def solo(n):
 @rule("otp")
 def otp(n):
     return Plan("sms", ["twilio"], "Your code is {code|0}")
+
+
+@rule("flaky")
+def flaky(n):
+    return Plan("sms", ["flaky"], "{text|hello}")
 """
 
 
@@ -159,6 +164,13 @@ def _start(tmp: Path, sandbox: Sandbox) -> Api:
         cost_per_message = 0.0079
         settings = {{ account_sid = "AC00000000000000000000000000000001", from = "+15550100" }}
         secrets = {{ auth_token = "twilio-test-token" }}
+
+        [providers.flaky]                # one failure opens its circuit, for an hour
+        kind = "sandbox"
+        url = "{sandbox.url}"
+        max_attempts = 1
+        circuit_consecutive_failures = 1
+        circuit_cooldown_ms = 3600000
     """))
     env = {**os.environ, "HERALD_OPENAPI_TEST_KEY": KEY}
     with (tmp / "serve.stderr").open("w") as stderr:  # a file, not a pipe: a full pipe would stall it
@@ -195,6 +207,8 @@ def _seed(api: Api) -> None:
         api.sandbox.set_faults("primary", error_rate=1.0, error_status=400)
         api.ids["dead"] = send(type="solo", recipient={"id": "u5", "phone": "+15550105"})
         assert _final(http, api.ids["dead"])["state"] == "dead_lettered"
+        api.sandbox.set_faults("flaky", error_rate=1.0, error_status=503)
+        assert _final(http, send(type="flaky", recipient="u6"))["state"] == "dead_lettered"
         api.sandbox.clear_faults()
         assert _final(http, api.ids["completed"])["state"] == "completed"
         assert _final(http, api.ids["suppressed"])["state"] == "suppressed"
@@ -275,6 +289,13 @@ def test_known_notifications_answer_as_documented(api: Api, schema: schemathesis
     _call(api, ops[("POST", "/v1/notifications")].Case(body={**repeat, "data": {"x": 1}}, media_type="application/json"),
           "known")
     _call(api, ops[("POST", "/v1/notifications:batch")].Case(body=[], media_type="application/json"), "known")
+    # The dashboard with answers in its minutes and an open circuit (a probe time, not null).
+    _call(api, ops[("GET", "/v1/dashboard")].Case(query={"limit": 5}), "known")
+    with httpx.Client(base_url=api.url, headers=AUTH, timeout=30) as http:
+        board = http.get("/v1/dashboard").json()
+    flaky = next(p for p in board["providers"] if p["name"] == "flaky")
+    assert flaky["circuit"]["state"] == "open" and flaky["circuit"]["half_open_at"] > board["at"]
+    assert sum(flaky["last_hour"]["failed"]) == 1 and sum(board["last_hour"]["failed"]) >= 2
     _call(api, ops[("DELETE", "/v1/suppressions/{channel}/{address}")].Case(
         path_parameters={"channel": "sms", "address": "+15005550004"}), "known")
     seen = {(m, p, s) for m, p, s in api.statuses}

@@ -243,7 +243,8 @@ def test_demo_keep_leaves_the_sandbox_up_to_browse(browser: WebDriver, tmp_path:
 
 def test_dashboard_shows_queues_a_dead_letter_and_finds_a_trace(browser: WebDriver, serve: Callable[..., Served],  # noqa: F811
                                                                 sandbox: Sandbox, tmp_path: Path) -> None:
-    served = serve()
+    # Two failures in a row open primary's circuit (for an hour): the outage at the end does that.
+    served = serve(primary_extra="circuit_consecutive_failures = 2\ncircuit_cooldown_ms = 3600000")
     sandbox.set_faults("primary", error_rate=1.0, error_status=400, error_code="bad_number")
     with served.client() as client:
         dead = client.send("solo", {"id": "dora", "phone": "+15550199"}, {"text": "hi"})
@@ -259,8 +260,10 @@ def test_dashboard_shows_queues_a_dead_letter_and_finds_a_trace(browser: WebDriv
         r.get_attribute("data-lane"): r.text for r in d.find_elements(By.CSS_SELECTOR, "#queues tr")})
     assert set(lanes) == {"critical", "high", "normal", "bulk"}
     assert all(re.fullmatch(r"\w+ \d+ \d+", t) for t in lanes.values()), lanes
-    providers = wait_until(browser, "the providers", lambda d: d.find_element(By.ID, "providers").text)
-    assert "primary" in providers and "not reported" in providers
+    circuits = wait_until(browser, "the providers", lambda d: {
+        r.get_attribute("data-provider"): r.find_element(By.CSS_SELECTOR, "td[data-circuit]").get_attribute("data-circuit")
+        for r in d.find_elements(By.CSS_SELECTOR, "#providers tr")})
+    assert circuits == {"primary": "closed", "backup": "closed"}
     wait_until(browser, "the dead letter", lambda d: d.find_elements(By.CSS_SELECTOR, f"#dead-letters a[data-id='{dead.id}']"))
     assert "dora" in wait_until(browser, "the dead letters", lambda d: d.find_element(By.ID, "dead-letters").text)
 
@@ -283,11 +286,32 @@ def test_dashboard_shows_queues_a_dead_letter_and_finds_a_trace(browser: WebDriv
     assert found == [str(i) for i in reversed(eve)]  # newest first
     click(browser, "the dead letter's link", f"#dead-letters a[data-id='{dead.id}']")
     wait_until(browser, "the trace from the link", lambda d: str(dead.id) in d.find_element(By.ID, "trace-summary").text)
-    # The rates: what was sent before the page opened is its base; a send now counts in this minute.
+    # The rates are the engine's: what was sent before the page opened is there (eve's two, dora's
+    # failure), and a send now counts in this minute.
+    wait_until(browser, "the last hour's answers", lambda d: re.search(
+        r"accepted, last hour\s+2\b.*failed, last hour\s+1\b", d.find_element(By.ID, "totals").text, re.S))
     with served.client() as client:
         _ = client.send("solo", {"id": "fay", "phone": "+15550166"}, {"text": "hello"})
     wait_until(browser, "the send in the rates", lambda d: re.search(
-        r"sent, watched hour\s+1\b", d.find_element(By.ID, "totals").text))
-    assert browser.find_elements(By.CSS_SELECTOR, "#chart rect")  # the minute's bars
+        r"accepted this minute\s+\d+.*accepted, last hour\s+3\b", d.find_element(By.ID, "totals").text, re.S))
+    assert browser.find_elements(By.CSS_SELECTOR, "#chart rect[data-series='accepted']")  # the minutes' bars
+    assert browser.find_elements(By.CSS_SELECTOR, "#chart rect[data-series='failed']")
+    # One provider's minutes: backup has answered nothing yet.
+    Select(browser.find_element(By.ID, "chart-provider")).select_by_value("backup")
+    wait_until(browser, "backup's empty chart", lambda d: not d.find_elements(By.CSS_SELECTOR, "#chart rect"))
+    assert re.search(r"accepted, last hour\s+0\b", browser.find_element(By.ID, "totals").text)
+
+    # An outage at primary: an otp fails there twice (a retry), which opens its circuit, and goes
+    # on to backup; the page shows the open circuit and backup's minute.
+    sandbox.set_faults("primary", error_rate=1.0, error_status=503)
+    with served.client() as client:
+        otp = client.send("otp", {"id": "gus", "phone": "+15550177"}, {"code": "7"})
+        wait_for(lambda: client.status(otp.id).state == "completed", what="the otp via backup")
+    wait_until(browser, "primary's circuit open", lambda d: d.find_elements(
+        By.CSS_SELECTOR, "#providers tr[data-provider='primary'] td[data-circuit='open']"))
+    assert "probe at" in browser.find_element(By.CSS_SELECTOR, "#providers tr[data-provider='primary']").text
+    wait_until(browser, "backup's answer in its chart", lambda d: d.find_elements(
+        By.CSS_SELECTOR, "#chart rect[data-series='accepted']"))
+    Select(browser.find_element(By.ID, "chart-provider")).select_by_value("")
     screenshot(browser, tmp_path, "dashboard")
     assert console_errors(browser) == []

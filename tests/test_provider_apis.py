@@ -4,6 +4,7 @@ Only the provider's ``url`` points at the sandbox; everything else is the real c
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import http.server
@@ -280,6 +281,30 @@ def test_webhook_requests_are_signed(engine: Engine, tmp_path: Path, providers: 
     expected = hmac.new(b"hook-secret", fields["t"].encode() + b"." + body, hashlib.sha256).hexdigest()
     assert hmac.compare_digest(expected, fields["v1"])
     assert json.loads(body)["text"] == "order 7 shipped"
+
+
+def test_the_sandboxs_records_hold_no_secret(engine: Engine, sandbox: Sandbox, tmp_path: Path) -> None:
+    """GET /_sandbox/messages (and its long poll) never carries a credential in full: not in
+    request_headers, not in the older headers field (x-* headers: API keys, tokens, signatures)."""
+    api_key = "hook-api-key-0123456789abcdef"
+    hook = {"name": "hook", "kind": "webhook", "url": f"{sandbox.url}/hooks/orders",
+            "headers": {"X-Api-Key": api_key}, "secrets": {"signing_secret": "hook-secret"}}
+    ids = [engine.send("otp", {"id": "s1", "phone": "+15551230009"}, {"code": "1"}).id,
+           engine.send("welcome", {"id": "s2", "email": "s2@example.com"}, {"name": "Ada"}).id]
+    with Engine(tmp_path / "hook-data", rules=rules(), providers=[hook]) as e:
+        r = e.send("hook", {"id": "svc"}, {"text": "order 7 shipped"})
+        assert e.wait(r.id).state == "completed"
+    assert all(engine.wait(i).state == "completed" for i in ids)
+    listed = urllib.request.urlopen(f"{sandbox.url}/_sandbox/messages").read().decode()
+    polled = urllib.request.urlopen(f"{sandbox.url}/_sandbox/messages?after=0&wait_ms=0").read().decode()
+    [recorded] = [m for m in json.loads(listed) if m.get("service") == "hook" or m.get("path") == "/hooks/orders"]
+    assert recorded["headers"]["x-api-key"].endswith("(29 chars)")  # there, masked
+    signature = recorded["headers"]["x-herald-signature"]
+    assert signature.startswith("t=") and signature.endswith("chars)") and ",v1=" not in signature
+    basic = base64.b64encode(f"{TWILIO_SID}:{TWILIO_TOKEN}".encode()).decode()
+    for text in (listed, polled):
+        for secret in (api_key, "hook-secret", TWILIO_TOKEN, basic, SENDGRID_KEY):
+            assert secret not in text, f"a secret in the sandbox's JSON: {secret[:6]}..."
 
 
 # -- the provider's own words in the delivery log -------------------------------------------------------

@@ -51,10 +51,11 @@ class Served:
         return Client(self.url, api_key=api_key)
 
 
-def _config(tmp_path: Path, sandbox: Sandbox, max_body_bytes: int, receipts: bool, data_dir: Path) -> Path:
+def _config(tmp_path: Path, sandbox: Sandbox, max_body_bytes: int, receipts: bool, data_dir: Path,
+            serve_extra: str = "", primary_extra: str = "", rules_text: str = RULES) -> Path:
     rules = tmp_path / "rules"
-    rules.mkdir()
-    (rules / "serve_rules.py").write_text(RULES)
+    rules.mkdir(exist_ok=True)
+    (rules / "serve_rules.py").write_text(rules_text)
     config = tmp_path / "herald.toml"
     config.write_text(textwrap.dedent(f"""
         [serve]
@@ -64,6 +65,7 @@ def _config(tmp_path: Path, sandbox: Sandbox, max_body_bytes: int, receipts: boo
         max_body_bytes = {max_body_bytes}
         workers = 4
         {'receipts = "127.0.0.1:0"' if receipts else ""}
+        {serve_extra}
 
         [serve.api_keys]
         test = {{ env = "HERALD_SERVE_TEST_KEY" }}
@@ -74,6 +76,7 @@ def _config(tmp_path: Path, sandbox: Sandbox, max_body_bytes: int, receipts: boo
         concurrency = 16
         max_attempts = 2
         secrets = {{ signing_secret = "sandbox-secret" }}
+        {primary_extra}
 
         [providers.backup]
         kind = "sandbox"
@@ -89,8 +92,10 @@ def serve(tmp_path: Path, sandbox: Sandbox) -> Iterator[Callable[..., Served]]:
     """Starts `python -m herald.serve` as users run it; reads the bound URL from its stdout."""
     started: list[subprocess.Popen[str]] = []
 
-    def start(max_body_bytes: int = 65_536, receipts: bool = False, data_dir: Path | None = None) -> Served:
-        config = _config(tmp_path, sandbox, max_body_bytes, receipts, data_dir or tmp_path / "serve-data")
+    def start(max_body_bytes: int = 65_536, receipts: bool = False, data_dir: Path | None = None,
+              serve_extra: str = "", primary_extra: str = "", rules_text: str = RULES) -> Served:
+        config = _config(tmp_path, sandbox, max_body_bytes, receipts, data_dir or tmp_path / "serve-data",
+                         serve_extra, primary_extra, rules_text)
         env = {**os.environ, "HERALD_SERVE_TEST_KEY": KEY}
         log = tmp_path / "serve.stderr"
         with log.open("w") as stderr:  # a file, not a pipe: a full pipe would stall the server
@@ -189,7 +194,7 @@ def test_dashboard_answers_queues_providers_and_dead_letters_and_finds_by_recipi
         assert [q["lane"] for q in d["queues"]] == ["critical", "high", "normal", "bulk"]
         assert all(q["ready"] == 0 and q["waiting"] == 0 for q in d["queues"])  # everything is final
         assert {p["name"] for p in d["providers"]} == {"primary", "backup"}
-        assert all(p["circuit"] is None for p in d["providers"])
+        assert all(p["circuit"]["state"] == "closed" for p in d["providers"])
         assert d["stats"]["dead_lettered"] == 1 and d["stats"]["received"] == 2
         assert d["health"]["closing"] is False and d["health"]["store_degraded"] is False
         assert [n["id"] for n in d["dead_letters"]] == [str(dead.id)]
@@ -203,6 +208,39 @@ def test_dashboard_answers_queues_providers_and_dead_letters_and_finds_by_recipi
         page = http.get("/dashboard")  # no key to load the page; it asks for one
         assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
         assert "/v1/dashboard" in page.text
+
+
+def test_dashboard_reports_circuits_and_the_last_hours_minutes(serve: Callable[..., Served], sandbox: Sandbox) -> None:
+    """The breakers' real state (an outage opens primary's) and the engine's own per-minute counts
+    of provider answers: what was sent is there, by provider, in the current minute."""
+    served = serve(primary_extra="circuit_consecutive_failures = 2\ncircuit_cooldown_ms = 3600000")
+    auth = {"Authorization": f"Bearer {KEY}"}
+    sandbox.set_faults("primary", error_rate=1.0, error_status=503)
+    with served.client() as client, httpx.Client(base_url=served.url, headers=auth) as http:
+        # otp goes primary then backup: each fails once on primary (max_attempts 2: a retry, the
+        # second failure in a row opens the circuit), then goes to backup.
+        first = client.send("otp", {"id": "u1", "phone": "+15550100"}, {"code": "1"})
+        assert _wait_final(client, first.id).state == "completed"
+        d = http.get("/v1/dashboard").json()
+        providers = {p["name"]: p for p in d["providers"]}
+        primary = providers["primary"]["circuit"]
+        assert primary["state"] == "open" and primary["failure_rate"] == 1.0 and primary["attempts"] == 2
+        assert primary["half_open_at"] == pytest.approx(d["at"] + 3600, abs=60)
+        assert providers["backup"]["circuit"] == {"state": "closed", "failure_rate": 0.0, "attempts": 1,
+                                                  "half_open_at": None}
+        # While open, traffic goes straight to backup: two more, no attempt on primary.
+        more = [client.send("otp", {"id": f"u{i}", "phone": "+15550100"}, {"code": "2"}).id for i in (2, 3)]
+        assert all(_wait_final(client, i).state == "completed" for i in more)
+        d = http.get("/v1/dashboard").json()
+    minutes = d["last_hour"]
+    assert minutes["bucket_seconds"] == 60 and len(minutes["accepted"]) == len(minutes["failed"]) == 60
+    assert minutes["start"] % 60 == 0 and minutes["start"] <= d["at"] < minutes["start"] + 3600
+    by_name = {p["name"]: p["last_hour"] for p in d["providers"]}
+    assert (sum(by_name["primary"]["accepted"]), sum(by_name["primary"]["failed"])) == (0, 2)
+    assert (sum(by_name["backup"]["accepted"]), sum(by_name["backup"]["failed"])) == (3, 0)
+    assert (sum(minutes["accepted"]), sum(minutes["failed"])) == (3, 2)
+    # All in the last minute or two (the sends straddle a minute's end at most once).
+    assert sum(minutes["accepted"][-2:]) == 3 and sum(minutes["failed"][-2:]) == 2
 
 
 def test_no_key_is_401_a_wrong_key_403_and_a_large_body_413(serve: Callable[..., Served]) -> None:
@@ -461,3 +499,50 @@ def test_many_processes_share_one_serve_and_each_notification_is_sent_once(
         assert all(_wait_final(client, id).state == "completed" for id in ids)
     texts = sorted(m["body"]["text"] for m in sandbox.messages("primary"))
     assert texts == sorted(f"w{w}-{i}" for w in range(workers) for i in range(per_worker))
+
+
+ALERT_RULES = RULES + """
+
+from herald import Alert, dead_letters
+
+
+@rule("herald_alert")
+def page_ops(n):
+    return Plan("sms", ["backup"], "{text}")
+
+
+DEAD = Alert("dead_letters_growing", dead_letters(over=600), above=0, for_=0)
+"""
+
+
+def test_alert_interval_is_read_from_serve_and_checked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from herald.serve import load_config
+
+    monkeypatch.setenv("HERALD_SERVE_TEST_KEY", KEY)
+    path = tmp_path / "herald.toml"
+    head = '[serve.api_keys]\nt = { env = "HERALD_SERVE_TEST_KEY" }\n'
+    path.write_text("[serve]\n" + head, encoding="utf-8")
+    assert load_config(path).alert_interval == 5.0  # the engine's default
+    path.write_text("[serve]\nalert_interval = 0.25\n" + head, encoding="utf-8")
+    assert load_config(path).alert_interval == 0.25
+    for bad in ('"5s"', "true", "0", "0.001", "3601", "-1"):
+        path.write_text(f"[serve]\nalert_interval = {bad}\n" + head, encoding="utf-8")
+        with pytest.raises(herald.ConfigError) as err:
+            load_config(path)
+        assert err.value.field == "serve.alert_interval", bad
+        assert str(err.value).startswith("serve.alert_interval: must be a number of seconds from 0.01 to 3600"), bad
+
+
+def test_serve_evaluates_alerts_at_its_alert_interval(serve: Callable[..., Served], sandbox: Sandbox) -> None:
+    # At the default 5 s the first evaluation after the dead letter comes seconds later; at 0.05 s
+    # the alert fires well within the wait below.
+    served = serve(serve_extra="alert_interval = 0.05", rules_text=ALERT_RULES)
+    sandbox.set_faults("primary", error_rate=1.0, error_status=400)
+    with served.client() as client, httpx.Client(base_url=served.url) as http:
+        dead = client.send("solo", "rita", {"text": "a"})
+        _wait_final(client, dead.id)
+        started = time.monotonic()
+        firing = 'herald_alert_firing{alert="dead_letters_growing"} 1'
+        wait_for(lambda: firing in http.get("/metrics").text, timeout=2.5, interval=0.02,
+                 what="the alert firing within a few evaluations")
+        assert time.monotonic() - started < 2.5

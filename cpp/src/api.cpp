@@ -425,10 +425,27 @@ json encode(const Suppression& x) {
               {"at", seconds_or_null(x.at_ms)}};
 }
 
+namespace {
+
+json minute_series(const LastHour::Series& series, std::uint64_t MinuteCounts::*field) {
+  json out = json::array();
+  for (const MinuteCounts& m : series) out.push_back(m.*field);
+  return out;
+}
+
+json minutes_json(const LastHour::Series& series) {
+  return json{{"accepted", minute_series(series, &MinuteCounts::accepted)},
+              {"failed", minute_series(series, &MinuteCounts::failed)}};
+}
+
+}  // namespace
+
 json dashboard(Engine& engine, std::size_t dead_letters) {
   const EngineStats c = engine.stats();
   const EngineHealth h = engine.health();
   const MetricsGauges g = engine.gauges();
+  const std::vector<ProviderHealth> health = engine.provider_health();
+  const LastHour hour = engine.attempts_last_hour();
   json stats = {{"received", c.received},         {"deduplicated", c.deduplicated},
                 {"attempts", c.attempts},         {"accepted", c.accepted},
                 {"retries", c.retries},           {"failovers", c.failovers},
@@ -446,9 +463,24 @@ json dashboard(Engine& engine, std::size_t dead_letters) {
   }
   json providers = json::array();
   for (const auto& [name, in_flight] : g.provider_in_flight) {
-    // "circuit": the provider's breaker state once the engine has breakers; null until then.
-    providers.push_back({{"name", name}, {"in_flight", in_flight}, {"circuit", nullptr}});
+    json circuit = nullptr;  // a provider the gauges list is configured, so its health is there too
+    for (const ProviderHealth& p : health) {
+      if (p.name != name) continue;
+      circuit = {{"state", std::string(to_string(p.circuit))},
+                 {"failure_rate", p.failure_rate},
+                 {"attempts", p.attempts},
+                 {"half_open_at", p.circuit == CircuitState::open ? seconds_or_null(p.half_open_at_ms) : json(nullptr)}};
+    }
+    json minutes = minutes_json(LastHour::Series{});
+    for (const auto& [n, series] : hour.providers) {
+      if (n == name) minutes = minutes_json(series);
+    }
+    providers.push_back({{"name", name}, {"in_flight", in_flight}, {"circuit", std::move(circuit)},
+                         {"last_hour", std::move(minutes)}});
   }
+  json last_hour = minutes_json(hour.total);
+  last_hour["start"] = static_cast<double>(hour.start_ms) / 1000.0;
+  last_hour["bucket_seconds"] = 60;
   json dead = json::array();
   for (const auto& s : engine.dead_letters(dead_letters)) dead.push_back(encode(s));
   return json{{"at", static_cast<double>(engine.now_ms()) / 1000.0},
@@ -461,6 +493,7 @@ json dashboard(Engine& engine, std::size_t dead_letters) {
               {"queues", std::move(queues)},
               {"scheduled", g.scheduled},
               {"providers", std::move(providers)},
+              {"last_hour", std::move(last_hour)},
               {"dead_letters", std::move(dead)}};
 }
 

@@ -1,9 +1,9 @@
 #pragma once
 // `herald serve`'s dashboard (GET /dashboard): one self-contained page (markup, style, script; no
 // external files). It asks for an API key, keeps it in the tab's sessionStorage only, and polls
-// GET /v1/dashboard with it: queue depth per lane, provider state, counters, recent dead letters.
-// Rates per minute are worked out in the page from the counters it samples (the last hour it has
-// been open). The trace search reads GET /v1/notifications/{id} and its /trace, or a recipient's
+// GET /v1/dashboard with it: queue depth per lane, providers' circuit breakers, counters, recent
+// dead letters, and the provider answers per minute of the last hour as the engine counted them
+// (drawn for all providers or one). The trace search reads GET /v1/notifications/{id} and its /trace, or a recipient's
 // notifications from GET /v1/notifications?recipient=. Everything from
 // the server is put in the page as text (textContent), never as markup.
 #include <string_view>
@@ -42,6 +42,11 @@ svg{width:100%;height:120px;background:#fafbfc;border:1px solid #eef}
 .legend span{display:inline-block;margin-right:12px;font-size:11px}
 .sw{display:inline-block;width:10px;height:10px;margin-right:4px;vertical-align:middle}
 a{color:#2450b3;cursor:pointer}
+.warn{color:#a36b00}
+.chart{display:grid;grid-template-columns:auto 1fr;gap:2px 6px;align-items:center}
+.ylabel{writing-mode:vertical-rl;transform:rotate(180deg);font-size:11px;color:#556}
+.xaxis{grid-column:2;display:flex;justify-content:space-between;font-size:11px;color:#556}
+.xlabel{grid-column:2;text-align:center;font-size:11px;color:#556}
 </style></head>
 <body>
 <header><h1>herald dashboard</h1><span id="conn">no key</span>
@@ -53,13 +58,19 @@ a{color:#2450b3;cursor:pointer}
 <section class="card"><h2>queue depth per lane</h2>
 <table><thead><tr><th>lane</th><th>due, in the lane</th><th>waiting for a provider</th></tr></thead><tbody id="queues"></tbody></table>
 <p class="muted">scheduled for later: <span id="scheduled">-</span>; active: <span id="active">-</span>; in flight: <span id="in-flight">-</span></p></section>
-<section class="card"><h2>providers</h2>
-<table><thead><tr><th>provider</th><th>requests in flight</th><th>circuit</th></tr></thead><tbody id="providers"></tbody></table>
-<p class="muted">circuit: the breaker state, once the engine reports one.</p></section>
-<section class="card wide"><h2>rates per minute (last hour this page has watched)</h2>
-<svg id="chart" viewBox="0 0 600 120" preserveAspectRatio="none" role="img" aria-label="rates per minute"></svg>
-<div class="legend"><span><i class="sw" style="background:#2f7dd1"></i>sent (accepted by a provider)</span>
-<span><i class="sw" style="background:#e0a526"></i>retries</span><span><i class="sw" style="background:#c8372d"></i>failed (dead-lettered or expired)</span></div>
+<section class="card wide"><h2>providers</h2>
+<table><thead><tr><th>provider</th><th>in flight</th><th>circuit</th><th>failure rate</th><th>last hour: accepted</th><th>failed</th></tr></thead><tbody id="providers"></tbody></table>
+<p class="muted">circuit: the breaker's state (open: traffic goes to the next provider; half open: one probe);
+failure rate: of the answers in the breaker's window.</p></section>
+<section class="card wide"><h2>provider answers per minute, last hour</h2>
+<p><label>show <select id="chart-provider" aria-label="provider shown"><option value="">all providers</option></select></label>
+<span class="muted">counted by the engine since it started</span></p>
+<div class="chart"><span class="ylabel">answers per minute (max <span id="chart-max">0</span>)</span>
+<svg id="chart" viewBox="0 0 600 120" preserveAspectRatio="none" role="img" aria-label="provider answers per minute, last hour"></svg>
+<div class="xaxis"><span>60 min ago</span><span>45</span><span>30</span><span>15</span><span>now</span></div>
+<div class="xlabel">time (minutes, UTC <span id="chart-from"></span> to <span id="chart-to"></span>)</div></div>
+<div class="legend"><span><i class="sw" style="background:#2f7dd1"></i>accepted by the provider</span>
+<span><i class="sw" style="background:#c8372d"></i>failed (refused, error, timeout)</span></div>
 <div id="totals" class="kpis"></div></section>
 <section class="card wide"><h2>trace search</h2>
 <form id="trace-form"><input id="trace-q" placeholder="notification id or recipient id" size="44" aria-label="trace search">
@@ -73,11 +84,10 @@ a{color:#2450b3;cursor:pointer}
 (function () {
 const $ = (id) => document.getElementById(id);
 const POLL_MS = 2000;
-const SERIES = [["accepted", "#2f7dd1"], ["retries", "#e0a526"], ["failed", "#c8372d"]];
+const SERIES = [["accepted", "#2f7dd1"], ["failed", "#c8372d"]];
 let key = sessionStorage.getItem("herald-dashboard.key") || "";
-let last = null;              // the previous sample's counters
-const minutes = new Map();    // epoch minute -> {accepted, retries, failed}
 let deadLetters = [];
+let latest = null;            // the last answer, to redraw when another provider is chosen
 
 function el(tag, attrs, ...children) {
   const e = document.createElement(tag);
@@ -101,51 +111,55 @@ function kpis(box, pairs) {
     el("div", null, el("span", null, label), el("span", { class: "big " + (cls || "") }, value))));
 }
 
-// ---- rates: per-minute counts from the counters' differences between samples ---------------------
-function sample(at, s) {
-  const now = { accepted: s.accepted, retries: s.retries, failed: s.dead_lettered + s.expired };
-  if (last) {
-    const m = Math.floor(at / 60);
-    const b = minutes.get(m) || { accepted: 0, retries: 0, failed: 0 };
-    for (const k of Object.keys(now)) b[k] += Math.max(0, now[k] - last[k]);  // a restart counts from 0 again
-    minutes.set(m, b);
-  }
-  last = now;
-  const oldest = Math.floor(at / 60) - 59;
-  for (const m of [...minutes.keys()]) if (m < oldest) minutes.delete(m);
-  drawChart(Math.floor(at / 60));
-}
-function drawChart(current) {
+// ---- rates: the engine's per-minute counts of provider answers, last hour ---------------------------
+function hhmm(sec) { return new Date(sec * 1000).toISOString().slice(11, 16); }
+function drawChart(d) {
+  const chosen = $("chart-provider").value;
+  const p = chosen && d.providers.find((x) => x.name === chosen);
+  const series = p ? p.last_hour : d.last_hour;
+  const n = series.accepted.length;
   const svg = $("chart");
   const ns = "http://www.w3.org/2000/svg";
   let max = 1;
-  for (const b of minutes.values()) for (const [k] of SERIES) max = Math.max(max, b[k]);
+  for (const [k] of SERIES) for (const v of series[k]) max = Math.max(max, v);
   const parts = [];
-  const slot = 600 / 60, bar = slot / SERIES.length;
-  for (let i = 0; i < 60; ++i) {
-    const b = minutes.get(current - 59 + i);
-    if (!b) continue;
+  const slot = 600 / n, bar = slot / SERIES.length;
+  for (let i = 0; i < n; ++i) {
     SERIES.forEach(([k, color], j) => {
-      const h = (b[k] / max) * 110;
+      const v = series[k][i];
+      if (!v) return;
+      const h = (v / max) * 110;
       const r = document.createElementNS(ns, "rect");
       r.setAttribute("x", String(i * slot + j * bar));
       r.setAttribute("y", String(118 - h));
       r.setAttribute("width", String(bar - 0.5));
       r.setAttribute("height", String(h));
       r.setAttribute("fill", color);
+      r.setAttribute("data-minute", String(i));
+      r.setAttribute("data-series", k);
       const t = document.createElementNS(ns, "title");
-      t.textContent = k + ": " + b[k] + " (" + (59 - i) + " min ago)";
+      t.textContent = k + ": " + v + " at " + hhmm(d.last_hour.start + i * d.last_hour.bucket_seconds) + " UTC";
       r.append(t);
       parts.push(r);
     });
   }
   svg.replaceChildren(...parts);
-  const sum = { accepted: 0, retries: 0, failed: 0 };
-  for (const b of minutes.values()) for (const k of Object.keys(sum)) sum[k] += b[k];
-  const lastMin = minutes.get(current) || { accepted: 0, retries: 0, failed: 0 };
-  kpis($("totals"), [["sent this minute", lastMin.accepted], ["failed this minute", lastMin.failed, lastMin.failed ? "bad" : ""],
-                     ["sent, watched hour", sum.accepted], ["retries, watched hour", sum.retries],
-                     ["failed, watched hour", sum.failed, sum.failed ? "bad" : ""]]);
+  $("chart-max").textContent = max;
+  $("chart-from").textContent = hhmm(d.last_hour.start);
+  $("chart-to").textContent = hhmm(d.last_hour.start + n * d.last_hour.bucket_seconds);
+  const sum = (xs) => xs.reduce((a, b) => a + b, 0);
+  const acc = sum(series.accepted), fail = sum(series.failed);
+  const rate = acc + fail ? (100 * fail / (acc + fail)).toFixed(1) + " %" : "-";
+  kpis($("totals"), [["accepted this minute", series.accepted[n - 1]],
+                     ["failed this minute", series.failed[n - 1], series.failed[n - 1] ? "bad" : ""],
+                     ["accepted, last hour", acc], ["failed, last hour", fail, fail ? "bad" : ""],
+                     ["failure rate, last hour", rate, fail ? "bad" : ""]]);
+}
+function circuitCell(c) {
+  if (!c) return el("td", { class: "muted" }, "unknown");
+  const cls = c.state === "open" ? "bad" : c.state === "half_open" ? "warn" : "ok";
+  const probe = c.state === "open" && c.half_open_at ? " (probe at " + when(c.half_open_at).slice(11) + ")" : "";
+  return el("td", { class: cls, "data-circuit": c.state }, c.state.replace("_", " ") + probe);
 }
 
 // ---- one poll ----------------------------------------------------------------------------------
@@ -168,9 +182,18 @@ function show(d) {
   $("scheduled").textContent = d.scheduled;
   $("active").textContent = d.stats.active;
   $("in-flight").textContent = d.stats.in_flight;
+  const sum = (xs) => xs.reduce((a, b) => a + b, 0);
   replaceIfChanged("providers", d.providers, () => d.providers.map((p) =>
-    el("tr", null, el("td", null, p.name), el("td", { class: "n" }, p.in_flight),
-       el("td", { class: "muted" }, p.circuit === null ? "not reported" : String(p.circuit.state || p.circuit)))));
+    el("tr", { "data-provider": p.name }, el("td", null, p.name), el("td", { class: "n" }, p.in_flight), circuitCell(p.circuit),
+       el("td", { class: "n" }, p.circuit ? (100 * p.circuit.failure_rate).toFixed(1) + " % of " + p.circuit.attempts + " answers" : ""),
+       el("td", { class: "n" }, sum(p.last_hour.accepted)), el("td", { class: "n" }, sum(p.last_hour.failed)))));
+  const picker = $("chart-provider");
+  const names = d.providers.map((p) => p.name);
+  if (JSON.stringify(names) !== JSON.stringify([...picker.options].slice(1).map((o) => o.value))) {
+    const chosen = picker.value;
+    picker.replaceChildren(el("option", { value: "" }, "all providers"), ...names.map((n) => el("option", { value: n }, n)));
+    picker.value = names.includes(chosen) ? chosen : "";
+  }
   deadLetters = d.dead_letters;
   replaceIfChanged("dead-letters", deadLetters, () => deadLetters.map((n) => {
     const a = el("a", { "data-id": n.id }, n.id);
@@ -180,7 +203,8 @@ function show(d) {
               el("td", null, when(n.updated_at)));
   }));
   $("no-dead").style.display = deadLetters.length ? "none" : "";
-  sample(d.at, d.stats);
+  latest = d;
+  drawChart(d);
 }
 async function poll() {
   if (!key) { $("conn").className = "off"; $("conn").textContent = "no key"; return; }
@@ -238,9 +262,9 @@ $("key-form").addEventListener("submit", (ev) => {
   key = $("api-key").value.trim();
   sessionStorage.setItem("herald-dashboard.key", key);
   $("api-key").value = "";
-  last = null;
   poll();
 });
+$("chart-provider").addEventListener("change", () => { if (latest) drawChart(latest); });
 $("trace-form").addEventListener("submit", (ev) => { ev.preventDefault(); trace($("trace-q").value); });
 function fromHash() {
   const m = /trace=([^&]+)/.exec(location.hash);

@@ -128,7 +128,7 @@ struct Engine::Impl {
   /// Steps that ended while their parent had not been routed yet (after a restart): the parent
   /// reads them when it resumes, since their final rows may not be committed by then.
   std::unordered_map<Id, std::vector<StepRecord>> early_step_ends;
-  Metrics metrics;
+  Metrics metrics{clock};  ///< `clock` is set before: it is declared earlier
   std::thread loop_thread;
 
   // ---- receipts ----

@@ -89,8 +89,28 @@ void Histogram::render(std::string& out, std::string_view name, std::string_view
   sample(out, std::string(name) + "_count", labels, count_);
 }
 
-Metrics::Metrics()
-    : request_bounds_{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30},
+void MinuteRing::add(std::int64_t minute, bool accepted) noexcept {
+  const auto n = static_cast<std::int64_t>(LastHour::minutes);
+  Slot& s = slots_[static_cast<std::size_t>(((minute % n) + n) % n)];
+  if (s.minute > minute) return;
+  if (s.minute != minute) s = Slot{minute, {}};
+  ++(accepted ? s.counts.accepted : s.counts.failed);
+}
+
+LastHour::Series MinuteRing::window(std::int64_t current) const noexcept {
+  LastHour::Series out{};
+  const auto n = static_cast<std::int64_t>(LastHour::minutes);
+  for (std::int64_t i = 0; i < n; ++i) {
+    const std::int64_t minute = current - (n - 1) + i;
+    const Slot& s = slots_[static_cast<std::size_t>(((minute % n) + n) % n)];
+    if (s.minute == minute) out[static_cast<std::size_t>(i)] = s.counts;
+  }
+  return out;
+}
+
+Metrics::Metrics(std::shared_ptr<const Clock> clock)
+    : clock_(std::move(clock)),
+      request_bounds_{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30},
       // Enqueue to accepted includes time in the queue: a bulk backlog or a retry's backoff.
       accept_bounds_{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600} {
   accept_latency_.reserve(priority_count);
@@ -112,12 +132,27 @@ Metrics::ByProvider& Metrics::provider(const std::string& name) {
 
 void Metrics::attempt(const std::string& provider_name, OutcomeKind outcome, const std::string& channel, double cost) {
   const auto k = static_cast<std::size_t>(outcome);
-  if (k < outcome_kinds.size()) ++provider(provider_name).outcomes[k];
+  ByProvider& p = provider(provider_name);
+  if (k < outcome_kinds.size()) ++p.outcomes[k];
+  const std::int64_t minute = (clock_ ? clock_->now_ms() : herald::now_ms()) / 60'000;
+  p.recent.add(minute, outcome == OutcomeKind::accepted);
+  recent_.add(minute, outcome == OutcomeKind::accepted);
   if (!channel.empty() && k < outcome_kinds.size()) ++channels_[channel][k];
   if (outcome == OutcomeKind::accepted && cost > 0) spend_[provider_name] += cost;
 }
 
 void Metrics::alert(const std::string& name, bool firing) { alerts_[name] = firing; }
+
+LastHour Metrics::last_hour(std::int64_t now_ms) const {
+  const std::int64_t current = now_ms / 60'000;
+  LastHour h;
+  h.start_ms = (current - static_cast<std::int64_t>(LastHour::minutes) + 1) * 60'000;
+  h.total = recent_.window(current);
+  h.providers.reserve(providers_.size());
+  for (const auto& [name, p] : providers_) h.providers.emplace_back(name, p.recent.window(current));
+  std::sort(h.providers.begin(), h.providers.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  return h;
+}
 
 void Metrics::request(const std::string& provider_name, std::chrono::microseconds latency) {
   provider(provider_name).latency.observe(latency);

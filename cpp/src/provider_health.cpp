@@ -1,7 +1,8 @@
 // Providers' health on the loop: each provider's circuit breaker is fed the answers, an open
 // circuit sends the notifications queued for it on to the next provider of their chains, every
 // change of state is an event of notification 0, and the rules read a view of it all while they
-// route. Everything here runs on the loop thread.
+// route; and the attempts per minute of the last hour, for the dashboard. Everything here runs on
+// the loop thread.
 #include <algorithm>
 
 #include "engine_impl.hpp"
@@ -120,6 +121,20 @@ std::vector<ProviderHealth> Engine::provider_health() {
     }
     std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
     return out;
+  });
+}
+
+LastHour Engine::attempts_last_hour() {
+  auto pass = impl_->gate.enter();
+  return impl_->on_loop([i = impl_.get()] {
+    LastHour h = i->metrics.last_hour(i->clock->now_ms());
+    // A provider with no answer yet is listed too, with zeros.
+    for (const auto& [name, p] : i->providers) {
+      const bool listed = std::any_of(h.providers.begin(), h.providers.end(), [&](const auto& x) { return x.first == name; });
+      if (!listed) h.providers.emplace_back(name, LastHour::Series{});
+    }
+    std::sort(h.providers.begin(), h.providers.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+    return h;
   });
 }
 

@@ -50,6 +50,58 @@ TEST(Metrics, AttemptsByChannelSpendAndAlerts) {
   EXPECT_TRUE(has_line(m.render(EngineStats{}, MetricsGauges{}), R"(herald_alert_firing{alert="sms_failures"} 1)"));
 }
 
+TEST(Metrics, AttemptsPerMinuteForTheLastHourFollowTheClock) {
+  // 10:00:30 UTC on some day: minute boundaries are whole minutes of the clock.
+  constexpr std::int64_t t0_us = 1'795'000'000'000'000 - 1'795'000'000'000'000 % 60'000'000 + 30'000'000;
+  auto clock = std::make_shared<ManualClock>(t0_us);
+  Metrics m(clock);
+  m.attempt("sms", OutcomeKind::accepted);
+  m.attempt("sms", OutcomeKind::retryable);
+  m.attempt("mail", OutcomeKind::permanent);
+  clock->advance(std::chrono::seconds(60));  // the next minute
+  m.attempt("sms", OutcomeKind::accepted);
+  m.attempt("sms", OutcomeKind::recipient_invalid);  // every outcome but accepted is a failure
+  LastHour h = m.last_hour(clock->now_ms());
+  EXPECT_EQ(h.start_ms, (t0_us / 1000 / 60'000 + 1 - 59) * 60'000);
+  EXPECT_EQ(h.total[58].accepted, 1u);
+  EXPECT_EQ(h.total[58].failed, 2u);
+  EXPECT_EQ(h.total[59].accepted, 1u);
+  EXPECT_EQ(h.total[59].failed, 1u);
+  std::uint64_t before = 0;
+  for (std::size_t i = 0; i < 58; ++i) before += h.total[i].accepted + h.total[i].failed;
+  EXPECT_EQ(before, 0u);
+  ASSERT_EQ(h.providers.size(), 2u);
+  EXPECT_EQ(h.providers[0].first, "mail");  // by name
+  EXPECT_EQ(h.providers[0].second[58].failed, 1u);
+  EXPECT_EQ(h.providers[1].second[58].accepted, 1u);
+  EXPECT_EQ(h.providers[1].second[59].failed, 1u);
+
+  // 58 minutes on, the first minute is the oldest of the hour; one more and it is gone.
+  clock->advance(std::chrono::minutes(58));
+  h = m.last_hour(clock->now_ms());
+  EXPECT_EQ(h.total[0].failed, 2u);
+  EXPECT_EQ(h.total[1].accepted, 1u);
+  clock->advance(std::chrono::minutes(1));
+  h = m.last_hour(clock->now_ms());
+  EXPECT_EQ(h.total[0].accepted, 1u);
+  EXPECT_EQ(h.total[0].failed, 1u);
+  // A slot reused an hour later starts from zero rather than adding to the old minute.
+  m.attempt("sms", OutcomeKind::accepted);
+  h = m.last_hour(clock->now_ms());
+  EXPECT_EQ(h.total[59].accepted, 1u);
+  EXPECT_EQ(h.total[59].failed, 0u);
+}
+
+TEST(Metrics, MinuteRingDropsAnAnswerOlderThanItsHour) {
+  MinuteRing r;
+  r.add(1000, true);
+  r.add(1000 - 60, false);  // the same slot an hour before: a clock set back; not counted
+  const LastHour::Series w = r.window(1000);
+  EXPECT_EQ(w[59].accepted, 1u);
+  EXPECT_EQ(w[59].failed, 0u);
+  EXPECT_EQ(r.window(1060)[59].accepted, 0u);  // an hour on, the slot is another minute's
+}
+
 TEST(Metrics, FinalStatesAttemptsAndSuppressionsByLabel) {
   Metrics m;
   m.final_state("otp", Priority::critical, State::completed);

@@ -64,6 +64,21 @@ TEST(SandboxHerald, ReceiptsAreSignedWithTheSigningSecret) {
   EXPECT_EQ(statuses[103], (V{"delivered", "opened"}));
 }
 
+TEST(SandboxHerald, ReceiptsOfAStepNameTheStepsOwnIdFromXHeraldId) {
+  Server server(options());
+  server.set_callbacks("*", {true, 10ms, ""});
+  Listener hook;
+  // A step of a plan with many steps: the body carries the parent's id and the step, the
+  // X-Herald-Id header the step's own id, which is what the engine's receipt intake looks up.
+  const json body = {{"callback_url", hook.url("/receipts/push")}, {"id", 500}, {"step", 1},
+                     {"to", {{"push_token", "t"}}}, {"text", "hi"}};
+  ASSERT_EQ(send("POST", server.url() + "/v1/push/messages", body.dump(),
+                 {"Content-Type: application/json", "X-Herald-Id: 501"}).status, 202);
+  const auto got = hook.wait_for(1);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(json::parse(got[0].body)["herald_id"], 501);
+}
+
 TEST(SandboxHerald, StatusQueriesByIdAndIdempotencyKey) {
   Server server(options());
   // 200 ms: long enough that the first lookup still sees "accepted" on a loaded machine.
@@ -159,7 +174,9 @@ TEST(SandboxControl, LongPollAnswersWhenARecordArrives) {
 TEST(SandboxControl, RecordsKeepRequestHeadersWithSecretsMasked) {
   Server server(options());
   std::vector<std::string> headers = {"Content-Type: application/json", "Authorization: Bearer sk_live_0123456789abcdef",
-                                      "X-Api-Key: short", "Idempotency-Key: idem-1"};
+                                      "X-Api-Key: short", "Idempotency-Key: idem-1",
+                                      "X-Auth-Token: tok-secret-ABCDEFGHIJ", "X-Webhook-Signature: sha256=feedfacecafe01",
+                                      "X-Herald-Id: 77"};
   ASSERT_EQ(send("POST", server.url() + "/v1/sms/messages", R"({"text":"hi"})", headers).status, 202);
   const json m = body_json(send("GET", server.url() + "/_sandbox/messages"))[0];
   const json& h = m["request_headers"];
@@ -167,7 +184,16 @@ TEST(SandboxControl, RecordsKeepRequestHeadersWithSecretsMasked) {
   EXPECT_EQ(h["x-api-key"], "\xe2\x80\xa6 (5 chars)");
   EXPECT_EQ(h["idempotency-key"], "idem-1");  // not a secret
   EXPECT_EQ(h["content-type"], "application/json");
-  EXPECT_EQ(m.dump().find("0123456789abcdef"), std::string::npos);
+  // The older "headers" field (x-* and idempotency-key) masks the same way.
+  const json& x = m["headers"];
+  EXPECT_EQ(x["x-api-key"], "\xe2\x80\xa6 (5 chars)");
+  EXPECT_EQ(x["x-auth-token"], "tok-\xe2\x80\xa6 (21 chars)");
+  EXPECT_EQ(x["x-herald-id"], "77");
+  EXPECT_EQ(x["idempotency-key"], "idem-1");
+  const std::string all = m.dump();
+  for (const char* secret : {"0123456789abcdef", "short", "secret-ABCDEFGHIJ", "feedfacecafe01"}) {
+    EXPECT_EQ(all.find(secret), std::string::npos) << secret;
+  }
 }
 
 TEST(SandboxControl, ServiceFilterCallbacksValidationAndKeys) {

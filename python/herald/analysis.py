@@ -1,8 +1,9 @@
-"""The delivery log in pandas: events, one row per notification, Parquet.
+"""The delivery log in pandas: events, one row per notification or per step, Parquet.
 
 :func:`load_events` reads the JSON Lines segments of a data directory (``<data_dir>/log``) or of a
 folder of segments into a typed DataFrame; :func:`notifications` folds them into one row per
-notification; :func:`to_parquet` writes either. The schema is docs/delivery-log.md: version 1
+notification, :func:`steps` into one row per step of a plan (a funnel by cascade step);
+:func:`to_parquet` writes any of them. The schema is docs/delivery-log.md: version 1
 lines (``"v": 1``, ``id`` a string, ``recipient``, ``channel``, ``error_class``, ``cost``) and
 version 0 lines (no ``v``, ``id`` an integer, none of those four) are both read; a line with a
 larger ``v`` than :data:`SCHEMA_VERSION` is refused (:class:`LogVersionError`).
@@ -11,8 +12,9 @@ Columns of :func:`load_events`: ``ts`` (datetime64[ns, UTC], from ``ts_us``), ``
 (int64), ``v`` (int64, 0 for version 0), ``id`` (pandas string: ids exceed 2**53, where a float
 loses digits), ``event``, ``type``, ``tenant``, ``priority``, ``channel``, ``provider``,
 ``error_class``, ``provider_code``, ``alert`` (categoricals), ``attempt`` (int64), ``recipient``
-and ``detail`` (string), ``latency_us``, ``http_status`` and ``segments`` (Int64, missing as
-<NA>), ``cost`` (float64, NaN when absent),
+and ``detail`` (string), ``latency_us``, ``http_status``, ``segments`` and ``step`` (Int64, missing
+as <NA>; ``step`` is set on the events of a plan with many steps, <NA> elsewhere), ``cost``
+(float64, NaN when absent),
 ``receipt`` (categorical: the receipt an event carries, else <NA>: a ``receipt`` event's
 ``detail``, or the event the core writes for it: ``delivered``, ``delivery_failed`` (failed),
 ``bounced``, ``deferred``, ``opened``), sorted by ``seq``. For version 0 ``attempt_failed`` lines, which carry no ``error_class``, it is inferred
@@ -71,6 +73,7 @@ __all__ = [
     "notifications",
     "open_segments",
     "parse_time",
+    "steps",
     "to_parquet",
 ]
 
@@ -92,13 +95,13 @@ RECEIPT_EVENTS = {
 
 CATEGORIES = ("event", "type", "tenant", "priority", "channel", "provider", "error_class", "provider_code", "alert")
 _STRINGS = ("id", "recipient", "detail")
-_INTS = ("latency_us", "http_status", "segments")
-COLUMNS = ("ts", "ts_us", "seq", "v", "id", "event", "type", "tenant", "priority", "attempt", "recipient",
+_INTS = ("latency_us", "http_status", "segments", "step")
+COLUMNS = ("ts", "ts_us", "seq", "v", "id", "event", "type", "tenant", "priority", "attempt", "step", "recipient",
            "channel", "provider", "latency_us", "http_status", "error_class", "provider_code", "cost", "segments",
            "alert", "detail", "receipt")
-_FIELDS = ("v", "ts_us", "seq", "id", "event", "type", "tenant", "priority", "attempt", "recipient", "channel",
-           "provider", "latency_us", "http_status", "error_class", "provider_code", "cost", "segments", "alert",
-           "detail")
+_FIELDS = ("v", "ts_us", "seq", "id", "event", "type", "tenant", "priority", "attempt", "step", "recipient",
+           "channel", "provider", "latency_us", "http_status", "error_class", "provider_code", "cost", "segments",
+           "alert", "detail")
 _SEGMENT = re.compile(r"events-(\d+)\.jsonl$")
 _SLACK_US = 5 * 60 * 1_000_000
 _V0_ID = re.compile(rb'"id":\s*(\d+)')  # a key: inside a JSON string every '"' is escaped
@@ -238,6 +241,7 @@ def _frame_json(chunks: list[bytes]) -> pd.DataFrame:
         "id": pd.array(cols["id"], dtype="string"),
         "event": cols["event"], "type": cols["type"], "tenant": cols["tenant"], "priority": cols["priority"],
         "attempt": pd.array([a or 0 for a in cols["attempt"]], dtype="int64"),
+        "step": pd.array(cols["step"], dtype="Int64"),
         "recipient": pd.array(cols["recipient"], dtype="string"),
         "channel": cols["channel"], "provider": cols["provider"],
         "latency_us": pd.array(cols["latency_us"], dtype="Int64"),
@@ -257,7 +261,7 @@ def _arrow_schema():  # noqa: ANN202
     return pa.schema([
         ("v", pa.int64()), ("ts_us", pa.int64()), ("seq", pa.int64()), ("id", pa.string()),
         ("event", pa.string()), ("type", pa.string()), ("tenant", pa.string()), ("priority", pa.string()),
-        ("attempt", pa.int64()), ("recipient", pa.string()), ("channel", pa.string()),
+        ("attempt", pa.int64()), ("step", pa.int64()), ("recipient", pa.string()), ("channel", pa.string()),
         ("provider", pa.string()), ("latency_us", pa.int64()), ("http_status", pa.int64()),
         ("error_class", pa.string()), ("provider_code", pa.string()), ("cost", pa.float64()),
         ("segments", pa.int64()), ("alert", pa.string()), ("detail", pa.string()),
@@ -278,6 +282,7 @@ def _frame_arrow(data: bytes) -> pd.DataFrame:
     }.get, split_blocks=True, self_destruct=True)
     frame["v"] = frame["v"].fillna(0).astype("int64")
     frame["attempt"] = frame["attempt"].fillna(0).astype("int64")
+    frame["step"] = frame["step"].astype("Int64")
     frame["ts_us"] = frame["ts_us"].astype("int64")
     frame["seq"] = frame["seq"].astype("int64")
     for k in _STRINGS:
@@ -316,7 +321,8 @@ def _frame_pandas(chunks: list[bytes]) -> pd.DataFrame:
         "seq": raw["seq"].astype("int64"), "id": raw["id"].astype("string"),
         **{k: raw[k] for k in ("event", "type", "tenant", "priority", "channel", "provider", "error_class",
                                 "provider_code", "alert")},
-        "attempt": raw["attempt"].fillna(0).astype("int64"), "recipient": raw["recipient"].astype("string"),
+        "attempt": raw["attempt"].fillna(0).astype("int64"), "step": raw["step"].astype("Int64"),
+        "recipient": raw["recipient"].astype("string"),
         "latency_us": raw["latency_us"].astype("Int64"), "http_status": raw["http_status"].astype("Int64"),
         "cost": raw["cost"].astype("float64"), "detail": raw["detail"].astype("string"),
         "segments": raw["segments"].astype("Int64"),
@@ -402,8 +408,10 @@ def notifications(events: pd.DataFrame) -> pd.DataFrame:
     ``first_provider``, ``final_provider``, ``failovers``, ``retries``, ``received_at``,
     ``accepted_ms`` (enqueue to the first ``accepted``), ``delivered_ms`` (enqueue to a delivered
     receipt), ``receipt`` (the last receipt), ``cost`` (sum over ``accepted``), ``segments`` (SMS
-    parts, sum over ``accepted``; <NA> when not SMS), ``error_class`` (the last one seen). Engine events (``id`` "0") are left out. A notification whose
-    ``received`` event lies outside the events given has no latencies."""
+    parts, sum over ``accepted``; <NA> when not SMS), ``error_class`` (the last one seen), ``steps``
+    (the steps of its plan that started: 1 for a plan of one step once routed, 0 before; see
+    :func:`steps` for each one's funnel). Engine events (``id`` "0") are left out. A notification
+    whose ``received`` event lies outside the events given has no latencies."""
     ev = events[events["id"] != "0"]
     ev = ev.assign(_event=ev["event"].astype("object"), _provider=ev["provider"].astype("object"))
     g = ev.groupby("id", sort=False, observed=True)
@@ -461,6 +469,10 @@ def notifications(events: pd.DataFrame) -> pd.DataFrame:
     errors = ev[ev["error_class"].notna()]
     out["error_class"] = errors.groupby("id", observed=True)["error_class"].last().astype("object").reindex(
         out.index)
+    started = ev[ev["_event"] == "step_started"].groupby("id", observed=True)["step"].nunique()
+    routed = ev[ev["_event"] == "routed"].groupby("id", observed=True).size()
+    out["steps"] = started.reindex(out.index).fillna(
+        (routed.reindex(out.index).fillna(0) > 0).astype("int64")).astype("int64")
 
     out = out.sort_values("first_seq").drop(columns=["first_seq", "last_seq"])
     out.index.name = "id"
@@ -470,6 +482,103 @@ def notifications(events: pd.DataFrame) -> pd.DataFrame:
               "error_class"):
         out[k] = out[k].astype("category")
     return out
+
+
+STEP_ENDS = ("step_succeeded", "step_failed", "step_cancelled")
+"""How a step of a plan with many steps ends (docs/delivery-log.md)."""
+
+
+def steps(events: pd.DataFrame) -> pd.DataFrame:
+    """One row per step of each notification's plan: the funnel of a campaign by cascade step.
+
+    A plan with many steps runs each started step as a delivery of its own and records its events
+    under the notification's id with ``step`` set (docs/architecture.md); a plan of one step has
+    events without ``step`` and is one row with step 0 here, so both kinds add up alike.
+
+    Columns: ``id``, ``type``, ``tenant``, ``priority``, ``recipient``, ``step`` (int64, from 0),
+    ``channel`` (the step's), ``providers`` (tried, in order, comma-separated), ``started`` (bool:
+    ``step_started``, or routed for a plan of one step), ``sent`` (a request left: ``sending``),
+    ``accepted`` (a provider took it), ``delivered`` (a delivered or opened receipt), ``opened``
+    (an opened receipt, or the application's ``acknowledged`` on the step's channel), ``outcome``
+    (``succeeded``, ``failed``, ``cancelled`` (never started: an earlier step succeeded), or for a
+    plan of one step its final state; <NA> while the step runs), ``attempts``, ``accepted_ms`` and
+    ``delivered_ms`` (from the notification's ``received``), ``cost`` (sum over ``accepted``),
+    ``error_class`` (the step's last). Sorted by notification (first event) and step; engine
+    events (``id`` "0") are left out."""
+    ev = events[events["id"] != "0"]
+    ev = ev.assign(_event=ev["event"].astype("object"), _provider=ev["provider"].astype("object"),
+                   _channel=ev["channel"].astype("object"))
+    # The notifications with steps: their events without ``step`` are the parent's own.
+    many = set(ev.loc[ev["step"].notna(), "id"])
+    has_step = ev["step"].notna()
+    plain = ~ev["id"].isin(many)
+    own = ev[has_step | plain].copy()
+    own["_step"] = own["step"].fillna(0).astype("int64")
+    keys = ["id", "_step"]
+    g = own.groupby(keys, sort=False, observed=True)
+    first = ev.groupby("id", sort=False, observed=True).first()  # the notification's own facts
+    out = pd.DataFrame(index=g.size().index)
+    ids = out.index.get_level_values("id")
+    for k in ("type", "tenant", "priority"):
+        out[k] = first[k].astype("object").reindex(ids).to_numpy()
+    out["recipient"] = pd.array(first["recipient"].astype("object").reindex(ids).to_numpy(), dtype="string")
+    out["first_seq"] = ev.groupby("id", observed=True)["seq"].min().reindex(ids).to_numpy()
+
+    def flag(mask: pd.Series) -> pd.Series:
+        hit = own[mask].groupby(keys, observed=True).size()
+        return pd.Series(out.index.isin(hit.index), index=out.index)
+
+    event = own["_event"]
+    out["channel"] = own[own["_channel"].notna()].groupby(keys, observed=True)["_channel"].first().reindex(out.index)
+    sending = own[event.isin(("sending", "accepted", "attempt_failed")) & own["_provider"].notna()]
+    tried: dict[tuple[str, int], dict[str, None]] = {}
+    for key, provider in zip(zip(sending["id"].tolist(), sending["_step"].tolist(), strict=True),
+                             sending["_provider"].tolist(), strict=True):
+        tried.setdefault(key, {})[provider] = None
+    out["providers"] = pd.Series([",".join(tried.get(k, {})) for k in out.index], index=out.index, dtype="string")
+    is_plain = pd.Series(~ids.isin(list(many)), index=out.index)
+    out["started"] = flag(event == "step_started") | (is_plain & flag(event == "routed"))
+    out["sent"] = flag(event == "sending")
+    out["accepted"] = flag(event == "accepted")
+    receipt = own["receipt"].astype("object")
+    out["delivered"] = flag(receipt.isin(("delivered", "opened")))
+    opened = flag(receipt == "opened")
+    # The application's "read" (Engine.acknowledge) names a channel, not a step: it counts for
+    # the steps of that notification on that channel.
+    acks = ev[ev["_event"] == "acknowledged"][["id", "_channel"]].drop_duplicates()
+    acked = set(zip(acks["id"].tolist(), acks["_channel"].tolist(), strict=True))
+    out["opened"] = opened | pd.Series([(i, c) in acked for i, c in zip(ids, out["channel"], strict=True)],
+                                       index=out.index)
+    ends = own[event.isin(STEP_ENDS)].groupby(keys, observed=True)["_event"].last()
+    outcome = ends.reindex(out.index).map({"step_succeeded": "succeeded", "step_failed": "failed",
+                                           "step_cancelled": "cancelled"})
+    finals = own[event.isin(FINAL_EVENTS)].groupby(keys, observed=True)["_event"].last().reindex(out.index)
+    out["outcome"] = outcome.where(~is_plain, finals).astype("object")
+    out["attempts"] = g["attempt"].max().astype("int64")
+    received = ev[ev["_event"] == "received"].groupby("id", observed=True)["ts"].min()
+    base = pd.Series(received.reindex(ids).to_numpy(), index=out.index)
+
+    def since_received(mask: pd.Series) -> pd.Series:
+        ts = own[mask].groupby(keys, observed=True)["ts"].min().reindex(out.index)
+        return (ts - base).dt.total_seconds() * 1000.0
+
+    out["accepted_ms"] = since_received(event == "accepted")
+    out["delivered_ms"] = since_received(receipt.isin(("delivered", "opened")))
+    out["cost"] = own[event == "accepted"].groupby(keys, observed=True)["cost"].sum(min_count=1).reindex(out.index)
+    errors = own[own["error_class"].notna()]
+    out["error_class"] = errors.groupby(keys, observed=True)["error_class"].last().astype("object").reindex(out.index)
+
+    out = out.reset_index().rename(columns={"_step": "step"})
+    out = out.sort_values(["first_seq", "step"], kind="stable").drop(columns=["first_seq"]).reset_index(drop=True)
+    out["id"] = out["id"].astype("string")
+    out["step"] = out["step"].astype("int64")
+    for k in ("type", "tenant", "priority", "channel", "outcome", "error_class"):
+        out[k] = out[k].astype("category")
+    for k in ("started", "sent", "accepted", "delivered", "opened"):
+        out[k] = out[k].astype("bool")
+    return out[["id", "type", "tenant", "priority", "recipient", "step", "channel", "providers", "started", "sent",
+                "accepted", "delivered", "opened", "outcome", "attempts", "accepted_ms", "delivered_ms", "cost",
+                "error_class"]]
 
 
 def to_parquet(frame: pd.DataFrame, path: str | Path) -> Path:

@@ -11,6 +11,7 @@ Configuration, in the same TOML file as the providers::
     max_body_bytes = 1048576           # larger request bodies get 413
     workers = 8                        # threads making engine calls
     rules_check_interval = 1.0         # seconds between looks at the rules directory (0: never)
+    alert_interval = 5.0               # seconds between evaluations of the alert rules (0.01..3600)
 
     [[serve.shadow]]                   # 10% of otp via sms-candidate instead of sms-primary
     type = "otp"
@@ -73,11 +74,12 @@ class ServeConfig:
     max_body_bytes: int = 1 << 20
     workers: int = 8
     rules_check_interval: float | None = 1.0
+    alert_interval: float = 5.0
     shadow: tuple[Shadow, ...] = ()
 
 
 _KNOWN = {"listen", "data_dir", "rules", "receipts", "public_url", "max_body_bytes", "workers", "api_keys",
-          "rules_check_interval", "shadow"}
+          "rules_check_interval", "alert_interval", "shadow"}
 
 
 def _split_listen(where: str, listen: Any) -> tuple[str, int]:
@@ -98,6 +100,12 @@ def _int(where: str, value: Any, low: int, high: int) -> int:
 def _seconds(where: str, value: Any, high: float) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= high:
         raise config_error(where, f"must be a number of seconds from 0 to {high:g}")
+    return float(value)
+
+
+def _interval(where: str, value: Any, low: float, high: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+        raise config_error(where, f"must be a number of seconds from {low:g} to {high:g} (got {value!r})")
     return float(value)
 
 
@@ -142,6 +150,8 @@ def load_config(path: str | Path, *, listen: str | None = None) -> ServeConfig:
         max_body_bytes=_int("serve.max_body_bytes", table.get("max_body_bytes", 1 << 20), 1, 1 << 30),
         workers=_int("serve.workers", table.get("workers", 8), 1, 256),
         rules_check_interval=_seconds("serve.rules_check_interval", table.get("rules_check_interval", 1.0), 3600),
+        # The engine's own bounds (Engine(alert_interval=...)), checked here to name serve's field.
+        alert_interval=_interval("serve.alert_interval", table.get("alert_interval", 5.0), 0.01, 3600),
         shadow=shadows_from_config(table.get("shadow"), "serve.shadow"),
     )
 
@@ -168,7 +178,7 @@ def serve(config: ServeConfig, *, stop: threading.Event | None = None, announce:
             signal.signal(sig, on_signal)
     engine = Engine(config.data_dir, rules=config.rules, providers=config.providers, receipts=config.receipts,
                     public_url=config.public_url, rules_check_interval=config.rules_check_interval,
-                    shadow=config.shadow)
+                    alert_interval=config.alert_interval, shadow=config.shadow)
     try:
         api = _core.ApiServer(engine._core, config.host, config.port, list(config.key_sha256_hex),
                               config.max_body_bytes, config.workers, openapi_document())
@@ -177,7 +187,8 @@ def serve(config: ServeConfig, *, stop: threading.Event | None = None, announce:
             logger.info("serve started", extra={"herald": {
                 "url": api.url, "receipts_url": engine.receipts_url, "data_dir": str(config.data_dir),
                 "rules": str(config.rules or ""), "config": str(config.providers), "workers": str(config.workers),
-                "max_body_bytes": str(config.max_body_bytes), "api_keys": str(len(config.key_sha256_hex))}})
+                "max_body_bytes": str(config.max_body_bytes), "api_keys": str(len(config.key_sha256_hex)),
+                "alert_interval": str(config.alert_interval)}})
             if announce:
                 print(f"herald serve listening on {api.url}", flush=True)
                 if engine.receipts_url:

@@ -80,7 +80,8 @@ struct Route {
 [[nodiscard]] nlohmann::json encode(const StoredNotification& s);
 [[nodiscard]] nlohmann::json encode(const Event& e);
 [[nodiscard]] nlohmann::json encode(const Suppression& x);
-/// GET /v1/dashboard's answer: {"at","stats","health","queues","scheduled","providers","dead_letters"}.
+/// GET /v1/dashboard's answer: {"at","stats","health","queues","scheduled","providers","last_hour",
+/// "dead_letters"}; each provider with its circuit breaker and its attempts per minute.
 [[nodiscard]] nlohmann::json dashboard(Engine& engine, std::size_t dead_letters);
 /// JSON text of `j`; bytes that are not UTF-8 are replaced rather than refused.
 [[nodiscard]] std::string dump(const nlohmann::json& j);

@@ -30,6 +30,7 @@
 namespace herald {
 
 struct MetricsGauges;  // herald/metrics.hpp
+struct LastHour;       // herald/metrics.hpp
 
 struct EngineOptions {
   std::filesystem::path data_dir = "herald-data";
@@ -122,6 +123,10 @@ class Engine {
   /// The queue gauges of metrics_text() (lane depths, provider slots, store state), read on the
   /// loop thread; for the dashboard (`GET /v1/dashboard`). Throws EngineClosed like metrics_text().
   [[nodiscard]] MetricsGauges gauges();
+  /// Provider answers per minute for the last hour of the engine's clock (accepted, and not), in
+  /// total and for every configured provider; counted since start. For the dashboard; read on the
+  /// loop thread (a copy of 60 slots per provider), throws EngineClosed like gauges().
+  [[nodiscard]] LastHour attempts_last_hour();
   /// Runs a retention pass now (the pruner also runs one every retention.interval).
   PruneReport prune();
   /// Alert rules (evaluated by the Python layer, docs/alerts.md). declare_alert shows the rule in

@@ -7,11 +7,13 @@
 #include <array>
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <unordered_map>
 #include <vector>
 
+#include "herald/clock.hpp"
 #include "herald/engine_stats.hpp"
 #include "herald/notification.hpp"
 #include "herald/provider.hpp"
@@ -47,9 +49,43 @@ struct MetricsGauges {
   bool closing = false;
 };
 
+/// Provider answers in one minute: accepted, and every other outcome (refused, failed, timed out).
+struct MinuteCounts {
+  std::uint64_t accepted = 0;
+  std::uint64_t failed = 0;
+};
+
+/// Attempts per minute over the last hour, oldest minute first (`GET /v1/dashboard`'s rates).
+struct LastHour {
+  static constexpr std::size_t minutes = 60;
+  using Series = std::array<MinuteCounts, minutes>;
+  std::int64_t start_ms = 0;  ///< where the oldest minute begins (a whole minute of the clock)
+  Series total{};             ///< every provider together
+  std::vector<std::pair<std::string, Series>> providers;  ///< by name
+};
+
+/// Counts per minute for the last hour in 60 slots reused as the minutes go by: recording is an
+/// index and two compares, and nothing is ever pruned (a slot of an older minute reads as 0).
+class MinuteRing {
+ public:
+  /// One answer in `minute` (minutes since the epoch). An answer older than the hour the ring
+  /// holds (a clock set back) is dropped rather than overwrite a newer minute.
+  void add(std::int64_t minute, bool accepted) noexcept;
+  /// The `LastHour::minutes` minutes ending with `current`, oldest first.
+  [[nodiscard]] LastHour::Series window(std::int64_t current) const noexcept;
+
+ private:
+  struct Slot {
+    std::int64_t minute = -1;
+    MinuteCounts counts;
+  };
+  std::array<Slot, LastHour::minutes> slots_{};
+};
+
 class Metrics {
  public:
-  Metrics();
+  /// `clock` times the per-minute counts of attempts (last_hour); none: the system's clock.
+  explicit Metrics(std::shared_ptr<const Clock> clock = nullptr);
   /// A notification reached a final state.
   void final_state(const std::string& type, Priority priority, State state);
   /// One provider answer about one notification's attempt, on `channel` (the plan's); an
@@ -63,6 +99,8 @@ class Metrics {
   void suppression(const std::string& channel, const std::string& reason);
   /// An alert rule's state (herald_alert_firing): declared at 0, then 1 while it fires.
   void alert(const std::string& name, bool firing);
+  /// Attempts per minute, in total and by provider, for the hour up to `now_ms` (the clock's).
+  [[nodiscard]] LastHour last_hour(std::int64_t now_ms) const;
 
   /// Everything in the Prometheus text exposition format (version 0.0.4): what is recorded here,
   /// the engine's counters and the gauges.
@@ -76,9 +114,12 @@ class Metrics {
     explicit ByProvider(const std::vector<double>* bounds) : latency(bounds) {}
     std::array<std::uint64_t, 5> outcomes{};  ///< by OutcomeKind
     Histogram latency;
+    MinuteRing recent;  ///< attempts per minute, last hour
   };
   ByProvider& provider(const std::string& name);
 
+  std::shared_ptr<const Clock> clock_;
+  MinuteRing recent_;  ///< attempts per minute, every provider
   std::vector<double> request_bounds_;
   std::vector<double> accept_bounds_;
   std::unordered_map<std::string, ByType> types_;

@@ -109,23 +109,6 @@ ServerResponse method_not_allowed(std::string_view allow) {
   return res;
 }
 
-std::vector<std::pair<std::string, std::string>> recorded_headers(const ServerRequest& req) {
-  std::vector<std::pair<std::string, std::string>> out;
-  for (const auto& [name, value] : req.headers) {
-    std::string key = name;
-    for (char& c : key) c = lower_ascii(c);
-    if (!starts_with(key, "x-") && key != "idempotency-key") continue;
-    auto same = std::find_if(out.begin(), out.end(), [&](const auto& h) { return h.first == key; });
-    if (same != out.end()) {
-      same->second += ", ";
-      same->second += value;
-    } else {
-      out.emplace_back(std::move(key), value);
-    }
-  }
-  return out;
-}
-
 namespace {
 
 bool contains(std::string_view s, std::string_view part) { return s.find(part) != std::string_view::npos; }
@@ -150,6 +133,25 @@ std::string mask_secret(std::string_view value) {
   // Short secrets show nothing of themselves; longer ones at most 4 characters.
   if (value.size() >= 12) out.append(value.substr(0, 4));
   out += "\xe2\x80\xa6 (" + std::to_string(value.size()) + " chars)";
+  return out;
+}
+
+std::vector<std::pair<std::string, std::string>> recorded_headers(const ServerRequest& req) {
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const auto& [name, value] : req.headers) {
+    std::string key = name;
+    for (char& c : key) c = lower_ascii(c);
+    if (!starts_with(key, "x-") && key != "idempotency-key") continue;
+    // x-api-key, x-auth-token, x-*-signature: as masked here as on the page (no record holds a secret).
+    const std::string shown = is_secret_header(key) ? mask_secret(value) : value;
+    auto same = std::find_if(out.begin(), out.end(), [&](const auto& h) { return h.first == key; });
+    if (same != out.end()) {
+      same->second += ", ";
+      same->second += shown;
+    } else {
+      out.emplace_back(std::move(key), shown);
+    }
+  }
   return out;
 }
 

@@ -89,7 +89,10 @@ ServerResponse send(State& state, const ServerRequest& req, std::string provider
         callback_url = it->get<std::string>();
       }
     }
-    if (herald_id.empty()) herald_id = header_of(req, "x-herald-id");
+    // Receipts name the delivery the request was for, X-Herald-Id when it came: a step of a plan
+    // with many steps has its own id there, while the body's id is its parent's (the one the
+    // application knows), which the engine could not match to the step's attempt.
+    if (std::string own = header_of(req, "x-herald-id"); !own.empty()) herald_id = std::move(own);
     rec.timeline.push_back({now, "accepted", ""});
     for (Step& s : outcome_steps(outcome, now + cb.delay.count())) rec.timeline.push_back(std::move(s));
   }

@@ -37,7 +37,8 @@ using http::ServerResponse;
 [[nodiscard]] std::string herald_error_body(std::string_view code, std::string_view message = {});
 [[nodiscard]] ServerResponse herald_error(unsigned status, std::string_view code, std::string_view message = {});
 [[nodiscard]] ServerResponse method_not_allowed(std::string_view allow);
-/// Lower-case x-* and idempotency-key headers, repeated names joined with ", ".
+/// Lower-case x-* and idempotency-key headers, repeated names joined with ", "; credentials
+/// among them (x-api-key, x-auth-token, x-*-signature) masked as masked_headers does.
 [[nodiscard]] std::vector<std::pair<std::string, std::string>> recorded_headers(const ServerRequest& req);
 /// Every header, lower-case, with the values of credentials (Authorization, API keys, tokens,
 /// signatures, cookies) masked: a record never holds a secret in full.

@@ -45,7 +45,7 @@ struct Record {
   std::string id;       ///< the service's id; empty = "sbx-{seq}"
   std::string path;
   std::string query;
-  std::vector<std::pair<std::string, std::string>> headers;  ///< lower-case x-* and idempotency-key
+  std::vector<std::pair<std::string, std::string>> headers;  ///< lower-case x-* and idempotency-key, secrets masked
   /// Every request header (lower-case names), secrets masked (masked_headers): what the page shows.
   std::vector<std::pair<std::string, std::string>> request_headers;
   std::string method;
