@@ -323,3 +323,27 @@ TEST(WebhookAdapter, ReceiptsAreVerifiedAndParsedLikeTheSandbox) {
   EXPECT_EQ(a->classify(answer(200)).kind, OutcomeKind::accepted);
   EXPECT_EQ(a->classify(answer(404)).kind, OutcomeKind::permanent);
 }
+
+/// A step's message carries its parent's id; the callback URL the engine gave carries the step's.
+TEST(WebhookAdapter, OneReceiptPostedToACallbackUrlBelongsToItsHid) {
+  for (const auto& config : {webhook_config("hook-secret"), sandbox_config()}) {
+    auto a = make_adapter(config);
+    InboundRequest r = receipt(R"({"herald_id":100,"message_id":"ext-1","status":"delivered"})", "");
+    r.url += "?hid=107";
+    r.query = "hid=107";
+    const auto one = a->parse_receipt(r);
+    ASSERT_EQ(one.size(), 1u);
+    EXPECT_EQ(one[0].notification_id, 107);
+    // Several receipts in one post keep their own ids: the URL cannot say which is which.
+    r.body = R"([{"herald_id":100,"status":"delivered"},{"herald_id":200,"status":"failed"}])";
+    const auto many = a->parse_receipt(r);
+    ASSERT_EQ(many.size(), 2u);
+    EXPECT_EQ(many[0].notification_id, 100);
+    EXPECT_EQ(many[1].notification_id, 200);
+    // A malformed hid is no hid.
+    r.body = R"({"herald_id":100,"status":"delivered"})";
+    r.query = "hid=10x7";
+    r.url = "http://engine.test/receipts/box?hid=10x7";
+    EXPECT_EQ(a->parse_receipt(r)[0].notification_id, 100);
+  }
+}

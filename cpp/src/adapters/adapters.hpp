@@ -75,6 +75,15 @@ struct RenderedContent {
 void append_push_alert(std::string& body, const std::string& data_json, const std::string& title,
                        const std::string& text);
 
+/// The notification id in a callback URL's `hid` query parameter (0 when absent or malformed): the
+/// engine puts it in every receipt URL it hands a provider.
+[[nodiscard]] Id callback_hid(const InboundRequest& r);
+
+/// herald's JSON receipts (sandbox and webhook kinds). One receipt posted to a callback URL with
+/// `?hid=` belongs to that notification: for a step of a plan with many steps the message's `id`
+/// is its parent's, and a receiver that echoes it back still reaches the step's attempt.
+[[nodiscard]] std::vector<Receipt> parse_json_receipts(const InboundRequest& r);
+
 /// The body's first 200 bytes with control characters blanked, for error texts.
 [[nodiscard]] std::string short_body(const std::string& body);
 

@@ -1,11 +1,15 @@
 #include "adapters.hpp"
 
+#include <charconv>
+
 #include <ctime>
 #include <optional>
 
 #include <nlohmann/json.hpp>
 
+#include "herald/crypto.hpp"
 #include "herald/json_text.hpp"
+#include "herald_signature.hpp"
 
 namespace herald::adapters {
 
@@ -160,6 +164,28 @@ http::Request herald_json_post(const ProviderConfig& c, std::string url, const S
   if (ctx.in_doubt) req.headers.emplace_back("X-Herald-In-Doubt: 1");
   for (const auto& [k, v] : c.headers) req.headers.emplace_back(k + ": " + v);
   return req;
+}
+
+Id callback_hid(const InboundRequest& r) {
+  std::string_view query = r.query;
+  if (query.empty()) {
+    if (const auto q = r.url.find('?'); q != std::string::npos) query = std::string_view(r.url).substr(q + 1);
+  }
+  for (const auto& [k, v] : crypto::form_decode(query)) {
+    if (k != "hid") continue;
+    Id id = 0;
+    auto [ptr, ec] = std::from_chars(v.data(), v.data() + v.size(), id);
+    return ec == std::errc() && ptr == v.data() + v.size() && id > 0 ? id : 0;
+  }
+  return 0;
+}
+
+std::vector<Receipt> parse_json_receipts(const InboundRequest& r) {
+  std::vector<Receipt> out = herald_signature::parse_receipts(r.body);
+  if (out.size() == 1) {
+    if (const Id hid = callback_hid(r); hid != 0) out.front().notification_id = hid;
+  }
+  return out;
 }
 
 }  // namespace herald::adapters

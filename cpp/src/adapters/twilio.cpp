@@ -193,7 +193,7 @@ class TwilioAdapter final : public Adapter {
     }
     if (status.empty()) throw std::invalid_argument("Twilio status callback without MessageStatus");
     Receipt rec;
-    rec.notification_id = hid_of(r);
+    rec.notification_id = callback_hid(r);
     rec.provider_message_id = std::move(sid);
     rec.status = status_of(status, error_code);
     rec.provider_status = std::move(status);
@@ -271,20 +271,6 @@ class TwilioAdapter final : public Adapter {
   }
 
  private:
-  /// The notification id from the callback URL's `hid` query parameter (0 when absent).
-  static Id hid_of(const InboundRequest& r) {
-    std::string_view query = r.query;
-    if (query.empty()) {
-      if (const auto q = r.url.find('?'); q != std::string::npos) query = std::string_view(r.url).substr(q + 1);
-    }
-    for (const auto& [k, v] : crypto::form_decode(query)) {
-      if (k != "hid") continue;
-      Id id = 0;
-      auto [ptr, ec] = std::from_chars(v.data(), v.data() + v.size(), id);
-      return ec == std::errc() && ptr == v.data() + v.size() && id > 0 ? id : 0;
-    }
-    return 0;
-  }
 
   ProviderConfig config_;
   std::string sid_;

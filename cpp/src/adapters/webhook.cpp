@@ -28,7 +28,7 @@ class WebhookAdapter final : public Adapter {
     return herald_signature::verify(secret_, r.header("x-herald-signature"), r.body, r.now_ms);
   }
   [[nodiscard]] std::vector<Receipt> parse_receipt(const InboundRequest& r) const override {
-    return herald_signature::parse_receipts(r.body);
+    return parse_json_receipts(r);
   }
 
  private:
