@@ -13,6 +13,7 @@ threads together, delivery held back by `send_at` so only the intake is measured
 
     python bench/wire_bench.py              # prints the figures as JSON
     python bench/wire_bench.py --n 20000 --reps 3
+    python bench/wire_bench.py --baseline /tmp/herald-before   # before/after, runs alternating
 """
 
 from __future__ import annotations
@@ -274,12 +275,17 @@ def child_send_threads(url: str, n: int, threads: int) -> dict:
     return {"per_s": each * threads / seconds, "per_thread_us": _per_thread_us(before, after, each * threads)}
 
 
-def _child(kind: str, url: str, n: int, in_flight: int, sink: NginxSink | None = None) -> dict:
-    """One run in a fresh interpreter; adds nginx's CPU per notification when a sink is given."""
+def _child(kind: str, url: str, n: int, in_flight: int, sink: NginxSink | None = None,
+           package: str | None = None) -> dict:
+    """One run in a fresh interpreter; adds nginx's CPU per notification when a sink is given.
+    `package`: a folder holding another build's `herald` package, imported instead of this one."""
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", kind, "--url", url, "--n", str(n),
            "--in-flight", str(in_flight)]
+    env = dict(os.environ)
+    if package:
+        env["PYTHONPATH"] = package
     before = sink.cpu_ns() if sink else 0
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env, cwd=tempfile.gettempdir())
     if out.returncode != 0:
         raise SystemExit(f"{kind} run failed:\n{out.stderr}")
     result = json.loads(out.stdout.strip().splitlines()[-1])
@@ -288,21 +294,43 @@ def _child(kind: str, url: str, n: int, in_flight: int, sink: NginxSink | None =
     return result
 
 
-def _summary(values: list[float]) -> dict:
-    return {"median": round(statistics.median(values), 1), "min": round(min(values), 1), "max": round(max(values), 1)}
+def _summary(values: list[float], digits: int = 1) -> dict:
+    return {"median": round(statistics.median(values), digits), "min": round(min(values), digits),
+            "max": round(max(values), digits)}
 
 
 def measure(n: int = 20_000, reps: int = 3, in_flight: int = 128, workers: int = 1,
-            sends: int = 20_000) -> dict:
-    raw_runs, herald_runs = [], []
+            sends: int = 20_000, baseline: str | None = None) -> dict:
+    """The figures; with `baseline` (a folder holding another build's `herald` package) each of its
+    runs alternates with this build's, in the same conditions, and its figures come back under
+    "baseline" (this machine's speed drifts by a third from minute to minute: compare within a run)."""
+    raw_runs, herald_runs, base_runs = [], [], []
+    send_one, send_eight, base_one, base_eight = [], [], [], []
     with NginxSink(workers) as sink:
         for _ in range(reps):
             raw_runs.append(_child("raw", sink.url, n, in_flight, sink))
             herald_runs.append(_child("herald", sink.url, n, in_flight, sink))
-            print(f"  raw {raw_runs[-1]['per_s']:,.0f}/s  herald {herald_runs[-1]['per_s']:,.0f}/s "
-                  f"({herald_runs[-1]['cpu_us']} CPU-µs)", file=sys.stderr)
-        send_one = [_child("send_one", sink.url, sends, in_flight) for _ in range(reps)]
-        send_eight = [_child("send_8", sink.url, sends * 2, in_flight) for _ in range(reps)]
+            line = f"  raw {raw_runs[-1]['per_s']:,.0f}/s  herald {herald_runs[-1]['per_s']:,.0f}/s " \
+                   f"({herald_runs[-1]['cpu_us']} CPU-µs)"
+            if baseline:
+                base_runs.append(_child("herald", sink.url, n, in_flight, sink, baseline))
+                line += f"  baseline {base_runs[-1]['per_s']:,.0f}/s ({base_runs[-1]['cpu_us']} CPU-µs)"
+            print(line, file=sys.stderr)
+        for _ in range(reps):
+            send_one.append(_child("send_one", sink.url, sends, in_flight))
+            send_eight.append(_child("send_8", sink.url, sends * 2, in_flight))
+            if baseline:
+                base_one.append(_child("send_one", sink.url, sends, in_flight, None, baseline))
+                base_eight.append(_child("send_8", sink.url, sends * 2, in_flight, None, baseline))
+    out = _figures(n, reps, in_flight, workers, raw_runs, herald_runs, send_one, send_eight)
+    if baseline:
+        out["baseline"] = _figures(n, reps, in_flight, workers, raw_runs, base_runs, base_one, base_eight)
+        out["baseline"]["package"] = baseline
+    return out
+
+
+def _figures(n: int, reps: int, in_flight: int, workers: int, raw_runs: list[dict], herald_runs: list[dict],
+             send_one: list[dict], send_eight: list[dict]) -> dict:
     raw_rates = [r["per_s"] for r in raw_runs]
     herald_rates = [r["per_s"] for r in herald_runs]
     ratios = [h / r for h, r in zip(herald_rates, raw_rates)]
@@ -313,8 +341,7 @@ def measure(n: int = 20_000, reps: int = 3, in_flight: int = 128, workers: int =
         "raw_curl_per_s": _summary(raw_rates),
         "raw_curl_cpu_us": _summary([r["cpu_us"] for r in raw_runs]),
         "herald_per_s": _summary(herald_rates),
-        "herald_vs_raw": {k: round(v, 3) for k, v in _summary(ratios).items()} | {
-            "median": round(statistics.median(ratios), 3)},
+        "herald_vs_raw": _summary(ratios, 3),
         "herald_cpu_us": _summary([r["cpu_us"] for r in herald_runs]),
         "herald_cpu_us_by_thread": {t: round(statistics.median(r["per_thread_us"].get(t, 0) for r in herald_runs), 2)
                                     for t in threads},
@@ -336,6 +363,8 @@ def main() -> int:
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--in-flight", type=int, default=128)
     ap.add_argument("--workers", type=int, default=1, help="nginx worker processes")
+    ap.add_argument("--baseline", help="a folder holding another build's herald package: its runs alternate with "
+                                       "this build's (before/after figures in the same conditions)")
     ap.add_argument("--child", choices=["raw", "herald", "send_one", "send_8"], help=argparse.SUPPRESS)
     ap.add_argument("--url", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -350,7 +379,7 @@ def main() -> int:
             out = child_send_threads(args.url, args.n, 8)
         print(json.dumps(out))
         return 0
-    print(json.dumps(measure(args.n, args.reps, args.in_flight, args.workers), indent=2))
+    print(json.dumps(measure(args.n, args.reps, args.in_flight, args.workers, baseline=args.baseline), indent=2))
     return 0
 
 
