@@ -39,3 +39,19 @@ def test_lines_carry_recipient_channel_error_class_and_cost(make_engine: Callabl
     assert accepted["provider"] == "backup" and accepted["cost"] == 0.0075 and "error_class" not in accepted
     final = next(line for line in lines if line["id"] == str(lost) and line["event"] == "dead_lettered")
     assert final["error_class"] == "provider_error" and final["channel"] == "email"
+
+
+def test_accepted_latencies_find_the_ids_a_caller_holds(make_engine: Callable[..., Engine], tmp_path: Path) -> None:
+    # The log writes ids as strings; the demo and the benchmarks ask with the ints send() returned.
+    from herald.latency import accepted_latencies
+
+    engine = make_engine()
+    ids = {engine.send("otp", f"u{i}", {"code": "1"}, priority="critical").id for i in range(3)}
+    other = engine.send("otp", "u9", {"code": "1"}).id
+    assert engine.wait(other, timeout=20).state == "completed"
+    assert engine.wait_idle(20)
+    engine.close()
+    lat = accepted_latencies(tmp_path / "data" / "log", ids)
+    assert set(lat) == {"critical"} and len(lat["critical"]) == 3
+    assert all(ms >= 0 for ms in lat["critical"])
+    assert sum(len(v) for v in accepted_latencies(tmp_path / "data" / "log").values()) == 4

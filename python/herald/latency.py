@@ -23,7 +23,7 @@ def accepted_latencies(log_dir: str | Path, ids: set[int] | None = None) -> dict
     received: dict[int, tuple[int, str]] = {}
     out: dict[str, list[float]] = {}
     for e in read_log(log_dir):
-        nid = e["id"]
+        nid = int(e["id"])  # a string in the log (ids exceed 2**53)
         if ids is not None and nid not in ids:
             continue
         if e["event"] == "received":
