@@ -111,3 +111,35 @@ def test_a_plan_checked_by_one_engine_is_checked_again_by_another() -> None:
     refused = rules.router(["other"])([N(), N()])
     assert len(refused) == 2
     assert all(isinstance(r, str) and r.endswith("plan.providers: unknown provider 'hook'") for r in refused)
+
+
+def test_a_rule_gets_the_providers_health_by_its_second_parameter() -> None:
+    from herald.health import takes_providers
+
+    class Rules:
+        def by_name(self, n, providers=None): ...
+        def plain(self, n): ...
+
+        def __call__(self, n, providers): ...
+
+    def two(n, providers): ...
+    def named_with_default(n, providers=None): ...
+    def any_name(n, health): ...
+
+    assert takes_providers(two) and takes_providers(named_with_default) and takes_providers(any_name)
+    assert takes_providers(Rules().by_name) and not takes_providers(Rules().plain)
+    assert takes_providers(Rules())  # a callable object, through its signature
+    assert not takes_providers(lambda n: None)
+    # The idiom for binding a loop variable: the default stays, the providers are not passed.
+    batch = True
+    assert not takes_providers(lambda n, b=batch: None)
+
+
+def test_a_rule_binding_a_loop_variable_by_default_argument_routes(make_engine, sandbox: Sandbox) -> None:
+    rules = {}
+    for kind, template in (("a", "first"), ("b", "second")):
+        rules[kind] = lambda n, t=template: Plan("sms", ["primary"], t)
+    engine = make_engine(rules=RuleSet(rules))
+    ids = [engine.send(kind, "u1").id for kind in ("a", "b")]
+    assert all(engine.wait(i, timeout=20).state == "completed" for i in ids)
+    assert sorted(m["text"] for m in sandbox.messages()) == ["first", "second"]

@@ -35,23 +35,32 @@ _arity: dict[Any, bool] = {}
 
 
 def takes_providers(fn: Any) -> bool:
-    """Whether rule ``fn`` takes a second positional parameter (the providers' health)."""
+    """Whether rule ``fn`` takes the providers' health: its second positional parameter is named
+    ``providers`` or has no default. One with a default under another name is left alone, so the
+    ``lambda n, b=batch: ...`` idiom for binding a loop variable keeps its value."""
     code = getattr(fn, "__code__", None)
     if code is not None:  # a function or a bound method: the fast path, read every call
-        return bool(code.co_argcount - (1 if inspect.ismethod(fn) else 0) >= 2)
+        second = 2 if inspect.ismethod(fn) else 1
+        if code.co_argcount <= second:
+            return False
+        if code.co_varnames[second] == "providers":
+            return True
+        return second < code.co_argcount - len(getattr(fn, "__defaults__", None) or ())
     try:
         return _arity[fn]
     except KeyError:
         pass
     except TypeError:  # unhashable callable: look each time
-        return _count_positional(fn) >= 2
-    _arity[fn] = _count_positional(fn) >= 2
+        return _wants_providers(fn)
+    _arity[fn] = _wants_providers(fn)
     return _arity[fn]
 
 
-def _count_positional(fn: Any) -> int:
+def _wants_providers(fn: Any) -> bool:
     try:
-        params = inspect.signature(fn).parameters.values()
+        params = [p for p in inspect.signature(fn).parameters.values() if p.kind in _POSITIONAL]
     except (TypeError, ValueError):
-        return 1
-    return sum(1 for p in params if p.kind in _POSITIONAL)
+        return False
+    if len(params) < 2:
+        return False
+    return params[1].name == "providers" or params[1].default is inspect.Parameter.empty
