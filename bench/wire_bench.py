@@ -30,6 +30,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -137,35 +138,37 @@ def _schedstat_ns(path: str) -> int:
         return 0
 
 
-def thread_cpu_ns() -> dict[str, int]:
-    """CPU of each thread of this process so far, summed by thread name (/proc schedstat)."""
+def _by_thread_name(read: Callable[[str], int]) -> dict[str, int]:
+    """``read(task_dir)`` for each thread of this process, summed by thread name (the
+    interpreter's own threads as "python"); a thread that ends meanwhile is skipped."""
     out: dict[str, int] = {}
     for tid in os.listdir("/proc/self/task"):
+        task = f"/proc/self/task/{tid}"
         try:
-            with open(f"/proc/self/task/{tid}/comm") as f:
+            with open(f"{task}/comm") as f:
                 name = f.read().strip()
-        except OSError:
+            value = read(task)
+        except (OSError, StopIteration, ValueError):
             continue
         if name.startswith("python") or name == "MainThread":
             name = "python"
-        out[name] = out.get(name, 0) + _schedstat_ns(f"/proc/self/task/{tid}/schedstat")
+        out[name] = out.get(name, 0) + value
     return out
+
+
+def _voluntary_switches(task: str) -> int:
+    with open(f"{task}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("voluntary_ctxt_switches"))
+
+
+def thread_cpu_ns() -> dict[str, int]:
+    """CPU of each thread of this process so far, by thread name (/proc schedstat)."""
+    return _by_thread_name(lambda task: _schedstat_ns(f"{task}/schedstat"))
 
 
 def thread_switches() -> dict[str, int]:
     """Voluntary context switches of each thread so far (a thread that sleeps and is woken), by name."""
-    out: dict[str, int] = {}
-    for tid in os.listdir("/proc/self/task"):
-        try:
-            with open(f"/proc/self/task/{tid}/comm") as f:
-                name = f.read().strip()
-            with open(f"/proc/self/task/{tid}/status") as f:
-                n = next(int(line.split()[1]) for line in f if line.startswith("voluntary_ctxt_switches"))
-        except (OSError, StopIteration, ValueError):
-            continue
-        name = "python" if name.startswith("python") else name
-        out[name] = out.get(name, 0) + n
-    return out
+    return _by_thread_name(_voluntary_switches)
 
 
 def _per_thread_us(before: dict[str, int], after: dict[str, int], n: int) -> dict[str, float]:

@@ -72,9 +72,6 @@ py::dict raw_http_rate(const std::string& url, std::size_t total, std::size_t in
 /// calling thread, `in_flight` reused easy handles POSTing `body` to `url` with keep-alive, no
 /// wrapper of ours around it. Returns the rate and the CPU this thread spent (RUSAGE_THREAD).
 py::dict raw_curl_rate(const std::string& url, const std::string& body, std::size_t total, std::size_t in_flight) {
-  struct Slot {
-    CURL* easy = nullptr;
-  };
   auto discard = +[](char*, size_t size, size_t n, void*) -> size_t { return size * n; };
   std::size_t ok = 0, failed = 0, started = 0, done = 0;
   double seconds = 0, cpu_s = 0;
@@ -84,24 +81,24 @@ py::dict raw_curl_rate(const std::string& url, const std::string& body, std::siz
     curl_slist* headers = nullptr;
     headers = curl_slist_append(headers, "Content-Type: application/json");
     headers = curl_slist_append(headers, "Expect:");
-    std::vector<Slot> slots(std::max<std::size_t>(1, std::min(in_flight, total)));
+    std::vector<CURL*> handles(std::max<std::size_t>(1, std::min(in_flight, total)));
     auto start = [&](CURL* easy) {
       curl_multi_add_handle(multi, easy);
       ++started;
     };
-    for (auto& s : slots) {
-      s.easy = curl_easy_init();
-      curl_easy_setopt(s.easy, CURLOPT_URL, url.c_str());
-      curl_easy_setopt(s.easy, CURLOPT_HTTPHEADER, headers);
-      curl_easy_setopt(s.easy, CURLOPT_POSTFIELDS, body.data());
-      curl_easy_setopt(s.easy, CURLOPT_POSTFIELDSIZE, static_cast<long>(body.size()));
-      curl_easy_setopt(s.easy, CURLOPT_WRITEFUNCTION, discard);
-      curl_easy_setopt(s.easy, CURLOPT_NOSIGNAL, 1L);
+    for (CURL*& easy : handles) {
+      easy = curl_easy_init();
+      curl_easy_setopt(easy, CURLOPT_URL, url.c_str());
+      curl_easy_setopt(easy, CURLOPT_HTTPHEADER, headers);
+      curl_easy_setopt(easy, CURLOPT_POSTFIELDS, body.data());
+      curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE, static_cast<long>(body.size()));
+      curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, discard);
+      curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
     }
     rusage r0{};
     getrusage(RUSAGE_THREAD, &r0);
     const auto t0 = std::chrono::steady_clock::now();
-    for (auto& s : slots) start(s.easy);
+    for (CURL* easy : handles) start(easy);
     while (done < total) {
       int running = 0;
       curl_multi_perform(multi, &running);
@@ -123,7 +120,7 @@ py::dict raw_curl_rate(const std::string& url, const std::string& body, std::siz
     getrusage(RUSAGE_THREAD, &r1);
     auto tv = [](const timeval& t) { return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) / 1e6; };
     cpu_s = tv(r1.ru_utime) + tv(r1.ru_stime) - tv(r0.ru_utime) - tv(r0.ru_stime);
-    for (auto& s : slots) curl_easy_cleanup(s.easy);
+    for (CURL* easy : handles) curl_easy_cleanup(easy);
     curl_slist_free_all(headers);
     curl_multi_cleanup(multi);
   }

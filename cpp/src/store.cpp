@@ -131,11 +131,14 @@ struct DbDeleter {
   void operator()(sqlite3* db) const noexcept { sqlite3_close_v2(db); }
 };
 
-std::string column_text(sqlite3_stmt* s, int col) {
+/// A text column as it lies in SQLite's buffer (valid until the next step); "" for NULL.
+std::string_view column_view(sqlite3_stmt* s, int col) {
   const auto* p = sqlite3_column_text(s, col);
-  return p == nullptr ? std::string() : std::string(reinterpret_cast<const char*>(p),
-                                                    static_cast<std::size_t>(sqlite3_column_bytes(s, col)));
+  return p == nullptr ? std::string_view() : std::string_view(reinterpret_cast<const char*>(p),
+                                                              static_cast<std::size_t>(sqlite3_column_bytes(s, col)));
 }
+
+std::string column_text(sqlite3_stmt* s, int col) { return std::string(column_view(s, col)); }
 
 void bind_text(sqlite3_stmt* s, int col, std::string_view v, bool null_if_empty = false) {
   if (null_if_empty && v.empty()) {
@@ -980,22 +983,14 @@ std::optional<IdempotencyHit> Store::find_idempotent(const std::string& tenant, 
 
 void Store::for_each_idempotency_key(const KeyVisitor& each) {
   std::lock_guard lock(read_mutex_);
-  sqlite3_stmt* raw = nullptr;
   // Read from the partial unique index alone (it holds every column asked for).
-  const char* sql = "SELECT tenant, type, recipient_id, idempotency_key FROM notifications "
-                    "INDEXED BY notifications_idempotency WHERE idempotency_key IS NOT NULL";
-  if (sqlite3_prepare_v2(read_db_->db.get(), sql, -1, &raw, nullptr) != SQLITE_OK) {
-    sqlite3_finalize(raw);
-    throw StoreError(std::string("cannot read idempotency keys: ") + sqlite3_errmsg(read_db_->db.get()));
-  }
-  std::unique_ptr<sqlite3_stmt, decltype(&sqlite3_finalize)> stmt(raw, &sqlite3_finalize);
-  auto text = [&](int col) {
-    const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(raw, col));
-    return std::string_view(p == nullptr ? "" : p, static_cast<std::size_t>(sqlite3_column_bytes(raw, col)));
-  };
+  const Stmt stmt = read_db_->prepare(
+      "SELECT tenant, type, recipient_id, idempotency_key FROM notifications "
+      "INDEXED BY notifications_idempotency WHERE idempotency_key IS NOT NULL");
+  sqlite3_stmt* s = stmt.get();
   int rc = 0;
-  while ((rc = sqlite3_step(raw)) == SQLITE_ROW) each(text(0), text(1), text(2), text(3));
-  if (rc != SQLITE_DONE) throw StoreError(std::string("cannot read idempotency keys: ") + sqlite3_errmsg(read_db_->db.get()));
+  while ((rc = sqlite3_step(s)) == SQLITE_ROW) each(column_view(s, 0), column_view(s, 1), column_view(s, 2), column_view(s, 3));
+  if (rc != SQLITE_DONE) read_db_->fail("read idempotency keys");
 }
 
 std::vector<Event> Store::events(Id id) {

@@ -187,8 +187,10 @@ class Plan:
         set_ = object.__setattr__
         set_(self, "skip_reason", None)
         set_(self, "defer_until", None)
-        if (steps is None and subject is None and html is None and title is None and image is None and data is None
-                and success == "accepted" and (batch is False or batch is True)
+        # A plan of one step with nothing but channel, providers and text (and batch).
+        plain = (subject is None and html is None and title is None and image is None and data is None
+                 and success == "accepted")
+        if (plain and steps is None and (batch is False or batch is True)
                 and (type(providers) is list or type(providers) is tuple)):
             # A plain plan checked before (the common answer, once per notification): its shared
             # wire form, before any other check. The key's types are exact, so a lookup can only
@@ -223,8 +225,7 @@ class Plan:
                 raise validation_error("Plan.template", "must be a string or None")
             if not isinstance(batch, bool):
                 raise validation_error("Plan.batch", "must be True or False")
-            if (subject is None and html is None and title is None and image is None and data is None
-                    and success == "accepted" and channel in CHANNELS):
+            if plain and channel in CHANNELS:
                 # The common plan, made once per notification on the engine's loop: the checks a
                 # Step makes, without making one (about 3 µs instead of 9). Its wire form is then
                 # shared with the same plan made again (looked up above).

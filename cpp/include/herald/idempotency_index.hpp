@@ -61,7 +61,6 @@ class IdempotencyIndex {
   void note_stored(std::string_view tenant, std::string_view type, std::string_view recipient_id, std::string_view key) {
     stored_.add(KeyFilter::hash(tenant, type, recipient_id, key));
   }
-  [[nodiscard]] const KeyFilter& stored_keys() const noexcept { return stored_; }
 
  private:
   static std::uint64_t filter_hash(const IdempotencyKey& k) noexcept {
