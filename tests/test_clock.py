@@ -3,6 +3,7 @@ real time, so these tests wait for nothing but the engine's own work."""
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import timedelta
 
 import pytest
@@ -100,3 +101,29 @@ def test_the_clock_only_moves_forward() -> None:
         ManualClock(start=-5)
     with pytest.raises(herald.ConfigError, match="clock"):
         herald.Engine(clock="now")  # type: ignore[arg-type]
+
+
+def test_a_routed_event_rides_with_sending_or_is_written_within_a_quarter_second(
+        make_engine, sandbox: Sandbox, clock: ManualClock, tmp_path) -> None:
+    # One token a second: the first goes at once, the second is routed and waits for the clock.
+    engine = make_engine(clock=clock, data_dir=tmp_path / "data",
+                         rules=RuleSet({"solo": lambda n: Plan("sms", ["primary"])}),
+                         providers=[sandbox.provider("primary", rate_per_s=1.0)])
+    first = engine.send("solo", "u1")
+    second = engine.send("solo", "u2")
+    wait_for(lambda: engine.status(first.id).state == "completed", what="the first to be sent")
+    # Nothing is due yet but the held "routed" of the second: a quarter second of the clock writes it.
+    clock.advance(0.25)
+    wait_for(lambda: "routed" in events_of(engine, second.id), what="the held routed event to be written")
+    assert engine.status(second.id).state == "queued"  # still waiting for its token
+    clock.advance(1.0)
+    assert engine.wait(second.id, timeout=10).state == "completed"
+    for r in (first, second):
+        assert events_of(engine, r.id) == ["received", "queued", "routed", "sending", "accepted", "completed"]
+    engine.close()
+    con = sqlite3.connect(tmp_path / "data" / "herald.db")
+    rows = dict(con.execute("SELECT nid, count(*) FROM events WHERE nid IN (?, ?) GROUP BY nid", (first.id, second.id)))
+    # first: routed with sending, accepted with completed; second: routed alone, then the same two.
+    assert rows == {first.id: 2, second.id: 3}
+    flat = con.execute("SELECT kind FROM all_events WHERE nid = ? ORDER BY seq", (first.id,)).fetchall()
+    assert [k for (k,) in flat] == ["routed", "sending", "accepted", "completed"]

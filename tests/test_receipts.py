@@ -147,7 +147,7 @@ def test_a_flood_of_forged_receipts_is_logged_in_aggregate(engine: Engine) -> No
     assert refused[0]["detail"].startswith("2000 receipts refused: ")
     assert refused[0]["provider"] == "sms" and refused[0]["http_status"] == 403
     with sqlite3.connect(data_dir / "herald.db") as db:
-        rows = db.execute("SELECT count(*) FROM events WHERE nid = 0 AND kind = 'receipt_rejected'").fetchone()[0]
+        rows = db.execute("SELECT count(*) FROM all_events WHERE nid = 0 AND kind = 'receipt_rejected'").fetchone()[0]
     assert rows == 1
 
 

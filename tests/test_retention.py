@@ -34,7 +34,7 @@ def test_final_notifications_past_max_age_are_pruned_with_their_events(tmp_path:
                                                 for i in range(200)])]
         assert engine.wait_idle(30)
         later = engine.send("otp", "later", {"code": "2"}, send_at=time.time() + 3600).id
-        assert _rows(data_dir, f"SELECT count(*) FROM events WHERE nid = {done[0]}") > 0
+        assert _rows(data_dir, f"SELECT count(*) FROM all_events WHERE nid = {done[0]}") > 0
         removed = {"notifications": 0, "events": 0}
         deadline = time.monotonic() + 10
         while removed["notifications"] < 200:  # waits for the rows to pass max_age, pass by pass
@@ -46,7 +46,7 @@ def test_final_notifications_past_max_age_are_pruned_with_their_events(tmp_path:
         assert all(engine.status(i) is None for i in done)
         assert engine.status(later).state == "queued"  # unfinished: never pruned
         assert engine.stats()["pruned"] == 200
-        assert _rows(data_dir, f"SELECT count(*) FROM events WHERE nid IN ({','.join(map(str, done))})") == 0
+        assert _rows(data_dir, f"SELECT count(*) FROM all_events WHERE nid IN ({','.join(map(str, done))})") == 0
 
 
 def test_herald_prune_on_the_command_line(tmp_path: Path, sandbox: Sandbox) -> None:
@@ -68,7 +68,7 @@ def test_herald_prune_on_the_command_line(tmp_path: Path, sandbox: Sandbox) -> N
     report = json.loads(cut.stdout)
     assert report["notifications"] == 50
     assert _rows(data_dir, "SELECT count(*) FROM notifications") == 0
-    assert _rows(data_dir, "SELECT count(*) FROM events") == 0
+    assert _rows(data_dir, "SELECT count(*) FROM all_events") == 0
 
 
 def test_retention_options_are_checked_by_name(tmp_path: Path) -> None:

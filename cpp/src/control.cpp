@@ -111,7 +111,10 @@ bool Engine::Impl::wait_idle(std::chrono::milliseconds timeout) {
 }
 
 void Engine::Impl::flush() {
-  on_loop([this] { flush_writes(); });
+  on_loop([this] {
+    write_held(true);
+    flush_writes();
+  });
   store->flush();
 }
 

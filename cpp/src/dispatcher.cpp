@@ -55,6 +55,12 @@ void Engine::Impl::apply(Delivery& x, Step& s, bool was_outstanding, WriteBatch&
   // A plan's step does not end the notification: its parent records how it ended (step_failed,
   // step_succeeded) and the notification's one final event.
   if (x.n.parent_id != 0 && s.next == Next::finish && !s.events.empty()) s.events.pop_back();
+  if (x.held_event && (s.save || !s.events.empty())) {  // before this step's own events
+    into.events.push_back(std::move(*x.held_event));
+    x.held_event.reset();
+  }
+  // Routed and waiting for a provider's slot: the event rides with the next write (held_events.cpp).
+  const bool hold = s.next == Next::queue && !s.save && s.events.size() == 1 && s.events[0].kind == EventKind::routed;
   for (auto& e : s.events) {
     switch (e.kind) {
       case EventKind::sending:
@@ -73,7 +79,11 @@ void Engine::Impl::apply(Delivery& x, Step& s, bool was_outstanding, WriteBatch&
       default: break;
     }
     e.ts_us = now_us;
-    into.events.push_back(std::move(e));
+    if (hold) {
+      hold_routed(x, std::move(e));
+    } else {
+      into.events.push_back(std::move(e));
+    }
   }
   if (s.save) into.updates.push_back({id, x.d});
   if (s.suppress) add_suppression(*s.suppress, id);

@@ -45,7 +45,8 @@ Engine::Impl::Impl(EngineOptions opts, std::shared_ptr<Router> r)
       housekeeping_timer(io, clock, [this] {
         log_rejections();
         arm_housekeeping();
-      }) {
+      }),
+      held_timer(io, clock, [this] { write_held(false); }) {
   if (!router) throw ConfigError("router: is required");
   for (const auto& c : options.providers) {
     auto adapter = make_adapter(c);  // validates
@@ -149,7 +150,9 @@ void Engine::Impl::close() {
       rate_timer.cancel();
       reconcile_timer.cancel();
       housekeeping_timer.cancel();
+      held_timer.cancel();
       log_rejections();
+      write_held(true);
       flush_writes();
       work.reset();
       io.stop();

@@ -8,6 +8,7 @@
 ///   reconciler.cpp      status queries for deliveries whose receipt never came
 ///   control.cpp         cancel, retry, unsuppress, flush, wait_idle, acknowledge
 ///   cascade_shell.cpp   plans with many steps: starting steps as deliveries, hearing how they end
+///   held_events.cpp     a "routed" event held for the delivery's next write (one events row, not two)
 /// What happens to one notification is decided by the DeliveryMachine (delivery.hpp); these
 /// files do the I/O around it.
 ///
@@ -120,6 +121,10 @@ struct Engine::Impl {
   LoopTimer rate_timer;       ///< a rate-limited or token-less provider may go on
   LoopTimer reconcile_timer;
   LoopTimer housekeeping_timer;
+  /// Routed events waiting to ride with their delivery's next write (usually "sending" a few ms
+  /// later), so both go in one row of the events table (event_rows.hpp): held_events.cpp.
+  std::deque<std::pair<Id, std::int64_t>> held_since;  ///< (id, when held, ms), oldest first
+  LoopTimer held_timer;  ///< no routed event waits longer than held_event_ms
   std::unordered_map<std::string, Suppression> suppressed;  ///< by suppression_key
   std::unordered_map<Id, ReceiptState> recent_receipts;     ///< receipts recorded, maybe not yet committed
   std::unordered_map<Id, int> reconcile_checks;             ///< lookups made per delivery awaiting a receipt
@@ -162,6 +167,10 @@ struct Engine::Impl {
   void post_pump();
   void pump();
   void flush_writes();
+  // held_events.cpp
+  static constexpr std::int64_t held_event_ms = 250;
+  void hold_routed(Delivery& x, Event e);
+  void write_held(bool all);                   ///< those held held_event_ms or longer (or all)
   void apply(Delivery& x, Step& s, bool was_outstanding, WriteBatch& into);
   // cascade_shell.cpp: plans with many steps
   void coordinate(Delivery& parent, const Step& s, WriteBatch& into);

@@ -15,6 +15,7 @@
 
 #include "herald/clock.hpp"
 #include "herald/delivery_log.hpp"
+#include "herald/event_rows.hpp"
 #include "herald/errors.hpp"
 
 namespace herald {
@@ -97,7 +98,19 @@ constexpr const char* added_columns[] = {
     "receipt_at INTEGER NOT NULL DEFAULT 0", "cost REAL NOT NULL DEFAULT 0", "parent_id INTEGER NOT NULL DEFAULT 0",
     "step INTEGER NOT NULL DEFAULT 0"};
 /// The same for events.
-constexpr const char* added_event_columns[] = {"step INTEGER NOT NULL DEFAULT -1"};
+constexpr const char* added_event_columns[] = {"step INTEGER NOT NULL DEFAULT -1", "more TEXT"};
+
+/// One row per event for SQL readers: a row of `events` may hold the earlier events of its
+/// notification from the same commit in `more` (herald/event_rows.hpp).
+constexpr const char* all_events_view_sql = R"sql(
+CREATE VIEW IF NOT EXISTS all_events AS
+SELECT nid, seq, ts_us, kind, attempt, provider, latency_us, http_status, detail, step FROM events
+UNION ALL
+SELECT e.nid, json_extract(m.value, '$[0]'), json_extract(m.value, '$[1]'), json_extract(m.value, '$[2]'),
+       json_extract(m.value, '$[3]'), NULLIF(json_extract(m.value, '$[4]'), ''), json_extract(m.value, '$[5]'),
+       json_extract(m.value, '$[6]'), NULLIF(json_extract(m.value, '$[7]'), ''), json_extract(m.value, '$[8]')
+FROM events e, json_each(e.more) m WHERE e.more IS NOT NULL
+)sql";
 
 /// The steps of a plan with many steps, found from their parent. Partial: other rows cost nothing.
 constexpr const char* steps_index_sql =
@@ -262,6 +275,7 @@ struct Store::Db {
       }
       exec(awaiting_index_sql);
       exec(steps_index_sql);
+      exec(all_events_view_sql);
       // Checkpoints run on their own thread (Store::checkpoint_loop): a checkpoint inside a commit
       // would stall every send waiting on that commit.
       exec("PRAGMA wal_autocheckpoint=0");
@@ -283,14 +297,14 @@ struct Store::Db {
       unsuppress = prepare("DELETE FROM suppressions WHERE channel=? AND address=?");
       event = prepare(
           "INSERT OR REPLACE INTO events (nid, seq, ts_us, kind, attempt, provider, latency_us, http_status, detail, "
-          "step) VALUES (?,?,?,?,?,?,?,?,?,?)");
+          "step, more) VALUES (?,?,?,?,?,?,?,?,?,?,?)");
       prune_rows = prepare(
           "DELETE FROM notifications WHERE id IN (SELECT id FROM notifications WHERE id < ?1 AND state >= 4 "
           "AND updated_at < ?2 ORDER BY id LIMIT ?3) RETURNING id");
       prune_events = prepare(
           "DELETE FROM events WHERE nid BETWEEN ?1 AND ?2 AND nid NOT IN "
-          "(SELECT id FROM notifications WHERE id BETWEEN ?1 AND ?2)");
-      prune_system_events = prepare("DELETE FROM events WHERE nid = 0 AND ts_us < ?");
+          "(SELECT id FROM notifications WHERE id BETWEEN ?1 AND ?2) RETURNING json_array_length(more)");
+      prune_system_events = prepare("DELETE FROM events WHERE nid = 0 AND ts_us < ? RETURNING json_array_length(more)");
       probe = prepare("INSERT OR REPLACE INTO store_probe (k, at) VALUES (1, ?)");
       begin = prepare("BEGIN");
       commit = prepare("COMMIT");
@@ -305,7 +319,7 @@ struct Store::Db {
           "SELECT id, content_hash, state FROM notifications "
           "WHERE tenant=? AND type=? AND recipient_id=? AND idempotency_key=?");
       events = prepare(
-          "SELECT nid, seq, ts_us, kind, attempt, provider, latency_us, http_status, detail, step FROM events "
+          "SELECT nid, seq, ts_us, kind, attempt, provider, latency_us, http_status, detail, step, more FROM events "
           "WHERE nid=? ORDER BY seq");
       unfinished = prepare("SELECT " + cols + " FROM notifications WHERE state < 4 ORDER BY id");
       by_state = prepare("SELECT " + cols + " FROM notifications WHERE state=? AND parent_id=0 ORDER BY id LIMIT ?");
@@ -693,7 +707,7 @@ void Store::writer_loop() {
 
 namespace {
 
-void run_prune_chunk(sqlite3* db, sqlite3_stmt* rows, sqlite3_stmt* events, sqlite3_stmt* system_events,
+void run_prune_chunk(sqlite3_stmt* rows, sqlite3_stmt* events, sqlite3_stmt* system_events,
                      std::int64_t before_id, std::int64_t before_ms, std::int64_t limit, std::int64_t system_before_us,
                      std::uint64_t& deleted_rows, std::uint64_t& deleted_events,
                      const std::function<void(const char*)>& fail) {
@@ -710,20 +724,23 @@ void run_prune_chunk(sqlite3* db, sqlite3_stmt* rows, sqlite3_stmt* events, sqli
   }
   sqlite3_reset(rows);
   if (rc != SQLITE_DONE) fail("prune notifications");
+  // Each deleted row returns how many earlier events it packed (NULL: none).
+  auto count_deleted = [&](sqlite3_stmt* s, const char* what) {
+    int step_rc = 0;
+    while ((step_rc = sqlite3_step(s)) == SQLITE_ROW) {
+      deleted_events += 1 + static_cast<std::uint64_t>(std::max<sqlite3_int64>(0, sqlite3_column_int64(s, 0)));
+    }
+    sqlite3_reset(s);
+    if (step_rc != SQLITE_DONE) fail(what);
+  };
   if (hi > 0) {
     sqlite3_bind_int64(events, 1, lo);
     sqlite3_bind_int64(events, 2, hi);
-    rc = sqlite3_step(events);
-    sqlite3_reset(events);
-    if (rc != SQLITE_DONE) fail("prune events");
-    deleted_events += static_cast<std::uint64_t>(sqlite3_changes(db));
+    count_deleted(events, "prune events");
   }
   if (system_before_us > 0) {
     sqlite3_bind_int64(system_events, 1, system_before_us);
-    rc = sqlite3_step(system_events);
-    sqlite3_reset(system_events);
-    if (rc != SQLITE_DONE) fail("prune system events");
-    deleted_events += static_cast<std::uint64_t>(sqlite3_changes(db));
+    count_deleted(system_events, "prune system events");
   }
 }
 
@@ -734,6 +751,7 @@ bool Store::apply(std::vector<Pending>& work) {
   std::vector<std::exception_ptr> errors(work.size());
   const std::int64_t now = now_ms();
   std::exception_ptr fault;
+  std::vector<const Event*> events;  // of the batches applied, to be written per notification
   try {
     db.step_done(db.begin.get(), "begin");
     for (std::size_t i = 0; i < work.size(); ++i) {
@@ -808,20 +826,6 @@ bool Store::apply(std::vector<Pending>& work) {
           sqlite3_bind_int64(s, 7, x.at_ms);
           db.step_done(s, "record suppression");
         }
-        for (const Event& e : b.events) {
-          sqlite3_stmt* s = db.event.get();
-          sqlite3_bind_int64(s, 1, e.notification_id);
-          sqlite3_bind_int64(s, 2, e.seq);
-          sqlite3_bind_int64(s, 3, e.ts_us);
-          bind_text(s, 4, to_string(e.kind));
-          sqlite3_bind_int(s, 5, e.attempt);
-          bind_text(s, 6, e.provider, true);
-          sqlite3_bind_int64(s, 7, e.latency_us);
-          sqlite3_bind_int(s, 8, e.http_status);
-          bind_text(s, 9, e.detail, true);
-          sqlite3_bind_int(s, 10, e.step);
-          db.step_done(s, "insert event");
-        }
         if (work[i].probe) {
           sqlite3_bind_int64(db.probe.get(), 1, now);
           db.step_done(db.probe.get(), "probe");
@@ -829,17 +833,35 @@ bool Store::apply(std::vector<Pending>& work) {
         if (PruneChunk* c = work[i].prune.get()) {
           c->notifications = 0;
           c->events = 0;
-          run_prune_chunk(db.db.get(), db.prune_rows.get(), db.prune_events.get(), db.prune_system_events.get(),
+          run_prune_chunk(db.prune_rows.get(), db.prune_events.get(), db.prune_system_events.get(),
                           c->before_id, c->before_ms, static_cast<std::int64_t>(c->limit), c->system_before_us,
                           c->notifications, c->events, [&db](const char* what) { db.fail(what); });
         }
         db.step_done(db.release.get(), "release");
+        for (const Event& e : b.events) events.push_back(&e);  // written below, once per notification
       } catch (const SqliteError& ex) {
         if (!ex.batch_only()) throw;  // the disk or the file, not this batch: the transaction fails
         errors[i] = std::current_exception();
         db.step_done(db.rollback_to.get(), "rollback to");
         db.step_done(db.release.get(), "release");
       }
+    }
+    for (const auto& group : group_for_rows(events)) {
+      const Event& e = *group.back();
+      const std::string more = pack_earlier_events(group);
+      sqlite3_stmt* s = db.event.get();
+      sqlite3_bind_int64(s, 1, e.notification_id);
+      sqlite3_bind_int64(s, 2, e.seq);
+      sqlite3_bind_int64(s, 3, e.ts_us);
+      bind_text(s, 4, to_string(e.kind));
+      sqlite3_bind_int(s, 5, e.attempt);
+      bind_text(s, 6, e.provider, true);
+      sqlite3_bind_int64(s, 7, e.latency_us);
+      sqlite3_bind_int(s, 8, e.http_status);
+      bind_text(s, 9, e.detail, true);
+      sqlite3_bind_int(s, 10, e.step);
+      bind_text(s, 11, more, true);
+      db.step_done(s, "insert event");
     }
     db.step_done(db.commit.get(), "commit");
   } catch (...) {
@@ -1010,6 +1032,14 @@ std::vector<Event> Store::events(Id id) {
     e.http_status = sqlite3_column_int(s, 7);
     e.detail = column_text(s, 8);
     e.step = sqlite3_column_int(s, 9);
+    if (sqlite3_column_type(s, 10) != SQLITE_NULL) {
+      try {
+        unpack_earlier_events(column_view(s, 10), id, out);
+      } catch (...) {
+        sqlite3_reset(s);
+        throw;
+      }
+    }
     out.push_back(std::move(e));
   }
   sqlite3_reset(s);

@@ -193,7 +193,7 @@ def compare_providers(data_dir: str | Path, providers: Sequence[str], *, since: 
         attempts = dict.fromkeys(names, 0)
         # Attempts with an answer (or none): accepted and attempt_failed carry the provider.
         for provider, kind, latency_us in con.execute(
-                "SELECT e.provider, e.kind, e.latency_us FROM events e"
+                "SELECT e.provider, e.kind, e.latency_us FROM all_events e"
                 + (" JOIN notifications n ON n.id = e.nid" if type is not None else "")
                 + f" WHERE e.nid >= ? AND e.kind IN ('accepted','attempt_failed') AND e.provider IN ({marks})"
                 + by_type, [first_id, *names, *type_args]):

@@ -103,6 +103,7 @@ struct Delivery {
   std::int64_t attempt_started_ms = 0;    ///< when the attempt in doubt was marked "sending"
   std::shared_ptr<Cascade> cascade;       ///< a plan with many steps: their progress (phase coordinating)
   bool has_fallback = false;  ///< a plan's step with a later group after it: it fails rather than waits
+  std::optional<Event> held_event;  ///< "routed", waiting to ride with the next write (the shell's held_events.cpp)
 
   /// Taken from the scheduler and not yet back in it or final: counts against the engine's window.
   [[nodiscard]] bool outstanding() const noexcept {

@@ -1,0 +1,99 @@
+#include "herald/event_rows.hpp"
+
+#include <algorithm>
+#include <charconv>
+#include <unordered_map>
+
+#include <nlohmann/json.hpp>
+
+#include "herald/errors.hpp"
+#include "herald/json_text.hpp"
+
+namespace herald {
+
+namespace {
+
+template <typename Int>
+void append_number(std::string& out, Int value) {
+  char digits[24];
+  const auto end = std::to_chars(digits, digits + sizeof digits, value).ptr;
+  out.append(digits, static_cast<std::size_t>(end - digits));
+}
+
+}  // namespace
+
+std::vector<std::vector<const Event*>> group_for_rows(std::span<const Event* const> events) {
+  std::vector<std::vector<const Event*>> groups;
+  std::unordered_map<Id, std::size_t> group_of;
+  group_of.reserve(events.size());
+  for (const Event* e : events) {
+    auto [it, added] = group_of.try_emplace(e->notification_id, groups.size());
+    if (added) groups.emplace_back();
+    groups[it->second].push_back(e);
+  }
+  // Seqs are handed out in submission order, but batches of one commit may interleave.
+  for (auto& g : groups) {
+    if (!std::is_sorted(g.begin(), g.end(), [](const Event* a, const Event* b) { return a->seq < b->seq; })) {
+      std::stable_sort(g.begin(), g.end(), [](const Event* a, const Event* b) { return a->seq < b->seq; });
+    }
+  }
+  return groups;
+}
+
+std::string pack_earlier_events(std::span<const Event* const> group) {
+  std::string out;
+  if (group.size() < 2) return out;
+  out.reserve(96 * (group.size() - 1));
+  out += '[';
+  for (std::size_t i = 0; i + 1 < group.size(); ++i) {
+    const Event& e = *group[i];
+    if (i > 0) out += ',';
+    out += '[';
+    append_number(out, e.seq);
+    out += ',';
+    append_number(out, e.ts_us);
+    out += ',';
+    detail::append_json_string(out, to_string(e.kind));
+    out += ',';
+    append_number(out, e.attempt);
+    out += ',';
+    detail::append_json_string(out, e.provider);
+    out += ',';
+    append_number(out, e.latency_us);
+    out += ',';
+    append_number(out, e.http_status);
+    out += ',';
+    detail::append_json_string(out, e.detail);
+    out += ',';
+    append_number(out, e.step);
+    out += ']';
+  }
+  out += ']';
+  return out;
+}
+
+void unpack_earlier_events(std::string_view more, Id notification_id, std::vector<Event>& out) {
+  const auto doc = nlohmann::json::parse(more, nullptr, false);
+  if (!doc.is_array()) throw Error("events: a packed row's 'more' is not a JSON array");
+  for (const auto& a : doc) {
+    if (!a.is_array() || a.size() != 9 || !a[0].is_number_integer() || !a[1].is_number_integer() ||
+        !a[2].is_string() || !a[3].is_number_integer() || !a[4].is_string() || !a[5].is_number_integer() ||
+        !a[6].is_number_integer() || !a[7].is_string() || !a[8].is_number_integer()) {
+      throw Error("events: a packed event of notification " + std::to_string(notification_id) + " is malformed");
+    }
+    Event e;
+    e.notification_id = notification_id;
+    e.seq = a[0].get<std::int64_t>();
+    e.ts_us = a[1].get<std::int64_t>();
+    e.kind = parse_event_kind(a[2].get_ref<const std::string&>());
+    e.attempt = a[3].get<int>();
+    e.provider = a[4].get<std::string>();
+    e.latency_us = a[5].get<std::int64_t>();
+    e.http_status = a[6].get<int>();
+    e.detail = a[7].get<std::string>();
+    e.step = a[8].get<int>();
+    out.push_back(std::move(e));
+  }
+}
+
+}  // namespace herald

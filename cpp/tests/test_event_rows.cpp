@@ -1,0 +1,85 @@
+#include <gtest/gtest.h>
+
+#include "herald/errors.hpp"
+#include "herald/event_rows.hpp"
+
+namespace herald {
+namespace {
+
+Event ev(Id nid, std::int64_t seq, EventKind kind, std::string detail = {}) {
+  Event e;
+  e.notification_id = nid;
+  e.seq = seq;
+  e.ts_us = 1'700'000'000'000'000 + seq;
+  e.kind = kind;
+  e.attempt = 1;
+  e.provider = "hook";
+  e.latency_us = seq * 10;
+  e.http_status = 202;
+  e.detail = std::move(detail);
+  e.step = seq % 2 == 0 ? -1 : 1;
+  return e;
+}
+
+TEST(EventRows, GroupsEachNotificationsEventsInSeqOrder) {
+  const std::vector<Event> events = {ev(7, 10, EventKind::routed), ev(9, 11, EventKind::routed),
+                                     ev(7, 13, EventKind::sending), ev(9, 12, EventKind::sending),
+                                     ev(0, 14, EventKind::store_recovered)};
+  std::vector<const Event*> ptrs;
+  for (const auto& e : events) ptrs.push_back(&e);
+  const auto groups = group_for_rows(ptrs);
+  ASSERT_EQ(groups.size(), 3u);
+  ASSERT_EQ(groups[0].size(), 2u);
+  EXPECT_EQ(groups[0][0]->seq, 10);
+  EXPECT_EQ(groups[0][1]->seq, 13);
+  ASSERT_EQ(groups[1].size(), 2u);
+  EXPECT_EQ(groups[1][0]->seq, 11);
+  EXPECT_EQ(groups[1][1]->seq, 12);
+  ASSERT_EQ(groups[2].size(), 1u);
+  EXPECT_EQ(groups[2][0]->notification_id, 0);
+}
+
+TEST(EventRows, ARowOfOneEventPacksNothing) {
+  const Event e = ev(7, 10, EventKind::accepted);
+  const Event* one[] = {&e};
+  EXPECT_EQ(pack_earlier_events(one), "");
+}
+
+TEST(EventRows, EarlierEventsRoundTripWithEveryField) {
+  // Quotes, a backslash, a control character and non-ASCII text in the free-text fields.
+  const std::vector<Event> events = {ev(7, 10, EventKind::routed, "plan \"email\" via \\hook\n\x01 caf\xc3\xa9"),
+                                     ev(7, 11, EventKind::sending), ev(7, 12, EventKind::accepted, "msg-1")};
+  std::vector<const Event*> ptrs;
+  for (const auto& e : events) ptrs.push_back(&e);
+  const std::string more = pack_earlier_events(ptrs);
+  std::vector<Event> out;
+  unpack_earlier_events(more, 7, out);
+  ASSERT_EQ(out.size(), 2u);
+  for (std::size_t i = 0; i < 2; ++i) {
+    EXPECT_EQ(out[i].notification_id, 7);
+    EXPECT_EQ(out[i].seq, events[i].seq);
+    EXPECT_EQ(out[i].ts_us, events[i].ts_us);
+    EXPECT_EQ(out[i].kind, events[i].kind);
+    EXPECT_EQ(out[i].attempt, events[i].attempt);
+    EXPECT_EQ(out[i].provider, events[i].provider);
+    EXPECT_EQ(out[i].latency_us, events[i].latency_us);
+    EXPECT_EQ(out[i].http_status, events[i].http_status);
+    EXPECT_EQ(out[i].detail, events[i].detail);
+    EXPECT_EQ(out[i].step, events[i].step);
+  }
+}
+
+TEST(EventRows, AMalformedPackIsRefusedWithTheNotification) {
+  std::vector<Event> out;
+  EXPECT_THROW(unpack_earlier_events("not json", 7, out), Error);
+  try {
+    unpack_earlier_events(R"([[1,2,"routed",1,"hook",-1,0,"x"]])", 7, out);
+    FAIL() << "eight fields accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("notification 7"), std::string::npos) << e.what();
+  }
+  EXPECT_TRUE(out.empty());
+}
+
+}  // namespace
+}  // namespace herald
