@@ -113,3 +113,55 @@ def test_sigkill_mid_run_loses_nothing_and_duplicates_only_in_doubt(
     assert settled, "no attempt in doubt was settled by a status query"
     assert all(traces[i].count("sending") == 1 for i in settled)
     assert all(traces[i].count("sending") == 2 for i in set(in_doubt) - set(settled))
+
+
+SEND_ONE_CHILD = textwrap.dedent(
+    """
+    import sys, threading
+    from herald import Engine, Plan, RuleSet
+    data_dir, url, ids_file = sys.argv[1], sys.argv[2], sys.argv[3]
+    rules = RuleSet({"otp": lambda n: Plan("sms", ["primary"], "code {code}")})
+    engine = Engine(data_dir, rules=rules, providers=[{"name": "primary", "kind": "sandbox", "url": url,
+                                                       "concurrency": 8}])
+    with open(ids_file, "w", buffering=1) as out:  # a line per send() that returned
+        i = 0
+        while True:
+            out.write(f"{engine.send('otp', f'u{i}', {'code': str(i)}, idempotency_key=f'k{i}').id}\\n")
+            i += 1
+    """
+)
+
+
+def test_sigkill_while_sending_one_at_a_time_keeps_every_send_that_returned(tmp_path: Path,
+                                                                           sandbox: Sandbox) -> None:
+    # send() returns once the row is in the intake journal; the row reaches SQLite with the next
+    # group commit. Whatever the kill interrupts, a send() that returned must be delivered, once.
+    sandbox.set_faults("primary", latency_ms=5)
+    data_dir, ids_file = tmp_path / "data", tmp_path / "ids.txt"
+    child = subprocess.Popen([sys.executable, "-c", SEND_ONE_CHILD, str(data_dir), sandbox.url, str(ids_file)],
+                             stdout=subprocess.DEVNULL, cwd=tmp_path)
+    try:
+        def sent() -> int:
+            assert child.poll() is None, "the engine process died on its own"
+            return ids_file.read_text().count("\n") if ids_file.exists() else 0
+        wait_for(lambda: sent() >= 3000, timeout=60, what="3000 sends to return", interval=0.005)
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait(10)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    ids = [int(line) for line in ids_file.read_text().splitlines(keepends=True) if line.endswith("\n")]
+    assert len(ids) >= 3000
+    rules = RuleSet({"otp": lambda n: Plan("sms", ["primary"], "code {code}")})
+    with Engine(data_dir, rules=rules, providers=[sandbox.provider("primary", concurrency=32)]) as engine:
+        assert engine.wait_idle(60)
+        states = {engine.status(i).state for i in ids}
+        assert states == {"completed"}, states
+    counts = Counter(int(m["headers"]["x-herald-id"]) for m in sandbox.messages("primary"))
+    missing = set(ids) - set(counts)
+    assert not missing, f"{len(missing)} sends that returned never arrived: {sorted(missing)[:5]}"
+    twice = sorted(i for i, c in counts.items() if c > 1)
+    assert not twice, f"sent twice: {twice[:5]}"
+    assert not list((data_dir / "journal").glob("*.bin")) or all(
+        p.stat().st_size == 0 for p in (data_dir / "journal").glob("*.bin")), "the replayed journal was kept"

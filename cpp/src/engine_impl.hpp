@@ -228,6 +228,8 @@ struct Engine::Impl {
 
   // control.cpp
   void require_writable(const char* what) const;
+  /// Before a call that reads or changes loop state: journaled send()s get to the loop first.
+  void settle_intake();
   bool cancel(Id id);
   void retry(Id id);
   bool unsuppress(const std::string& channel, const std::string& address);
@@ -238,6 +240,7 @@ struct Engine::Impl {
 /// Runs `f` on the loop and waits for its result. Throws EngineClosed when the loop has stopped.
 template <class F>
 auto Engine::Impl::on_loop(F&& f) -> decltype(f()) {
+  settle_intake();  // read your writes: what send() accepted is on the loop before `f` runs
   auto task = std::make_shared<std::packaged_task<decltype(f())()>>(std::forward<F>(f));
   auto future = task->get_future();
   asio::post(io, [task] { (*task)(); });

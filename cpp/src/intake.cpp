@@ -97,6 +97,28 @@ std::vector<SendResult> Engine::Impl::intake(std::vector<Notification> batch, bo
     std::promise<void> durable;
     auto future = durable.get_future();
     try {
+      // One send(): durable once in the intake journal (a file append, not a transaction); the
+      // store's writer commits the row with its next group and then hands it to the loop.
+      DeliveryStore::Done admit_after_commit = [this, accepted](std::exception_ptr err, WriteBatch& done) {
+        if (!err) {
+          asio::post(io, [this, rows = std::move(done.inserts)]() mutable { admit(std::move(rows)); });
+          return;
+        }
+        // Refused for itself (intake's checks make that a bug), or the store closed while the disk
+        // refused writes (its journal record stays for the next start).
+        count.active.fetch_sub(accepted);
+        std::string why;
+        try {
+          std::rethrow_exception(err);
+        } catch (const std::exception& e) {
+          why = e.what();
+        }
+        log(LogLevel::error, "a journaled notification was not committed", {{"error", why}});
+      };
+      if (!many && store->submit_journaled(wb, admit_after_commit)) {
+        count.received.fetch_add(static_cast<std::uint64_t>(accepted), std::memory_order_relaxed);
+        return results;  // a single send() has no duplicate to record
+      }
       // Why admit from the committing thread: the notification is durable from here on, and the
       // loop can start on it while the caller is still being woken. The rows move on without a
       // copy. On a full disk the caller hears it at once and nothing is accepted. The commit runs

@@ -86,6 +86,9 @@ CREATE TABLE IF NOT EXISTS events (
 ) WITHOUT ROWID;
 )sql";
 
+/// Rows journaled and not yet committed beyond which send() waits for a commit again.
+constexpr std::size_t max_journaled_rows = 10'000;
+
 constexpr const char* select_columns =
     "id, tenant, type, recipient_id, recipient, data, priority, idempotency_key, ordering_key, send_at, "
     "expires_at, created_at, content_hash, state, attempt, provider_index, provider_attempt, next_at, "
@@ -161,6 +164,27 @@ void bind_text(sqlite3_stmt* s, int col, std::string_view v, bool null_if_empty 
   }
 }
 
+/// The parameters of the notifications INSERT (both forms) for one row.
+void bind_insert(sqlite3_stmt* s, const Notification& n, std::int64_t now) {
+  sqlite3_bind_int64(s, 1, n.id);
+  bind_text(s, 2, n.tenant);
+  bind_text(s, 3, n.type);
+  bind_text(s, 4, n.recipient_id);
+  bind_text(s, 5, n.recipient_json);
+  bind_text(s, 6, n.data_json);
+  sqlite3_bind_int(s, 7, static_cast<int>(n.priority));
+  bind_text(s, 8, n.idempotency_key, true);
+  bind_text(s, 9, n.ordering_key, true);
+  sqlite3_bind_int64(s, 10, n.send_at_ms);
+  sqlite3_bind_int64(s, 11, n.expires_at_ms);
+  sqlite3_bind_int64(s, 12, n.created_at_ms);
+  // The hash only serves idempotency: rows without a key skip computing it.
+  sqlite3_bind_int64(s, 13, n.idempotency_key.empty() ? 0 : static_cast<sqlite3_int64>(content_hash(n)));
+  sqlite3_bind_int64(s, 14, now);
+  sqlite3_bind_int64(s, 15, n.parent_id);
+  sqlite3_bind_int(s, 16, n.step);
+}
+
 StoredNotification read_row(sqlite3_stmt* s) {
   StoredNotification r;
   Notification& n = r.notification;
@@ -218,7 +242,7 @@ Event make_intake_event(const Notification& n, EventKind kind, std::int64_t seq,
 
 struct Store::Db {
   std::unique_ptr<sqlite3, DbDeleter> db;
-  Stmt insert, update, event, receipt, suppress, unsuppress, get, find_idem, events, unfinished, by_state, steps_of,
+  Stmt insert, insert_if_absent, update, event, receipt, suppress, unsuppress, get, find_idem, events, unfinished, by_state, steps_of,
       by_recipient, max_id,
       suppressions, prune_rows, prune_events, prune_system_events, page_count, freelist_count, page_size, probe;
   Stmt begin, commit, rollback, savepoint, release, rollback_to;
@@ -282,10 +306,12 @@ struct Store::Db {
       // A checkpoint that resets the WAL also cuts the file back to this size: a burst does not
       // leave a WAL of gigabytes behind.
       exec("PRAGMA journal_size_limit=67108864");
-      insert = prepare(
-          "INSERT INTO notifications (id, tenant, type, recipient_id, recipient, data, priority, idempotency_key, "
+      const std::string insert_sql =
+          "INTO notifications (id, tenant, type, recipient_id, recipient, data, priority, idempotency_key, "
           "ordering_key, send_at, expires_at, created_at, content_hash, state, updated_at, parent_id, step) "
-          "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,0,?,?,?)");
+          "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,0,?,?,?)";
+      insert = prepare("INSERT " + insert_sql);
+      insert_if_absent = prepare("INSERT OR IGNORE " + insert_sql);  // the intake journal's replay
       update = prepare(
           "UPDATE notifications SET state=?, attempt=?, provider_index=?, provider_attempt=?, next_at=?, "
           "updated_at=?, provider=?, provider_message_id=?, last_error=?, in_doubt=?, channel=?, address=?, "
@@ -384,6 +410,16 @@ Store::Store(const std::filesystem::path& dir, StoreOptions options)
     sqlite3_reset(s);
   }
   next_seq_ = std::max(next_seq_, now_us());  // keeps log seq unique across restarts without a scan
+  if (durability_ == Durability::process) {
+    try {
+      journal_ = std::make_unique<IntakeJournal>(dir / "journal");
+      replay_journal();
+    } catch (const StoreError&) {
+      // A full disk: intake commits each row as before, and what a previous process journaled
+      // stays on disk until an open that can insert it.
+      journal_.reset();
+    }
+  }
   checkpointer_ = std::thread([this] {
     detail::name_this_thread("herald-ckpt");
     checkpoint_loop();
@@ -472,6 +508,7 @@ Store::~Store() {
   if (writer_.joinable()) writer_.join();
   if (checkpointer_.joinable()) checkpointer_.join();
   std::lock_guard applying(apply_mutex_);  // a submitter's own commit, if one is still running, ends first
+  journal_.reset();  // keeps the files of records never committed, for the next open
   log_.reset();
   write_db_.reset();
   read_db_.reset();
@@ -506,17 +543,21 @@ void Store::enqueue(Pending p, bool wake_writer) {
     std::lock_guard lock(mutex_);
     if (options_.read_only) throw StoreError("the store is open read-only");
     if (stopping_) throw StoreError("store is closed");
-    // Intake events go to the JSON Lines log only; the row itself records them in SQLite.
-    p.intake_seq = next_seq_;
-    next_seq_ += static_cast<std::int64_t>(2 * p.batch.inserts.size());
-    for (auto& e : p.batch.events) {
-      e.seq = next_seq_++;
-      if (e.ts_us == 0) e.ts_us = ts;
-    }
-    if (p.on_fault == OnFault::fail) ++fail_fast_queued_;
-    queue_.push_back(std::move(p));
+    queue_locked(std::move(p), ts);
   }
   if (wake_writer) wake_.notify_one();
+}
+
+void Store::queue_locked(Pending p, std::int64_t ts) {
+  // Intake events go to the JSON Lines log only; the row itself records them in SQLite.
+  p.intake_seq = next_seq_;
+  next_seq_ += static_cast<std::int64_t>(2 * p.batch.inserts.size());
+  for (auto& e : p.batch.events) {
+    e.seq = next_seq_++;
+    if (e.ts_us == 0) e.ts_us = ts;
+  }
+  if (p.on_fault == OnFault::fail) ++fail_fast_queued_;
+  queue_.push_back(std::move(p));
 }
 
 void Store::submit_and_wait_here(WriteBatch batch, Done done) {
@@ -548,6 +589,101 @@ bool Store::commit_on_this_thread() {
   }
   std::lock_guard lock(mutex_);
   return queue_.empty();  // what arrived during the commit goes to the writer
+}
+
+void Store::replay_journal() {
+  std::vector<Notification> rows = journal_->recover();
+  if (rows.empty()) {
+    journal_->discard_recovered();
+    return;
+  }
+  Db& db = *write_db_;
+  const std::int64_t now = now_ms();
+  std::vector<const Notification*> inserted;
+  db.step_done(db.begin.get(), "begin");
+  try {
+    for (const Notification& n : rows) {
+      bind_insert(db.insert_if_absent.get(), n, now);
+      db.step_done(db.insert_if_absent.get(), "insert a journaled notification");
+      if (sqlite3_changes(db.db.get()) == 1) inserted.push_back(&n);  // else committed before the crash
+    }
+    db.step_done(db.commit.get(), "commit");
+  } catch (...) {
+    sqlite3_step(db.rollback.get());
+    sqlite3_reset(db.rollback.get());
+    throw;
+  }
+  // Their intake lines never reached the log: the process died before their commit.
+  for (const Notification* n : inserted) {
+    if (n->parent_id != 0) continue;
+    log_->append(make_intake_event(*n, EventKind::received, next_seq_++, n->created_at_ms * 1000));
+    log_->append(make_intake_event(*n, EventKind::queued, next_seq_++, n->created_at_ms * 1000));
+  }
+  log_->flush();
+  journal_->discard_recovered();
+}
+
+bool Store::submit_journaled(WriteBatch& batch, Done& done) {
+  if (!journal_ || faulted_.load()) return false;  // degraded: intake fails fast, as without a journal
+  std::vector<Id> ids;
+  ids.reserve(batch.inserts.size());
+  {
+    // Before the record exists: the commit that follows it removes these again.
+    std::lock_guard lock(journaled_mutex_);
+    // The writer is this far behind: the caller waits for a commit instead (back-pressure), which
+    // also bounds the memory held here and what a replay has to insert.
+    if (journaled_.size() >= max_journaled_rows) return false;
+    for (const Notification& n : batch.inserts) {
+      StoredNotification row;
+      row.notification = n;
+      row.content_hash = n.idempotency_key.empty() ? 0 : content_hash(n);
+      row.updated_at_ms = n.created_at_ms;
+      journaled_.emplace(n.id, std::move(row));
+      ids.push_back(n.id);
+    }
+  }
+  auto forget = [&] {
+    std::lock_guard lock(journaled_mutex_);
+    for (const Id id : ids) journaled_.erase(id);
+  };
+  const std::int64_t ts = now_us();
+  {
+    // The record is appended under the queue's lock: records and commits keep one order, and no
+    // record is written for rows the writer will never see (after close).
+    std::lock_guard lock(mutex_);
+    if (stopping_) {
+      forget();
+      return false;  // the caller's commit says the store is closed
+    }
+    Pending p;
+    try {
+      p.journal_ticket = journal_->append(batch.inserts);
+    } catch (const StoreError&) {
+      // The journal's disk is full: the caller commits the rows to SQLite instead, which may
+      // still have room (or fails fast and marks the store degraded, as without a journal).
+      forget();
+      return false;
+    }
+    p.batch = std::move(batch);
+    p.done = std::move(done);
+    p.on_fault = OnFault::hold;  // durable already: a refused commit is retried, never reported to the caller
+    queue_locked(std::move(p), ts);
+  }
+  wake_.notify_one();
+  return true;
+}
+
+bool Store::has_journaled() {
+  std::lock_guard lock(journaled_mutex_);
+  return !journaled_.empty();
+}
+
+void Store::journal_done(const Pending& p) {
+  {
+    std::lock_guard lock(journaled_mutex_);
+    for (const Notification& n : p.batch.inserts) journaled_.erase(n.id);
+  }
+  journal_->committed(p.journal_ticket);
 }
 
 void Store::submit(WriteBatch batch, Done done, OnFault on_fault) {
@@ -760,25 +896,8 @@ bool Store::apply(std::vector<Pending>& work) {
       db.step_done(db.savepoint.get(), "savepoint");
       try {
         for (const Notification& n : b.inserts) {
-          sqlite3_stmt* s = db.insert.get();
-          sqlite3_bind_int64(s, 1, n.id);
-          bind_text(s, 2, n.tenant);
-          bind_text(s, 3, n.type);
-          bind_text(s, 4, n.recipient_id);
-          bind_text(s, 5, n.recipient_json);
-          bind_text(s, 6, n.data_json);
-          sqlite3_bind_int(s, 7, static_cast<int>(n.priority));
-          bind_text(s, 8, n.idempotency_key, true);
-          bind_text(s, 9, n.ordering_key, true);
-          sqlite3_bind_int64(s, 10, n.send_at_ms);
-          sqlite3_bind_int64(s, 11, n.expires_at_ms);
-          sqlite3_bind_int64(s, 12, n.created_at_ms);
-          // The hash only serves idempotency: rows without a key skip computing it.
-          sqlite3_bind_int64(s, 13, n.idempotency_key.empty() ? 0 : static_cast<sqlite3_int64>(content_hash(n)));
-          sqlite3_bind_int64(s, 14, now);
-          sqlite3_bind_int64(s, 15, n.parent_id);
-          sqlite3_bind_int(s, 16, n.step);
-          db.step_done(s, "insert notification");
+          bind_insert(db.insert.get(), n, now);
+          db.step_done(db.insert.get(), "insert notification");
         }
         for (const StateUpdate& u : b.updates) {
           sqlite3_stmt* s = db.update.get();
@@ -904,6 +1023,8 @@ bool Store::apply(std::vector<Pending>& work) {
       }
       for (const Event& e : p.batch.events) log_->append(e);
     }
+    // Committed, or refused for itself (a constraint): either way the journal's record is spent.
+    if (p.journal_ticket != 0) journal_done(p);
     if (p.done) p.done(err, p.batch);
   }
   log_->flush();
@@ -976,6 +1097,12 @@ std::int64_t Store::db_bytes() {
 }
 
 std::optional<StoredNotification> Store::get(Id id) {
+  {
+    // Journaled and not yet committed: queued, as the commit will say. Looked up first, so a row
+    // committed meanwhile is found in SQLite (it leaves this map only after its commit).
+    std::lock_guard lock(journaled_mutex_);
+    if (auto it = journaled_.find(id); it != journaled_.end()) return it->second;
+  }
   std::lock_guard lock(read_mutex_);
   sqlite3_stmt* s = read_db_->get.get();
   sqlite3_bind_int64(s, 1, id);

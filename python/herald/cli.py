@@ -255,6 +255,8 @@ def _cmd_log_tail(args: argparse.Namespace) -> int:
     if not args.follow:
         return 0
     pending = b""
+    # Interrupt ends following even when started with SIGINT ignored (a background job of a script).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         while True:
             grew = False

@@ -155,6 +155,14 @@ class DeliveryStore {
   /// whatever else is queued) instead of handing it to the store's thread and being woken back.
   /// `done` may then run on the caller's thread.
   virtual void submit_and_wait_here(WriteBatch batch, Done done) { submit(std::move(batch), std::move(done), OnFault::fail); }
+  /// For intake that must not wait for a commit: makes `batch`'s new rows durable another way (the
+  /// embedded store's intake journal), queues the batch for the next commit, and returns true at
+  /// once; `done` runs after that commit, on the store's thread. get() finds the rows meanwhile.
+  /// Throws StoreError when the rows could not be made durable (nothing was accepted). False, with
+  /// `batch` and `done` untouched, when this store cannot (none, degraded, another durability).
+  virtual bool submit_journaled(WriteBatch& /*batch*/, Done& /*done*/) { return false; }
+  /// Rows journaled by submit_journaled and not yet committed (so not yet handed to the loop).
+  [[nodiscard]] virtual bool has_journaled() { return false; }
   /// Blocks until everything submitted before this call is committed. Throws StoreError while
   /// writes are refused (what was held stays held).
   virtual void flush() = 0;

@@ -16,10 +16,12 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "herald/delivery_store.hpp"
 #include "herald/event.hpp"
+#include "herald/intake_journal.hpp"
 #include "herald/notification.hpp"
 
 namespace herald {
@@ -72,6 +74,12 @@ class Store final : public DeliveryStore {
   /// when the batch itself is refused (a constraint) or, for OnFault::fail, when the disk refuses.
   void submit(WriteBatch batch, Done done = {}, OnFault on_fault = OnFault::hold) override;
   void submit_and_wait_here(WriteBatch batch, Done done) override;
+  /// Appends the rows to the intake journal (intake_journal.hpp) and queues the batch (held, like
+  /// the engine's own records, if a commit is refused). False (the caller commits them itself)
+  /// with Durability::fsync, when read-only, while degraded, when the journal's disk is full, and
+  /// when max_journaled_rows wait for their commit already.
+  bool submit_journaled(WriteBatch& batch, Done& done) override;
+  [[nodiscard]] bool has_journaled() override;
   void for_each_idempotency_key(const KeyVisitor& each) override;
   /// Submits and blocks until committed; rethrows a store failure as StoreError (OnFault::fail).
   void commit(WriteBatch batch);
@@ -122,6 +130,7 @@ class Store final : public DeliveryStore {
     OnFault on_fault = OnFault::hold;
     std::shared_ptr<PruneChunk> prune;  ///< a retention chunk to run in this transaction
     bool probe = false;  ///< a one-row write that tells whether the disk takes writes again
+    std::uint64_t journal_ticket = 0;  ///< its rows are in the intake journal's record (0 = not journaled)
   };
   struct Db;  // SQLite handles and prepared statements
 
@@ -132,12 +141,16 @@ class Store final : public DeliveryStore {
   /// One group commit. False when the disk refused it: `work` then keeps only the held batches.
   bool apply(std::vector<Pending>& work);
   void enqueue(Pending p, bool wake_writer = true);
+  void queue_locked(Pending p, std::int64_t ts);  ///< mutex_ held: sequence numbers, then the queue
   /// Commits what is queued on the calling thread, unless a commit is running or the store is
   /// degraded or closing. False when the writer thread must look at the queue.
   bool commit_on_this_thread();
   void note_fault(const std::string& error, std::size_t held);
   void note_recovered();
   void restore_reserve();
+  /// Inserts what a previous process left in the intake journal, then deletes the journal's files.
+  void replay_journal();
+  void journal_done(const Pending& p);
 
   std::filesystem::path dir_;
   std::filesystem::path db_path_;
@@ -154,6 +167,9 @@ class Store final : public DeliveryStore {
   std::mutex read_mutex_;         // one reader at a time on the read connection
   std::unique_ptr<DeliveryLog> log_;
   int lock_fd_ = -1;  ///< holds the folder's flock for the store's lifetime
+  std::unique_ptr<IntakeJournal> journal_;  ///< none when read-only or with Durability::fsync
+  std::mutex journaled_mutex_;
+  std::unordered_map<Id, StoredNotification> journaled_;  ///< journaled rows not yet committed, for get()
 
   mutable std::mutex mutex_;  // guards queue_, stopping_, next_seq_, health_, fail_fast_queued_
   std::condition_variable wake_;

@@ -1,0 +1,246 @@
+#include "herald/intake_journal.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <iterator>
+
+#include "herald/errors.hpp"
+
+namespace herald {
+
+namespace {
+
+constexpr char magic[4] = {'H', 'J', 'R', '1'};
+constexpr std::size_t header_bytes = 4 + 4 + 8;
+
+std::uint64_t fnv1a(std::string_view bytes) noexcept {
+  std::uint64_t h = 14695981039346656037ULL;
+  for (const char c : bytes) {
+    h ^= static_cast<unsigned char>(c);
+    h *= 1099511628211ULL;
+  }
+  return h;
+}
+
+template <typename T>
+void put(std::string& out, T value) {
+  for (std::size_t i = 0; i < sizeof(T); ++i) out += static_cast<char>((static_cast<std::uint64_t>(value) >> (8 * i)) & 0xff);
+}
+
+void put_text(std::string& out, const std::string& s) {
+  put<std::uint32_t>(out, static_cast<std::uint32_t>(s.size()));
+  out += s;
+}
+
+/// Reads from a payload; every read checks the bytes are there.
+struct Reader {
+  std::string_view in;
+  bool ok = true;
+  template <typename T>
+  T get() {
+    if (in.size() < sizeof(T)) {
+      ok = false;
+      return T{};
+    }
+    std::uint64_t v = 0;
+    for (std::size_t i = 0; i < sizeof(T); ++i) v |= static_cast<std::uint64_t>(static_cast<unsigned char>(in[i])) << (8 * i);
+    in.remove_prefix(sizeof(T));
+    return static_cast<T>(v);
+  }
+  std::string text() {
+    const auto n = get<std::uint32_t>();
+    if (!ok || in.size() < n) {
+      ok = false;
+      return {};
+    }
+    std::string s(in.substr(0, n));
+    in.remove_prefix(n);
+    return s;
+  }
+};
+
+std::uint64_t number_of(const std::filesystem::path& p) {
+  const std::string name = p.filename().string();  // intake-<n>.bin
+  if (name.rfind("intake-", 0) != 0 || name.size() < 12 || name.substr(name.size() - 4) != ".bin") return 0;
+  try {
+    return std::stoull(name.substr(7, name.size() - 11));
+  } catch (const std::exception&) {
+    return 0;
+  }
+}
+
+}  // namespace
+
+IntakeJournal::IntakeJournal(std::filesystem::path dir, std::int64_t segment_bytes)
+    : dir_(std::move(dir)), segment_bytes_(segment_bytes) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir_, ec);
+  if (ec) throw StoreError("cannot create the intake journal " + dir_.string() + ": " + ec.message());
+  buffer_.reserve(4096);
+}
+
+IntakeJournal::~IntakeJournal() {
+  std::lock_guard lock(mutex_);
+  // Files with nothing left to commit go; any other stays for the next open to replay.
+  for (auto& s : segments_) close_segment(s, s.open == 0);
+}
+
+void IntakeJournal::encode(const std::vector<Notification>& rows, std::string& out) {
+  put<std::uint32_t>(out, static_cast<std::uint32_t>(rows.size()));
+  for (const Notification& n : rows) {
+    put<std::int64_t>(out, n.id);
+    put<std::int64_t>(out, n.send_at_ms);
+    put<std::int64_t>(out, n.expires_at_ms);
+    put<std::int64_t>(out, n.created_at_ms);
+    put<std::int64_t>(out, n.parent_id);
+    put<std::int32_t>(out, static_cast<std::int32_t>(n.priority));
+    put<std::int32_t>(out, n.step);
+    put_text(out, n.tenant);
+    put_text(out, n.type);
+    put_text(out, n.recipient_id);
+    put_text(out, n.recipient_json);
+    put_text(out, n.data_json);
+    put_text(out, n.idempotency_key);
+    put_text(out, n.ordering_key);
+  }
+}
+
+bool IntakeJournal::decode(std::string_view payload, std::vector<Notification>& out) {
+  Reader r{payload};
+  const auto count = r.get<std::uint32_t>();
+  std::vector<Notification> rows;
+  for (std::uint32_t i = 0; r.ok && i < count; ++i) {
+    Notification n;
+    n.id = r.get<std::int64_t>();
+    n.send_at_ms = r.get<std::int64_t>();
+    n.expires_at_ms = r.get<std::int64_t>();
+    n.created_at_ms = r.get<std::int64_t>();
+    n.parent_id = r.get<std::int64_t>();
+    const auto priority = r.get<std::int32_t>();
+    n.step = r.get<std::int32_t>();
+    n.tenant = r.text();
+    n.type = r.text();
+    n.recipient_id = r.text();
+    n.recipient_json = r.text();
+    n.data_json = r.text();
+    n.idempotency_key = r.text();
+    n.ordering_key = r.text();
+    if (priority < 0 || priority > static_cast<std::int32_t>(Priority::bulk)) return false;
+    n.priority = static_cast<Priority>(priority);
+    rows.push_back(std::move(n));
+  }
+  if (!r.ok || !r.in.empty()) return false;
+  std::move(rows.begin(), rows.end(), std::back_inserter(out));
+  return true;
+}
+
+std::vector<Notification> IntakeJournal::recover() {
+  std::lock_guard lock(mutex_);
+  std::vector<std::filesystem::path> files;
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(dir_, ec)) {
+    if (number_of(entry.path()) > 0) files.push_back(entry.path());
+  }
+  std::sort(files.begin(), files.end(), [](const auto& a, const auto& b) { return number_of(a) < number_of(b); });
+  std::vector<Notification> rows;
+  for (const auto& path : files) {
+    next_number_ = std::max(next_number_, number_of(path) + 1);
+    std::ifstream in(path, std::ios::binary);
+    const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    std::string_view rest(bytes);
+    while (rest.size() >= header_bytes && std::memcmp(rest.data(), magic, 4) == 0) {
+      Reader h{rest.substr(4, header_bytes - 4)};
+      const auto length = h.get<std::uint32_t>();
+      const auto sum = h.get<std::uint64_t>();
+      if (rest.size() - header_bytes < length) break;  // torn: the writer died inside this write
+      const std::string_view payload = rest.substr(header_bytes, length);
+      if (fnv1a(payload) != sum || !decode(payload, rows)) break;
+      rest.remove_prefix(header_bytes + length);
+    }
+    recovered_.push_back(path);
+  }
+  return rows;
+}
+
+void IntakeJournal::discard_recovered() {
+  std::lock_guard lock(mutex_);
+  for (const auto& path : recovered_) {
+    std::error_code ec;
+    std::filesystem::remove(path, ec);
+  }
+  recovered_.clear();
+}
+
+void IntakeJournal::open_segment(std::uint64_t number) {
+  Segment s;
+  s.number = number;
+  s.path = dir_ / ("intake-" + std::to_string(number) + ".bin");
+  s.fd = ::open(s.path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0644);
+  if (s.fd < 0) throw StoreError("cannot open the intake journal " + s.path.string() + ": " + std::strerror(errno));
+  segments_.push_back(std::move(s));
+}
+
+void IntakeJournal::close_segment(Segment& s, bool remove) {
+  if (s.fd >= 0) ::close(s.fd);
+  s.fd = -1;
+  if (remove) {
+    std::error_code ec;
+    std::filesystem::remove(s.path, ec);
+  }
+}
+
+std::uint64_t IntakeJournal::append(const std::vector<Notification>& rows) {
+  std::lock_guard lock(mutex_);
+  if (segments_.empty() || segments_.back().bytes >= segment_bytes_) open_segment(next_number_++);
+  Segment& s = segments_.back();
+  buffer_.assign(header_bytes, '\0');
+  encode(rows, buffer_);
+  const std::string_view payload(buffer_.data() + header_bytes, buffer_.size() - header_bytes);
+  std::string header(magic, 4);
+  put<std::uint32_t>(header, static_cast<std::uint32_t>(payload.size()));
+  put<std::uint64_t>(header, fnv1a(payload));
+  std::memcpy(buffer_.data(), header.data(), header_bytes);
+  const ssize_t wrote = ::write(s.fd, buffer_.data(), buffer_.size());
+  if (wrote != static_cast<ssize_t>(buffer_.size())) {
+    const std::string why = wrote < 0 ? std::strerror(errno) : "short write (disk full)";
+    // A partial record would end the replay of this file: cut it off.
+    if (wrote > 0 && ::ftruncate(s.fd, s.bytes) != 0) {
+      close_segment(s, false);  // unusable: the next append opens a new file; replay stops at the tear
+      s.bytes = segment_bytes_;
+    }
+    throw StoreError("cannot write to " + s.path.string() + ": " + why);
+  }
+  s.bytes += static_cast<std::int64_t>(buffer_.size());
+  ++s.open;
+  return s.number;
+}
+
+void IntakeJournal::committed(std::uint64_t ticket) {
+  std::lock_guard lock(mutex_);
+  auto it = std::find_if(segments_.begin(), segments_.end(), [&](const Segment& s) { return s.number == ticket; });
+  if (it == segments_.end() || it->open == 0) return;
+  if (--it->open > 0) return;
+  const bool newest = std::next(it) == segments_.end();
+  if (!newest) {
+    close_segment(*it, true);
+    segments_.erase(it);
+  } else if (it->bytes > 0 && it->fd >= 0 && ::ftruncate(it->fd, 0) == 0) {
+    // All committed: start the file over. Never leave committed records behind: a replay after
+    // retention deleted their rows would insert them again.
+    it->bytes = 0;
+  }
+}
+
+std::size_t IntakeJournal::open_records() const {
+  std::lock_guard lock(mutex_);
+  std::size_t n = 0;
+  for (const auto& s : segments_) n += s.open;
+  return n;
+}
+
+}  // namespace herald
