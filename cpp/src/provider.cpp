@@ -1,7 +1,9 @@
 #include "herald/provider.hpp"
 
+#include <array>
 #include <charconv>
 #include <ctime>
+#include <optional>
 
 #include <nlohmann/json.hpp>
 
@@ -35,6 +37,68 @@ std::string known_kinds() {
   std::string out;
   for (const auto& k : kinds) out += (out.empty() ? "" : ", ") + std::string(k.kind);
   return out;
+}
+
+/// The provider's id for an accepted message: the first of "id", "sid", "name", "message_id" that
+/// is a string at the top of a JSON object body; "" when none is, or the body is not valid JSON.
+/// The same answer as parsing the body into a json value and looking there (a repeated key: its
+/// last value), read without building one: this runs once per accepted message on the loop.
+std::string top_level_message_id(const std::string& body) {
+  static constexpr std::array<std::string_view, 4> keys{"id", "sid", "name", "message_id"};
+  struct Reader final : json::json_sax_t {
+    int depth = 0;
+    bool object = false;     ///< the document is an object
+    int member = -1;         ///< which of `keys` the current top-level member is (-1: none)
+    std::array<std::optional<std::string>, keys.size()> found;
+
+    bool value() {  // a member's value that is not a string: that key has no string (last one wins)
+      if (depth == 1 && member >= 0) found[static_cast<std::size_t>(member)].reset();
+      return true;
+    }
+    bool null() override { return value(); }
+    bool boolean(bool) override { return value(); }
+    bool number_integer(number_integer_t) override { return value(); }
+    bool number_unsigned(number_unsigned_t) override { return value(); }
+    bool number_float(number_float_t, const string_t&) override { return value(); }
+    bool binary(binary_t&) override { return value(); }
+    bool string(string_t& v) override {
+      if (depth == 1 && member >= 0) found[static_cast<std::size_t>(member)] = std::move(v);
+      return true;
+    }
+    bool start_object(std::size_t) override {
+      if (depth == 0) object = true;
+      value();
+      ++depth;
+      return true;
+    }
+    bool start_array(std::size_t) override {
+      value();
+      ++depth;
+      return true;
+    }
+    bool end_object() override {
+      --depth;
+      return true;
+    }
+    bool end_array() override {
+      --depth;
+      return true;
+    }
+    bool key(string_t& k) override {
+      if (depth != 1) return true;
+      member = -1;
+      for (std::size_t i = 0; i < keys.size(); ++i) {
+        if (k == keys[i]) member = static_cast<int>(i);
+      }
+      return true;
+    }
+    bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception&) override { return false; }
+  } reader;
+  if (!json::sax_parse(body, &reader) || !reader.object) return {};
+  for (auto& v : reader.found) {
+    if (v) return std::move(*v);
+  }
+  return {};
 }
 
 }  // namespace
@@ -215,21 +279,13 @@ Outcome classify_http(const http::Response& r) {
     out.error = adapters::transport_error_text(r);
     return out;
   }
-  json body = json::parse(r.body, nullptr, false);
   if (r.status >= 200 && r.status < 300) {
     out.kind = OutcomeKind::accepted;
-    if (body.is_object()) {
-      for (const char* key : {"id", "sid", "name", "message_id"}) {
-        auto it = body.find(key);
-        if (it != body.end() && it->is_string()) {
-          out.provider_message_id = it->get<std::string>();
-          break;
-        }
-      }
-    }
+    out.provider_message_id = top_level_message_id(r.body);
     if (out.provider_message_id.empty()) out.provider_message_id = r.header("x-message-id");
     return out;
   }
+  json body = json::parse(r.body, nullptr, false);
   std::string code;
   if (body.is_object()) {
     auto err = body.find("error");
