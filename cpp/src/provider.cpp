@@ -10,6 +10,7 @@
 #include "herald/errors.hpp"
 #include "herald/json_text.hpp"
 #include "adapters/adapters.hpp"
+#include "simple_json.hpp"
 
 namespace herald {
 
@@ -94,6 +95,23 @@ std::string top_level_message_id(const std::string& body) {
     }
     bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception&) override { return false; }
   } reader;
+  // Most answers are simple JSON (simple_json.hpp): read without nlohmann's lexer.
+  std::array<std::string_view, keys.size()> simple;
+  std::array<bool, keys.size()> is_text{};
+  const bool read = detail::SimpleJson::object_members(body, [&](std::string_view k, std::string_view v, bool text) {
+    for (std::size_t i = 0; i < keys.size(); ++i) {
+      if (k == keys[i]) {
+        simple[i] = v;
+        is_text[i] = text;  // a repeated key: its last value
+      }
+    }
+  });
+  if (read) {
+    for (std::size_t i = 0; i < keys.size(); ++i) {
+      if (is_text[i]) return std::string(simple[i]);
+    }
+    return {};
+  }
   if (!json::sax_parse(body, &reader) || !reader.object) return {};
   for (auto& v : reader.found) {
     if (v) return std::move(*v);
@@ -362,8 +380,79 @@ std::string render_with(std::string_view tmpl, const nlohmann::json& data) {
 
 }  // namespace adapters
 
+namespace {
+
+/// render_with for data that is simple JSON (simple_json.hpp) and variables that name its
+/// top-level strings, read without building a json value; nullopt for anything else (a dotted
+/// name, a value that is not a string, a missing variable without a default, more than 16
+/// members), which render_with then renders or refuses exactly as it always did.
+std::optional<std::string> render_simple(std::string_view tmpl, std::string_view data_json) {
+  struct Member {
+    std::string_view key, value;
+    bool is_text = false;
+  };
+  std::array<Member, 16> members;
+  std::size_t count = 0;
+  bool fits = true;
+  const bool simple = detail::SimpleJson::object_members(data_json, [&](std::string_view k, std::string_view v, bool text) {
+    if (count == members.size()) {
+      fits = false;
+      return;
+    }
+    members[count++] = Member{k, v, text};
+  });
+  if (!simple || !fits) return std::nullopt;
+  std::string out;
+  out.reserve(tmpl.size() + 32);
+  for (std::size_t i = 0; i < tmpl.size(); ++i) {  // the walk of render_with
+    const char c = tmpl[i];
+    if ((c == '{' || c == '}') && i + 1 < tmpl.size() && tmpl[i + 1] == c) {
+      out += c;
+      ++i;
+      continue;
+    }
+    if (c != '{') {
+      out += c;
+      continue;
+    }
+    const auto close = tmpl.find('}', i);
+    if (close == std::string_view::npos) {
+      out.append(tmpl.substr(i));
+      break;
+    }
+    std::string_view name = tmpl.substr(i + 1, close - i - 1);
+    std::string_view fallback;
+    bool has_fallback = false;
+    if (auto bar = name.find('|'); bar != std::string_view::npos) {
+      fallback = name.substr(bar + 1);
+      name = name.substr(0, bar);
+      has_fallback = true;
+    }
+    if (name.empty() || name.find('.') != std::string_view::npos) return std::nullopt;
+    const Member* found = nullptr;
+    for (std::size_t k = count; k-- > 0;) {  // a repeated key: its last value, as in a json object
+      if (members[k].key == name) {
+        found = &members[k];
+        break;
+      }
+    }
+    if (found != nullptr && found->is_text) {
+      out.append(found->value);
+    } else if (found == nullptr && has_fallback) {
+      out.append(fallback);
+    } else {
+      return std::nullopt;  // a value written as JSON, null, or missing: render_with's to say
+    }
+    i = close;
+  }
+  return out;
+}
+
+}  // namespace
+
 std::string render_template(std::string_view tmpl, const std::string& data_json) {
   if (tmpl.find_first_of("{}") == std::string_view::npos) return std::string(tmpl);
+  if (auto simple = render_simple(tmpl, data_json)) return std::move(*simple);
   return adapters::render_with(tmpl, json::parse(data_json, nullptr, false));
 }
 
