@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import subprocess
 import sys
+import weakref
 from pathlib import Path
 
 import pytest
@@ -200,3 +201,23 @@ def test_plans_answered_again_and_again_route_each_notification_by_its_own(make_
     texts = sorted(m["text"] for m in sandbox.messages())
     expected = sorted(f"shared {i}" if i % 5 == 0 else f"text {i % 40} {i}" for i in range(400) if i % 7)
     assert texts == expected
+
+
+def test_a_weak_reference_a_rule_keeps_never_shows_another_notification(make_engine, sandbox: Sandbox) -> None:
+    # The engine reuses the objects rules see from batch to batch when no one holds them; one a
+    # rule holds only weakly is not reused: it dies, as it would with no reuse at all.
+    refs: list = []
+
+    def rule(n):
+        refs.append((weakref.ref(n), n.id, n.recipient_id))
+        return Plan("sms", ["primary"], "hi")
+
+    engine = make_engine(rules=RuleSet({"t": rule}), route_batch=5)
+    for round_ in range(3):
+        receipts = engine.send_many([{"type": "t", "recipient": {"id": f"r{round_}-{i}", "phone": "+15550100"}}
+                                     for i in range(40)])
+        assert all(engine.wait(r.id).state == "completed" for r in receipts)
+    assert len(refs) == 120
+    for ref, id_, recipient_id in refs:
+        n = ref()
+        assert n is None or (n.id, n.recipient_id) == (id_, recipient_id)

@@ -31,6 +31,8 @@ class RuleNotification {
     own_ = std::make_unique<Notification>(*n_);
     n_ = own_.get();
   }
+  /// Only for a view no one else can reach (PyRouter::View): it shows another notification.
+  void point_at(const Notification* n) { n_ = n; }
 
  private:
   const Notification* n_;
@@ -52,12 +54,14 @@ class PyRouter final : public Router {
       route_batch_.release();  // interpreter gone: nothing left to decref into
       wire_name_.release();
       for (auto& c : converted_) c.wire.release();
+      for (auto& v : views_) v.obj.release();
       return;
     }
     py::gil_scoped_acquire gil;
     route_batch_ = py::object();  // every Python reference goes here, with the GIL
     wire_name_ = py::object();
     for (auto& c : converted_) c.wire = py::object();
+    views_.clear();
   }
 
   std::vector<RouteResult> route(const std::vector<const Notification*>& batch) override { return call(batch, nullptr); }
@@ -78,24 +82,37 @@ class PyRouter final : public Router {
     }
     std::vector<RouteResult> out(batch.size());
     // The rule's views of the notifications: whichever outlives the call (kept by the rule, in
-    // the list it kept, or in a traceback) copies its notification then, whatever happens.
-    std::vector<py::object> views;
-    views.reserve(batch.size());
+    // the list it kept, in a traceback, or through a weak reference) copies its notification
+    // then, whatever happens, and leaves the pool; the others are reused by the next batch.
     struct KeepKept {
-      std::vector<py::object>& views;
+      std::vector<View>& views;
+      std::size_t used = 0;
       py::object items;
       ~KeepKept() {
         items = py::object();  // the list first: if the rule did not keep it, its references go
-        for (auto& v : views) {
-          if (Py_REFCNT(v.ptr()) > 1) v.cast<RuleNotification&>().keep();
+        for (std::size_t i = 0; i < used; ++i) {
+          View& v = views[i];
+          if (Py_REFCNT(v.obj.ptr()) > 1 || reinterpret_cast<py::detail::instance*>(v.obj.ptr())->weakrefs != nullptr) {
+            v.cpp->keep();
+            v = View{};  // the rule's now: a new view takes its place
+          } else {
+            v.cpp->point_at(nullptr);
+          }
         }
       }
-    } keep_kept{views, {}};
+    } keep_kept{views_, 0, {}};
     try {
       py::list items(batch.size());
+      if (views_.size() < batch.size()) views_.resize(batch.size());
       for (std::size_t i = 0; i < batch.size(); ++i) {
-        views.push_back(py::cast(RuleNotification(batch[i])));
-        PyList_SET_ITEM(items.ptr(), static_cast<Py_ssize_t>(i), views.back().inc_ref().ptr());
+        View& v = views_[i];
+        if (!v.obj) {
+          v.obj = py::cast(RuleNotification(nullptr));
+          v.cpp = &v.obj.cast<RuleNotification&>();
+        }
+        v.cpp->point_at(batch[i]);
+        keep_kept.used = i + 1;
+        PyList_SET_ITEM(items.ptr(), static_cast<Py_ssize_t>(i), v.obj.inc_ref().ptr());
       }
       keep_kept.items = items;
       py::object answers;
@@ -246,6 +263,12 @@ class PyRouter final : public Router {
     return RouteResult::of(std::move(plan));
   }
 
+  /// A rule's view of a notification, reused from batch to batch while no one else holds it (a
+  /// Python object made per notification cost more than the rest of the conversion).
+  struct View {
+    py::object obj;
+    RuleNotification* cpp = nullptr;  ///< inside obj
+  };
   struct Converted {
     py::object wire;  ///< kept alive: its address is the key
     bool ready = false;
@@ -254,6 +277,7 @@ class PyRouter final : public Router {
   py::object route_batch_;
   py::object wire_name_ = py::reinterpret_steal<py::object>(PyUnicode_InternFromString("_wire"));
   std::array<Converted, 16> converted_;  ///< by the wire's address (converted())
+  std::vector<View> views_;              ///< loop thread, with the GIL (call())
   bool with_health_ = false;
   bool thread_state_kept_ = false;  ///< loop thread only
 };
