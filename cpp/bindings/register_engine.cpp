@@ -130,7 +130,8 @@ class PyRouter final : public Router {
       auto list = py::reinterpret_borrow<py::list>(answers);
       if (list.size() != batch.size()) throw Error("route_batch returned a list of the wrong length");
       for (std::size_t i = 0; i < batch.size(); ++i) {
-        out[i] = to_result(PyList_GET_ITEM(list.ptr(), static_cast<Py_ssize_t>(i)));
+        py::object answer = list[i];  // held: reading a custom answer's attributes runs Python
+        out[i] = to_result(answer);
       }
     } catch (py::error_already_set& e) {
       const std::string text = std::string("routing failed: ") + e.what();
