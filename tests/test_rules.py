@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import subprocess
 import sys
+import weakref
 from pathlib import Path
 
 import pytest
@@ -143,3 +144,80 @@ def test_a_rule_binding_a_loop_variable_by_default_argument_routes(make_engine, 
     ids = [engine.send(kind, "u1").id for kind in ("a", "b")]
     assert all(engine.wait(i, timeout=20).state == "completed" for i in ids)
     assert sorted(m["text"] for m in sandbox.messages()) == ["first", "second"]
+
+
+def test_notifications_a_rule_keeps_stay_readable_after_they_are_delivered(make_engine, sandbox: Sandbox) -> None:
+    # A rule sees the engine's own notification during its call (no copy); one it keeps, or a
+    # batch list it keeps, must still read the same fields once the engine has forgotten them.
+    kept: list = []
+    kept_batches: list = []
+
+    class Keeping(RuleSet):
+        def route_batch(self, batch, providers=None):
+            kept_batches.append(batch)
+            kept.append(batch[0])
+            return [Plan("sms", ["primary"], "{text}") for _ in batch]
+
+    engine = make_engine(rules=Keeping({}), route_batch=7)
+    sent = [{"type": f"t{i}", "recipient": {"id": f"u{i}", "phone": "+15550100"}, "data": {"text": f"m{i}"},
+             "idempotency_key": f"k{i}", "priority": "high"} for i in range(120)]
+    receipts = engine.send_many(sent)
+    assert all(engine.wait(r.id).state == "completed" for r in receipts)
+    later = engine.send_many([{"type": "t", "recipient": {"id": "x", "phone": "+15550100"},
+                               "data": {"text": "x" * 500}} for _ in range(120)])  # reuses the freed memory
+    assert all(engine.wait(r.id).state == "completed" for r in later)
+    by_id = {r.id: (i, item) for i, (r, item) in enumerate(zip(receipts, sent))}
+    seen = [n for n in [*kept, *(n for batch in kept_batches for n in batch)] if n.id in by_id]
+    assert len({n.id for n in seen}) == 120 and len(seen) > 120
+    for n in seen:
+        i, item = by_id[n.id]
+        assert (n.type, n.recipient_id, n.recipient, n.data) == (item["type"], f"u{i}", item["recipient"], item["data"])
+        assert (n.idempotency_key, n.priority, n.ordering_key) == (f"k{i}", "high", None)
+        assert repr(n) == f"<Notification {n.id} t{i} to u{i}>"
+
+
+def test_plans_answered_again_and_again_route_each_notification_by_its_own(make_engine, sandbox: Sandbox) -> None:
+    # Equal plain plans share one wire form, converted once per engine: many distinct ones, some
+    # made once and some again, a skip and a shared Plan object must each still route their own.
+    shared = Plan("sms", ["primary"], "shared {i}")
+
+    def rule(n):
+        i = n.data["i"]
+        if i % 7 == 0:
+            return Plan.skip(f"quiet {i % 3}")
+        if i % 5 == 0:
+            return shared
+        return Plan("sms", ["primary", "backup"] if i % 2 else ["primary"], f"text {i % 40} {{i}}")
+
+    engine = make_engine(rules=RuleSet({"t": rule}), route_batch=16)
+    receipts = engine.send_many([{"type": "t", "recipient": {"id": f"u{i}", "phone": "+15550100"}, "data": {"i": i}}
+                                 for i in range(400)])
+    states = [engine.wait(r.id) for r in receipts]
+    for i, st in enumerate(states):
+        if i % 7 == 0:
+            assert (st.state, st.last_error) == ("skipped", f"skipped by the rule: quiet {i % 3}")
+        else:
+            assert st.state == "completed", (i, st)
+    texts = sorted(m["text"] for m in sandbox.messages())
+    expected = sorted(f"shared {i}" if i % 5 == 0 else f"text {i % 40} {i}" for i in range(400) if i % 7)
+    assert texts == expected
+
+
+def test_a_weak_reference_a_rule_keeps_never_shows_another_notification(make_engine, sandbox: Sandbox) -> None:
+    # The engine reuses the objects rules see from batch to batch when no one holds them; one a
+    # rule holds only weakly is not reused: it dies, as it would with no reuse at all.
+    refs: list = []
+
+    def rule(n):
+        refs.append((weakref.ref(n), n.id, n.recipient_id))
+        return Plan("sms", ["primary"], "hi")
+
+    engine = make_engine(rules=RuleSet({"t": rule}), route_batch=5)
+    for round_ in range(3):
+        receipts = engine.send_many([{"type": "t", "recipient": {"id": f"r{round_}-{i}", "phone": "+15550100"}}
+                                     for i in range(40)])
+        assert all(engine.wait(r.id).state == "completed" for r in receipts)
+    assert len(refs) == 120
+    for ref, id_, recipient_id in refs:
+        n = ref()
+        assert n is None or (n.id, n.recipient_id) == (id_, recipient_id)

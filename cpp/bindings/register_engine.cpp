@@ -3,7 +3,9 @@
 #include "health_view.hpp"
 #include "log_forwarder.hpp"
 
+#include <array>
 #include <chrono>
+#include <cstdint>
 #include <limits>
 #include <map>
 
@@ -16,6 +18,26 @@
 namespace herald::bindings {
 
 namespace {
+
+/// A notification as a rule sees it. It reads the loop's own Notification while the rule runs
+/// (no copy of its strings per call); a rule that keeps it past the call gets a copy of its own
+/// first (PyRouter::call: keep()), so it never points into a Delivery that is gone.
+class RuleNotification {
+ public:
+  explicit RuleNotification(const Notification* n) : n_(n) {}
+  [[nodiscard]] const Notification& get() const { return *n_; }
+  void keep() {
+    if (own_) return;
+    own_ = std::make_unique<Notification>(*n_);
+    n_ = own_.get();
+  }
+  /// Only for a view no one else can reach (PyRouter::View): it shows another notification.
+  void point_at(const Notification* n) { n_ = n; }
+
+ private:
+  const Notification* n_;
+  std::unique_ptr<Notification> own_;
+};
 
 /// Calls the Python routing function in batches.
 /// GIL contract: route() runs on the engine loop thread without the GIL and takes it once per
@@ -30,10 +52,16 @@ class PyRouter final : public Router {
   ~PyRouter() override {
     if (Py_IsInitialized() == 0) {
       route_batch_.release();  // interpreter gone: nothing left to decref into
+      wire_name_.release();
+      for (auto& c : converted_) c.wire.release();
+      for (auto& v : views_) v.obj.release();
       return;
     }
     py::gil_scoped_acquire gil;
-    route_batch_ = py::object();
+    route_batch_ = py::object();  // every Python reference goes here, with the GIL
+    wire_name_ = py::object();
+    for (auto& c : converted_) c.wire = py::object();
+    views_.clear();
   }
 
   std::vector<RouteResult> route(const std::vector<const Notification*>& batch) override { return call(batch, nullptr); }
@@ -53,9 +81,40 @@ class PyRouter final : public Router {
       thread_state_kept_ = true;
     }
     std::vector<RouteResult> out(batch.size());
+    // The rule's views of the notifications: whichever outlives the call (kept by the rule, in
+    // the list it kept, in a traceback, or through a weak reference) copies its notification
+    // then, whatever happens, and leaves the pool; the others are reused by the next batch.
+    struct KeepKept {
+      std::vector<View>& views;
+      std::size_t used = 0;
+      py::object items;
+      ~KeepKept() {
+        items = py::object();  // the list first: if the rule did not keep it, its references go
+        for (std::size_t i = 0; i < used; ++i) {
+          View& v = views[i];
+          if (Py_REFCNT(v.obj.ptr()) > 1 || reinterpret_cast<py::detail::instance*>(v.obj.ptr())->weakrefs != nullptr) {
+            v.cpp->keep();
+            v = View{};  // the rule's now: a new view takes its place
+          } else {
+            v.cpp->point_at(nullptr);
+          }
+        }
+      }
+    } keep_kept{views_, 0, {}};
     try {
       py::list items(batch.size());
-      for (std::size_t i = 0; i < batch.size(); ++i) items[i] = py::cast(*batch[i]);
+      if (views_.size() < batch.size()) views_.resize(batch.size());
+      for (std::size_t i = 0; i < batch.size(); ++i) {
+        View& v = views_[i];
+        if (!v.obj) {
+          v.obj = py::cast(RuleNotification(nullptr));
+          v.cpp = &v.obj.cast<RuleNotification&>();
+        }
+        v.cpp->point_at(batch[i]);
+        keep_kept.used = i + 1;
+        PyList_SET_ITEM(items.ptr(), static_cast<Py_ssize_t>(i), v.obj.inc_ref().ptr());
+      }
+      keep_kept.items = items;
       py::object answers;
       if (with_health_ && health != nullptr) {
         auto view = std::make_shared<HealthView>(health);
@@ -71,7 +130,7 @@ class PyRouter final : public Router {
       auto list = py::reinterpret_borrow<py::list>(answers);
       if (list.size() != batch.size()) throw Error("route_batch returned a list of the wrong length");
       for (std::size_t i = 0; i < batch.size(); ++i) {
-        py::object answer = list[i];
+        py::object answer = list[i];  // held: reading a custom answer's attributes runs Python
         out[i] = to_result(answer);
       }
     } catch (py::error_already_set& e) {
@@ -86,14 +145,18 @@ class PyRouter final : public Router {
 
   /// One answer of the routing function: a plan, or the text of why there is none. A plan that
   /// cannot be used (a lone surrogate in a name, a wrong type) fails only its own notification.
-  static RouteResult to_result(py::handle answer) {
+  RouteResult to_result(py::handle answer) {
     RouteResult r;
     if (PyUnicode_Check(answer.ptr())) {
       r.error = display_text(answer);  // the reason is kept even if it holds a lone surrogate
       return r;
     }
     try {
-      if (py::hasattr(answer, "_wire")) return from_wire(answer.attr("_wire"));
+      // As hasattr(answer, "_wire"): any error reading it means there is none.
+      if (PyObject* wire = PyObject_GetAttr(answer.ptr(), wire_name_.ptr())) {
+        return converted(py::reinterpret_steal<py::object>(wire));
+      }
+      PyErr_Clear();
       // Any object with channel, providers and template attributes: a plan of one step.
       PlanStep st;
       st.channel = to_text(answer.attr("channel"), "plan.channel");
@@ -117,6 +180,47 @@ class PyRouter final : public Router {
       r = RouteResult{false, {}, "the rule returned an unusable plan: " + display_text(e.value())};
     }
     return r;
+  }
+
+  /// The RouteResult of a wire form: herald.Plan shares one wire tuple among equal plain plans
+  /// (python/herald/plan.py, _PLAIN_WIRES), so a rule's answers are mostly a few tuples seen again
+  /// and again. Converted once, when a tuple is seen a second time in its slot; a slot keeps its
+  /// tuple alive, so the address cannot come back as another object. Only wires made of tuples
+  /// all the way down are kept: they cannot change.
+  RouteResult converted(py::object wire) {
+    const auto at = reinterpret_cast<std::uintptr_t>(wire.ptr());
+    Converted& c = converted_[(at >> 4U) % converted_.size()];
+    if (c.wire.ptr() == wire.ptr()) {
+      if (c.ready) return c.result;
+      c.result = from_wire(wire);
+      c.ready = immutable_wire(wire);
+      return c.result;
+    }
+    RouteResult r = from_wire(wire);
+    c.wire = std::move(wire);
+    c.ready = false;
+    return r;
+  }
+
+  /// A wire form made only of tuples, str, int and bool (as plan.py builds it) cannot change:
+  /// safe to convert once. Anything else is converted each time, as before.
+  static bool immutable_wire(py::handle wire) {
+    auto leaf = [](PyObject* v) { return PyUnicode_CheckExact(v) || PyLong_CheckExact(v) || PyBool_Check(v); };
+    auto tuple_of = [](PyObject* t, auto&& ok) {
+      if (!PyTuple_CheckExact(t)) return false;
+      for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(t); ++i) {
+        if (!ok(PyTuple_GET_ITEM(t, i), i)) return false;
+      }
+      return true;
+    };
+    auto step = [&](PyObject* st, Py_ssize_t) {
+      return tuple_of(st, [&](PyObject* v, Py_ssize_t i) {
+        return i == 1 ? tuple_of(v, [&](PyObject* p, Py_ssize_t) { return leaf(p); }) : leaf(v);
+      });
+    };
+    return tuple_of(wire.ptr(), [&](PyObject* v, Py_ssize_t i) {
+      return leaf(v) || (i == 1 && tuple_of(v, step));
+    });
   }
 
   /// herald.Plan's `_wire`: ("plan", steps) with each step (channel, providers, text, subject,
@@ -160,7 +264,21 @@ class PyRouter final : public Router {
     return RouteResult::of(std::move(plan));
   }
 
+  /// A rule's view of a notification, reused from batch to batch while no one else holds it (a
+  /// Python object made per notification cost more than the rest of the conversion).
+  struct View {
+    py::object obj;
+    RuleNotification* cpp = nullptr;  ///< inside obj
+  };
+  struct Converted {
+    py::object wire;  ///< kept alive: its address is the key
+    bool ready = false;
+    RouteResult result;
+  };
   py::object route_batch_;
+  py::object wire_name_ = py::reinterpret_steal<py::object>(PyUnicode_InternFromString("_wire"));
+  std::array<Converted, 16> converted_;  ///< by the wire's address (converted())
+  std::vector<View> views_;              ///< loop thread, with the GIL (call())
   bool with_health_ = false;
   bool thread_state_kept_ = false;  ///< loop thread only
 };
@@ -387,26 +505,31 @@ std::chrono::milliseconds to_ms(py::handle value, const char* field, std::int64_
 Engine& core_engine(py::handle engine) { return py::cast<PyEngine&>(engine).get(); }
 
 void register_engine(py::module_& m) {
-  py::class_<Notification>(m, "Notification", "A notification as a rule sees it (read-only).")
-      .def_readonly("id", &Notification::id)
-      .def_readonly("tenant", &Notification::tenant)
-      .def_readonly("type", &Notification::type)
-      .def_readonly("recipient_id", &Notification::recipient_id)
-      .def_property_readonly("recipient", [](const Notification& n) { return from_json_text(n.recipient_json); })
-      .def_property_readonly("data", [](const Notification& n) { return from_json_text(n.data_json); })
-      .def_property_readonly("priority", [](const Notification& n) { return std::string(to_string(n.priority)); })
+  // Each field is read from the loop's notification when asked (RuleNotification).
+  using RN = RuleNotification;
+  py::class_<RN>(m, "Notification", "A notification as a rule sees it (read-only).")
+      .def_property_readonly("id", [](const RN& r) { return r.get().id; })
+      .def_property_readonly("tenant", [](const RN& r) -> const std::string& { return r.get().tenant; })
+      .def_property_readonly("type", [](const RN& r) -> const std::string& { return r.get().type; })
+      .def_property_readonly("recipient_id", [](const RN& r) -> const std::string& { return r.get().recipient_id; })
+      .def_property_readonly("recipient", [](const RN& r) { return from_json_text(r.get().recipient_json); })
+      .def_property_readonly("data", [](const RN& r) { return from_json_text(r.get().data_json); })
+      .def_property_readonly("priority", [](const RN& r) { return std::string(to_string(r.get().priority)); })
       .def_property_readonly("idempotency_key",
-                             [](const Notification& n) -> py::object {
+                             [](const RN& r) -> py::object {
+                               const Notification& n = r.get();
                                return n.idempotency_key.empty() ? py::object(py::none()) : py::str(n.idempotency_key);
                              })
       .def_property_readonly("ordering_key",
-                             [](const Notification& n) -> py::object {
+                             [](const RN& r) -> py::object {
+                               const Notification& n = r.get();
                                return n.ordering_key.empty() ? py::object(py::none()) : py::str(n.ordering_key);
                              })
-      .def_property_readonly("send_at", [](const Notification& n) { return ms_to_seconds(n.send_at_ms); })
-      .def_property_readonly("expires_at", [](const Notification& n) { return ms_to_seconds(n.expires_at_ms); })
-      .def_property_readonly("created_at", [](const Notification& n) { return ms_to_seconds(n.created_at_ms); })
-      .def("__repr__", [](const Notification& n) {
+      .def_property_readonly("send_at", [](const RN& r) { return ms_to_seconds(r.get().send_at_ms); })
+      .def_property_readonly("expires_at", [](const RN& r) { return ms_to_seconds(r.get().expires_at_ms); })
+      .def_property_readonly("created_at", [](const RN& r) { return ms_to_seconds(r.get().created_at_ms); })
+      .def("__repr__", [](const RN& r) {
+        const Notification& n = r.get();
         return "<Notification " + std::to_string(n.id) + " " + n.type + " to " + n.recipient_id + ">";
       });
 

@@ -22,13 +22,12 @@ void Engine::Impl::admit(std::vector<Notification> batch) {
     const Id id = n.id;
     const Priority pri = n.priority;
     const std::int64_t ready = n.send_at_ms > now ? n.send_at_ms : 0;
-    Delivery x;
-    x.n = std::move(n);
-    auto [it, inserted] = active.emplace(id, std::move(x));
+    auto [it, inserted] = active.try_emplace(id);  // built in place: no Delivery moved in
     if (!inserted) {
       count.active.fetch_sub(1);  // already known (a retry raced with intake): counted once
       continue;
     }
+    it->second.n = std::move(n);
     scheduler.add(id, pri, ready, it->second.n.ordering_key);
   }
   pump();

@@ -1,13 +1,16 @@
 #include "herald/provider.hpp"
 
+#include <array>
 #include <charconv>
 #include <ctime>
+#include <optional>
 
 #include <nlohmann/json.hpp>
 
 #include "herald/errors.hpp"
 #include "herald/json_text.hpp"
 #include "adapters/adapters.hpp"
+#include "simple_json.hpp"
 
 namespace herald {
 
@@ -35,6 +38,85 @@ std::string known_kinds() {
   std::string out;
   for (const auto& k : kinds) out += (out.empty() ? "" : ", ") + std::string(k.kind);
   return out;
+}
+
+/// The provider's id for an accepted message: the first of "id", "sid", "name", "message_id" that
+/// is a string at the top of a JSON object body; "" when none is, or the body is not valid JSON.
+/// The same answer as parsing the body into a json value and looking there (a repeated key: its
+/// last value), read without building one: this runs once per accepted message on the loop.
+std::string top_level_message_id(const std::string& body) {
+  static constexpr std::array<std::string_view, 4> keys{"id", "sid", "name", "message_id"};
+  struct Reader final : json::json_sax_t {
+    int depth = 0;
+    bool object = false;     ///< the document is an object
+    int member = -1;         ///< which of `keys` the current top-level member is (-1: none)
+    std::array<std::optional<std::string>, keys.size()> found;
+
+    bool value() {  // a member's value that is not a string: that key has no string (last one wins)
+      if (depth == 1 && member >= 0) found[static_cast<std::size_t>(member)].reset();
+      return true;
+    }
+    bool null() override { return value(); }
+    bool boolean(bool) override { return value(); }
+    bool number_integer(number_integer_t) override { return value(); }
+    bool number_unsigned(number_unsigned_t) override { return value(); }
+    bool number_float(number_float_t, const string_t&) override { return value(); }
+    bool binary(binary_t&) override { return value(); }
+    bool string(string_t& v) override {
+      if (depth == 1 && member >= 0) found[static_cast<std::size_t>(member)] = std::move(v);
+      return true;
+    }
+    bool start_object(std::size_t) override {
+      if (depth == 0) object = true;
+      value();
+      ++depth;
+      return true;
+    }
+    bool start_array(std::size_t) override {
+      value();
+      ++depth;
+      return true;
+    }
+    bool end_object() override {
+      --depth;
+      return true;
+    }
+    bool end_array() override {
+      --depth;
+      return true;
+    }
+    bool key(string_t& k) override {
+      if (depth != 1) return true;
+      member = -1;
+      for (std::size_t i = 0; i < keys.size(); ++i) {
+        if (k == keys[i]) member = static_cast<int>(i);
+      }
+      return true;
+    }
+    bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception&) override { return false; }
+  } reader;
+  // Most answers are simple JSON (simple_json.hpp): read without nlohmann's lexer.
+  std::array<std::string_view, keys.size()> simple;
+  std::array<bool, keys.size()> is_text{};
+  const bool read = detail::SimpleJson::object_members(body, [&](std::string_view k, std::string_view v, bool text) {
+    for (std::size_t i = 0; i < keys.size(); ++i) {
+      if (k == keys[i]) {
+        simple[i] = v;
+        is_text[i] = text;  // a repeated key: its last value
+      }
+    }
+  });
+  if (read) {
+    for (std::size_t i = 0; i < keys.size(); ++i) {
+      if (is_text[i]) return std::string(simple[i]);
+    }
+    return {};
+  }
+  if (!json::sax_parse(body, &reader) || !reader.object) return {};
+  for (auto& v : reader.found) {
+    if (v) return std::move(*v);
+  }
+  return {};
 }
 
 }  // namespace
@@ -215,21 +297,13 @@ Outcome classify_http(const http::Response& r) {
     out.error = adapters::transport_error_text(r);
     return out;
   }
-  json body = json::parse(r.body, nullptr, false);
   if (r.status >= 200 && r.status < 300) {
     out.kind = OutcomeKind::accepted;
-    if (body.is_object()) {
-      for (const char* key : {"id", "sid", "name", "message_id"}) {
-        auto it = body.find(key);
-        if (it != body.end() && it->is_string()) {
-          out.provider_message_id = it->get<std::string>();
-          break;
-        }
-      }
-    }
+    out.provider_message_id = top_level_message_id(r.body);
     if (out.provider_message_id.empty()) out.provider_message_id = r.header("x-message-id");
     return out;
   }
+  json body = json::parse(r.body, nullptr, false);
   std::string code;
   if (body.is_object()) {
     auto err = body.find("error");
@@ -306,8 +380,79 @@ std::string render_with(std::string_view tmpl, const nlohmann::json& data) {
 
 }  // namespace adapters
 
+namespace {
+
+/// render_with for data that is simple JSON (simple_json.hpp) and variables that name its
+/// top-level strings, read without building a json value; nullopt for anything else (a dotted
+/// name, a value that is not a string, a missing variable without a default, more than 16
+/// members), which render_with then renders or refuses exactly as it always did.
+std::optional<std::string> render_simple(std::string_view tmpl, std::string_view data_json) {
+  struct Member {
+    std::string_view key, value;
+    bool is_text = false;
+  };
+  std::array<Member, 16> members;
+  std::size_t count = 0;
+  bool fits = true;
+  const bool simple = detail::SimpleJson::object_members(data_json, [&](std::string_view k, std::string_view v, bool text) {
+    if (count == members.size()) {
+      fits = false;
+      return;
+    }
+    members[count++] = Member{k, v, text};
+  });
+  if (!simple || !fits) return std::nullopt;
+  std::string out;
+  out.reserve(tmpl.size() + 32);
+  for (std::size_t i = 0; i < tmpl.size(); ++i) {  // the walk of render_with
+    const char c = tmpl[i];
+    if ((c == '{' || c == '}') && i + 1 < tmpl.size() && tmpl[i + 1] == c) {
+      out += c;
+      ++i;
+      continue;
+    }
+    if (c != '{') {
+      out += c;
+      continue;
+    }
+    const auto close = tmpl.find('}', i);
+    if (close == std::string_view::npos) {
+      out.append(tmpl.substr(i));
+      break;
+    }
+    std::string_view name = tmpl.substr(i + 1, close - i - 1);
+    std::string_view fallback;
+    bool has_fallback = false;
+    if (auto bar = name.find('|'); bar != std::string_view::npos) {
+      fallback = name.substr(bar + 1);
+      name = name.substr(0, bar);
+      has_fallback = true;
+    }
+    if (name.empty() || name.find('.') != std::string_view::npos) return std::nullopt;
+    const Member* found = nullptr;
+    for (std::size_t k = count; k-- > 0;) {  // a repeated key: its last value, as in a json object
+      if (members[k].key == name) {
+        found = &members[k];
+        break;
+      }
+    }
+    if (found != nullptr && found->is_text) {
+      out.append(found->value);
+    } else if (found == nullptr && has_fallback) {
+      out.append(fallback);
+    } else {
+      return std::nullopt;  // a value written as JSON, null, or missing: render_with's to say
+    }
+    i = close;
+  }
+  return out;
+}
+
+}  // namespace
+
 std::string render_template(std::string_view tmpl, const std::string& data_json) {
   if (tmpl.find_first_of("{}") == std::string_view::npos) return std::string(tmpl);
+  if (auto simple = render_simple(tmpl, data_json)) return std::move(*simple);
   return adapters::render_with(tmpl, json::parse(data_json, nullptr, false));
 }
 

@@ -26,6 +26,38 @@ TEST(Classify, SuccessTakesTheProvidersMessageId) {
   EXPECT_EQ(h.provider_message_id, "abc");
 }
 
+// classify_http reads the id without building a json value; it must answer as the lookup in a
+// parsed body does, for every shape of body.
+TEST(Classify, TheMessageIdIsWhatAParsedBodyHoldsWhateverTheBody) {
+  auto parsed = [](const std::string& body) {
+    const auto j = nlohmann::json::parse(body, nullptr, false);
+    if (j.is_object()) {
+      for (const char* key : {"id", "sid", "name", "message_id"}) {
+        auto it = j.find(key);
+        if (it != j.end() && it->is_string()) {
+          std::string id = it->get<std::string>();
+          return id.empty() ? std::string("(header)") : id;  // an empty id: the header's
+        }
+      }
+    }
+    return std::string("(header)");
+  };
+  const std::vector<std::string> bodies{
+      R"({"id":"a"})", R"({"sid":"b","id":"a"})", R"({"status":"ok","message_id":"m","name":"n"})",
+      R"({"id":5,"sid":"s"})", R"({"id":"a","id":7,"name":"n"})", R"({"id":7,"id":"late"})",
+      R"({"id":{"id":"inner"},"sid":"s"})", R"({"data":{"id":"inner"}})", R"({"id":["x"],"message_id":"m"})",
+      R"({"list":[{"id":"x"}],"name":"n"})", R"({"id":null,"sid":true,"name":1.5,"message_id":"m"})",
+      R"([{"id":"a"}])", R"("id")", "", "   ", "{", R"({"id":"a"} trailing)", R"({"id":"a",})",
+      R"({"id":"caf\u00e9 \ud83d\ude00"})", "{\"id\":\"\xff\"}", R"({"id":"\ud800"})", R"({"ID":"upper"})",
+      R"(  {"id" : "spaced" }  )", R"({"id":"a"}{"id":"b"})", R"({"id":1e999})", R"({"sid":"s","id":""})",
+      R"({"a":[[[[{"id":"deep"}]]]],"sid":"s"})", R"({"id":"x"} // comment)"};
+  for (const auto& body : bodies) {
+    const Outcome o = classify_http(answer(202, body, {{"x-message-id", "(header)"}}));
+    EXPECT_EQ(o.provider_message_id, parsed(body)) << body;
+    EXPECT_EQ(o.kind, OutcomeKind::accepted) << body;
+  }
+}
+
 TEST(Classify, TransportFailuresAndServerErrorsAreRetryable) {
   http::Response timeout;
   timeout.timed_out = true;

@@ -21,6 +21,7 @@ view is readable during that call only. Rules taking only the notification keep 
 from __future__ import annotations
 
 import inspect
+from types import MethodType
 from typing import Any
 
 from herald import _core
@@ -40,7 +41,7 @@ def takes_providers(fn: Any) -> bool:
     ``lambda n, b=batch: ...`` idiom for binding a loop variable keeps its value."""
     code = getattr(fn, "__code__", None)
     if code is not None:  # a function or a bound method: the fast path, read every call
-        second = 2 if inspect.ismethod(fn) else 1
+        second = 2 if isinstance(fn, MethodType) else 1  # inspect.ismethod without its call
         if code.co_argcount <= second:
             return False
         if code.co_varnames[second] == "providers":

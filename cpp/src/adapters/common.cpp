@@ -15,6 +15,21 @@ namespace herald::adapters {
 
 namespace {
 
+/// `prefix` then the number: one allocation (a header, or part of a body).
+void append_number(std::string& out, std::int64_t value) {
+  char digits[24];
+  const auto end = std::to_chars(digits, digits + sizeof digits, value).ptr;
+  out.append(digits, end);
+}
+
+std::string text_and_number(std::string_view prefix, std::int64_t value) {
+  std::string out;
+  out.reserve(prefix.size() + 20);
+  out.append(prefix);
+  append_number(out, value);
+  return out;
+}
+
 /// herald's message document: the recipient, the rendered text and the data.
 std::string message_body(const SendContext& ctx) {
   const Notification& n = ctx.notification;
@@ -23,10 +38,10 @@ std::string message_body(const SendContext& ctx) {
   body += "{\"id\":";
   // A step of a plan with many steps carries its parent's id (the one the application knows)
   // and the step; the Idempotency-Key stays the step's own, so two steps are two messages.
-  body += std::to_string(n.parent_id != 0 ? n.parent_id : n.id);
+  append_number(body, n.parent_id != 0 ? n.parent_id : n.id);
   if (n.parent_id != 0) {
     body += ",\"step\":";
-    body += std::to_string(n.step);
+    append_number(body, n.step);
   }
   body += ",\"type\":";
   detail::append_json_string(body, n.type);
@@ -157,10 +172,10 @@ http::Request herald_json_post(const ProviderConfig& c, std::string url, const S
   req.body = message_body(ctx);
   req.headers.reserve(5 + c.headers.size());
   req.headers.emplace_back("Content-Type: application/json");
-  req.headers.emplace_back("X-Herald-Id: " + std::to_string(ctx.notification.id));
-  req.headers.emplace_back("X-Herald-Attempt: " + std::to_string(ctx.attempt));
+  req.headers.push_back(text_and_number("X-Herald-Id: ", ctx.notification.id));
+  req.headers.push_back(text_and_number("X-Herald-Attempt: ", ctx.attempt));
   // The same key on every attempt lets the receiver drop a resend it already has.
-  req.headers.emplace_back("Idempotency-Key: herald-" + std::to_string(ctx.notification.id));
+  req.headers.push_back(text_and_number("Idempotency-Key: herald-", ctx.notification.id));
   if (ctx.in_doubt) req.headers.emplace_back("X-Herald-In-Doubt: 1");
   for (const auto& [k, v] : c.headers) req.headers.emplace_back(k + ": " + v);
   return req;
