@@ -14,18 +14,6 @@
 
 namespace herald {
 
-namespace {
-
-/// Appends an integer's decimal digits without a temporary string (six lines per notification,
-/// four or more numbers each).
-template <typename Int>
-void append_int(std::string& out, Int value) {
-  char digits[24];
-  const auto end = std::to_chars(digits, digits + sizeof digits, value).ptr;
-  out.append(digits, static_cast<std::size_t>(end - digits));
-}
-
-}  // namespace
 
 DeliveryLog::DeliveryLog(std::filesystem::path dir, std::int64_t segment_bytes)
     : dir_(std::move(dir)), segment_bytes_(segment_bytes) {
@@ -46,6 +34,7 @@ std::string DeliveryLog::to_json_line(const Event& e) {
 }
 
 void DeliveryLog::append_line(std::string& out, const Event& e) {
+  using detail::append_int;
   using detail::append_json_string;
   out += "{\"v\":";
   append_int(out, log_schema_version);

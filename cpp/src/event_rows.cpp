@@ -1,7 +1,6 @@
 #include "herald/event_rows.hpp"
 
 #include <algorithm>
-#include <charconv>
 #include <unordered_map>
 
 #include <nlohmann/json.hpp>
@@ -11,16 +10,6 @@
 
 namespace herald {
 
-namespace {
-
-template <typename Int>
-void append_number(std::string& out, Int value) {
-  char digits[24];
-  const auto end = std::to_chars(digits, digits + sizeof digits, value).ptr;
-  out.append(digits, static_cast<std::size_t>(end - digits));
-}
-
-}  // namespace
 
 std::vector<std::vector<const Event*>> group_for_rows(std::span<const Event* const> events) {
   std::vector<std::vector<const Event*>> groups;
@@ -49,23 +38,23 @@ std::string pack_earlier_events(std::span<const Event* const> group) {
     const Event& e = *group[i];
     if (i > 0) out += ',';
     out += '[';
-    append_number(out, e.seq);
+    detail::append_int(out, e.seq);
     out += ',';
-    append_number(out, e.ts_us);
+    detail::append_int(out, e.ts_us);
     out += ',';
     detail::append_json_string(out, to_string(e.kind));
     out += ',';
-    append_number(out, e.attempt);
+    detail::append_int(out, e.attempt);
     out += ',';
     detail::append_json_string(out, e.provider);
     out += ',';
-    append_number(out, e.latency_us);
+    detail::append_int(out, e.latency_us);
     out += ',';
-    append_number(out, e.http_status);
+    detail::append_int(out, e.http_status);
     out += ',';
     detail::append_json_string(out, e.detail);
     out += ',';
-    append_number(out, e.step);
+    detail::append_int(out, e.step);
     out += ']';
   }
   out += ']';

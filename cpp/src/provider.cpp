@@ -324,10 +324,13 @@ Outcome classify_http(const http::Response& r) {
   return out;
 }
 
-namespace adapters {
+namespace {
 
-std::string render_with(std::string_view tmpl, const nlohmann::json& data) {
-  std::string out;
+/// The walk both renderers share: text goes to `out` ("{{" and "}}" are braces, an unclosed "{"
+/// is text); each {name} or {name|fallback} is handed to `variable(name, fallback, has_fallback)`,
+/// which appends its value, or returns false to stop the walk (then walk_template returns false).
+template <typename Variable>
+bool walk_template(std::string_view tmpl, std::string& out, Variable&& variable) {
   out.reserve(tmpl.size() + 32);
   for (std::size_t i = 0; i < tmpl.size(); ++i) {
     const char c = tmpl[i];
@@ -345,14 +348,28 @@ std::string render_with(std::string_view tmpl, const nlohmann::json& data) {
       out.append(tmpl.substr(i));
       break;
     }
-    std::string_view expr = tmpl.substr(i + 1, close - i - 1);
+    std::string_view name = tmpl.substr(i + 1, close - i - 1);
     std::string_view fallback;
     bool has_fallback = false;
-    if (auto bar = expr.find('|'); bar != std::string_view::npos) {
-      fallback = expr.substr(bar + 1);
-      expr = expr.substr(0, bar);
+    if (auto bar = name.find('|'); bar != std::string_view::npos) {
+      fallback = name.substr(bar + 1);
+      name = name.substr(0, bar);
       has_fallback = true;
     }
+    if (!variable(name, fallback, has_fallback)) return false;
+    i = close;
+  }
+  return true;
+}
+
+}  // namespace
+
+namespace adapters {
+
+std::string render_with(std::string_view tmpl, const nlohmann::json& data) {
+  std::string out;
+  walk_template(tmpl, out, [&](std::string_view name, std::string_view fallback, bool has_fallback) {
+    std::string_view expr = name;
     const json* node = &data;
     while (node != nullptr && !expr.empty()) {
       const auto dot = expr.find('.');
@@ -370,11 +387,10 @@ std::string render_with(std::string_view tmpl, const nlohmann::json& data) {
     } else if (has_fallback) {
       out.append(fallback);
     } else {
-      const std::string_view name = tmpl.substr(i + 1, close - i - 1);
       throw TemplateError("template: missing variable '" + std::string(name) + "'");
     }
-    i = close;
-  }
+    return true;
+  });
   return out;
 }
 
@@ -403,32 +419,8 @@ std::optional<std::string> render_simple(std::string_view tmpl, std::string_view
   });
   if (!simple || !fits) return std::nullopt;
   std::string out;
-  out.reserve(tmpl.size() + 32);
-  for (std::size_t i = 0; i < tmpl.size(); ++i) {  // the walk of render_with
-    const char c = tmpl[i];
-    if ((c == '{' || c == '}') && i + 1 < tmpl.size() && tmpl[i + 1] == c) {
-      out += c;
-      ++i;
-      continue;
-    }
-    if (c != '{') {
-      out += c;
-      continue;
-    }
-    const auto close = tmpl.find('}', i);
-    if (close == std::string_view::npos) {
-      out.append(tmpl.substr(i));
-      break;
-    }
-    std::string_view name = tmpl.substr(i + 1, close - i - 1);
-    std::string_view fallback;
-    bool has_fallback = false;
-    if (auto bar = name.find('|'); bar != std::string_view::npos) {
-      fallback = name.substr(bar + 1);
-      name = name.substr(0, bar);
-      has_fallback = true;
-    }
-    if (name.empty() || name.find('.') != std::string_view::npos) return std::nullopt;
+  const bool whole = walk_template(tmpl, out, [&](std::string_view name, std::string_view fallback, bool has_fallback) {
+    if (name.empty() || name.find('.') != std::string_view::npos) return false;
     const Member* found = nullptr;
     for (std::size_t k = count; k-- > 0;) {  // a repeated key: its last value, as in a json object
       if (members[k].key == name) {
@@ -441,10 +433,11 @@ std::optional<std::string> render_simple(std::string_view tmpl, std::string_view
     } else if (found == nullptr && has_fallback) {
       out.append(fallback);
     } else {
-      return std::nullopt;  // a value written as JSON, null, or missing: render_with's to say
+      return false;  // a value written as JSON, null, or missing: render_with's to say
     }
-    i = close;
-  }
+    return true;
+  });
+  if (!whole) return std::nullopt;
   return out;
 }
 

@@ -1,10 +1,19 @@
 #pragma once
 /// Writing JSON text directly into a string, for the hot paths (log lines, request bodies) where
 /// building a nlohmann::json document first would cost an allocation per field.
+#include <charconv>
 #include <string>
 #include <string_view>
 
 namespace herald::detail {
+
+/// Appends an integer's decimal digits without a temporary string.
+template <typename Int>
+void append_int(std::string& out, Int value) {
+  char digits[24];
+  const auto end = std::to_chars(digits, digits + sizeof digits, value).ptr;
+  out.append(digits, static_cast<std::size_t>(end - digits));
+}
 
 /// Appends `s` as a quoted JSON string. UTF-8 passes through; control characters are escaped.
 inline void append_json_string(std::string& out, std::string_view s) {

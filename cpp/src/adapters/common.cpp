@@ -1,6 +1,5 @@
 #include "adapters.hpp"
 
-#include <charconv>
 
 #include <ctime>
 #include <optional>
@@ -15,18 +14,14 @@ namespace herald::adapters {
 
 namespace {
 
-/// `prefix` then the number: one allocation (a header, or part of a body).
-void append_number(std::string& out, std::int64_t value) {
-  char digits[24];
-  const auto end = std::to_chars(digits, digits + sizeof digits, value).ptr;
-  out.append(digits, end);
-}
+using detail::append_int;
 
+/// `prefix` then the number: one allocation (a header, or part of a body).
 std::string text_and_number(std::string_view prefix, std::int64_t value) {
   std::string out;
   out.reserve(prefix.size() + 20);
   out.append(prefix);
-  append_number(out, value);
+  append_int(out, value);
   return out;
 }
 
@@ -38,10 +33,10 @@ std::string message_body(const SendContext& ctx) {
   body += "{\"id\":";
   // A step of a plan with many steps carries its parent's id (the one the application knows)
   // and the step; the Idempotency-Key stays the step's own, so two steps are two messages.
-  append_number(body, n.parent_id != 0 ? n.parent_id : n.id);
+  append_int(body, n.parent_id != 0 ? n.parent_id : n.id);
   if (n.parent_id != 0) {
     body += ",\"step\":";
-    append_number(body, n.step);
+    append_int(body, n.step);
   }
   body += ",\"type\":";
   detail::append_json_string(body, n.type);
