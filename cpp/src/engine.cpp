@@ -189,6 +189,15 @@ SendResult Engine::send(Notification n) {
   return impl_->intake(std::move(one), false).front();
 }
 
+std::optional<SendResult> Engine::send_if_quick(Notification& n) {
+  auto pass = impl_->gate.enter();
+  std::vector<Notification> one;
+  one.push_back(std::move(n));
+  auto results = impl_->intake(std::move(one), false, &n);
+  if (results.empty()) return std::nullopt;  // `n` is back: it needs a commit
+  return results.front();
+}
+
 std::vector<SendResult> Engine::send_many(std::vector<Notification> batch) {
   auto pass = impl_->gate.enter();
   if (batch.empty()) return {};

@@ -160,7 +160,9 @@ struct Engine::Impl {
   void recover();
 
   // intake.cpp
-  std::vector<SendResult> intake(std::vector<Notification> batch, bool many);
+  /// With `give_back`: when the intake journal does not take the row, nothing is accepted, the
+  /// row is moved there and the result is empty (send_if_quick).
+  std::vector<SendResult> intake(std::vector<Notification> batch, bool many, Notification* give_back = nullptr);
 
   // dispatcher.cpp
   void admit(std::vector<Notification> batch);

@@ -33,7 +33,7 @@ std::optional<SendResult> check_repeat(IdempotencyIndex& index, DeliveryStore& s
 
 }  // namespace
 
-std::vector<SendResult> Engine::Impl::intake(std::vector<Notification> batch, bool many) {
+std::vector<SendResult> Engine::Impl::intake(std::vector<Notification> batch, bool many, Notification* give_back) {
   if (closing.load()) throw EngineClosed("engine is closed");
   const std::int64_t now = clock->now_ms();
   auto where = [many](std::size_t i) { return many ? "notifications[" + std::to_string(i) + "]." : std::string(); };
@@ -118,6 +118,13 @@ std::vector<SendResult> Engine::Impl::intake(std::vector<Notification> batch, bo
       if (!many && store->submit_journaled(wb, admit_after_commit)) {
         count.received.fetch_add(static_cast<std::uint64_t>(accepted), std::memory_order_relaxed);
         return results;  // a single send() has no duplicate to record
+      }
+      if (give_back != nullptr) {  // the caller will send it again the way that waits
+        count.active.fetch_sub(accepted);
+        std::lock_guard lock(idempotency.mutex());
+        for (const auto& key : reserved) idempotency.forget(key);
+        *give_back = std::move(wb.inserts.front());
+        return {};
       }
       // Why admit from the committing thread: the notification is durable from here on, and the
       // loop can start on it while the caller is still being woken. The rows move on without a

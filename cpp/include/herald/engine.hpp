@@ -89,6 +89,10 @@ class Engine {
 
   /// Validates, deduplicates and stores one notification; returns once it is durable.
   SendResult send(Notification n);
+  /// send() when it finishes without waiting for a commit (the intake journal takes the row, or
+  /// the idempotency key is a repeat); otherwise nothing is accepted and `n` is left for send().
+  /// For a caller holding a lock that other threads need while send() waits: the binding's GIL.
+  std::optional<SendResult> send_if_quick(Notification& n);
   /// The same for many, with one durable commit. A validation error or an idempotency conflict
   /// rejects the whole batch before anything is accepted; the error names the item.
   std::vector<SendResult> send_many(std::vector<Notification> batch);
