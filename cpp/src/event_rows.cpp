@@ -20,12 +20,6 @@ std::vector<std::vector<const Event*>> group_for_rows(std::span<const Event* con
     if (added) groups.emplace_back();
     groups[it->second].push_back(e);
   }
-  // Seqs are handed out in submission order, but batches of one commit may interleave.
-  for (auto& g : groups) {
-    if (!std::is_sorted(g.begin(), g.end(), [](const Event* a, const Event* b) { return a->seq < b->seq; })) {
-      std::stable_sort(g.begin(), g.end(), [](const Event* a, const Event* b) { return a->seq < b->seq; });
-    }
-  }
   return groups;
 }
 

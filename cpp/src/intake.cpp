@@ -96,35 +96,44 @@ std::vector<SendResult> Engine::Impl::intake(std::vector<Notification> batch, bo
     wb.inserts = std::move(fresh);
     std::promise<void> durable;
     auto future = durable.get_future();
+    // The rows are durable: on to the loop, without a copy.
+    auto to_loop = [this](WriteBatch& done) {
+      asio::post(io, [this, rows = std::move(done.inserts)]() mutable { admit(std::move(rows)); });
+    };
+    auto not_accepted = [&] {  // nothing of this call was accepted: its reservations go
+      count.active.fetch_sub(accepted);
+      std::lock_guard lock(idempotency.mutex());
+      for (const auto& key : reserved) idempotency.forget(key);
+    };
     try {
-      // One send(): durable once in the intake journal (a file append, not a transaction); the
-      // store's writer commits the row with its next group and then hands it to the loop.
-      DeliveryStore::Done admit_after_commit = [this, accepted](std::exception_ptr err, WriteBatch& done) {
-        if (!err) {
-          asio::post(io, [this, rows = std::move(done.inserts)]() mutable { admit(std::move(rows)); });
-          return;
+      if (!many) {
+        // One send(): durable once in the intake journal (a file append, not a transaction); the
+        // store's writer commits the row with its next group and then hands it to the loop.
+        DeliveryStore::Done admit_after_commit = [this, accepted, to_loop](std::exception_ptr err, WriteBatch& done) {
+          if (!err) {
+            to_loop(done);
+            return;
+          }
+          // Refused for itself (intake's checks make that a bug), or the store closed while the
+          // disk refused writes (its journal record stays for the next start).
+          count.active.fetch_sub(accepted);
+          std::string why;
+          try {
+            std::rethrow_exception(err);
+          } catch (const std::exception& e) {
+            why = e.what();
+          }
+          log(LogLevel::error, "a journaled notification was not committed", {{"error", why}});
+        };
+        if (store->submit_journaled(wb, admit_after_commit)) {
+          count.received.fetch_add(static_cast<std::uint64_t>(accepted), std::memory_order_relaxed);
+          return results;  // a single send() has no duplicate to record
         }
-        // Refused for itself (intake's checks make that a bug), or the store closed while the disk
-        // refused writes (its journal record stays for the next start).
-        count.active.fetch_sub(accepted);
-        std::string why;
-        try {
-          std::rethrow_exception(err);
-        } catch (const std::exception& e) {
-          why = e.what();
+        if (give_back != nullptr) {  // the caller will send it again the way that waits
+          not_accepted();
+          *give_back = std::move(wb.inserts.front());
+          return {};
         }
-        log(LogLevel::error, "a journaled notification was not committed", {{"error", why}});
-      };
-      if (!many && store->submit_journaled(wb, admit_after_commit)) {
-        count.received.fetch_add(static_cast<std::uint64_t>(accepted), std::memory_order_relaxed);
-        return results;  // a single send() has no duplicate to record
-      }
-      if (give_back != nullptr) {  // the caller will send it again the way that waits
-        count.active.fetch_sub(accepted);
-        std::lock_guard lock(idempotency.mutex());
-        for (const auto& key : reserved) idempotency.forget(key);
-        *give_back = std::move(wb.inserts.front());
-        return {};
       }
       // Why admit from the committing thread: the notification is durable from here on, and the
       // loop can start on it while the caller is still being woken. The rows move on without a
@@ -132,9 +141,9 @@ std::vector<SendResult> Engine::Impl::intake(std::vector<Notification> batch, bo
       // on this thread when the store's writer is idle (no hand-over and wake-up back).
       store->submit_and_wait_here(
           std::move(wb),
-          [this, &durable](std::exception_ptr err, WriteBatch& done) {
+          [&durable, &to_loop](std::exception_ptr err, WriteBatch& done) {
             if (!err) {
-              asio::post(io, [this, rows = std::move(done.inserts)]() mutable { admit(std::move(rows)); });
+              to_loop(done);
               durable.set_value();
             } else {
               durable.set_exception(err);
@@ -142,9 +151,7 @@ std::vector<SendResult> Engine::Impl::intake(std::vector<Notification> batch, bo
           });
       future.get();
     } catch (...) {
-      count.active.fetch_sub(accepted);
-      std::lock_guard lock(idempotency.mutex());
-      for (const auto& key : reserved) idempotency.forget(key);
+      not_accepted();
       throw;
     }
     count.received.fetch_add(static_cast<std::uint64_t>(accepted), std::memory_order_relaxed);

@@ -27,9 +27,18 @@ std::uint64_t fnv1a(std::string_view bytes) noexcept {
   return h;
 }
 
+/// `value`'s bytes, little-endian, at `at`.
+template <typename T>
+void put_at(char* at, T value) {
+  for (std::size_t i = 0; i < sizeof(T); ++i) at[i] = static_cast<char>((static_cast<std::uint64_t>(value) >> (8 * i)) & 0xff);
+}
+
+/// `value`'s bytes, little-endian, appended.
 template <typename T>
 void put(std::string& out, T value) {
-  for (std::size_t i = 0; i < sizeof(T); ++i) out += static_cast<char>((static_cast<std::uint64_t>(value) >> (8 * i)) & 0xff);
+  char bytes[sizeof(T)];
+  put_at(bytes, value);
+  out.append(bytes, sizeof(T));
 }
 
 void put_text(std::string& out, const std::string& s) {
@@ -201,10 +210,9 @@ std::uint64_t IntakeJournal::append(const std::vector<Notification>& rows) {
   buffer_.assign(header_bytes, '\0');
   encode(rows, buffer_);
   const std::string_view payload(buffer_.data() + header_bytes, buffer_.size() - header_bytes);
-  std::string header(magic, 4);
-  put<std::uint32_t>(header, static_cast<std::uint32_t>(payload.size()));
-  put<std::uint64_t>(header, fnv1a(payload));
-  std::memcpy(buffer_.data(), header.data(), header_bytes);
+  std::memcpy(buffer_.data(), magic, 4);
+  put_at<std::uint32_t>(buffer_.data() + 4, static_cast<std::uint32_t>(payload.size()));
+  put_at<std::uint64_t>(buffer_.data() + 8, fnv1a(payload));
   const ssize_t wrote = ::write(s.fd, buffer_.data(), buffer_.size());
   if (wrote != static_cast<ssize_t>(buffer_.size())) {
     const std::string why = wrote < 0 ? std::strerror(errno) : "short write (disk full)";

@@ -238,6 +238,15 @@ Event make_intake_event(const Notification& n, EventKind kind, std::int64_t seq,
   return e;
 }
 
+/// A new notification's "received" and "queued" lines in the log (its row stands for them in
+/// SQLite), numbered from `seq`; none for a plan's step, whose parent records that it started.
+void log_intake(DeliveryLog& log, const Notification& n, std::int64_t& seq) {
+  if (n.parent_id != 0) return;
+  const std::int64_t ts_us = n.created_at_ms * 1000;
+  log.append(make_intake_event(n, EventKind::received, seq++, ts_us));
+  log.append(make_intake_event(n, EventKind::queued, seq++, ts_us));
+}
+
 }  // namespace
 
 struct Store::Db {
@@ -614,11 +623,7 @@ void Store::replay_journal() {
     throw;
   }
   // Their intake lines never reached the log: the process died before their commit.
-  for (const Notification* n : inserted) {
-    if (n->parent_id != 0) continue;
-    log_->append(make_intake_event(*n, EventKind::received, next_seq_++, n->created_at_ms * 1000));
-    log_->append(make_intake_event(*n, EventKind::queued, next_seq_++, n->created_at_ms * 1000));
-  }
+  for (const Notification* n : inserted) log_intake(*log_, *n, next_seq_);
   log_->flush();
   journal_->discard_recovered();
 }
@@ -1015,12 +1020,7 @@ bool Store::apply(std::vector<Pending>& work) {
     const std::exception_ptr& err = errors[i];
     if (!err) {
       std::int64_t seq = p.intake_seq;  // reserved in enqueue()
-      for (const Notification& n : p.batch.inserts) {
-        if (n.parent_id != 0) continue;  // a plan's step: its parent records that it started
-        const std::int64_t ts_us = n.created_at_ms * 1000;
-        log_->append(make_intake_event(n, EventKind::received, seq++, ts_us));
-        log_->append(make_intake_event(n, EventKind::queued, seq++, ts_us));
-      }
+      for (const Notification& n : p.batch.inserts) log_intake(*log_, n, seq);
       for (const Event& e : p.batch.events) log_->append(e);
     }
     // Committed, or refused for itself (a constraint): either way the journal's record is spent.

@@ -15,7 +15,8 @@
 
 namespace herald {
 
-/// Events grouped for writing: each group is one notification's events, in seq order; groups in
+/// Events grouped for writing: each group is one notification's events, in the order given (seq
+/// order: seqs are handed out in queue order and a commit takes the queue in order); groups in
 /// the order of their first event. Pointers into `events`, which must outlive the result.
 [[nodiscard]] std::vector<std::vector<const Event*>> group_for_rows(std::span<const Event* const> events);
 
