@@ -34,77 +34,92 @@ std::string DeliveryLog::to_json_line(const Event& e) {
 }
 
 void DeliveryLog::append_line(std::string& out, const Event& e) {
-  using detail::append_int;
-  using detail::append_json_string;
-  out += "{\"v\":";
-  append_int(out, log_schema_version);
-  out += ",\"ts_us\":";
-  append_int(out, e.ts_us);
-  out += ",\"seq\":";
-  append_int(out, e.seq);
-  out += ",\"id\":\"";  // a string: ids exceed 2^53, where JSON readers lose digits
-  append_int(out, e.notification_id);
-  out += "\",\"event\":";
-  append_json_string(out, to_string(e.kind));
-  out += ",\"type\":";
-  append_json_string(out, e.type);
-  out += ",\"tenant\":";
-  append_json_string(out, e.tenant);
-  out += ",\"priority\":";
-  append_json_string(out, to_string(e.priority));
-  out += ",\"attempt\":";
-  append_int(out, e.attempt);
+  using detail::JsonWriter;
+  // Sized once for the longest this line can be, then written without a capacity check per
+  // field: the log costs a line per event, on the store's thread (about half the time it took
+  // with std::string appends).
+  const std::string_view texts[] = {to_string(e.kind), e.type, e.tenant, to_string(e.priority), e.recipient_id,
+                                    e.channel, to_string(e.error_class), e.provider, e.provider_code, e.alert,
+                                    e.detail};
+  std::size_t bound = 1024;  // the keys and punctuation (~330), nine integers and the cost
+  for (const auto t : texts) bound += JsonWriter::string_bound(t);
+  const std::size_t start = out.size();
+  out.resize(start + bound);
+  JsonWriter w(out.data() + start);
+  w.raw("{\"v\":");
+  w.integer(log_schema_version);
+  w.raw(",\"ts_us\":");
+  w.integer(e.ts_us);
+  w.raw(",\"seq\":");
+  w.integer(e.seq);
+  w.raw(",\"id\":\"");  // a string: ids exceed 2^53, where JSON readers lose digits
+  w.integer(e.notification_id);
+  w.raw("\",\"event\":");
+  w.string(to_string(e.kind));
+  w.raw(",\"type\":");
+  w.string(e.type);
+  w.raw(",\"tenant\":");
+  w.string(e.tenant);
+  w.raw(",\"priority\":");
+  w.string(to_string(e.priority));
+  w.raw(",\"attempt\":");
+  w.integer(e.attempt);
   if (!e.recipient_id.empty()) {
-    out += ",\"recipient\":";
-    append_json_string(out, e.recipient_id);
+    w.raw(",\"recipient\":");
+    w.string(e.recipient_id);
   }
   if (!e.channel.empty()) {
-    out += ",\"channel\":";
-    append_json_string(out, e.channel);
+    w.raw(",\"channel\":");
+    w.string(e.channel);
   }
   if (e.step >= 0) {
-    out += ",\"step\":";
-    append_int(out, e.step);
+    w.raw(",\"step\":");
+    w.integer(e.step);
   }
   if (e.error_class != ErrorClass::none) {
-    out += ",\"error_class\":";
-    append_json_string(out, to_string(e.error_class));
+    w.raw(",\"error_class\":");
+    w.string(to_string(e.error_class));
   }
   if (e.cost >= 0) {
-    char cost[32];
-    std::snprintf(cost, sizeof cost, "%.10g", e.cost);
-    out += ",\"cost\":";
-    out += cost;
+    w.raw(",\"cost\":");
+    if (e.cost < 1e10 && e.cost == static_cast<double>(static_cast<std::int64_t>(e.cost))) {
+      w.integer(static_cast<std::int64_t>(e.cost));  // what %.10g writes for these, at a tenth of its cost
+    } else {
+      char cost[32];
+      const int n = std::snprintf(cost, sizeof cost, "%.10g", e.cost);
+      for (int i = 0; i < n && i < static_cast<int>(sizeof cost) - 1; ++i) w.raw(cost[i]);
+    }
   }
   if (!e.provider.empty()) {
-    out += ",\"provider\":";
-    append_json_string(out, e.provider);
+    w.raw(",\"provider\":");
+    w.string(e.provider);
   }
   if (e.latency_us >= 0) {
-    out += ",\"latency_us\":";
-    append_int(out, e.latency_us);
+    w.raw(",\"latency_us\":");
+    w.integer(e.latency_us);
   }
   if (e.http_status != 0) {
-    out += ",\"http_status\":";
-    append_int(out, e.http_status);
+    w.raw(",\"http_status\":");
+    w.integer(e.http_status);
   }
   if (!e.provider_code.empty()) {
-    out += ",\"provider_code\":";
-    append_json_string(out, e.provider_code);
+    w.raw(",\"provider_code\":");
+    w.string(e.provider_code);
   }
   if (e.segments > 0) {
-    out += ",\"segments\":";
-    append_int(out, e.segments);
+    w.raw(",\"segments\":");
+    w.integer(e.segments);
   }
   if (!e.alert.empty()) {
-    out += ",\"alert\":";
-    append_json_string(out, e.alert);
+    w.raw(",\"alert\":");
+    w.string(e.alert);
   }
   if (!e.detail.empty()) {
-    out += ",\"detail\":";
-    append_json_string(out, e.detail);
+    w.raw(",\"detail\":");
+    w.string(e.detail);
   }
-  out += '}';
+  w.raw('}');
+  out.resize(static_cast<std::size_t>(w.end() - out.data()));
 }
 
 void DeliveryLog::open_segment(std::int64_t first_seq) {

@@ -1,5 +1,9 @@
 #include <gtest/gtest.h>
 
+#include <cstdio>
+#include <limits>
+#include <string>
+
 #include <nlohmann/json.hpp>
 
 #include "herald/delivery_log.hpp"
@@ -78,6 +82,54 @@ TEST(DeliveryLogSchema, ProviderCodeSegmentsAndAlertAreOptionalFieldsOfVersionOn
   EXPECT_EQ(j["id"], "0");
   EXPECT_EQ(j["alert"], "sms \"failures\"");
   EXPECT_EQ(parse_event_kind("alert_resolved"), EventKind::alert_resolved);
+}
+
+// The line is written into room sized beforehand: every field at its longest (extreme integers,
+// strings of bytes that each escape to six) must fit and read back whole, after earlier lines.
+TEST(DeliveryLogSchema, AnEventWithEveryFieldAtItsLongestReadsBackWhole) {
+  std::string nasty;
+  for (int i = 0; i < 300; ++i) nasty += static_cast<char>(i % 0x20);  // each one "\u00XX"
+  Event e;
+  e.notification_id = std::numeric_limits<Id>::max();
+  e.seq = std::numeric_limits<std::int64_t>::min();
+  e.ts_us = std::numeric_limits<std::int64_t>::min();
+  e.kind = EventKind::attempt_failed;
+  e.attempt = std::numeric_limits<int>::min();
+  e.step = std::numeric_limits<int>::max();
+  e.error_class = ErrorClass::rate_limited;
+  e.cost = 1.2345678901234e-300;
+  e.latency_us = std::numeric_limits<std::int64_t>::max();
+  e.http_status = std::numeric_limits<int>::min();
+  e.segments = std::numeric_limits<int>::max();
+  for (std::string* s : {&e.type, &e.tenant, &e.recipient_id, &e.channel, &e.provider, &e.provider_code, &e.alert,
+                         &e.detail}) {
+    *s = nasty;
+  }
+  std::string out = "earlier line\n";
+  DeliveryLog::append_line(out, e);
+  ASSERT_EQ(out.rfind("earlier line\n", 0), 0u);
+  const auto j = nlohmann::json::parse(out.substr(13));
+  EXPECT_EQ(j["id"], std::to_string(std::numeric_limits<Id>::max()));
+  EXPECT_EQ(j["seq"].get<std::int64_t>(), std::numeric_limits<std::int64_t>::min());
+  EXPECT_EQ(j["attempt"].get<int>(), std::numeric_limits<int>::min());
+  EXPECT_EQ(j["latency_us"].get<std::int64_t>(), std::numeric_limits<std::int64_t>::max());
+  EXPECT_EQ(j["segments"].get<int>(), std::numeric_limits<int>::max());
+  EXPECT_EQ(j["cost"].get<double>(), 1.234567890e-300);  // ten significant digits, as %.10g
+  for (const char* key : {"type", "tenant", "recipient", "channel", "provider", "provider_code", "alert", "detail"}) {
+    EXPECT_EQ(j[key].get<std::string>(), nasty) << key;
+  }
+}
+
+TEST(DeliveryLogSchema, CostIsWrittenAsPrintfsTenSignificantDigits) {
+  for (const double cost : {0.0, 1.0, 42.0, 9999999999.0, 1e10, 123456789012.0, 0.0075, 0.1, 2.5, 1e-7, 1.0 / 3}) {
+    Event e;
+    e.kind = EventKind::accepted;
+    e.cost = cost;
+    char want[32];
+    std::snprintf(want, sizeof want, ",\"cost\":%.10g}", cost);  // the last field here
+    const std::string line = DeliveryLog::to_json_line(e);
+    EXPECT_TRUE(line.ends_with(want)) << want << " in " << line;
+  }
 }
 
 TEST(DeliveryLogSchema, EveryErrorClassHasAName) {

@@ -2,6 +2,7 @@
 /// Writing JSON text directly into a string, for the hot paths (log lines, request bodies) where
 /// building a nlohmann::json document first would cost an allocation per field.
 #include <charconv>
+#include <cstring>
 #include <string>
 #include <string_view>
 
@@ -15,30 +16,69 @@ void append_int(std::string& out, Int value) {
   out.append(digits, static_cast<std::size_t>(end - digits));
 }
 
+/// Writes JSON text into memory reserved beforehand, for a line whose size has a known bound:
+/// no capacity check per field. The caller makes room for `bound()` of what it writes.
+class JsonWriter {
+ public:
+  explicit JsonWriter(char* at) : p_(at) {}
+  /// Room a quoted, escaped `s` may take: each byte may become "\u00XX".
+  static constexpr std::size_t string_bound(std::string_view s) { return 2 + 6 * s.size(); }
+  static constexpr std::size_t int_bound = 20;
+
+  template <std::size_t N>
+  void raw(const char (&text)[N]) {
+    std::memcpy(p_, text, N - 1);
+    p_ += N - 1;
+  }
+  void raw(char c) { *p_++ = c; }
+  template <typename Int>
+  void integer(Int value) {
+    p_ = std::to_chars(p_, p_ + int_bound, value).ptr;
+  }
+  /// `s` quoted; UTF-8 passes through, control characters, quotes and backslashes are escaped.
+  void string(std::string_view s) {
+    static constexpr char hex[] = "0123456789abcdef";
+    *p_++ = '"';
+    std::size_t plain = 0;
+    for (std::size_t i = 0; i < s.size(); ++i) {
+      const auto c = static_cast<unsigned char>(s[i]);
+      if (c >= 0x20 && c != '"' && c != '\\') continue;
+      copy(s.data() + plain, i - plain);
+      plain = i + 1;
+      *p_++ = '\\';
+      switch (c) {
+        case '"': *p_++ = '"'; break;
+        case '\\': *p_++ = '\\'; break;
+        case '\n': *p_++ = 'n'; break;
+        case '\r': *p_++ = 'r'; break;
+        case '\t': *p_++ = 't'; break;
+        default:
+          raw("u00");
+          *p_++ = hex[c >> 4];
+          *p_++ = hex[c & 0xf];
+      }
+    }
+    copy(s.data() + plain, s.size() - plain);
+    *p_++ = '"';
+  }
+  [[nodiscard]] char* end() const { return p_; }
+
+ private:
+  void copy(const char* from, std::size_t n) {
+    if (n == 0) return;
+    std::memcpy(p_, from, n);
+    p_ += n;
+  }
+  char* p_;
+};
+
 /// Appends `s` as a quoted JSON string. UTF-8 passes through; control characters are escaped.
 inline void append_json_string(std::string& out, std::string_view s) {
-  static constexpr char hex[] = "0123456789abcdef";
-  out += '"';
-  std::size_t plain = 0;  // where the characters not appended yet start: appended a run at a time
-  for (std::size_t i = 0; i < s.size(); ++i) {
-    const auto c = static_cast<unsigned char>(s[i]);
-    if (c >= 0x20 && c != '"' && c != '\\') continue;
-    out.append(s.data() + plain, i - plain);
-    plain = i + 1;
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        out += "\\u00";
-        out += hex[c >> 4];
-        out += hex[c & 0xf];
-    }
-  }
-  out.append(s.data() + plain, s.size() - plain);
-  out += '"';
+  const std::size_t start = out.size();
+  out.resize(start + JsonWriter::string_bound(s));
+  JsonWriter w(out.data() + start);
+  w.string(s);
+  out.resize(static_cast<std::size_t>(w.end() - out.data()));
 }
 
 }  // namespace herald::detail
