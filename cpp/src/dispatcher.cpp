@@ -413,8 +413,9 @@ void Engine::Impl::start_batch(Delivery& first, ProviderSlot& p, std::int64_t no
 
 void Engine::Impl::dispatch(std::int64_t now) {
   auto sends = std::make_shared<Sends>();
-  // Everything recorded so far in this step goes first, in the same commit: events keep their order.
-  WriteBatch marks = std::exchange(pending_writes, WriteBatch{});
+  // Everything recorded so far in this step is queued first: events keep their order.
+  flush_writes();
+  WriteBatch marks;
   for (auto& [name, p] : providers) {
     if (!circuit_lets_through(p, now)) continue;  // open: its queue went on (provider_health.cpp)
     request_token_if_due(p, now);
@@ -451,6 +452,13 @@ void Engine::Impl::dispatch(std::int64_t now) {
   }
   // The request goes out only once "sending" is durable: after a crash an attempt that may have
   // reached the provider is always known, and is treated as in doubt rather than forgotten.
+  // Durable at once in the store's journal where it has one (a record of marks always starts an
+  // attempt: only lookups, which start none, wait for the commit); else once committed.
+  DeliveryStore::Done no_callback;
+  if (!marks.updates.empty() && store->submit_journaled(marks, no_callback)) {
+    http->submit_many(std::move(sends->requests));
+    return;
+  }
   store->submit(std::move(marks), [this, sends](std::exception_ptr err, WriteBatch&) {
     auto unsent = [](http::Callback& cb, const char* why) {
       http::Response r;

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <bit>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -15,7 +16,8 @@ namespace herald {
 
 namespace {
 
-constexpr char magic[4] = {'H', 'J', 'R', '1'};
+constexpr char magic_rows[4] = {'H', 'J', 'R', '1'};  ///< a record of new rows only (written before HJR2)
+constexpr char magic[4] = {'H', 'J', 'R', '2'};       ///< new rows, then state updates, then events
 constexpr std::size_t header_bytes = 4 + 4 + 8;
 
 std::uint64_t fnv1a(std::string_view bytes) noexcept {
@@ -99,7 +101,9 @@ IntakeJournal::~IntakeJournal() {
   for (auto& s : segments_) close_segment(s, s.open == 0);
 }
 
-void IntakeJournal::encode(const std::vector<Notification>& rows, std::string& out) {
+namespace {
+
+void encode_rows(const std::vector<Notification>& rows, std::string& out) {
   put<std::uint32_t>(out, static_cast<std::uint32_t>(rows.size()));
   for (const Notification& n : rows) {
     put<std::int64_t>(out, n.id);
@@ -119,10 +123,10 @@ void IntakeJournal::encode(const std::vector<Notification>& rows, std::string& o
   }
 }
 
-bool IntakeJournal::decode(std::string_view payload, std::vector<Notification>& out) {
-  Reader r{payload};
+bool valid_priority(std::int32_t p) { return p >= 0 && p <= static_cast<std::int32_t>(Priority::bulk); }
+
+bool decode_rows(Reader& r, std::vector<Notification>& rows) {
   const auto count = r.get<std::uint32_t>();
-  std::vector<Notification> rows;
   for (std::uint32_t i = 0; r.ok && i < count; ++i) {
     Notification n;
     n.id = r.get<std::int64_t>();
@@ -139,16 +143,141 @@ bool IntakeJournal::decode(std::string_view payload, std::vector<Notification>& 
     n.data_json = r.text();
     n.idempotency_key = r.text();
     n.ordering_key = r.text();
-    if (priority < 0 || priority > static_cast<std::int32_t>(Priority::bulk)) return false;
+    if (!valid_priority(priority)) return false;
     n.priority = static_cast<Priority>(priority);
     rows.push_back(std::move(n));
   }
-  if (!r.ok || !r.in.empty()) return false;
-  std::move(rows.begin(), rows.end(), std::back_inserter(out));
+  return r.ok;
+}
+
+/// The columns a StateUpdate writes (the store's update statement), not the receipt's.
+void encode_updates(const std::vector<StateUpdate>& updates, std::string& out) {
+  put<std::uint32_t>(out, static_cast<std::uint32_t>(updates.size()));
+  for (const StateUpdate& u : updates) {
+    const DeliveryState& d = u.delivery;
+    put<std::int64_t>(out, u.id);
+    put<std::int32_t>(out, static_cast<std::int32_t>(d.state));
+    put<std::int32_t>(out, d.attempt);
+    put<std::int32_t>(out, d.provider_index);
+    put<std::int32_t>(out, d.provider_attempt);
+    put<std::int64_t>(out, d.next_at_ms);
+    put<std::int64_t>(out, d.accepted_at_ms);
+    put<std::uint64_t>(out, std::bit_cast<std::uint64_t>(d.cost));
+    put<std::uint8_t>(out, d.in_doubt ? 1 : 0);
+    put_text(out, d.provider);
+    put_text(out, d.provider_message_id);
+    put_text(out, d.last_error);
+    put_text(out, d.channel);
+    put_text(out, d.address);
+  }
+}
+
+bool decode_updates(Reader& r, std::vector<StateUpdate>& updates) {
+  const auto count = r.get<std::uint32_t>();
+  for (std::uint32_t i = 0; r.ok && i < count; ++i) {
+    StateUpdate u;
+    DeliveryState& d = u.delivery;
+    u.id = r.get<std::int64_t>();
+    const auto state = r.get<std::int32_t>();
+    d.attempt = r.get<std::int32_t>();
+    d.provider_index = r.get<std::int32_t>();
+    d.provider_attempt = r.get<std::int32_t>();
+    d.next_at_ms = r.get<std::int64_t>();
+    d.accepted_at_ms = r.get<std::int64_t>();
+    d.cost = std::bit_cast<double>(r.get<std::uint64_t>());
+    d.in_doubt = r.get<std::uint8_t>() != 0;
+    d.provider = r.text();
+    d.provider_message_id = r.text();
+    d.last_error = r.text();
+    d.channel = r.text();
+    d.address = r.text();
+    if (state < 0 || state > static_cast<std::int32_t>(State::skipped)) return false;
+    d.state = static_cast<State>(state);
+    updates.push_back(std::move(u));
+  }
+  return r.ok;
+}
+
+/// Every field of an event, the log's copies included: a replay writes its log line too.
+void encode_events(const std::vector<Event>& events, std::string& out) {
+  put<std::uint32_t>(out, static_cast<std::uint32_t>(events.size()));
+  for (const Event& e : events) {
+    put<std::int64_t>(out, e.notification_id);
+    put<std::int64_t>(out, e.ts_us);
+    put<std::int32_t>(out, static_cast<std::int32_t>(e.kind));
+    put<std::int32_t>(out, e.attempt);
+    put<std::int64_t>(out, e.latency_us);
+    put<std::int32_t>(out, e.http_status);
+    put<std::int32_t>(out, static_cast<std::int32_t>(e.error_class));
+    put<std::uint64_t>(out, std::bit_cast<std::uint64_t>(e.cost));
+    put<std::int32_t>(out, e.step);
+    put<std::int32_t>(out, e.segments);
+    put<std::int32_t>(out, static_cast<std::int32_t>(e.priority));
+    put_text(out, e.provider);
+    put_text(out, e.detail);
+    put_text(out, e.provider_code);
+    put_text(out, e.alert);
+    put_text(out, e.recipient_id);
+    put_text(out, e.channel);
+    put_text(out, e.type);
+    put_text(out, e.tenant);
+  }
+}
+
+bool decode_events(Reader& r, std::vector<Event>& events) {
+  const auto count = r.get<std::uint32_t>();
+  for (std::uint32_t i = 0; r.ok && i < count; ++i) {
+    Event e;
+    e.notification_id = r.get<std::int64_t>();
+    e.ts_us = r.get<std::int64_t>();
+    const auto kind = r.get<std::int32_t>();
+    e.attempt = r.get<std::int32_t>();
+    e.latency_us = r.get<std::int64_t>();
+    e.http_status = r.get<std::int32_t>();
+    const auto error_class = r.get<std::int32_t>();
+    e.cost = std::bit_cast<double>(r.get<std::uint64_t>());
+    e.step = r.get<std::int32_t>();
+    e.segments = r.get<std::int32_t>();
+    const auto priority = r.get<std::int32_t>();
+    e.provider = r.text();
+    e.detail = r.text();
+    e.provider_code = r.text();
+    e.alert = r.text();
+    e.recipient_id = r.text();
+    e.channel = r.text();
+    e.type = r.text();
+    e.tenant = r.text();
+    if (kind < 0 || kind >= event_kind_count || error_class < 0 || error_class >= error_class_count ||
+        !valid_priority(priority)) {
+      return false;
+    }
+    e.kind = static_cast<EventKind>(kind);
+    e.error_class = static_cast<ErrorClass>(error_class);
+    e.priority = static_cast<Priority>(priority);
+    events.push_back(std::move(e));
+  }
+  return r.ok;
+}
+
+}  // namespace
+
+void IntakeJournal::encode(const WriteBatch& batch, std::string& out) {
+  encode_rows(batch.inserts, out);
+  encode_updates(batch.updates, out);
+  encode_events(batch.events, out);
+}
+
+bool IntakeJournal::decode(std::string_view payload, WriteBatch& out, bool rows_only) {
+  Reader r{payload};
+  WriteBatch b;
+  if (!decode_rows(r, b.inserts)) return false;
+  if (!rows_only && (!decode_updates(r, b.updates) || !decode_events(r, b.events))) return false;
+  if (!r.in.empty()) return false;
+  out = std::move(b);
   return true;
 }
 
-std::vector<Notification> IntakeJournal::recover() {
+std::vector<WriteBatch> IntakeJournal::recover() {
   std::lock_guard lock(mutex_);
   std::vector<std::filesystem::path> files;
   std::error_code ec;
@@ -156,24 +285,28 @@ std::vector<Notification> IntakeJournal::recover() {
     if (number_of(entry.path()) > 0) files.push_back(entry.path());
   }
   std::sort(files.begin(), files.end(), [](const auto& a, const auto& b) { return number_of(a) < number_of(b); });
-  std::vector<Notification> rows;
+  std::vector<WriteBatch> records;
   for (const auto& path : files) {
     next_number_ = std::max(next_number_, number_of(path) + 1);
     std::ifstream in(path, std::ios::binary);
     const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
     std::string_view rest(bytes);
-    while (rest.size() >= header_bytes && std::memcmp(rest.data(), magic, 4) == 0) {
+    while (rest.size() >= header_bytes) {
+      const bool rows_only = std::memcmp(rest.data(), magic_rows, 4) == 0;
+      if (!rows_only && std::memcmp(rest.data(), magic, 4) != 0) break;
       Reader h{rest.substr(4, header_bytes - 4)};
       const auto length = h.get<std::uint32_t>();
       const auto sum = h.get<std::uint64_t>();
       if (rest.size() - header_bytes < length) break;  // torn: the writer died inside this write
       const std::string_view payload = rest.substr(header_bytes, length);
-      if (fnv1a(payload) != sum || !decode(payload, rows)) break;
+      WriteBatch record;
+      if (fnv1a(payload) != sum || !decode(payload, record, rows_only)) break;
+      records.push_back(std::move(record));
       rest.remove_prefix(header_bytes + length);
     }
     recovered_.push_back(path);
   }
-  return rows;
+  return records;
 }
 
 void IntakeJournal::discard_recovered() {
@@ -203,12 +336,12 @@ void IntakeJournal::close_segment(Segment& s, bool remove) {
   }
 }
 
-std::uint64_t IntakeJournal::append(const std::vector<Notification>& rows) {
+std::uint64_t IntakeJournal::append(const WriteBatch& batch) {
   std::lock_guard lock(mutex_);
   if (segments_.empty() || segments_.back().bytes >= segment_bytes_) open_segment(next_number_++);
   Segment& s = segments_.back();
   buffer_.assign(header_bytes, '\0');
-  encode(rows, buffer_);
+  encode(batch, buffer_);
   const std::string_view payload(buffer_.data() + header_bytes, buffer_.size() - header_bytes);
   std::memcpy(buffer_.data(), magic, 4);
   put_at<std::uint32_t>(buffer_.data() + 4, static_cast<std::uint32_t>(payload.size()));

@@ -86,7 +86,8 @@ CREATE TABLE IF NOT EXISTS events (
 ) WITHOUT ROWID;
 )sql";
 
-/// Rows journaled and not yet committed beyond which send() waits for a commit again.
+/// Rows (or records of marks) journaled and not yet committed beyond which their submitter waits
+/// for a commit again.
 constexpr std::size_t max_journaled_rows = 10'000;
 
 constexpr const char* select_columns =
@@ -601,8 +602,8 @@ bool Store::commit_on_this_thread() {
 }
 
 void Store::replay_journal() {
-  std::vector<Notification> rows = journal_->recover();
-  if (rows.empty()) {
+  std::vector<WriteBatch> records = journal_->recover();
+  if (records.empty()) {
     journal_->discard_recovered();
     return;
   }
@@ -611,10 +612,12 @@ void Store::replay_journal() {
   std::vector<const Notification*> inserted;
   db.step_done(db.begin.get(), "begin");
   try {
-    for (const Notification& n : rows) {
-      bind_insert(db.insert_if_absent.get(), n, now);
-      db.step_done(db.insert_if_absent.get(), "insert a journaled notification");
-      if (sqlite3_changes(db.db.get()) == 1) inserted.push_back(&n);  // else committed before the crash
+    for (const WriteBatch& record : records) {
+      for (const Notification& n : record.inserts) {
+        bind_insert(db.insert_if_absent.get(), n, now);
+        db.step_done(db.insert_if_absent.get(), "insert a journaled notification");
+        if (sqlite3_changes(db.db.get()) == 1) inserted.push_back(&n);  // else committed before the crash
+      }
     }
     db.step_done(db.commit.get(), "commit");
   } catch (...) {
@@ -625,11 +628,41 @@ void Store::replay_journal() {
   // Their intake lines never reached the log: the process died before their commit.
   for (const Notification* n : inserted) log_intake(*log_, *n, next_seq_);
   log_->flush();
+
+  // Then the "sending" marks whose commit never happened, with their events. A record's batch
+  // commits whole, and each of its updates starts an attempt: a row whose attempt has reached the
+  // record's first update's was committed with it (or after it).
+  std::vector<Pending> marks;
+  for (WriteBatch& record : records) {
+    if (record.updates.empty() || committed_before(record.updates.front())) continue;
+    Pending p;
+    p.batch.updates = std::move(record.updates);
+    p.batch.events = std::move(record.events);
+    std::lock_guard lock(mutex_);
+    queue_locked(std::move(p), now_us());  // fresh sequence numbers, in the journal's order
+    marks.push_back(std::move(queue_.back()));
+    queue_.pop_back();
+  }
+  if (!marks.empty() && !apply(marks)) throw StoreError("cannot replay the journal's sending marks");
   journal_->discard_recovered();
+}
+
+bool Store::committed_before(const StateUpdate& u) {
+  sqlite3_stmt* raw = nullptr;
+  if (sqlite3_prepare_v2(write_db_->db.get(), "SELECT attempt FROM notifications WHERE id=?", -1, &raw, nullptr) !=
+      SQLITE_OK) {
+    throw StoreError("cannot read " + db_path_.string() + ": " + sqlite3_errmsg(write_db_->db.get()));
+  }
+  const Stmt s(raw);
+  sqlite3_bind_int64(raw, 1, u.id);
+  // No row: retention deleted it since, so it was final (committed) long ago.
+  return sqlite3_step(raw) != SQLITE_ROW || sqlite3_column_int(raw, 0) >= u.delivery.attempt;
 }
 
 bool Store::submit_journaled(WriteBatch& batch, Done& done) {
   if (!journal_ || faulted_.load()) return false;  // degraded: intake fails fast, as without a journal
+  // Marks (no new rows): the writer is this far behind, so the caller waits for a commit instead.
+  if (batch.inserts.empty() && journal_->open_records() >= max_journaled_rows) return false;
   std::vector<Id> ids;
   ids.reserve(batch.inserts.size());
   {
@@ -662,7 +695,7 @@ bool Store::submit_journaled(WriteBatch& batch, Done& done) {
     }
     Pending p;
     try {
-      p.journal_ticket = journal_->append(batch.inserts);
+      p.journal_ticket = journal_->append(batch);
     } catch (const StoreError&) {
       // The journal's disk is full: the caller commits the rows to SQLite instead, which may
       // still have room (or fails fast and marks the store degraded, as without a journal).

@@ -6,6 +6,7 @@
 #include "herald/clock.hpp"
 #include "herald/delivery_log.hpp"
 #include "herald/errors.hpp"
+#include "herald/event.hpp"
 #include "herald/intake_journal.hpp"
 #include "herald/store.hpp"
 #include "temp_dir.hpp"
@@ -59,6 +60,42 @@ void expect_same(const Notification& a, const Notification& b) {
   EXPECT_EQ(a.step, b.step);
 }
 
+WriteBatch batch(std::vector<Notification> rows) {
+  WriteBatch b;
+  b.inserts = std::move(rows);
+  return b;
+}
+
+std::vector<Notification> rows_in(std::vector<WriteBatch> records) {
+  std::vector<Notification> rows;
+  for (auto& r : records) {
+    for (auto& n : r.inserts) rows.push_back(std::move(n));
+  }
+  return rows;
+}
+
+std::vector<Notification> recover_rows(const fs::path& dir) { return rows_in(IntakeJournal(dir).recover()); }
+
+/// A "sending" mark as the engine journals it: the attempt's state and its event.
+WriteBatch sending_mark(Id id, int attempt) {
+  WriteBatch b;
+  StateUpdate u;
+  u.id = id;
+  u.delivery.state = State::sending;
+  u.delivery.attempt = attempt;
+  u.delivery.provider_attempt = attempt;
+  u.delivery.provider = "sms-primary";
+  u.delivery.channel = "sms";
+  u.delivery.address = "+15550100";
+  b.updates.push_back(u);
+  Event e = make_event(row(id), attempt, EventKind::sending);
+  e.ts_us = 1'800'000'000'000'000 + attempt;
+  e.provider = "sms-primary";
+  e.channel = "sms";
+  b.events.push_back(e);
+  return b;
+}
+
 }  // namespace
 
 TEST(IntakeJournal, RecordsLeftByAProcessAreRecoveredWithEveryField) {
@@ -67,12 +104,12 @@ TEST(IntakeJournal, RecordsLeftByAProcessAreRecoveredWithEveryField) {
   const std::vector<Notification> second = {row(3, "k3")};
   {
     IntakeJournal j(dir.path);
-    j.append(first);
-    j.append(second);
+    j.append(batch(first));
+    j.append(batch(second));
     EXPECT_EQ(j.open_records(), 2u);
   }  // never committed: the files stay
   IntakeJournal again(dir.path);
-  const auto rows = again.recover();
+  const auto rows = rows_in(again.recover());
   ASSERT_EQ(rows.size(), 3u);
   expect_same(rows[0], first[0]);
   expect_same(rows[1], first[1]);
@@ -85,8 +122,8 @@ TEST(IntakeJournal, ATornOrCorruptRecordEndsTheReplayOfItsFile) {
   TempDir dir;
   {
     IntakeJournal j(dir.path);
-    j.append({row(1)});
-    j.append({row(2)});
+    j.append(batch({row(1)}));
+    j.append(batch({row(2)}));
   }
   const auto files = journal_files(dir.path);
   ASSERT_EQ(files.size(), 1u);
@@ -104,9 +141,9 @@ TEST(IntakeJournal, ATornOrCorruptRecordEndsTheReplayOfItsFile) {
 TEST(IntakeJournal, AFileGoesOnceEveryRecordInItIsCommitted) {
   TempDir dir;
   IntakeJournal j(dir.path, 100);  // tiny files: each record starts a new one
-  const auto a = j.append({row(1)});
-  const auto b = j.append({row(2)});
-  const auto c = j.append({row(3)});
+  const auto a = j.append(batch({row(1)}));
+  const auto b = j.append(batch({row(2)}));
+  const auto c = j.append(batch({row(3)}));
   EXPECT_NE(a, b);
   EXPECT_EQ(journal_files(dir.path).size(), 3u);
   j.committed(b);
@@ -123,19 +160,19 @@ TEST(IntakeJournal, AFullDiskRefusesTheAppendNamingTheFileAndLeavesNoPartialReco
   herald::testing::Tmpfs disk(256 * 1024);
   const fs::path dir = disk.path() / "journal";
   IntakeJournal j(dir);
-  j.append({row(1)});
+  j.append(batch({row(1)}));
   disk.fill();
   Notification big = row(2);
   big.data_json.assign(64 * 1024, 'x');
   try {
-    j.append({big});
+    j.append(batch({big}));
     FAIL() << "the append succeeded on a full disk";
   } catch (const StoreError& e) {
     EXPECT_NE(std::string(e.what()).find(dir.string()), std::string::npos) << e.what();
   }
   disk.free_space();
-  j.append({row(3)});
-  const auto rows = IntakeJournal(dir).recover();
+  j.append(batch({row(3)}));
+  const auto rows = recover_rows(dir);
   ASSERT_EQ(rows.size(), 2u);
   EXPECT_EQ(rows[0].id, 1);
   EXPECT_EQ(rows[1].id, 3);
@@ -143,12 +180,117 @@ TEST(IntakeJournal, AFullDiskRefusesTheAppendNamingTheFileAndLeavesNoPartialReco
 
 TEST(IntakeJournal, DecodeRefusesAPayloadThatIsNotWhole) {
   std::string payload;
-  IntakeJournal::encode({row(1)}, payload);
-  std::vector<Notification> out;
+  IntakeJournal::encode(sending_mark(1, 1), payload);
+  WriteBatch out;
   EXPECT_TRUE(IntakeJournal::decode(payload, out));
-  EXPECT_FALSE(IntakeJournal::decode(std::string_view(payload).substr(0, payload.size() - 1), out));
-  EXPECT_FALSE(IntakeJournal::decode(payload + "x", out));
-  EXPECT_EQ(out.size(), 1u);
+  EXPECT_EQ(out.updates.size(), 1u);
+  WriteBatch untouched;
+  EXPECT_FALSE(IntakeJournal::decode(std::string_view(payload).substr(0, payload.size() - 1), untouched));
+  EXPECT_FALSE(IntakeJournal::decode(payload + "x", untouched));
+  EXPECT_TRUE(untouched.updates.empty());
+}
+
+TEST(IntakeJournal, StateUpdatesAndEventsRoundTripWithEveryField) {
+  TempDir dir;
+  WriteBatch mark = sending_mark(5, 3);
+  DeliveryState& d = mark.updates[0].delivery;
+  d.provider_index = 1;
+  d.next_at_ms = -7;
+  d.accepted_at_ms = 1'800'000'000'123;
+  d.cost = 0.0075;
+  d.in_doubt = true;
+  d.provider_message_id = "SM1";
+  d.last_error = "HTTP 503 \"busy\"";
+  Event& e = mark.events[0];
+  e.latency_us = 1234;
+  e.http_status = 202;
+  e.detail = "in a batch of 2";
+  e.error_class = ErrorClass::rate_limited;
+  e.cost = 0.25;
+  e.step = 1;
+  e.provider_code = "21211";
+  e.segments = 2;
+  e.alert = "a";
+  {
+    IntakeJournal j(dir.path);
+    j.append(mark);
+  }
+  const auto records = IntakeJournal(dir.path).recover();
+  ASSERT_EQ(records.size(), 1u);
+  ASSERT_EQ(records[0].updates.size(), 1u);
+  ASSERT_EQ(records[0].events.size(), 1u);
+  const StateUpdate& u = records[0].updates[0];
+  EXPECT_EQ(u.id, 5);
+  EXPECT_EQ(u.delivery.state, State::sending);
+  EXPECT_EQ(u.delivery.attempt, 3);
+  EXPECT_EQ(u.delivery.provider_attempt, 3);
+  EXPECT_EQ(u.delivery.provider_index, 1);
+  EXPECT_EQ(u.delivery.next_at_ms, -7);
+  EXPECT_EQ(u.delivery.accepted_at_ms, 1'800'000'000'123);
+  EXPECT_EQ(u.delivery.cost, 0.0075);
+  EXPECT_TRUE(u.delivery.in_doubt);
+  EXPECT_EQ(u.delivery.provider, "sms-primary");
+  EXPECT_EQ(u.delivery.provider_message_id, "SM1");
+  EXPECT_EQ(u.delivery.last_error, d.last_error);
+  EXPECT_EQ(u.delivery.channel, "sms");
+  EXPECT_EQ(u.delivery.address, "+15550100");
+  const Event& r = records[0].events[0];
+  EXPECT_EQ(DeliveryLog::to_json_line(r), DeliveryLog::to_json_line(e));  // every field the log writes
+  EXPECT_EQ(r.notification_id, 5);
+  EXPECT_EQ(r.kind, EventKind::sending);
+}
+
+TEST(IntakeJournal, RecordsOfTheFirstFormatStillRecover) {
+  // HJR1 (before sending marks): the payload is the rows alone.
+  TempDir dir;
+  std::string payload;
+  IntakeJournal::encode(batch({row(1, "k1")}), payload);
+  payload.resize(payload.size() - 8);  // without the counts of updates and events (both 0)
+  std::uint64_t sum = 14695981039346656037ULL;  // FNV-1a, 64 bits
+  for (const char c : payload) {
+    sum ^= static_cast<unsigned char>(c);
+    sum *= 1099511628211ULL;
+  }
+  std::string record = "HJR1";
+  for (int i = 0; i < 4; ++i) record += static_cast<char>((payload.size() >> (8 * i)) & 0xff);
+  for (int i = 0; i < 8; ++i) record += static_cast<char>((sum >> (8 * i)) & 0xff);
+  record += payload;
+  std::ofstream(dir.path / "intake-1.bin", std::ios::binary) << record;
+  const auto rows = recover_rows(dir.path);
+  ASSERT_EQ(rows.size(), 1u);
+  expect_same(rows[0], row(1, "k1"));
+}
+
+TEST(StoreJournal, ASendingMarkThatNeverCommittedIsAppliedOnOpenAndOneThatDidIsNot) {
+  TempDir dir;
+  {
+    Store store(dir.path, Durability::process);
+    WriteBatch b;
+    b.inserts.push_back(row(1));
+    b.inserts.push_back(row(2));
+    store.commit(std::move(b));
+    store.commit(sending_mark(2, 1));  // row 2's first attempt committed before the "crash"
+  }
+  {
+    // A process that died with marks journaled: row 1's attempt 1 never committed; row 2's did.
+    IntakeJournal j(dir.path / "journal");
+    j.append(sending_mark(1, 1));
+    j.append(sending_mark(2, 1));
+  }
+  Store store(dir.path, Durability::process);
+  const auto one = store.get(1);
+  ASSERT_TRUE(one.has_value());
+  EXPECT_EQ(one->delivery.state, State::sending);  // recovery then finds the attempt in doubt
+  EXPECT_EQ(one->delivery.attempt, 1);
+  EXPECT_EQ(one->delivery.provider, "sms-primary");
+  auto sending_events = [&](Id id) {
+    std::size_t n = 0;
+    for (const Event& e : store.trace(id)) n += e.kind == EventKind::sending ? 1 : 0;
+    return n;
+  };
+  EXPECT_EQ(sending_events(1), 1u);
+  EXPECT_EQ(sending_events(2), 1u);  // not twice
+  EXPECT_TRUE(journal_files(dir.path / "journal").empty());
 }
 
 TEST(StoreJournal, AStoreInsertsWhatADeadProcessJournaledOnceAndLogsItsIntake) {
@@ -163,7 +305,7 @@ TEST(StoreJournal, AStoreInsertsWhatADeadProcessJournaledOnceAndLogsItsIntake) {
     // What a process that died between its journal write and its commit leaves: row 1 again
     // (committed already) and row 2 (only in the journal).
     IntakeJournal j(dir.path / "journal");
-    j.append({row(1, "k1"), row(2, "k2")});
+    j.append(batch({row(1, "k1"), row(2, "k2")}));
   }
   {
     Store store(dir.path, Durability::process);

@@ -155,11 +155,13 @@ class DeliveryStore {
   /// whatever else is queued) instead of handing it to the store's thread and being woken back.
   /// `done` may then run on the caller's thread.
   virtual void submit_and_wait_here(WriteBatch batch, Done done) { submit(std::move(batch), std::move(done), OnFault::fail); }
-  /// For intake that must not wait for a commit: makes `batch`'s new rows durable another way (the
-  /// embedded store's intake journal), queues the batch for the next commit, and returns true at
-  /// once; `done` runs after that commit, on the store's thread. get() finds the rows meanwhile.
-  /// Throws StoreError when the rows could not be made durable (nothing was accepted). False, with
-  /// `batch` and `done` untouched, when this store cannot (none, degraded, another durability).
+  /// For a submitter that must not wait for a commit: makes `batch` durable another way (the
+  /// embedded store's intake journal), queues it for the next commit, and returns true at once;
+  /// `done` runs after that commit, on the store's thread. Two kinds of batch: intake's new rows
+  /// (get() finds them meanwhile), and the engine's "sending" marks (state updates that each start
+  /// an attempt, with their events; a replay applies those whose attempt the row does not show).
+  /// False, with `batch` and `done` untouched, when this store cannot (none, degraded, another
+  /// durability, too far behind): the submitter then commits as usual.
   virtual bool submit_journaled(WriteBatch& /*batch*/, Done& /*done*/) { return false; }
   /// Rows journaled by submit_journaled and not yet committed (so not yet handed to the loop).
   [[nodiscard]] virtual bool has_journaled() { return false; }

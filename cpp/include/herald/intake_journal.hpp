@@ -21,7 +21,7 @@
 #include <string>
 #include <vector>
 
-#include "herald/notification.hpp"
+#include "herald/delivery_store.hpp"
 
 namespace herald {
 
@@ -33,14 +33,15 @@ class IntakeJournal {
   IntakeJournal(const IntakeJournal&) = delete;
   IntakeJournal& operator=(const IntakeJournal&) = delete;
 
-  /// The rows a previous process left, oldest first (before any append of this one).
-  [[nodiscard]] std::vector<Notification> recover();
+  /// The records a previous process left, oldest first (before any append of this one).
+  [[nodiscard]] std::vector<WriteBatch> recover();
   /// Deletes the files recover() read: their rows are committed.
   void discard_recovered();
 
-  /// Appends one record holding `rows` with one write(); returns its ticket for committed().
-  /// Throws StoreError naming the file and the reason (a full disk): then nothing was appended.
-  std::uint64_t append(const std::vector<Notification>& rows);
+  /// Appends one record holding the batch's new rows, state updates and events with one write();
+  /// returns its ticket for committed(). Throws StoreError naming the file and the reason (a full
+  /// disk): then nothing was appended.
+  std::uint64_t append(const WriteBatch& batch);
   /// The record's rows are in SQLite: a file with no record left open is deleted.
   void committed(std::uint64_t ticket);
 
@@ -48,9 +49,10 @@ class IntakeJournal {
   [[nodiscard]] std::size_t open_records() const;
 
   /// The payload format, exposed for tests.
-  static void encode(const std::vector<Notification>& rows, std::string& out);
-  /// Appends the rows of one payload to `out`; false when it is not a whole, well-formed payload.
-  static bool decode(std::string_view payload, std::vector<Notification>& out);
+  static void encode(const WriteBatch& batch, std::string& out);
+  /// One payload into `out`; false when it is not a whole, well-formed payload. `rows_only`: a
+  /// record of the first format (HJR1), new rows only.
+  static bool decode(std::string_view payload, WriteBatch& out, bool rows_only = false);
 
  private:
   struct Segment {

@@ -74,10 +74,11 @@ class Store final : public DeliveryStore {
   /// when the batch itself is refused (a constraint) or, for OnFault::fail, when the disk refuses.
   void submit(WriteBatch batch, Done done = {}, OnFault on_fault = OnFault::hold) override;
   void submit_and_wait_here(WriteBatch batch, Done done) override;
-  /// Appends the rows to the intake journal (intake_journal.hpp) and queues the batch (held, like
-  /// the engine's own records, if a commit is refused). False (the caller commits them itself)
-  /// with Durability::fsync, when read-only, while degraded, when the journal's disk is full, and
-  /// when max_journaled_rows wait for their commit already.
+  /// Appends the batch (new rows, or the engine's "sending" marks: state updates that each start
+  /// an attempt, with their events) to the intake journal (intake_journal.hpp) and queues it
+  /// (held, like the engine's own records, if a commit is refused). False (the caller commits it
+  /// itself) with Durability::fsync, when read-only, while degraded, when the journal's disk is
+  /// full, and when max_journaled_rows (rows, or records of marks) wait for their commit already.
   bool submit_journaled(WriteBatch& batch, Done& done) override;
   [[nodiscard]] bool has_journaled() override;
   void for_each_idempotency_key(const KeyVisitor& each) override;
@@ -148,8 +149,11 @@ class Store final : public DeliveryStore {
   void note_fault(const std::string& error, std::size_t held);
   void note_recovered();
   void restore_reserve();
-  /// Inserts what a previous process left in the intake journal, then deletes the journal's files.
+  /// Inserts what a previous process left in the intake journal and applies its sending marks
+  /// that never committed, then deletes the journal's files.
   void replay_journal();
+  /// Whether the row of `u` shows its attempt (or a later one) committed.
+  bool committed_before(const StateUpdate& u);
   void journal_done(const Pending& p);
 
   std::filesystem::path dir_;
