@@ -3,6 +3,7 @@
 // requests where providers have free slots once their "sending" marks are durable, and hands
 // each answer to the DeliveryMachine. Everything here runs on the loop thread.
 #include <algorithm>
+#include <iterator>
 
 #include <boost/asio/post.hpp>
 
@@ -54,6 +55,7 @@ void Engine::Impl::apply(Delivery& x, Step& s, bool was_outstanding, WriteBatch&
   // A plan's step does not end the notification: its parent records how it ended (step_failed,
   // step_succeeded) and the notification's one final event.
   if (x.n.parent_id != 0 && s.next == Next::finish && !s.events.empty()) s.events.pop_back();
+  if (x.held_mark && (s.save || !s.events.empty())) release_mark(x, s.save, into);  // s.save: x.d supersedes it
   if (x.held_event && (s.save || !s.events.empty())) {  // before this step's own events
     into.events.push_back(std::move(*x.held_event));
     x.held_event.reset();
@@ -302,7 +304,7 @@ void Engine::Impl::start_one(Delivery& x, ProviderSlot& p, std::int64_t now, con
     next = machine.cannot_look_up(x);  // the adapter cannot ask about this one after all
   }
   if (next.next == Next::send_batch && p.adapter->max_batch() > 1) {
-    start_batch(x, p, now, std::move(text), address, marks, sends);
+    start_batch(x, p, now, std::move(text), address, sends);
     return;
   }
   SendContext ctx{x.n, x.plan, text, x.d.attempt + 1, x.doubt != Doubt::none, now, receipt_url(p, nid)};
@@ -314,7 +316,7 @@ void Engine::Impl::start_one(Delivery& x, ProviderSlot& p, std::int64_t now, con
     return;
   }
   Step s = machine.sending(x, p.facts, address, {});
-  apply(x, s, true, marks);
+  record_sending(x, s, sends);
   count.in_flight.fetch_add(1);
   ++p.in_flight;
   ProviderSlot* pp = &p;
@@ -327,7 +329,7 @@ void Engine::Impl::start_one(Delivery& x, ProviderSlot& p, std::int64_t now, con
 }
 
 void Engine::Impl::start_batch(Delivery& first, ProviderSlot& p, std::int64_t now, std::string first_text,
-                               const std::string& first_address, WriteBatch& marks, Sends& sends) {
+                               const std::string& first_address, Sends& sends) {
   std::vector<Delivery*> group{&first};
   std::vector<std::string> addresses{first_address};
   std::vector<std::string> texts;
@@ -394,7 +396,7 @@ void Engine::Impl::start_batch(Delivery& first, ProviderSlot& p, std::int64_t no
   for (std::size_t i = 0; i < group.size(); ++i) {
     Delivery& x = *group[i];
     Step s = machine.sending(x, p.facts, addresses[i], detail);
-    apply(x, s, true, marks);
+    record_sending(x, s, sends);
     count.in_flight.fetch_add(1);
     members.push_back(x.n.id);
   }
@@ -452,12 +454,18 @@ void Engine::Impl::dispatch(std::int64_t now) {
   }
   // The request goes out only once "sending" is durable: after a crash an attempt that may have
   // reached the provider is always known, and is treated as in doubt rather than forgotten.
-  // Durable at once in the store's journal where it has one (a record of marks always starts an
-  // attempt: only lookups, which start none, wait for the commit); else once committed.
-  DeliveryStore::Done no_callback;
-  if (!marks.updates.empty() && store->submit_journaled(marks, no_callback)) {
-    http->submit_many(std::move(sends->requests));
-    return;
+  // Durable at once in the store's journal where it has one, unless a lookup (which starts no
+  // attempt, so has no mark) is among them: then, as without a journal, once committed.
+  if (marks.empty()) {
+    if (const std::uint64_t ticket = store->journal_marks(sends->marks)) {
+      for (SendingMark& m : sends->marks) hold_mark(active.at(m.update.id), std::move(m), ticket);
+      http->submit_many(std::move(sends->requests));
+      return;
+    }
+  }
+  for (SendingMark& m : sends->marks) {
+    std::move(m.events.begin(), m.events.end(), std::back_inserter(marks.events));
+    marks.updates.push_back(std::move(m.update));
   }
   store->submit(std::move(marks), [this, sends](std::exception_ptr err, WriteBatch&) {
     auto unsent = [](http::Callback& cb, const char* why) {

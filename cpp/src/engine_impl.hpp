@@ -83,6 +83,7 @@ struct EngineCounters {
 /// disk refused writes meanwhile), the request is not sent and the notification expires.
 struct Sends {
   std::vector<std::pair<http::Request, http::Callback>> requests;
+  std::vector<SendingMark> marks;  ///< one per attempt started (lookups start none)
   std::vector<std::int64_t> expires_at_ms;
   void add(http::Request req, http::Callback cb, std::int64_t expires = 0) {
     requests.emplace_back(std::move(req), std::move(cb));
@@ -173,6 +174,12 @@ struct Engine::Impl {
   static constexpr std::int64_t held_event_ms = 250;
   void hold_routed(Delivery& x, Event e);
   void write_held(bool all);                   ///< those held held_event_ms or longer (or all)
+  void hold_mark(Delivery& x, SendingMark m, std::uint64_t ticket);
+  /// The held mark's events (and its state unless `superseded`) into `into`, which settles it.
+  static void release_mark(Delivery& x, bool superseded, WriteBatch& into);
+  void note_held(Id id);  ///< starts the held_event_ms clock for what `id` holds
+  /// Records an attempt's "sending" step as a mark of `sends` (held_events.cpp).
+  void record_sending(Delivery& x, Step& s, Sends& sends);
   void apply(Delivery& x, Step& s, bool was_outstanding, WriteBatch& into);
   // cascade_shell.cpp: plans with many steps
   void coordinate(Delivery& parent, const Step& s, WriteBatch& into);
@@ -189,7 +196,7 @@ struct Engine::Impl {
   void dispatch(std::int64_t now);
   void start_one(Delivery& x, ProviderSlot& p, std::int64_t now, const std::string& address, WriteBatch& marks, Sends& sends);
   void start_batch(Delivery& first, ProviderSlot& p, std::int64_t now, std::string first_text,
-                   const std::string& first_address, WriteBatch& marks, Sends& sends);
+                   const std::string& first_address, Sends& sends);
   bool take_rate_token(ProviderSlot& p, std::int64_t now);
   void request_token_if_due(ProviderSlot& p, std::int64_t now);
   std::string address_if_needed(const ProviderSlot& p, const Delivery& x) const;

@@ -17,7 +17,7 @@ namespace herald {
 namespace {
 
 constexpr char magic_rows[4] = {'H', 'J', 'R', '1'};  ///< a record of new rows only (written before HJR2)
-constexpr char magic[4] = {'H', 'J', 'R', '2'};       ///< new rows, then state updates, then events
+constexpr char magic[4] = {'H', 'J', 'R', '2'};       ///< new rows, then sending marks
 constexpr std::size_t header_bytes = 4 + 4 + 8;
 
 std::uint64_t fnv1a(std::string_view bytes) noexcept {
@@ -151,50 +151,42 @@ bool decode_rows(Reader& r, std::vector<Notification>& rows) {
 }
 
 /// The columns a StateUpdate writes (the store's update statement), not the receipt's.
-void encode_updates(const std::vector<StateUpdate>& updates, std::string& out) {
-  put<std::uint32_t>(out, static_cast<std::uint32_t>(updates.size()));
-  for (const StateUpdate& u : updates) {
-    const DeliveryState& d = u.delivery;
-    put<std::int64_t>(out, u.id);
-    put<std::int32_t>(out, static_cast<std::int32_t>(d.state));
-    put<std::int32_t>(out, d.attempt);
-    put<std::int32_t>(out, d.provider_index);
-    put<std::int32_t>(out, d.provider_attempt);
-    put<std::int64_t>(out, d.next_at_ms);
-    put<std::int64_t>(out, d.accepted_at_ms);
-    put<std::uint64_t>(out, std::bit_cast<std::uint64_t>(d.cost));
-    put<std::uint8_t>(out, d.in_doubt ? 1 : 0);
-    put_text(out, d.provider);
-    put_text(out, d.provider_message_id);
-    put_text(out, d.last_error);
-    put_text(out, d.channel);
-    put_text(out, d.address);
-  }
+void encode_update(const StateUpdate& u, std::string& out) {
+  const DeliveryState& d = u.delivery;
+  put<std::int64_t>(out, u.id);
+  put<std::int32_t>(out, static_cast<std::int32_t>(d.state));
+  put<std::int32_t>(out, d.attempt);
+  put<std::int32_t>(out, d.provider_index);
+  put<std::int32_t>(out, d.provider_attempt);
+  put<std::int64_t>(out, d.next_at_ms);
+  put<std::int64_t>(out, d.accepted_at_ms);
+  put<std::uint64_t>(out, std::bit_cast<std::uint64_t>(d.cost));
+  put<std::uint8_t>(out, d.in_doubt ? 1 : 0);
+  put_text(out, d.provider);
+  put_text(out, d.provider_message_id);
+  put_text(out, d.last_error);
+  put_text(out, d.channel);
+  put_text(out, d.address);
 }
 
-bool decode_updates(Reader& r, std::vector<StateUpdate>& updates) {
-  const auto count = r.get<std::uint32_t>();
-  for (std::uint32_t i = 0; r.ok && i < count; ++i) {
-    StateUpdate u;
-    DeliveryState& d = u.delivery;
-    u.id = r.get<std::int64_t>();
-    const auto state = r.get<std::int32_t>();
-    d.attempt = r.get<std::int32_t>();
-    d.provider_index = r.get<std::int32_t>();
-    d.provider_attempt = r.get<std::int32_t>();
-    d.next_at_ms = r.get<std::int64_t>();
-    d.accepted_at_ms = r.get<std::int64_t>();
-    d.cost = std::bit_cast<double>(r.get<std::uint64_t>());
-    d.in_doubt = r.get<std::uint8_t>() != 0;
-    d.provider = r.text();
-    d.provider_message_id = r.text();
-    d.last_error = r.text();
-    d.channel = r.text();
-    d.address = r.text();
-    if (state < 0 || state > static_cast<std::int32_t>(State::skipped)) return false;
-    d.state = static_cast<State>(state);
-    updates.push_back(std::move(u));
-  }
+bool decode_update(Reader& r, StateUpdate& u) {
+  DeliveryState& d = u.delivery;
+  u.id = r.get<std::int64_t>();
+  const auto state = r.get<std::int32_t>();
+  d.attempt = r.get<std::int32_t>();
+  d.provider_index = r.get<std::int32_t>();
+  d.provider_attempt = r.get<std::int32_t>();
+  d.next_at_ms = r.get<std::int64_t>();
+  d.accepted_at_ms = r.get<std::int64_t>();
+  d.cost = std::bit_cast<double>(r.get<std::uint64_t>());
+  d.in_doubt = r.get<std::uint8_t>() != 0;
+  d.provider = r.text();
+  d.provider_message_id = r.text();
+  d.last_error = r.text();
+  d.channel = r.text();
+  d.address = r.text();
+  if (state < 0 || state > static_cast<std::int32_t>(State::skipped)) return false;
+  d.state = static_cast<State>(state);
   return r.ok;
 }
 
@@ -261,23 +253,34 @@ bool decode_events(Reader& r, std::vector<Event>& events) {
 
 }  // namespace
 
-void IntakeJournal::encode(const WriteBatch& batch, std::string& out) {
-  encode_rows(batch.inserts, out);
-  encode_updates(batch.updates, out);
-  encode_events(batch.events, out);
+void IntakeJournal::encode(const std::vector<Notification>& rows, const std::vector<SendingMark>& marks,
+                           std::string& out) {
+  encode_rows(rows, out);
+  put<std::uint32_t>(out, static_cast<std::uint32_t>(marks.size()));
+  for (const SendingMark& m : marks) {
+    encode_update(m.update, out);
+    encode_events(m.events, out);
+  }
 }
 
-bool IntakeJournal::decode(std::string_view payload, WriteBatch& out, bool rows_only) {
+bool IntakeJournal::decode(std::string_view payload, JournalRecord& out, bool rows_only) {
   Reader r{payload};
-  WriteBatch b;
-  if (!decode_rows(r, b.inserts)) return false;
-  if (!rows_only && (!decode_updates(r, b.updates) || !decode_events(r, b.events))) return false;
-  if (!r.in.empty()) return false;
-  out = std::move(b);
+  JournalRecord record;
+  if (!decode_rows(r, record.rows)) return false;
+  if (!rows_only) {
+    const auto count = r.get<std::uint32_t>();
+    for (std::uint32_t i = 0; r.ok && i < count; ++i) {
+      SendingMark m;
+      if (!decode_update(r, m.update) || !decode_events(r, m.events)) return false;
+      record.marks.push_back(std::move(m));
+    }
+  }
+  if (!r.ok || !r.in.empty()) return false;
+  out = std::move(record);
   return true;
 }
 
-std::vector<WriteBatch> IntakeJournal::recover() {
+std::vector<JournalRecord> IntakeJournal::recover() {
   std::lock_guard lock(mutex_);
   std::vector<std::filesystem::path> files;
   std::error_code ec;
@@ -285,7 +288,7 @@ std::vector<WriteBatch> IntakeJournal::recover() {
     if (number_of(entry.path()) > 0) files.push_back(entry.path());
   }
   std::sort(files.begin(), files.end(), [](const auto& a, const auto& b) { return number_of(a) < number_of(b); });
-  std::vector<WriteBatch> records;
+  std::vector<JournalRecord> records;
   for (const auto& path : files) {
     next_number_ = std::max(next_number_, number_of(path) + 1);
     std::ifstream in(path, std::ios::binary);
@@ -299,7 +302,7 @@ std::vector<WriteBatch> IntakeJournal::recover() {
       const auto sum = h.get<std::uint64_t>();
       if (rest.size() - header_bytes < length) break;  // torn: the writer died inside this write
       const std::string_view payload = rest.substr(header_bytes, length);
-      WriteBatch record;
+      JournalRecord record;
       if (fnv1a(payload) != sum || !decode(payload, record, rows_only)) break;
       records.push_back(std::move(record));
       rest.remove_prefix(header_bytes + length);
@@ -336,12 +339,12 @@ void IntakeJournal::close_segment(Segment& s, bool remove) {
   }
 }
 
-std::uint64_t IntakeJournal::append(const WriteBatch& batch) {
+std::uint64_t IntakeJournal::append(const std::vector<Notification>& rows, const std::vector<SendingMark>& marks) {
   std::lock_guard lock(mutex_);
   if (segments_.empty() || segments_.back().bytes >= segment_bytes_) open_segment(next_number_++);
   Segment& s = segments_.back();
   buffer_.assign(header_bytes, '\0');
-  encode(batch, buffer_);
+  encode(rows, marks, buffer_);
   const std::string_view payload(buffer_.data() + header_bytes, buffer_.size() - header_bytes);
   std::memcpy(buffer_.data(), magic, 4);
   put_at<std::uint32_t>(buffer_.data() + 4, static_cast<std::uint32_t>(payload.size()));
@@ -357,7 +360,7 @@ std::uint64_t IntakeJournal::append(const WriteBatch& batch) {
     throw StoreError("cannot write to " + s.path.string() + ": " + why);
   }
   s.bytes += static_cast<std::int64_t>(buffer_.size());
-  ++s.open;
+  s.open += (rows.empty() ? 0 : 1) + marks.size();
   return s.number;
 }
 

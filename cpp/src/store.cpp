@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include <future>
+#include <iterator>
 #include <limits>
 
 #include <sqlite3.h>
@@ -602,7 +603,7 @@ bool Store::commit_on_this_thread() {
 }
 
 void Store::replay_journal() {
-  std::vector<WriteBatch> records = journal_->recover();
+  std::vector<JournalRecord> records = journal_->recover();
   if (records.empty()) {
     journal_->discard_recovered();
     return;
@@ -612,8 +613,8 @@ void Store::replay_journal() {
   std::vector<const Notification*> inserted;
   db.step_done(db.begin.get(), "begin");
   try {
-    for (const WriteBatch& record : records) {
-      for (const Notification& n : record.inserts) {
+    for (const JournalRecord& record : records) {
+      for (const Notification& n : record.rows) {
         bind_insert(db.insert_if_absent.get(), n, now);
         db.step_done(db.insert_if_absent.get(), "insert a journaled notification");
         if (sqlite3_changes(db.db.get()) == 1) inserted.push_back(&n);  // else committed before the crash
@@ -629,21 +630,25 @@ void Store::replay_journal() {
   for (const Notification* n : inserted) log_intake(*log_, *n, next_seq_);
   log_->flush();
 
-  // Then the "sending" marks whose commit never happened, with their events. A record's batch
-  // commits whole, and each of its updates starts an attempt: a row whose attempt has reached the
-  // record's first update's was committed with it (or after it).
-  std::vector<Pending> marks;
-  for (WriteBatch& record : records) {
-    if (record.updates.empty() || committed_before(record.updates.front())) continue;
-    Pending p;
-    p.batch.updates = std::move(record.updates);
-    p.batch.events = std::move(record.events);
-    std::lock_guard lock(mutex_);
-    queue_locked(std::move(p), now_us());  // fresh sequence numbers, in the journal's order
-    marks.push_back(std::move(queue_.back()));
-    queue_.pop_back();
+  // Then the sending marks whose write never happened, with their events: each starts an
+  // attempt (attempts only grow), so a row that shows that attempt has it, or a later state of it.
+  Pending marks;
+  for (JournalRecord& record : records) {
+    for (SendingMark& m : record.marks) {
+      if (committed_before(m.update)) continue;
+      marks.batch.updates.push_back(std::move(m.update));
+      std::move(m.events.begin(), m.events.end(), std::back_inserter(marks.batch.events));
+    }
   }
-  if (!marks.empty() && !apply(marks)) throw StoreError("cannot replay the journal's sending marks");
+  if (!marks.batch.empty()) {
+    std::vector<Pending> work;
+    {
+      std::lock_guard lock(mutex_);
+      queue_locked(std::move(marks), now_us());  // fresh sequence numbers, in the journal's order
+      work.swap(queue_);
+    }
+    if (!apply(work)) throw StoreError("cannot replay the journal's sending marks");
+  }
   journal_->discard_recovered();
 }
 
@@ -661,8 +666,6 @@ bool Store::committed_before(const StateUpdate& u) {
 
 bool Store::submit_journaled(WriteBatch& batch, Done& done) {
   if (!journal_ || faulted_.load()) return false;  // degraded: intake fails fast, as without a journal
-  // Marks (no new rows): the writer is this far behind, so the caller waits for a commit instead.
-  if (batch.inserts.empty() && journal_->open_records() >= max_journaled_rows) return false;
   std::vector<Id> ids;
   ids.reserve(batch.inserts.size());
   {
@@ -695,7 +698,7 @@ bool Store::submit_journaled(WriteBatch& batch, Done& done) {
     }
     Pending p;
     try {
-      p.journal_ticket = journal_->append(batch);
+      p.journal_ticket = journal_->append(batch.inserts);
     } catch (const StoreError&) {
       // The journal's disk is full: the caller commits the rows to SQLite instead, which may
       // still have room (or fails fast and marks the store degraded, as without a journal).
@@ -709,6 +712,18 @@ bool Store::submit_journaled(WriteBatch& batch, Done& done) {
   }
   wake_.notify_one();
   return true;
+}
+
+std::uint64_t Store::journal_marks(const std::vector<SendingMark>& marks) {
+  if (!journal_ || faulted_.load() || marks.empty()) return 0;
+  // The writer is this far behind: the loop waits for commits again (back-pressure), which also
+  // bounds what a replay has to apply.
+  if (journal_->open_records() >= max_journaled_rows) return 0;
+  try {
+    return journal_->append({}, marks);
+  } catch (const StoreError&) {
+    return 0;  // the journal's disk is full: the marks are committed before their requests leave
+  }
 }
 
 bool Store::has_journaled() {
@@ -1058,6 +1073,9 @@ bool Store::apply(std::vector<Pending>& work) {
     }
     // Committed, or refused for itself (a constraint): either way the journal's record is spent.
     if (p.journal_ticket != 0) journal_done(p);
+    if (journal_) {
+      for (const std::uint64_t ticket : p.batch.settles) journal_->committed(ticket);
+    }
     if (p.done) p.done(err, p.batch);
   }
   log_->flush();

@@ -133,13 +133,13 @@ TEST_F(EngineTest, AnAttemptLeftSendingIsResentOnceAndFlaggedInDoubt) {
     Notification n = otp("u4");
     n.id = 77;
     n.created_at_ms = now_ms();
-    store.commit(WriteBatch{{n}, {}, {}, {}, {}});
+    store.commit(WriteBatch{{n}, {}, {}, {}, {}, {}});
     DeliveryState d;
     d.state = State::sending;
     d.attempt = 1;
     d.provider_attempt = 1;
     d.provider = "primary";
-    store.commit(WriteBatch{{}, {{77, d}}, {}, {}, {}});
+    store.commit(WriteBatch{{}, {{77, d}}, {}, {}, {}, {}});
     id = 77;
   }
   Engine engine(options(), router);

@@ -60,16 +60,10 @@ void expect_same(const Notification& a, const Notification& b) {
   EXPECT_EQ(a.step, b.step);
 }
 
-WriteBatch batch(std::vector<Notification> rows) {
-  WriteBatch b;
-  b.inserts = std::move(rows);
-  return b;
-}
-
-std::vector<Notification> rows_in(std::vector<WriteBatch> records) {
+std::vector<Notification> rows_in(std::vector<JournalRecord> records) {
   std::vector<Notification> rows;
   for (auto& r : records) {
-    for (auto& n : r.inserts) rows.push_back(std::move(n));
+    for (auto& n : r.rows) rows.push_back(std::move(n));
   }
   return rows;
 }
@@ -77,22 +71,29 @@ std::vector<Notification> rows_in(std::vector<WriteBatch> records) {
 std::vector<Notification> recover_rows(const fs::path& dir) { return rows_in(IntakeJournal(dir).recover()); }
 
 /// A "sending" mark as the engine journals it: the attempt's state and its event.
-WriteBatch sending_mark(Id id, int attempt) {
-  WriteBatch b;
-  StateUpdate u;
-  u.id = id;
-  u.delivery.state = State::sending;
-  u.delivery.attempt = attempt;
-  u.delivery.provider_attempt = attempt;
-  u.delivery.provider = "sms-primary";
-  u.delivery.channel = "sms";
-  u.delivery.address = "+15550100";
-  b.updates.push_back(u);
+SendingMark sending_mark(Id id, int attempt) {
+  SendingMark m;
+  m.update.id = id;
+  m.update.delivery.state = State::sending;
+  m.update.delivery.attempt = attempt;
+  m.update.delivery.provider_attempt = attempt;
+  m.update.delivery.provider = "sms-primary";
+  m.update.delivery.channel = "sms";
+  m.update.delivery.address = "+15550100";
   Event e = make_event(row(id), attempt, EventKind::sending);
   e.ts_us = 1'800'000'000'000'000 + attempt;
   e.provider = "sms-primary";
   e.channel = "sms";
-  b.events.push_back(e);
+  m.events.push_back(e);
+  return m;
+}
+
+/// The mark as the engine writes it on its own (held too long, or on close).
+WriteBatch written(const SendingMark& m, std::uint64_t ticket) {
+  WriteBatch b;
+  b.updates.push_back(m.update);
+  b.events = m.events;
+  b.settles.push_back(ticket);
   return b;
 }
 
@@ -104,8 +105,8 @@ TEST(IntakeJournal, RecordsLeftByAProcessAreRecoveredWithEveryField) {
   const std::vector<Notification> second = {row(3, "k3")};
   {
     IntakeJournal j(dir.path);
-    j.append(batch(first));
-    j.append(batch(second));
+    j.append(first);
+    j.append(second);
     EXPECT_EQ(j.open_records(), 2u);
   }  // never committed: the files stay
   IntakeJournal again(dir.path);
@@ -122,8 +123,8 @@ TEST(IntakeJournal, ATornOrCorruptRecordEndsTheReplayOfItsFile) {
   TempDir dir;
   {
     IntakeJournal j(dir.path);
-    j.append(batch({row(1)}));
-    j.append(batch({row(2)}));
+    j.append({row(1)});
+    j.append({row(2)});
   }
   const auto files = journal_files(dir.path);
   ASSERT_EQ(files.size(), 1u);
@@ -141,9 +142,9 @@ TEST(IntakeJournal, ATornOrCorruptRecordEndsTheReplayOfItsFile) {
 TEST(IntakeJournal, AFileGoesOnceEveryRecordInItIsCommitted) {
   TempDir dir;
   IntakeJournal j(dir.path, 100);  // tiny files: each record starts a new one
-  const auto a = j.append(batch({row(1)}));
-  const auto b = j.append(batch({row(2)}));
-  const auto c = j.append(batch({row(3)}));
+  const auto a = j.append({row(1)});
+  const auto b = j.append({row(2)});
+  const auto c = j.append({row(3)});
   EXPECT_NE(a, b);
   EXPECT_EQ(journal_files(dir.path).size(), 3u);
   j.committed(b);
@@ -160,18 +161,18 @@ TEST(IntakeJournal, AFullDiskRefusesTheAppendNamingTheFileAndLeavesNoPartialReco
   herald::testing::Tmpfs disk(256 * 1024);
   const fs::path dir = disk.path() / "journal";
   IntakeJournal j(dir);
-  j.append(batch({row(1)}));
+  j.append({row(1)});
   disk.fill();
   Notification big = row(2);
   big.data_json.assign(64 * 1024, 'x');
   try {
-    j.append(batch({big}));
+    j.append({big});
     FAIL() << "the append succeeded on a full disk";
   } catch (const StoreError& e) {
     EXPECT_NE(std::string(e.what()).find(dir.string()), std::string::npos) << e.what();
   }
   disk.free_space();
-  j.append(batch({row(3)}));
+  j.append({row(3)});
   const auto rows = recover_rows(dir);
   ASSERT_EQ(rows.size(), 2u);
   EXPECT_EQ(rows[0].id, 1);
@@ -180,20 +181,21 @@ TEST(IntakeJournal, AFullDiskRefusesTheAppendNamingTheFileAndLeavesNoPartialReco
 
 TEST(IntakeJournal, DecodeRefusesAPayloadThatIsNotWhole) {
   std::string payload;
-  IntakeJournal::encode(sending_mark(1, 1), payload);
-  WriteBatch out;
+  IntakeJournal::encode({row(1)}, {sending_mark(1, 1)}, payload);
+  JournalRecord out;
   EXPECT_TRUE(IntakeJournal::decode(payload, out));
-  EXPECT_EQ(out.updates.size(), 1u);
-  WriteBatch untouched;
+  EXPECT_EQ(out.rows.size(), 1u);
+  EXPECT_EQ(out.marks.size(), 1u);
+  JournalRecord untouched;
   EXPECT_FALSE(IntakeJournal::decode(std::string_view(payload).substr(0, payload.size() - 1), untouched));
   EXPECT_FALSE(IntakeJournal::decode(payload + "x", untouched));
-  EXPECT_TRUE(untouched.updates.empty());
+  EXPECT_TRUE(untouched.marks.empty());
 }
 
-TEST(IntakeJournal, StateUpdatesAndEventsRoundTripWithEveryField) {
+TEST(IntakeJournal, SendingMarksRoundTripWithEveryField) {
   TempDir dir;
-  WriteBatch mark = sending_mark(5, 3);
-  DeliveryState& d = mark.updates[0].delivery;
+  SendingMark mark = sending_mark(5, 3);
+  DeliveryState& d = mark.update.delivery;
   d.provider_index = 1;
   d.next_at_ms = -7;
   d.accepted_at_ms = 1'800'000'000'123;
@@ -213,13 +215,15 @@ TEST(IntakeJournal, StateUpdatesAndEventsRoundTripWithEveryField) {
   e.alert = "a";
   {
     IntakeJournal j(dir.path);
-    j.append(mark);
+    j.append({}, {mark, sending_mark(6, 1)});
+    EXPECT_EQ(j.open_records(), 2u);  // each mark is settled on its own
   }
   const auto records = IntakeJournal(dir.path).recover();
   ASSERT_EQ(records.size(), 1u);
-  ASSERT_EQ(records[0].updates.size(), 1u);
-  ASSERT_EQ(records[0].events.size(), 1u);
-  const StateUpdate& u = records[0].updates[0];
+  ASSERT_EQ(records[0].marks.size(), 2u);
+  EXPECT_EQ(records[0].marks[1].update.id, 6);
+  const SendingMark& r = records[0].marks[0];
+  const StateUpdate& u = r.update;
   EXPECT_EQ(u.id, 5);
   EXPECT_EQ(u.delivery.state, State::sending);
   EXPECT_EQ(u.delivery.attempt, 3);
@@ -234,18 +238,30 @@ TEST(IntakeJournal, StateUpdatesAndEventsRoundTripWithEveryField) {
   EXPECT_EQ(u.delivery.last_error, d.last_error);
   EXPECT_EQ(u.delivery.channel, "sms");
   EXPECT_EQ(u.delivery.address, "+15550100");
-  const Event& r = records[0].events[0];
-  EXPECT_EQ(DeliveryLog::to_json_line(r), DeliveryLog::to_json_line(e));  // every field the log writes
-  EXPECT_EQ(r.notification_id, 5);
-  EXPECT_EQ(r.kind, EventKind::sending);
+  ASSERT_EQ(r.events.size(), 1u);
+  EXPECT_EQ(DeliveryLog::to_json_line(r.events[0]), DeliveryLog::to_json_line(e));  // every field the log writes
+}
+
+TEST(IntakeJournal, AFileWithMarksGoesOnceEachMarkIsSettled) {
+  TempDir dir;
+  IntakeJournal j(dir.path, 1);  // each record starts a new file
+  const auto a = j.append({}, {sending_mark(1, 1), sending_mark(2, 1)});
+  const auto b = j.append({row(3)});
+  j.committed(a);
+  EXPECT_EQ(journal_files(dir.path).size(), 2u);  // one of a's two marks is still open
+  j.committed(a);
+  EXPECT_EQ(journal_files(dir.path).size(), 1u);
+  j.committed(b);
+  EXPECT_EQ(j.open_records(), 0u);
 }
 
 TEST(IntakeJournal, RecordsOfTheFirstFormatStillRecover) {
   // HJR1 (before sending marks): the payload is the rows alone.
   TempDir dir;
   std::string payload;
-  IntakeJournal::encode(batch({row(1, "k1")}), payload);
-  payload.resize(payload.size() - 8);  // without the counts of updates and events (both 0)
+  const Notification original = row(1, "k1");
+  IntakeJournal::encode({original}, {}, payload);
+  payload.resize(payload.size() - 4);  // without the count of marks (0)
   std::uint64_t sum = 14695981039346656037ULL;  // FNV-1a, 64 bits
   for (const char c : payload) {
     sum ^= static_cast<unsigned char>(c);
@@ -258,24 +274,30 @@ TEST(IntakeJournal, RecordsOfTheFirstFormatStillRecover) {
   std::ofstream(dir.path / "intake-1.bin", std::ios::binary) << record;
   const auto rows = recover_rows(dir.path);
   ASSERT_EQ(rows.size(), 1u);
-  expect_same(rows[0], row(1, "k1"));
+  expect_same(rows[0], original);
 }
 
-TEST(StoreJournal, ASendingMarkThatNeverCommittedIsAppliedOnOpenAndOneThatDidIsNot) {
+TEST(StoreJournal, ASendingMarkNeverWrittenIsAppliedOnOpenAndOneWrittenIsNot) {
   TempDir dir;
   {
     Store store(dir.path, Durability::process);
     WriteBatch b;
     b.inserts.push_back(row(1));
     b.inserts.push_back(row(2));
+    b.inserts.push_back(row(3));
     store.commit(std::move(b));
-    store.commit(sending_mark(2, 1));  // row 2's first attempt committed before the "crash"
-  }
-  {
-    // A process that died with marks journaled: row 1's attempt 1 never committed; row 2's did.
-    IntakeJournal j(dir.path / "journal");
-    j.append(sending_mark(1, 1));
-    j.append(sending_mark(2, 1));
+    // A process that dies with three marks in one record: row 2's was written (as is), row 3's
+    // was superseded by its answer; row 1's was still held.
+    const std::uint64_t ticket = store.journal_marks({sending_mark(1, 1), sending_mark(2, 1), sending_mark(3, 1)});
+    ASSERT_NE(ticket, 0u);
+    store.commit(written(sending_mark(2, 1), ticket));
+    WriteBatch answer;
+    StateUpdate done = sending_mark(3, 1).update;
+    done.delivery.state = State::completed;
+    answer.updates.push_back(done);
+    answer.events = sending_mark(3, 1).events;
+    answer.settles.push_back(ticket);
+    store.commit(std::move(answer));
   }
   Store store(dir.path, Durability::process);
   const auto one = store.get(1);
@@ -283,6 +305,7 @@ TEST(StoreJournal, ASendingMarkThatNeverCommittedIsAppliedOnOpenAndOneThatDidIsN
   EXPECT_EQ(one->delivery.state, State::sending);  // recovery then finds the attempt in doubt
   EXPECT_EQ(one->delivery.attempt, 1);
   EXPECT_EQ(one->delivery.provider, "sms-primary");
+  EXPECT_EQ(store.get(3)->delivery.state, State::completed);  // not set back to sending
   auto sending_events = [&](Id id) {
     std::size_t n = 0;
     for (const Event& e : store.trace(id)) n += e.kind == EventKind::sending ? 1 : 0;
@@ -290,7 +313,27 @@ TEST(StoreJournal, ASendingMarkThatNeverCommittedIsAppliedOnOpenAndOneThatDidIsN
   };
   EXPECT_EQ(sending_events(1), 1u);
   EXPECT_EQ(sending_events(2), 1u);  // not twice
+  EXPECT_EQ(sending_events(3), 1u);
   EXPECT_TRUE(journal_files(dir.path / "journal").empty());
+}
+
+TEST(StoreJournal, TheJournalEmptiesOnceEveryMarkIsWritten) {
+  TempDir dir;
+  Store store(dir.path, Durability::process);
+  WriteBatch rows;
+  rows.inserts = {row(1), row(2)};
+  store.commit(std::move(rows));
+  const std::uint64_t ticket = store.journal_marks({sending_mark(1, 1), sending_mark(2, 1)});
+  ASSERT_NE(ticket, 0u);
+  store.commit(written(sending_mark(1, 1), ticket));
+  auto bytes = [&] {
+    std::uintmax_t n = 0;
+    for (const auto& f : journal_files(dir.path / "journal")) n += fs::file_size(f);
+    return n;
+  };
+  EXPECT_GT(bytes(), 0u);
+  store.commit(written(sending_mark(2, 1), ticket));
+  EXPECT_EQ(bytes(), 0u);
 }
 
 TEST(StoreJournal, AStoreInsertsWhatADeadProcessJournaledOnceAndLogsItsIntake) {
@@ -305,7 +348,7 @@ TEST(StoreJournal, AStoreInsertsWhatADeadProcessJournaledOnceAndLogsItsIntake) {
     // What a process that died between its journal write and its commit leaves: row 1 again
     // (committed already) and row 2 (only in the journal).
     IntakeJournal j(dir.path / "journal");
-    j.append(batch({row(1, "k1"), row(2, "k2")}));
+    j.append({row(1, "k1"), row(2, "k2")});
   }
   {
     Store store(dir.path, Durability::process);
@@ -361,4 +404,5 @@ TEST(StoreJournal, NoJournalWithFsyncDurability) {
   DeliveryStore::Done done;
   EXPECT_FALSE(store.submit_journaled(b, done));
   EXPECT_EQ(b.inserts.size(), 1u);  // untouched: the caller commits it the usual way
+  EXPECT_EQ(store.journal_marks({sending_mark(1, 1)}), 0u);
 }

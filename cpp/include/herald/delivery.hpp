@@ -104,6 +104,13 @@ struct Delivery {
   std::shared_ptr<Cascade> cascade;       ///< a plan with many steps: their progress (phase coordinating)
   bool has_fallback = false;  ///< a plan's step with a later group after it: it fails rather than waits
   std::optional<Event> held_event;  ///< "routed", waiting to ride with the next write (the shell's held_events.cpp)
+  /// The attempt's "sending" mark, durable in the store's journal (`ticket`), waiting to ride with
+  /// the next write, which usually supersedes its state (held_events.cpp).
+  struct HeldMark {
+    SendingMark mark;
+    std::uint64_t ticket = 0;
+  };
+  std::optional<HeldMark> held_mark;
 
   /// Taken from the scheduler and not yet back in it or final: counts against the engine's window.
   [[nodiscard]] bool outstanding() const noexcept {

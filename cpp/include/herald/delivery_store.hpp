@@ -104,6 +104,12 @@ struct Suppression {
   bool remove = false;     ///< in a WriteBatch: delete this (channel, address) instead
 };
 
+/// A "sending" mark: the state update that starts an attempt, with the events that go with it.
+struct SendingMark {
+  StateUpdate update;
+  std::vector<Event> events;
+};
+
 /// Everything one submitter wants committed together.
 struct WriteBatch {
   std::vector<Notification> inserts;
@@ -111,6 +117,9 @@ struct WriteBatch {
   std::vector<Event> events;
   std::vector<ReceiptUpdate> receipts;
   std::vector<Suppression> suppressions;
+  /// Sending marks made durable by journal_marks() that this batch writes (or supersedes), one
+  /// entry per mark: the store settles them once it commits.
+  std::vector<std::uint64_t> settles = {};
   [[nodiscard]] bool empty() const {
     return inserts.empty() && updates.empty() && events.empty() && receipts.empty() && suppressions.empty();
   }
@@ -155,14 +164,18 @@ class DeliveryStore {
   /// whatever else is queued) instead of handing it to the store's thread and being woken back.
   /// `done` may then run on the caller's thread.
   virtual void submit_and_wait_here(WriteBatch batch, Done done) { submit(std::move(batch), std::move(done), OnFault::fail); }
-  /// For a submitter that must not wait for a commit: makes `batch` durable another way (the
-  /// embedded store's intake journal), queues it for the next commit, and returns true at once;
-  /// `done` runs after that commit, on the store's thread. Two kinds of batch: intake's new rows
-  /// (get() finds them meanwhile), and the engine's "sending" marks (state updates that each start
-  /// an attempt, with their events; a replay applies those whose attempt the row does not show).
+  /// For intake that must not wait for a commit: makes `batch`'s new rows durable another way (the
+  /// embedded store's intake journal), queues the batch for the next commit, and returns true at
+  /// once; `done` runs after that commit, on the store's thread. get() finds the rows meanwhile.
   /// False, with `batch` and `done` untouched, when this store cannot (none, degraded, another
-  /// durability, too far behind): the submitter then commits as usual.
+  /// durability, too far behind): the caller then commits as usual.
   virtual bool submit_journaled(WriteBatch& /*batch*/, Done& /*done*/) { return false; }
+  /// Makes the marks durable without a commit (the intake journal) and returns a ticket, or 0
+  /// when this store cannot (the caller then commits them before sending). Nothing is queued:
+  /// the caller writes each mark later in a batch of its own (superseded by a later state of the
+  /// same attempt, or as it is) and lists the ticket in that batch's `settles`, once per mark. A
+  /// replay after a crash applies the marks whose row does not show their attempt yet.
+  [[nodiscard]] virtual std::uint64_t journal_marks(const std::vector<SendingMark>& /*marks*/) { return 0; }
   /// Rows journaled by submit_journaled and not yet committed (so not yet handed to the loop).
   [[nodiscard]] virtual bool has_journaled() { return false; }
   /// Blocks until everything submitted before this call is committed. Throws StoreError while

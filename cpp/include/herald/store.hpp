@@ -74,12 +74,14 @@ class Store final : public DeliveryStore {
   /// when the batch itself is refused (a constraint) or, for OnFault::fail, when the disk refuses.
   void submit(WriteBatch batch, Done done = {}, OnFault on_fault = OnFault::hold) override;
   void submit_and_wait_here(WriteBatch batch, Done done) override;
-  /// Appends the batch (new rows, or the engine's "sending" marks: state updates that each start
-  /// an attempt, with their events) to the intake journal (intake_journal.hpp) and queues it
-  /// (held, like the engine's own records, if a commit is refused). False (the caller commits it
-  /// itself) with Durability::fsync, when read-only, while degraded, when the journal's disk is
-  /// full, and when max_journaled_rows (rows, or records of marks) wait for their commit already.
+  /// Appends the rows to the intake journal (intake_journal.hpp) and queues the batch (held, like
+  /// the engine's own records, if a commit is refused). False (the caller commits them itself)
+  /// with Durability::fsync, when read-only, while degraded, when the journal's disk is full, and
+  /// when max_journaled_rows wait for their commit already.
   bool submit_journaled(WriteBatch& batch, Done& done) override;
+  /// Appends the marks to the intake journal; 0 in the cases submit_journaled refuses, and when
+  /// max_journaled_rows parts of records wait for their commit.
+  [[nodiscard]] std::uint64_t journal_marks(const std::vector<SendingMark>& marks) override;
   [[nodiscard]] bool has_journaled() override;
   void for_each_idempotency_key(const KeyVisitor& each) override;
   /// Submits and blocks until committed; rethrows a store failure as StoreError (OnFault::fail).
