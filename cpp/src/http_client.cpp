@@ -12,6 +12,7 @@
 #include <array>
 #include <atomic>
 #include <climits>
+#include <cstdint>
 #include <iterator>
 #include <mutex>
 #include <stdexcept>
@@ -55,6 +56,19 @@ constexpr long kMaxStreamsPerConnection = 1000;
 constexpr std::size_t kMaxBodyBytes = std::size_t{16} << 20;
 /// Response headers reserved for at the first one (an API's answer carries about a dozen).
 constexpr std::size_t kReservedHeaders = 12;
+
+// What an easy handle's options are set for, so that a handle can serve the next transfer of the
+// same kind without curl_easy_reset and the ~15 setopt calls after it (CURLOPT_PROTOCOLS_STR alone
+// parses a string against every protocol curl knows). See Client::Impl::configure.
+/// As curl_easy_init or curl_easy_reset leave it: nothing set.
+constexpr std::uint8_t kFreshHandle = 0;
+/// Set for something the next transfer might not overwrite (another method, SMTP...): reset it.
+constexpr std::uint8_t kDirtyHandle = 1;
+/// An HTTP POST: every option it sets but the per-request ones is the same for the next such POST.
+constexpr std::uint8_t kHttpPostHandle = 2;
+/// Flags on kHttpPostHandle for the options that a POST sets only sometimes.
+constexpr std::uint8_t kPipewaitFlag = 4;
+constexpr std::uint8_t kBasicAuthFlag = 8;
 
 void ensure_curl_global_init() {
   // Why call_once: curl_global_init is not thread-safe and must run once before any handle.
@@ -247,6 +261,7 @@ struct Transfer {
   Callback callback;
   Response response;
   EasyPtr easy;
+  std::uint8_t handle_profile = kFreshHandle;  ///< what `easy` is configured for (see Client::Impl::configure)
   SlistPtr header_list;  ///< owned here: curl reads it until the handle is removed
   std::array<char, CURL_ERROR_SIZE> error_buffer{};
   std::chrono::steady_clock::time_point started;
@@ -524,25 +539,27 @@ struct Client::Impl {
   }
 
   /// What every transfer sets, HTTP or SMTP: the URL and allowed protocols, error buffer, socket
-  /// options, timeouts, and where the body and the header (or SMTP reply) lines go.
-  CURLcode configure_transport(Transfer& t, const char* protocols, curl_write_callback on_line) {
+  /// options, timeouts, and where the body and the header (or SMTP reply) lines go. With `kept`
+  /// (the handle's last transfer was of the same profile) only what differs per request.
+  CURLcode configure_transport(Transfer& t, const char* protocols, curl_write_callback on_line, bool kept) {
     CURL* easy = t.easy.get();
     CURLcode rc = CURLE_OK;
     auto set = [&](CURLoption option, auto value) {
       if (rc == CURLE_OK) rc = curl_easy_setopt(easy, option, value);
     };
     set(CURLOPT_URL, t.request.url.c_str());
-    set(CURLOPT_PROTOCOLS_STR, protocols);
     set(CURLOPT_ERRORBUFFER, t.error_buffer.data());
+    set(CURLOPT_TIMEOUT_MS, clamp_to_long(t.request.timeout));
+    set(CURLOPT_WRITEDATA, static_cast<void*>(&t));
+    set(CURLOPT_HEADERDATA, static_cast<void*>(&t));
+    if (kept) return rc;
+    set(CURLOPT_PROTOCOLS_STR, protocols);
     set(CURLOPT_NOSIGNAL, 1L);
     set(CURLOPT_TCP_NODELAY, 1L);
     set(CURLOPT_TCP_KEEPALIVE, 1L);
-    set(CURLOPT_TIMEOUT_MS, clamp_to_long(t.request.timeout));
     set(CURLOPT_CONNECTTIMEOUT_MS, clamp_to_long(options_.connect_timeout));
     set(CURLOPT_WRITEFUNCTION, &on_body);
-    set(CURLOPT_WRITEDATA, static_cast<void*>(&t));
     set(CURLOPT_HEADERFUNCTION, on_line);
-    set(CURLOPT_HEADERDATA, static_cast<void*>(&t));
     return rc;
   }
 
@@ -552,7 +569,7 @@ struct Client::Impl {
     CURL* easy = t.easy.get();
     const Request& req = t.request;
     t.smtp = true;
-    CURLcode rc = configure_transport(t, "smtp,smtps", &on_smtp_reply);
+    CURLcode rc = configure_transport(t, "smtp,smtps", &on_smtp_reply, false);
     auto set = [&](CURLoption option, auto value) {
       if (rc == CURLE_OK) rc = curl_easy_setopt(easy, option, value);
     };
@@ -592,12 +609,43 @@ struct Client::Impl {
     return rc;
   }
 
-  /// Configures an easy handle for one request; returns the first setopt failure.
+  /// Whether an HTTP request waits for a connection to multiplex on (CURLOPT_PIPEWAIT).
+  [[nodiscard]] bool wants_pipewait(const Request& req) const {
+    // h2c: wait for the one connection rather than open one per transfer of a first burst.
+    if (req.version == Request::Version::http2_prior_knowledge) return true;
+    // Only https can be multiplexed under 2TLS; waiting on a plain-http connection would just
+    // serialise the first burst behind one HTTP/1.1 response.
+    return req.version == Request::Version::any && options_.http2 && starts_with_icase(req.url, "https://");
+  }
+
+  /// Configures the transfer's easy handle; returns the first setopt failure.
+  ///
+  /// A handle keeps its options from one transfer to the next (curl reinitialises its per-transfer
+  /// state itself when a transfer starts). The next transfer sets again whatever differs per
+  /// request; the rest stays when both transfers have the same profile: HTTP POSTs alike in
+  /// PIPEWAIT and basic auth. Anything else (another method, SMTP, a failed setup) may leave an
+  /// option the next would not overwrite (CUSTOMREQUEST, NOBODY, UPLOAD, USERPWD, FRESH_CONNECT...),
+  /// so such a handle is reset, here or in release_handle.
   CURLcode configure(Transfer& t) {
-    if (is_smtp_url(t.request.url)) return configure_smtp(t);
+    const Request& req = t.request;
+    const bool smtp = is_smtp_url(req.url);
+    std::uint8_t profile = kDirtyHandle;
+    if (!smtp && iequals(req.method, "POST")) {
+      profile = kHttpPostHandle | (wants_pipewait(req) ? kPipewaitFlag : 0) | (req.basic_auth.empty() ? 0 : kBasicAuthFlag);
+    }
+    const bool kept = profile != kDirtyHandle && profile == t.handle_profile;
+    if (!kept && t.handle_profile != kFreshHandle) curl_easy_reset(t.easy.get());
+    t.handle_profile = kDirtyHandle;  // until every option below is set
+    const CURLcode rc = smtp ? configure_smtp(t) : configure_http(t, kept);
+    if (rc == CURLE_OK) t.handle_profile = profile;
+    return rc;
+  }
+
+  /// configure() for an HTTP request; `kept`: the handle is set up for this request's profile.
+  CURLcode configure_http(Transfer& t, bool kept) {
     CURL* easy = t.easy.get();
     const Request& req = t.request;
-    CURLcode rc = configure_transport(t, "http,https", &on_header);
+    CURLcode rc = configure_transport(t, "http,https", &on_header, kept);
     auto set = [&](CURLoption option, auto value) {
       if (rc == CURLE_OK) rc = curl_easy_setopt(easy, option, value);
     };
@@ -611,19 +659,14 @@ struct Client::Impl {
       // start() decided which this is, and holds the others back while the opener connects.
       set(CURLOPT_HTTP_VERSION, static_cast<long>(t.h2c_reuse ? CURL_HTTP_VERSION_2TLS
                                                              : CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE));
-      // Wait for the one h2c connection rather than open one per transfer of a first burst.
-      set(CURLOPT_PIPEWAIT, 1L);
-      t.pipewait = true;
     } else if (options_.http2) {
       set(CURLOPT_HTTP_VERSION, static_cast<long>(CURL_HTTP_VERSION_2TLS));
-      // Only https can be multiplexed under 2TLS; waiting on a plain-http connection would just
-      // serialise the first burst behind one HTTP/1.1 response.
-      if (starts_with_icase(req.url, "https://")) {
-        set(CURLOPT_PIPEWAIT, 1L);
-        t.pipewait = true;
-      }
     } else {
       set(CURLOPT_HTTP_VERSION, static_cast<long>(CURL_HTTP_VERSION_1_1));
+    }
+    if (wants_pipewait(req)) {
+      if (!kept) set(CURLOPT_PIPEWAIT, 1L);
+      t.pipewait = true;
     }
 
     const std::string& method = req.method;
@@ -642,7 +685,7 @@ struct Client::Impl {
     }
 
     if (!req.basic_auth.empty()) {
-      set(CURLOPT_HTTPAUTH, static_cast<unsigned long>(CURLAUTH_BASIC));
+      if (!kept) set(CURLOPT_HTTPAUTH, static_cast<unsigned long>(CURLAUTH_BASIC));
       set(CURLOPT_USERPWD, req.basic_auth.c_str());
     }
 
@@ -678,20 +721,40 @@ struct Client::Impl {
     return {};
   }
 
-  EasyPtr acquire_handle() {
+  /// Gives the transfer an idle handle, with the profile its last transfer left, or a new one.
+  bool acquire_handle(Transfer& t) {
     if (!free_handles_.empty()) {
-      EasyPtr easy = std::move(free_handles_.back());
+      t.easy = std::move(free_handles_.back().easy);
+      t.handle_profile = free_handles_.back().profile;
       free_handles_.pop_back();
-      return easy;
+      return true;
     }
-    return EasyPtr(curl_easy_init());
+    t.easy.reset(curl_easy_init());
+    t.handle_profile = kFreshHandle;
+    return t.easy != nullptr;
   }
 
-  void release_handle(EasyPtr easy) {
+  /// Takes the transfer's handle back for reuse. Whatever it keeps, the idle handle holds no
+  /// pointer into the finished Transfer.
+  void release_handle(Transfer& t) {
+    EasyPtr easy = std::move(t.easy);
     if (!easy) return;
-    // Reset now: the handle must not keep pointers into the finished Transfer while idle.
-    curl_easy_reset(easy.get());
-    if (free_handles_.size() < kMaxFreeHandles) free_handles_.push_back(std::move(easy));
+    if (free_handles_.size() >= kMaxFreeHandles) return;  // cleaned up here, while `t` lives
+    CURL* handle = easy.get();
+    std::uint8_t profile = t.handle_profile;
+    if ((profile & kHttpPostHandle) != 0) {
+      // Kept for the next POST of this profile, which sets these again (configure_transport, and
+      // configure_http: POSTFIELDS, HTTPHEADER). Pointer options only: curl copies strings.
+      curl_easy_setopt(handle, CURLOPT_ERRORBUFFER, static_cast<char*>(nullptr));
+      curl_easy_setopt(handle, CURLOPT_WRITEDATA, static_cast<void*>(nullptr));
+      curl_easy_setopt(handle, CURLOPT_HEADERDATA, static_cast<void*>(nullptr));
+      curl_easy_setopt(handle, CURLOPT_POSTFIELDS, static_cast<const char*>(nullptr));
+      curl_easy_setopt(handle, CURLOPT_HTTPHEADER, static_cast<curl_slist*>(nullptr));
+    } else if (profile != kFreshHandle) {
+      curl_easy_reset(handle);
+      profile = kFreshHandle;
+    }
+    free_handles_.push_back(IdleHandle{std::move(easy), profile});
   }
 
   void start(Pending&& pending, bool h2c_retry = false) {
@@ -719,8 +782,7 @@ struct Client::Impl {
       fail_before_start(*transfer, std::string(invalid));
       return;
     }
-    transfer->easy = acquire_handle();
-    if (!transfer->easy) {
+    if (!acquire_handle(*transfer)) {
       fail_before_start(*transfer, "curl_easy_init failed");
       return;
     }
@@ -757,7 +819,7 @@ struct Client::Impl {
 
   void fail_before_start(Transfer& t, std::string error) {
     t.header_list.reset();
-    release_handle(std::move(t.easy));
+    release_handle(t);
     Response response;
     response.transport_error = std::move(error);
     deliver(t.callback, std::move(response));
@@ -820,7 +882,7 @@ struct Client::Impl {
         if (o.state == H2cOrigin::open) o.state = H2cOrigin::closed;
         curl_multi_remove_handle(multi_.get(), easy);
         t->header_list.reset();
-        release_handle(std::move(t->easy));
+        release_handle(*t);
         start(Pending{std::move(t->request), std::move(t->callback)}, true);
         return;
       }
@@ -851,7 +913,7 @@ struct Client::Impl {
     }
     curl_multi_remove_handle(multi_.get(), easy);
     t->header_list.reset();
-    release_handle(std::move(t->easy));
+    release_handle(*t);
     deliver(t->callback, std::move(response));
   }
 
@@ -907,7 +969,7 @@ struct Client::Impl {
     for (auto& [easy, transfer] : active) {
       curl_multi_remove_handle(multi_.get(), easy);
       transfer->header_list.reset();
-      release_handle(std::move(transfer->easy));
+      release_handle(*transfer);
       answer_stopped(transfer->callback);
     }
     auto origins = std::move(h2c_origins_);
@@ -935,7 +997,11 @@ struct Client::Impl {
   Options options_;
   // Declared before the handles below so that it is destroyed after them.
   MultiPtr multi_;
-  std::vector<EasyPtr> free_handles_;                                 ///< I/O thread only
+  struct IdleHandle {
+    EasyPtr easy;
+    std::uint8_t profile = kFreshHandle;  ///< what its last transfer left set (see configure())
+  };
+  std::vector<IdleHandle> free_handles_;                              ///< I/O thread only
   std::unordered_map<CURL*, std::unique_ptr<Transfer>> active_;       ///< I/O thread only
   std::atomic<std::size_t> in_flight_{0};
   bool submitted_on_thread_ = false;  ///< I/O thread only: a callback queued work
