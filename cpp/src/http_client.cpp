@@ -262,7 +262,12 @@ struct Transfer {
   Response response;
   EasyPtr easy;
   std::uint8_t handle_profile = kFreshHandle;  ///< what `easy` is configured for (see Client::Impl::configure)
-  SlistPtr header_list;  ///< owned here: curl reads it until the handle is removed
+  /// CURLOPT_HTTPHEADER's list: nodes over request.headers, read by curl until the handle is
+  /// removed (see configure_http); the second holds them when the first is too small.
+  std::array<curl_slist, 8> header_nodes{};
+  std::vector<curl_slist> more_header_nodes;
+  /// The list's last line (curl_slist::data is char*: a literal would need a const_cast).
+  std::array<char, 8> no_expect = {'E', 'x', 'p', 'e', 'c', 't', ':', '\0'};
   std::array<char, CURL_ERROR_SIZE> error_buffer{};
   std::chrono::steady_clock::time_point started;
   bool body_too_large = false;
@@ -689,18 +694,23 @@ struct Client::Impl {
       set(CURLOPT_USERPWD, req.basic_auth.c_str());
     }
 
-    auto append = [&](const char* line) {
-      curl_slist* head = curl_slist_append(t.header_list.get(), line);
-      if (head == nullptr) return false;  // the list built so far stays owned by header_list
-      if (!t.header_list) t.header_list.reset(head);  // later appends keep the same head
-      return true;
-    };
-    for (const auto& header : req.headers) {
-      if (!append(header.c_str())) return CURLE_OUT_OF_MEMORY;
+    // The list's nodes point at the request's own lines, which live as long as the Transfer:
+    // curl_slist_append would allocate a node and a copy per line. curl only reads this list.
+    std::vector<std::string>& lines = t.request.headers;
+    const std::size_t count = lines.size() + 1;
+    curl_slist* nodes = t.header_nodes.data();
+    if (count > t.header_nodes.size()) {
+      try {
+        t.more_header_nodes.resize(count);
+      } catch (const std::bad_alloc&) {
+        return CURLE_OUT_OF_MEMORY;
+      }
+      nodes = t.more_header_nodes.data();
     }
+    for (std::size_t i = 0; i < lines.size(); ++i) nodes[i] = curl_slist{lines[i].data(), &nodes[i + 1]};
     // An empty "Expect:" stops curl from waiting for 100-continue before large bodies.
-    if (!append("Expect:")) return CURLE_OUT_OF_MEMORY;
-    set(CURLOPT_HTTPHEADER, t.header_list.get());
+    nodes[count - 1] = curl_slist{t.no_expect.data(), nullptr};
+    set(CURLOPT_HTTPHEADER, nodes);
     return rc;
   }
 
@@ -818,7 +828,6 @@ struct Client::Impl {
   }
 
   void fail_before_start(Transfer& t, std::string error) {
-    t.header_list.reset();
     release_handle(t);
     Response response;
     response.transport_error = std::move(error);
@@ -881,7 +890,6 @@ struct Client::Impl {
         H2cOrigin& o = h2c_origins_[url_origin(t->request.url)];
         if (o.state == H2cOrigin::open) o.state = H2cOrigin::closed;
         curl_multi_remove_handle(multi_.get(), easy);
-        t->header_list.reset();
         release_handle(*t);
         start(Pending{std::move(t->request), std::move(t->callback)}, true);
         return;
@@ -912,7 +920,6 @@ struct Client::Impl {
       }
     }
     curl_multi_remove_handle(multi_.get(), easy);
-    t->header_list.reset();
     release_handle(*t);
     deliver(t->callback, std::move(response));
   }
@@ -968,7 +975,6 @@ struct Client::Impl {
     pipewait_active_ = 0;
     for (auto& [easy, transfer] : active) {
       curl_multi_remove_handle(multi_.get(), easy);
-      transfer->header_list.reset();
       release_handle(*transfer);
       answer_stopped(transfer->callback);
     }

@@ -716,9 +716,11 @@ TEST(SmtpDelivery, TwoHundredMessagesInFlightAllArrive) {
 
 namespace {
 
-enum class Kind { post, post_auth, head, get, put, del, h2c, smtp };
-constexpr std::array kKinds = {Kind::post, Kind::post_auth, Kind::head, Kind::get,
-                               Kind::put,  Kind::del,       Kind::h2c,  Kind::smtp};
+enum class Kind { post, post_auth, many_headers, head, get, put, del, h2c, smtp };
+constexpr std::array kKinds = {Kind::post, Kind::post_auth, Kind::many_headers, Kind::head, Kind::get,
+                               Kind::put,  Kind::del,       Kind::h2c,          Kind::smtp};
+/// Extra request headers of Kind::many_headers: more than the client's inline header list holds.
+constexpr int kManyHeaders = 20;
 
 /// Answers every request with its own body and path, and keeps what arrived, by path.
 class Recorder {
@@ -788,10 +790,14 @@ TEST(HttpClientHandleReuse, EveryKindAfterEveryKindBehavesAsOnAFreshHandle) {
     switch (kind) {
       case Kind::post:
       case Kind::post_auth:
+      case Kind::many_headers:
       case Kind::h2c:
         req.method = "POST";
         body = "post-" + std::to_string(i);
         req.headers = {"Content-Type: application/json", "X-Custom: c" + std::to_string(i)};
+        if (kind == Kind::many_headers) {
+          for (int h = 0; h < kManyHeaders; ++h) req.headers.push_back("X-Many-" + std::to_string(h) + ": " + std::to_string(i));
+        }
         break;
       case Kind::head:
         req.method = "HEAD";
@@ -824,9 +830,13 @@ TEST(HttpClientHandleReuse, EveryKindAfterEveryKindBehavesAsOnAFreshHandle) {
     EXPECT_EQ(seen->body, body);
     EXPECT_EQ(seen->http2, kind == Kind::h2c);
     EXPECT_EQ(seen->header("authorization"), kind == Kind::post_auth ? "Basic YWxpY2U6czNjcjN0LXZhbHVl" : "");
-    const bool custom = kind == Kind::post || kind == Kind::post_auth || kind == Kind::h2c || kind == Kind::head;
+    const bool custom = kind == Kind::post || kind == Kind::post_auth || kind == Kind::many_headers || kind == Kind::h2c ||
+                        kind == Kind::head;
     EXPECT_EQ(seen->header("x-custom"), custom ? "c" + std::to_string(i) : "");
     EXPECT_EQ(seen->header("expect"), "");
+    for (int h = 0; h < kManyHeaders; ++h) {
+      EXPECT_EQ(seen->header("x-many-" + std::to_string(h)), kind == Kind::many_headers ? std::to_string(i) : "");
+    }
     const bool has_body = !body.empty();
     EXPECT_EQ(seen->header("content-length"), has_body ? std::to_string(body.size()) : "");
     if (custom && kind != Kind::head) {
