@@ -303,21 +303,31 @@ std::size_t on_header(char* data, std::size_t size, std::size_t count, void* use
   const std::string_view raw(data, bytes);
   auto& headers = transfer->response.headers;
   try {
-    if (starts_with_icase(raw, "HTTP/")) {
+    if (raw.size() >= 5 && (raw[0] == 'H' || raw[0] == 'h') && starts_with_icase(raw, "HTTP/")) {
       headers.clear();  // a new response begins (after 1xx or an auth round): drop the old one's
       return bytes;
     }
-    const auto line = trim(raw);
-    if (line.empty()) return bytes;  // end of the header block
-    if ((raw.front() == ' ' || raw.front() == '\t') && !headers.empty()) {
+    // Index loops rather than three trim() calls per line: this runs for every header of every
+    // answer. Blanks are those trim() drops.
+    std::size_t end = raw.size();
+    while (end > 0 && is_space(raw[end - 1])) --end;
+    std::size_t begin = 0;
+    while (begin < end && is_space(raw[begin])) ++begin;
+    if (begin == end) return bytes;  // end of the header block
+    const std::string_view line = raw.substr(begin, end - begin);
+    if (begin > 0 && !headers.empty()) {
       headers.back().second.append(" ").append(line);  // obsolete line folding
       return bytes;
     }
     const auto colon = line.find(':');
     if (colon == line.npos) return bytes;
+    std::size_t name_end = colon;
+    while (name_end > 0 && is_space(line[name_end - 1])) --name_end;
+    std::size_t value_begin = colon + 1;
+    while (value_begin < line.size() && is_space(line[value_begin])) ++value_begin;
     // Room for a typical answer's headers at once rather than growing 1, 2, 4, 8...
     if (headers.capacity() == 0) headers.reserve(kReservedHeaders);
-    auto& name = headers.emplace_back(trim(line.substr(0, colon)), trim(line.substr(colon + 1))).first;
+    auto& name = headers.emplace_back(line.substr(0, name_end), line.substr(value_begin)).first;
     for (char& c : name) c = ascii_lower(c);
   } catch (...) {
     return 0;
@@ -634,20 +644,21 @@ struct Client::Impl {
   CURLcode configure(Transfer& t) {
     const Request& req = t.request;
     const bool smtp = is_smtp_url(req.url);
+    const bool post = iequals(req.method, "POST");
     std::uint8_t profile = kDirtyHandle;
-    if (!smtp && iequals(req.method, "POST")) {
+    if (!smtp && post) {
       profile = kHttpPostHandle | (wants_pipewait(req) ? kPipewaitFlag : 0) | (req.basic_auth.empty() ? 0 : kBasicAuthFlag);
     }
     const bool kept = profile != kDirtyHandle && profile == t.handle_profile;
     if (!kept && t.handle_profile != kFreshHandle) curl_easy_reset(t.easy.get());
     t.handle_profile = kDirtyHandle;  // until every option below is set
-    const CURLcode rc = smtp ? configure_smtp(t) : configure_http(t, kept);
+    const CURLcode rc = smtp ? configure_smtp(t) : configure_http(t, post, kept);
     if (rc == CURLE_OK) t.handle_profile = profile;
     return rc;
   }
 
   /// configure() for an HTTP request; `kept`: the handle is set up for this request's profile.
-  CURLcode configure_http(Transfer& t, bool kept) {
+  CURLcode configure_http(Transfer& t, bool post, bool kept) {
     CURL* easy = t.easy.get();
     const Request& req = t.request;
     CURLcode rc = configure_transport(t, "http,https", &on_header, kept);
@@ -675,12 +686,11 @@ struct Client::Impl {
     }
 
     const std::string& method = req.method;
-    if (iequals(method, "GET")) {
+    if (!post && iequals(method, "GET")) {
       set(CURLOPT_HTTPGET, 1L);
-    } else if (iequals(method, "HEAD")) {
+    } else if (!post && iequals(method, "HEAD")) {
       set(CURLOPT_NOBODY, 1L);
     } else {
-      const bool post = iequals(method, "POST");
       if (!post) set(CURLOPT_CUSTOMREQUEST, method.c_str());
       if (post || !req.body.empty()) {
         // Size first: without it curl would strlen() the body.
