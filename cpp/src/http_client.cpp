@@ -770,6 +770,9 @@ struct Client::Impl {
       curl_easy_setopt(handle, CURLOPT_HEADERDATA, static_cast<void*>(nullptr));
       curl_easy_setopt(handle, CURLOPT_POSTFIELDS, static_cast<const char*>(nullptr));
       curl_easy_setopt(handle, CURLOPT_HTTPHEADER, static_cast<curl_slist*>(nullptr));
+      // curl's copy of the credentials, likewise set again by the next POST of this profile: an
+      // idle handle should not hold a secret.
+      if ((profile & kBasicAuthFlag) != 0) curl_easy_setopt(handle, CURLOPT_USERPWD, static_cast<const char*>(nullptr));
     } else if (profile != kFreshHandle) {
       curl_easy_reset(handle);
       profile = kFreshHandle;
