@@ -11,10 +11,11 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
-#include <cctype>
 #include <climits>
+#include <cstdint>
 #include <iterator>
 #include <mutex>
+#include <new>
 #include <stdexcept>
 #include <thread>
 #include <unordered_map>
@@ -54,6 +55,21 @@ constexpr long kMaxStreamsPerConnection = 1000;
 /// Bodies past this fail the transfer: provider answers are small, and an endpoint that streams
 /// without end must not exhaust memory.
 constexpr std::size_t kMaxBodyBytes = std::size_t{16} << 20;
+/// Response headers reserved for at the first one (an API's answer carries about a dozen).
+constexpr std::size_t kReservedHeaders = 12;
+
+// What an easy handle's options are set for, so that a handle can serve the next transfer of the
+// same kind without curl_easy_reset and the ~15 setopt calls after it (CURLOPT_PROTOCOLS_STR alone
+// parses a string against every protocol curl knows). See Client::Impl::configure.
+/// As curl_easy_init or curl_easy_reset leave it: nothing set.
+constexpr std::uint8_t kFreshHandle = 0;
+/// Set for something the next transfer might not overwrite (another method, SMTP...): reset it.
+constexpr std::uint8_t kDirtyHandle = 1;
+/// An HTTP POST: every option it sets but the per-request ones is the same for the next such POST.
+constexpr std::uint8_t kHttpPostHandle = 2;
+/// Flags on kHttpPostHandle for the options that a POST sets only sometimes.
+constexpr std::uint8_t kPipewaitFlag = 4;
+constexpr std::uint8_t kBasicAuthFlag = 8;
 
 void ensure_curl_global_init() {
   // Why call_once: curl_global_init is not thread-safe and must run once before any handle.
@@ -75,8 +91,13 @@ long clamp_to_long(std::chrono::milliseconds value) {
   return count > LONG_MAX ? LONG_MAX : static_cast<long>(count);
 }
 
-char ascii_lower(char c) {
-  return static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+// ASCII only and inline: protocol names and header names are ASCII, and libc's tolower is a
+// call per byte (a thousand instructions per request in the header callback) that also follows
+// the process locale.
+constexpr char ascii_lower(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; }
+
+constexpr bool ascii_alnum(char c) {
+  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
 }
 
 bool iequals(std::string_view a, std::string_view b) {
@@ -85,12 +106,16 @@ bool iequals(std::string_view a, std::string_view b) {
                     [](char x, char y) { return ascii_lower(x) == ascii_lower(y); });
 }
 
+constexpr bool is_space(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; }
+
+// Plain loops: find_first_not_of searches the set for every byte, and the header callback trims
+// three times per line.
 std::string_view trim(std::string_view s) {
-  constexpr std::string_view kSpace = " \t\r\n";
-  const auto first = s.find_first_not_of(kSpace);
-  if (first == std::string_view::npos) return {};
-  const auto last = s.find_last_not_of(kSpace);
-  return s.substr(first, last - first + 1);
+  std::size_t first = 0;
+  std::size_t last = s.size();
+  while (first < last && is_space(s[first])) ++first;
+  while (last > first && is_space(s[last - 1])) --last;
+  return s.substr(first, last - first);
 }
 
 bool starts_with_icase(std::string_view s, std::string_view prefix) {
@@ -101,14 +126,14 @@ bool starts_with_icase(std::string_view s, std::string_view prefix) {
 bool is_token(std::string_view s) {
   constexpr std::string_view kExtra = "!#$%&'*+-.^_`|~";
   return !s.empty() && std::all_of(s.begin(), s.end(), [&](char c) {
-    return std::isalnum(static_cast<unsigned char>(c)) != 0 || kExtra.find(c) != kExtra.npos;
+    return ascii_alnum(c) || kExtra.find(c) != kExtra.npos;
   });
 }
 
-// One pass with two compares per byte (find_first_of searches the set for every byte: a
-// microsecond per request over the URL and headers).
+// Two memchr scans (vectorised in libc): a byte-wise loop cost ~1k instructions per request over
+// the URL and headers, find_first_of more still.
 bool has_line_break(std::string_view s) {
-  return std::any_of(s.begin(), s.end(), [](char c) { return c == '\r' || c == '\n'; });
+  return s.find('\n') != std::string_view::npos || s.find('\r') != std::string_view::npos;
 }
 
 /// smtp:// and smtps:// URLs are mail submissions, not HTTP requests.
@@ -188,7 +213,7 @@ bool is_secret_header(std::string_view name) {
   return false;
 }
 
-bool is_word_char(char c) { return std::isalnum(static_cast<unsigned char>(c)) != 0; }
+bool is_word_char(char c) { return ascii_alnum(c); }
 
 }  // namespace
 
@@ -237,7 +262,13 @@ struct Transfer {
   Callback callback;
   Response response;
   EasyPtr easy;
-  SlistPtr header_list;  ///< owned here: curl reads it until the handle is removed
+  std::uint8_t handle_profile = kFreshHandle;  ///< what `easy` is configured for (see Client::Impl::configure)
+  /// CURLOPT_HTTPHEADER's list: nodes over request.headers, read by curl until the handle is
+  /// removed (see configure_http); the second holds them when the first is too small.
+  std::array<curl_slist, 8> header_nodes{};
+  std::vector<curl_slist> more_header_nodes;
+  /// The list's last line (curl_slist::data is char*: a literal would need a const_cast).
+  std::array<char, 8> no_expect = {'E', 'x', 'p', 'e', 'c', 't', ':', '\0'};
   std::array<char, CURL_ERROR_SIZE> error_buffer{};
   std::chrono::steady_clock::time_point started;
   bool body_too_large = false;
@@ -273,21 +304,32 @@ std::size_t on_header(char* data, std::size_t size, std::size_t count, void* use
   const std::string_view raw(data, bytes);
   auto& headers = transfer->response.headers;
   try {
-    if (starts_with_icase(raw, "HTTP/")) {
+    if (raw.size() >= 5 && (raw[0] == 'H' || raw[0] == 'h') && starts_with_icase(raw, "HTTP/")) {
       headers.clear();  // a new response begins (after 1xx or an auth round): drop the old one's
       return bytes;
     }
-    const auto line = trim(raw);
-    if (line.empty()) return bytes;  // end of the header block
-    if ((raw.front() == ' ' || raw.front() == '\t') && !headers.empty()) {
+    // Index loops rather than three trim() calls per line: this runs for every header of every
+    // answer. Blanks are those trim() drops.
+    std::size_t end = raw.size();
+    while (end > 0 && is_space(raw[end - 1])) --end;
+    std::size_t begin = 0;
+    while (begin < end && is_space(raw[begin])) ++begin;
+    if (begin == end) return bytes;  // end of the header block
+    const std::string_view line = raw.substr(begin, end - begin);
+    if (begin > 0 && !headers.empty()) {
       headers.back().second.append(" ").append(line);  // obsolete line folding
       return bytes;
     }
     const auto colon = line.find(':');
     if (colon == line.npos) return bytes;
-    std::string name(trim(line.substr(0, colon)));
-    std::transform(name.begin(), name.end(), name.begin(), ascii_lower);
-    headers.emplace_back(std::move(name), std::string(trim(line.substr(colon + 1))));
+    std::size_t name_end = colon;
+    while (name_end > 0 && is_space(line[name_end - 1])) --name_end;
+    std::size_t value_begin = colon + 1;
+    while (value_begin < line.size() && is_space(line[value_begin])) ++value_begin;
+    // Room for a typical answer's headers at once rather than growing 1, 2, 4, 8...
+    if (headers.capacity() == 0) headers.reserve(kReservedHeaders);
+    auto& name = headers.emplace_back(line.substr(0, name_end), line.substr(value_begin)).first;
+    for (char& c : name) c = ascii_lower(c);
   } catch (...) {
     return 0;
   }
@@ -513,25 +555,27 @@ struct Client::Impl {
   }
 
   /// What every transfer sets, HTTP or SMTP: the URL and allowed protocols, error buffer, socket
-  /// options, timeouts, and where the body and the header (or SMTP reply) lines go.
-  CURLcode configure_transport(Transfer& t, const char* protocols, curl_write_callback on_line) {
+  /// options, timeouts, and where the body and the header (or SMTP reply) lines go. With `kept`
+  /// (the handle's last transfer was of the same profile) only what differs per request.
+  CURLcode configure_transport(Transfer& t, const char* protocols, curl_write_callback on_line, bool kept) {
     CURL* easy = t.easy.get();
     CURLcode rc = CURLE_OK;
     auto set = [&](CURLoption option, auto value) {
       if (rc == CURLE_OK) rc = curl_easy_setopt(easy, option, value);
     };
     set(CURLOPT_URL, t.request.url.c_str());
-    set(CURLOPT_PROTOCOLS_STR, protocols);
     set(CURLOPT_ERRORBUFFER, t.error_buffer.data());
+    set(CURLOPT_TIMEOUT_MS, clamp_to_long(t.request.timeout));
+    set(CURLOPT_WRITEDATA, static_cast<void*>(&t));
+    set(CURLOPT_HEADERDATA, static_cast<void*>(&t));
+    if (kept) return rc;
+    set(CURLOPT_PROTOCOLS_STR, protocols);
     set(CURLOPT_NOSIGNAL, 1L);
     set(CURLOPT_TCP_NODELAY, 1L);
     set(CURLOPT_TCP_KEEPALIVE, 1L);
-    set(CURLOPT_TIMEOUT_MS, clamp_to_long(t.request.timeout));
     set(CURLOPT_CONNECTTIMEOUT_MS, clamp_to_long(options_.connect_timeout));
     set(CURLOPT_WRITEFUNCTION, &on_body);
-    set(CURLOPT_WRITEDATA, static_cast<void*>(&t));
     set(CURLOPT_HEADERFUNCTION, on_line);
-    set(CURLOPT_HEADERDATA, static_cast<void*>(&t));
     return rc;
   }
 
@@ -541,7 +585,7 @@ struct Client::Impl {
     CURL* easy = t.easy.get();
     const Request& req = t.request;
     t.smtp = true;
-    CURLcode rc = configure_transport(t, "smtp,smtps", &on_smtp_reply);
+    CURLcode rc = configure_transport(t, "smtp,smtps", &on_smtp_reply, false);
     auto set = [&](CURLoption option, auto value) {
       if (rc == CURLE_OK) rc = curl_easy_setopt(easy, option, value);
     };
@@ -581,12 +625,44 @@ struct Client::Impl {
     return rc;
   }
 
-  /// Configures an easy handle for one request; returns the first setopt failure.
+  /// Whether an HTTP request waits for a connection to multiplex on (CURLOPT_PIPEWAIT).
+  [[nodiscard]] bool wants_pipewait(const Request& req) const {
+    // h2c: wait for the one connection rather than open one per transfer of a first burst.
+    if (req.version == Request::Version::http2_prior_knowledge) return true;
+    // Only https can be multiplexed under 2TLS; waiting on a plain-http connection would just
+    // serialise the first burst behind one HTTP/1.1 response.
+    return req.version == Request::Version::any && options_.http2 && starts_with_icase(req.url, "https://");
+  }
+
+  /// Configures the transfer's easy handle; returns the first setopt failure.
+  ///
+  /// A handle keeps its options from one transfer to the next (curl reinitialises its per-transfer
+  /// state itself when a transfer starts). The next transfer sets again whatever differs per
+  /// request; the rest stays when both transfers have the same profile: HTTP POSTs alike in
+  /// PIPEWAIT and basic auth. Anything else (another method, SMTP, a failed setup) may leave an
+  /// option the next would not overwrite (CUSTOMREQUEST, NOBODY, UPLOAD, USERPWD, FRESH_CONNECT...),
+  /// so such a handle is reset, here or in release_handle.
   CURLcode configure(Transfer& t) {
-    if (is_smtp_url(t.request.url)) return configure_smtp(t);
+    const Request& req = t.request;
+    const bool smtp = is_smtp_url(req.url);
+    const bool post = iequals(req.method, "POST");
+    std::uint8_t profile = kDirtyHandle;
+    if (!smtp && post) {
+      profile = kHttpPostHandle | (wants_pipewait(req) ? kPipewaitFlag : 0) | (req.basic_auth.empty() ? 0 : kBasicAuthFlag);
+    }
+    const bool kept = profile != kDirtyHandle && profile == t.handle_profile;
+    if (!kept && t.handle_profile != kFreshHandle) curl_easy_reset(t.easy.get());
+    t.handle_profile = kDirtyHandle;  // until every option below is set
+    const CURLcode rc = smtp ? configure_smtp(t) : configure_http(t, post, kept);
+    if (rc == CURLE_OK) t.handle_profile = profile;
+    return rc;
+  }
+
+  /// configure() for an HTTP request; `kept`: the handle is set up for this request's profile.
+  CURLcode configure_http(Transfer& t, bool post, bool kept) {
     CURL* easy = t.easy.get();
     const Request& req = t.request;
-    CURLcode rc = configure_transport(t, "http,https", &on_header);
+    CURLcode rc = configure_transport(t, "http,https", &on_header, kept);
     auto set = [&](CURLoption option, auto value) {
       if (rc == CURLE_OK) rc = curl_easy_setopt(easy, option, value);
     };
@@ -600,28 +676,22 @@ struct Client::Impl {
       // start() decided which this is, and holds the others back while the opener connects.
       set(CURLOPT_HTTP_VERSION, static_cast<long>(t.h2c_reuse ? CURL_HTTP_VERSION_2TLS
                                                              : CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE));
-      // Wait for the one h2c connection rather than open one per transfer of a first burst.
-      set(CURLOPT_PIPEWAIT, 1L);
-      t.pipewait = true;
     } else if (options_.http2) {
       set(CURLOPT_HTTP_VERSION, static_cast<long>(CURL_HTTP_VERSION_2TLS));
-      // Only https can be multiplexed under 2TLS; waiting on a plain-http connection would just
-      // serialise the first burst behind one HTTP/1.1 response.
-      if (starts_with_icase(req.url, "https://")) {
-        set(CURLOPT_PIPEWAIT, 1L);
-        t.pipewait = true;
-      }
     } else {
       set(CURLOPT_HTTP_VERSION, static_cast<long>(CURL_HTTP_VERSION_1_1));
     }
+    if (wants_pipewait(req)) {
+      if (!kept) set(CURLOPT_PIPEWAIT, 1L);
+      t.pipewait = true;
+    }
 
     const std::string& method = req.method;
-    if (iequals(method, "GET")) {
+    if (!post && iequals(method, "GET")) {
       set(CURLOPT_HTTPGET, 1L);
-    } else if (iequals(method, "HEAD")) {
+    } else if (!post && iequals(method, "HEAD")) {
       set(CURLOPT_NOBODY, 1L);
     } else {
-      const bool post = iequals(method, "POST");
       if (!post) set(CURLOPT_CUSTOMREQUEST, method.c_str());
       if (post || !req.body.empty()) {
         // Size first: without it curl would strlen() the body.
@@ -631,22 +701,27 @@ struct Client::Impl {
     }
 
     if (!req.basic_auth.empty()) {
-      set(CURLOPT_HTTPAUTH, static_cast<unsigned long>(CURLAUTH_BASIC));
+      if (!kept) set(CURLOPT_HTTPAUTH, static_cast<unsigned long>(CURLAUTH_BASIC));
       set(CURLOPT_USERPWD, req.basic_auth.c_str());
     }
 
-    auto append = [&](const char* line) {
-      curl_slist* head = curl_slist_append(t.header_list.get(), line);
-      if (head == nullptr) return false;  // the list built so far stays owned by header_list
-      if (!t.header_list) t.header_list.reset(head);  // later appends keep the same head
-      return true;
-    };
-    for (const auto& header : req.headers) {
-      if (!append(header.c_str())) return CURLE_OUT_OF_MEMORY;
+    // The list's nodes point at the request's own lines, which live as long as the Transfer:
+    // curl_slist_append would allocate a node and a copy per line. curl only reads this list.
+    std::vector<std::string>& lines = t.request.headers;
+    const std::size_t count = lines.size() + 1;
+    curl_slist* nodes = t.header_nodes.data();
+    if (count > t.header_nodes.size()) {
+      try {
+        t.more_header_nodes.resize(count);
+      } catch (const std::bad_alloc&) {
+        return CURLE_OUT_OF_MEMORY;
+      }
+      nodes = t.more_header_nodes.data();
     }
+    for (std::size_t i = 0; i < lines.size(); ++i) nodes[i] = curl_slist{lines[i].data(), &nodes[i + 1]};
     // An empty "Expect:" stops curl from waiting for 100-continue before large bodies.
-    if (!append("Expect:")) return CURLE_OUT_OF_MEMORY;
-    set(CURLOPT_HTTPHEADER, t.header_list.get());
+    nodes[count - 1] = curl_slist{t.no_expect.data(), nullptr};
+    set(CURLOPT_HTTPHEADER, nodes);
     return rc;
   }
 
@@ -667,20 +742,43 @@ struct Client::Impl {
     return {};
   }
 
-  EasyPtr acquire_handle() {
+  /// Gives the transfer an idle handle, with the profile its last transfer left, or a new one.
+  bool acquire_handle(Transfer& t) {
     if (!free_handles_.empty()) {
-      EasyPtr easy = std::move(free_handles_.back());
+      t.easy = std::move(free_handles_.back().easy);
+      t.handle_profile = free_handles_.back().profile;
       free_handles_.pop_back();
-      return easy;
+      return true;
     }
-    return EasyPtr(curl_easy_init());
+    t.easy.reset(curl_easy_init());
+    t.handle_profile = kFreshHandle;
+    return t.easy != nullptr;
   }
 
-  void release_handle(EasyPtr easy) {
+  /// Takes the transfer's handle back for reuse. Whatever it keeps, the idle handle holds no
+  /// pointer into the finished Transfer.
+  void release_handle(Transfer& t) {
+    EasyPtr easy = std::move(t.easy);
     if (!easy) return;
-    // Reset now: the handle must not keep pointers into the finished Transfer while idle.
-    curl_easy_reset(easy.get());
-    if (free_handles_.size() < kMaxFreeHandles) free_handles_.push_back(std::move(easy));
+    if (free_handles_.size() >= kMaxFreeHandles) return;  // cleaned up here, while `t` lives
+    CURL* handle = easy.get();
+    std::uint8_t profile = t.handle_profile;
+    if ((profile & kHttpPostHandle) != 0) {
+      // Kept for the next POST of this profile, which sets these again (configure_transport, and
+      // configure_http: POSTFIELDS, HTTPHEADER). Pointer options only: curl copies strings.
+      curl_easy_setopt(handle, CURLOPT_ERRORBUFFER, static_cast<char*>(nullptr));
+      curl_easy_setopt(handle, CURLOPT_WRITEDATA, static_cast<void*>(nullptr));
+      curl_easy_setopt(handle, CURLOPT_HEADERDATA, static_cast<void*>(nullptr));
+      curl_easy_setopt(handle, CURLOPT_POSTFIELDS, static_cast<const char*>(nullptr));
+      curl_easy_setopt(handle, CURLOPT_HTTPHEADER, static_cast<curl_slist*>(nullptr));
+      // curl's copy of the credentials, likewise set again by the next POST of this profile: an
+      // idle handle should not hold a secret.
+      if ((profile & kBasicAuthFlag) != 0) curl_easy_setopt(handle, CURLOPT_USERPWD, static_cast<const char*>(nullptr));
+    } else if (profile != kFreshHandle) {
+      curl_easy_reset(handle);
+      profile = kFreshHandle;
+    }
+    free_handles_.push_back(IdleHandle{std::move(easy), profile});
   }
 
   void start(Pending&& pending, bool h2c_retry = false) {
@@ -708,8 +806,7 @@ struct Client::Impl {
       fail_before_start(*transfer, std::string(invalid));
       return;
     }
-    transfer->easy = acquire_handle();
-    if (!transfer->easy) {
+    if (!acquire_handle(*transfer)) {
       fail_before_start(*transfer, "curl_easy_init failed");
       return;
     }
@@ -745,8 +842,7 @@ struct Client::Impl {
   }
 
   void fail_before_start(Transfer& t, std::string error) {
-    t.header_list.reset();
-    release_handle(std::move(t.easy));
+    release_handle(t);
     Response response;
     response.transport_error = std::move(error);
     deliver(t.callback, std::move(response));
@@ -808,8 +904,7 @@ struct Client::Impl {
         H2cOrigin& o = h2c_origins_[url_origin(t->request.url)];
         if (o.state == H2cOrigin::open) o.state = H2cOrigin::closed;
         curl_multi_remove_handle(multi_.get(), easy);
-        t->header_list.reset();
-        release_handle(std::move(t->easy));
+        release_handle(*t);
         start(Pending{std::move(t->request), std::move(t->callback)}, true);
         return;
       }
@@ -839,8 +934,7 @@ struct Client::Impl {
       }
     }
     curl_multi_remove_handle(multi_.get(), easy);
-    t->header_list.reset();
-    release_handle(std::move(t->easy));
+    release_handle(*t);
     deliver(t->callback, std::move(response));
   }
 
@@ -895,8 +989,7 @@ struct Client::Impl {
     pipewait_active_ = 0;
     for (auto& [easy, transfer] : active) {
       curl_multi_remove_handle(multi_.get(), easy);
-      transfer->header_list.reset();
-      release_handle(std::move(transfer->easy));
+      release_handle(*transfer);
       answer_stopped(transfer->callback);
     }
     auto origins = std::move(h2c_origins_);
@@ -924,7 +1017,11 @@ struct Client::Impl {
   Options options_;
   // Declared before the handles below so that it is destroyed after them.
   MultiPtr multi_;
-  std::vector<EasyPtr> free_handles_;                                 ///< I/O thread only
+  struct IdleHandle {
+    EasyPtr easy;
+    std::uint8_t profile = kFreshHandle;  ///< what its last transfer left set (see configure())
+  };
+  std::vector<IdleHandle> free_handles_;                              ///< I/O thread only
   std::unordered_map<CURL*, std::unique_ptr<Transfer>> active_;       ///< I/O thread only
   std::atomic<std::size_t> in_flight_{0};
   bool submitted_on_thread_ = false;  ///< I/O thread only: a callback queued work

@@ -50,6 +50,7 @@ std::string_view trim(std::string_view s) {
 ///   /echo      201, body = request body, echoes method and some request headers back
 ///   /fast      202, empty body
 ///   /hang      never answers (holds the connection until the client closes it)
+///   /folded    200 with a folded header line, blanks around names and values, an empty value
 ///   /continue  an unsolicited "100 Continue" with a header, then 200 "ok"
 ///   /big       200 with a 17 MiB body
 class TestServer {
@@ -151,6 +152,9 @@ class TestServer {
         out += "Content-Length: " + std::to_string(request.body.size()) + "\r\n\r\n" + request.body;
       } else if (request.target == "/fast") {
         out = "HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n";
+      } else if (request.target == "/folded") {
+        out = "HTTP/1.1 200 OK\r\nX-Folded: first\r\n \t second\r\nX-Padded \t:  \t padded value \t\r\n"
+              "X-Empty:\r\nContent-Length: 0\r\n\r\n";
       } else if (request.target == "/continue") {
         out = "HTTP/1.1 100 Continue\r\nX-Interim: yes\r\n\r\n"
               "HTTP/1.1 200 OK\r\nX-Final: yes\r\nContent-Length: 2\r\n\r\nok";
@@ -314,6 +318,24 @@ TEST(HttpClient, HeadersFromAnInterimResponseAreDropped) {
   EXPECT_EQ(responses[0].body, "ok");
   EXPECT_EQ(responses[0].header("x-final"), "yes");
   EXPECT_EQ(responses[0].header("x-interim"), "");
+}
+
+TEST(HttpClient, HeaderNamesAndValuesAreTrimmedAndFoldedLinesJoined) {
+  TestServer server;
+  Collector collector;
+  Client client;
+  Request request = post(server.url("/folded"));
+  request.method = "GET";
+  client.submit(std::move(request), collector.callback());
+  ASSERT_TRUE(collector.wait_for(1));
+  const Response r = collector.take()[0];
+  ASSERT_EQ(r.status, 200) << r.transport_error;
+  EXPECT_EQ(r.header("x-folded"), "first second");
+  EXPECT_EQ(r.header("x-padded"), "padded value");
+  ASSERT_EQ(r.headers.size(), 4U);
+  EXPECT_EQ(r.headers[1].first, "x-padded");
+  EXPECT_EQ(r.headers[2].first, "x-empty");
+  EXPECT_EQ(r.headers[2].second, "");
 }
 
 TEST(HttpClient, ThousandConcurrentRequestsCompleteExactlyOnce) {
