@@ -3,7 +3,6 @@
 // requests where providers have free slots once their "sending" marks are durable, and hands
 // each answer to the DeliveryMachine. Everything here runs on the loop thread.
 #include <algorithm>
-#include <iterator>
 
 #include <boost/asio/post.hpp>
 
@@ -463,10 +462,7 @@ void Engine::Impl::dispatch(std::int64_t now) {
       return;
     }
   }
-  for (SendingMark& m : sends->marks) {
-    std::move(m.events.begin(), m.events.end(), std::back_inserter(marks.events));
-    marks.updates.push_back(std::move(m.update));
-  }
+  for (SendingMark& m : sends->marks) write_mark(marks, m);
   store->submit(std::move(marks), [this, sends](std::exception_ptr err, WriteBatch&) {
     auto unsent = [](http::Callback& cb, const char* why) {
       http::Response r;

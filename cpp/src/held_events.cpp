@@ -10,8 +10,6 @@
 //   attempt instead of two each. After a crash the journal's replay applies it.
 //
 // Either is written on its own after held_event_ms at the latest, and on flush and close.
-#include <iterator>
-
 #include "engine_impl.hpp"
 
 namespace herald {
@@ -43,8 +41,7 @@ void Engine::Impl::hold_mark(Delivery& x, SendingMark m, std::uint64_t ticket) {
 
 void Engine::Impl::release_mark(Delivery& x, bool superseded, WriteBatch& into) {
   auto& held = *x.held_mark;
-  std::move(held.mark.events.begin(), held.mark.events.end(), std::back_inserter(into.events));
-  if (!superseded) into.updates.push_back(std::move(held.mark.update));
+  write_mark(into, held.mark, !superseded);
   into.settles.push_back(held.ticket);
   x.held_mark.reset();
 }

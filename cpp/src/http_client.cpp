@@ -646,20 +646,21 @@ struct Client::Impl {
     const Request& req = t.request;
     const bool smtp = is_smtp_url(req.url);
     const bool post = iequals(req.method, "POST");
+    const bool pipewait = !smtp && wants_pipewait(req);
     std::uint8_t profile = kDirtyHandle;
     if (!smtp && post) {
-      profile = kHttpPostHandle | (wants_pipewait(req) ? kPipewaitFlag : 0) | (req.basic_auth.empty() ? 0 : kBasicAuthFlag);
+      profile = kHttpPostHandle | (pipewait ? kPipewaitFlag : 0) | (req.basic_auth.empty() ? 0 : kBasicAuthFlag);
     }
     const bool kept = profile != kDirtyHandle && profile == t.handle_profile;
     if (!kept && t.handle_profile != kFreshHandle) curl_easy_reset(t.easy.get());
     t.handle_profile = kDirtyHandle;  // until every option below is set
-    const CURLcode rc = smtp ? configure_smtp(t) : configure_http(t, post, kept);
+    const CURLcode rc = smtp ? configure_smtp(t) : configure_http(t, post, pipewait, kept);
     if (rc == CURLE_OK) t.handle_profile = profile;
     return rc;
   }
 
   /// configure() for an HTTP request; `kept`: the handle is set up for this request's profile.
-  CURLcode configure_http(Transfer& t, bool post, bool kept) {
+  CURLcode configure_http(Transfer& t, bool post, bool pipewait, bool kept) {
     CURL* easy = t.easy.get();
     const Request& req = t.request;
     CURLcode rc = configure_transport(t, "http,https", &on_header, kept);
@@ -681,7 +682,7 @@ struct Client::Impl {
     } else {
       set(CURLOPT_HTTP_VERSION, static_cast<long>(CURL_HTTP_VERSION_1_1));
     }
-    if (wants_pipewait(req)) {
+    if (pipewait) {
       if (!kept) set(CURLOPT_PIPEWAIT, 1L);
       t.pipewait = true;
     }

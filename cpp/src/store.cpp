@@ -87,8 +87,8 @@ CREATE TABLE IF NOT EXISTS events (
 ) WITHOUT ROWID;
 )sql";
 
-/// Rows (or records of marks) journaled and not yet committed beyond which their submitter waits
-/// for a commit again.
+/// Journaled and not yet committed beyond which their submitter waits for a commit again: rows
+/// for send(), parts of records (rows, marks) for the loop's marks.
 constexpr std::size_t max_journaled_rows = 10'000;
 
 constexpr const char* select_columns =
@@ -247,6 +247,16 @@ void log_intake(DeliveryLog& log, const Notification& n, std::int64_t& seq) {
   const std::int64_t ts_us = n.created_at_ms * 1000;
   log.append(make_intake_event(n, EventKind::received, seq++, ts_us));
   log.append(make_intake_event(n, EventKind::queued, seq++, ts_us));
+}
+
+/// Whether the row of `u` shows its attempt (or a later one) committed; `attempt_of` reads a
+/// row's attempt by id.
+bool committed_before(sqlite3_stmt* attempt_of, const StateUpdate& u) {
+  sqlite3_bind_int64(attempt_of, 1, u.id);
+  // No row: retention deleted it since, so it was final (committed) long ago.
+  const bool committed = sqlite3_step(attempt_of) != SQLITE_ROW || sqlite3_column_int(attempt_of, 0) >= u.delivery.attempt;
+  sqlite3_reset(attempt_of);
+  return committed;
 }
 
 }  // namespace
@@ -633,11 +643,10 @@ void Store::replay_journal() {
   // Then the sending marks whose write never happened, with their events: each starts an
   // attempt (attempts only grow), so a row that shows that attempt has it, or a later state of it.
   Pending marks;
+  const Stmt attempt_of = write_db_->prepare("SELECT attempt FROM notifications WHERE id=?");
   for (JournalRecord& record : records) {
     for (SendingMark& m : record.marks) {
-      if (committed_before(m.update)) continue;
-      marks.batch.updates.push_back(std::move(m.update));
-      std::move(m.events.begin(), m.events.end(), std::back_inserter(marks.batch.events));
+      if (!committed_before(attempt_of.get(), m.update)) write_mark(marks.batch, m);
     }
   }
   if (!marks.batch.empty()) {
@@ -650,18 +659,6 @@ void Store::replay_journal() {
     if (!apply(work)) throw StoreError("cannot replay the journal's sending marks");
   }
   journal_->discard_recovered();
-}
-
-bool Store::committed_before(const StateUpdate& u) {
-  sqlite3_stmt* raw = nullptr;
-  if (sqlite3_prepare_v2(write_db_->db.get(), "SELECT attempt FROM notifications WHERE id=?", -1, &raw, nullptr) !=
-      SQLITE_OK) {
-    throw StoreError("cannot read " + db_path_.string() + ": " + sqlite3_errmsg(write_db_->db.get()));
-  }
-  const Stmt s(raw);
-  sqlite3_bind_int64(raw, 1, u.id);
-  // No row: retention deleted it since, so it was final (committed) long ago.
-  return sqlite3_step(raw) != SQLITE_ROW || sqlite3_column_int(raw, 0) >= u.delivery.attempt;
 }
 
 bool Store::submit_journaled(WriteBatch& batch, Done& done) {

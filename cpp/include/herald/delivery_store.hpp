@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <exception>
 #include <functional>
+#include <iterator>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -121,9 +122,18 @@ struct WriteBatch {
   /// entry per mark: the store settles them once it commits.
   std::vector<std::uint64_t> settles = {};
   [[nodiscard]] bool empty() const {
-    return inserts.empty() && updates.empty() && events.empty() && receipts.empty() && suppressions.empty();
+    return inserts.empty() && updates.empty() && events.empty() && receipts.empty() && suppressions.empty() &&
+           settles.empty();
   }
 };
+
+/// Moves the mark's events, and its state unless `with_state` is false (a later state of the
+/// same attempt supersedes it), into `into`.
+inline void write_mark(WriteBatch& into, SendingMark& m, bool with_state = true) {
+  into.events.insert(into.events.end(), std::make_move_iterator(m.events.begin()),
+                     std::make_move_iterator(m.events.end()));
+  if (with_state) into.updates.push_back(std::move(m.update));
+}
 
 /// Identity of a notification found by its idempotency key.
 struct IdempotencyHit {

@@ -154,8 +154,6 @@ class Store final : public DeliveryStore {
   /// Inserts what a previous process left in the intake journal and applies its sending marks
   /// that never committed, then deletes the journal's files.
   void replay_journal();
-  /// Whether the row of `u` shows its attempt (or a later one) committed.
-  bool committed_before(const StateUpdate& u);
   void journal_done(const Pending& p);
 
   std::filesystem::path dir_;
