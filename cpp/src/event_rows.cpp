@@ -26,32 +26,43 @@ std::vector<std::vector<const Event*>> group_for_rows(std::span<const Event* con
 std::string pack_earlier_events(std::span<const Event* const> group) {
   std::string out;
   if (group.size() < 2) return out;
-  out.reserve(96 * (group.size() - 1));
-  out += '[';
+  using detail::JsonWriter;
+  // Sized once for the longest the text can be, then written without a check per field (one
+  // such text per notification and commit, on the store's thread).
+  std::size_t bound = 2;
   for (std::size_t i = 0; i + 1 < group.size(); ++i) {
     const Event& e = *group[i];
-    if (i > 0) out += ',';
-    out += '[';
-    detail::append_int(out, e.seq);
-    out += ',';
-    detail::append_int(out, e.ts_us);
-    out += ',';
-    detail::append_json_string(out, to_string(e.kind));
-    out += ',';
-    detail::append_int(out, e.attempt);
-    out += ',';
-    detail::append_json_string(out, e.provider);
-    out += ',';
-    detail::append_int(out, e.latency_us);
-    out += ',';
-    detail::append_int(out, e.http_status);
-    out += ',';
-    detail::append_json_string(out, e.detail);
-    out += ',';
-    detail::append_int(out, e.step);
-    out += ']';
+    bound += 12 + 6 * JsonWriter::int_bound + JsonWriter::string_bound(to_string(e.kind)) +
+             JsonWriter::string_bound(e.provider) + JsonWriter::string_bound(e.detail);
   }
-  out += ']';
+  out.resize(bound);
+  JsonWriter w(out.data());
+  w.raw('[');
+  for (std::size_t i = 0; i + 1 < group.size(); ++i) {
+    const Event& e = *group[i];
+    if (i > 0) w.raw(',');
+    w.raw('[');
+    w.integer(e.seq);
+    w.raw(',');
+    w.integer(e.ts_us);
+    w.raw(',');
+    w.string(to_string(e.kind));
+    w.raw(',');
+    w.integer(e.attempt);
+    w.raw(',');
+    w.string(e.provider);
+    w.raw(',');
+    w.integer(e.latency_us);
+    w.raw(',');
+    w.integer(e.http_status);
+    w.raw(',');
+    w.string(e.detail);
+    w.raw(',');
+    w.integer(e.step);
+    w.raw(']');
+  }
+  w.raw(']');
+  out.resize(static_cast<std::size_t>(w.end() - out.data()));
   return out;
 }
 

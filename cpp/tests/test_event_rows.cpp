@@ -1,5 +1,7 @@
 #include <gtest/gtest.h>
 
+#include <limits>
+
 #include "herald/errors.hpp"
 #include "herald/event_rows.hpp"
 
@@ -37,6 +39,33 @@ TEST(EventRows, GroupsEachNotificationsEventsInSeqOrder) {
   EXPECT_EQ(groups[1][1]->seq, 12);
   ASSERT_EQ(groups[2].size(), 1u);
   EXPECT_EQ(groups[2][0]->notification_id, 0);
+}
+
+TEST(EventRows, EarlierEventsAtTheirLongestRoundTrip) {
+  // The packed text is written into room sized once: every field at its longest must fit.
+  std::vector<Event> events;
+  for (int i = 0; i < 3; ++i) {
+    Event e = ev(7, std::numeric_limits<std::int64_t>::min() + i, EventKind::failed_over, std::string(300, '\x01'));
+    e.ts_us = std::numeric_limits<std::int64_t>::min();
+    e.latency_us = std::numeric_limits<std::int64_t>::min();
+    e.attempt = std::numeric_limits<int>::min();
+    e.http_status = std::numeric_limits<int>::min();
+    e.step = std::numeric_limits<int>::min();
+    e.provider = std::string(200, '"');
+    events.push_back(std::move(e));
+  }
+  std::vector<const Event*> ptrs;
+  for (const auto& e : events) ptrs.push_back(&e);
+  const std::string more = pack_earlier_events(ptrs);
+  std::vector<Event> out;
+  unpack_earlier_events(more, 7, out);
+  ASSERT_EQ(out.size(), 2u);
+  EXPECT_EQ(out[1].seq, std::numeric_limits<std::int64_t>::min() + 1);
+  EXPECT_EQ(out[1].ts_us, std::numeric_limits<std::int64_t>::min());
+  EXPECT_EQ(out[1].attempt, std::numeric_limits<int>::min());
+  EXPECT_EQ(out[1].step, std::numeric_limits<int>::min());
+  EXPECT_EQ(out[1].provider, events[1].provider);
+  EXPECT_EQ(out[1].detail, events[1].detail);
 }
 
 TEST(EventRows, ARowOfOneEventPacksNothing) {
