@@ -5,7 +5,7 @@
 /// holds one event). Why: a notification's usual life is four events in two commits (routed and
 /// sending, then accepted and completed), and each row is a B-tree insert that cost more than the
 /// bytes it carries. The row is keyed by its last event's seq, so MAX(seq) still finds the newest.
-/// SQL readers see one row per event through the view `all_events` (store.cpp's schema).
+/// SQL readers see one row per event through the view `all_events` (store_schema.cpp).
 #include <span>
 #include <string>
 #include <string_view>
