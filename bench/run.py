@@ -329,6 +329,8 @@ def scenario_wire(tmp: Path) -> dict:
         "wire_herald_per_s": w["herald_per_s"]["median"],
         "wire_herald_vs_raw": w["herald_vs_raw"]["median"],
         "wire_raw_cpu_us": w["raw_curl_cpu_us"]["median"],
+        "wire_raw_beast_per_s": w["raw_beast_per_s"]["median"],
+        "wire_raw_beast_cpu_us": w["raw_beast_cpu_us"]["median"],
         "wire_herald_cpu_us": w["herald_cpu_us"]["median"],
         **{f"wire_cpu_us_{t.replace('-', '_')}": v for t, v in w["herald_cpu_us_by_thread"].items()},
         "send_one_thread_per_s": w["send_one_per_s"]["median"],

@@ -8,6 +8,9 @@ Runs alternate (raw, herald, raw, herald, ...), each in a fresh process, and the
 medians with min-max. CPU is read per thread from /proc (schedstat: nanoseconds on a CPU) and for
 nginx's processes, and divided by the notifications of the run.
 
+A probe runs beside them: the same POSTs, with the webhook's header lines, written and read by
+Boost.Beast on one thread (`_core._raw_beast_rate`), for what a client without libcurl would cost.
+
 Also the intake: `send()` one at a time from one Python thread (rate, p50, p99) and from 8
 threads together, delivery held back by `send_at` so only the intake is measured.
 
@@ -191,6 +194,21 @@ def child_raw(url: str, n: int, in_flight: int) -> dict:
     return {"per_s": r["per_s"], "cpu_us": r["cpu_s"] * 1e6 / n}
 
 
+def child_beast(url: str, n: int, in_flight: int) -> dict:
+    """The same POSTs as herald's webhook (its header lines) by Boost.Beast: what a client without
+    libcurl costs per request here (a probe, not the ceiling the ratio is taken against)."""
+    from urllib.parse import urlsplit
+
+    from herald import _core
+
+    u = urlsplit(url)
+    args = (u.hostname, u.port, u.path or "/", RAW_BODY)
+    _core._raw_beast_rate(*args, min(n, 2000), in_flight)  # warm-up
+    r = _core._raw_beast_rate(*args, n, in_flight)
+    assert r["ok"] == n, r
+    return {"per_s": r["per_s"], "cpu_us": r["cpu_s"] * 1e6 / n}
+
+
 def _engine(data_dir: Path, url: str, in_flight: int, **options):
     from herald import Engine, Plan, RuleSet
 
@@ -307,14 +325,16 @@ def measure(n: int = 20_000, reps: int = 3, in_flight: int = 128, workers: int =
     """The figures; with `baseline` (a folder holding another build's `herald` package) each of its
     runs alternates with this build's, in the same conditions, and its figures come back under
     "baseline" (this machine's speed drifts by a third from minute to minute: compare within a run)."""
-    raw_runs, herald_runs, base_runs = [], [], []
+    raw_runs, herald_runs, base_runs, beast_runs = [], [], [], []
     send_one, send_eight, base_one, base_eight = [], [], [], []
     with NginxSink(workers) as sink:
         for _ in range(reps):
             raw_runs.append(_child("raw", sink.url, n, in_flight, sink))
+            beast_runs.append(_child("beast", sink.url, n, in_flight, sink))
             herald_runs.append(_child("herald", sink.url, n, in_flight, sink))
-            line = f"  raw {raw_runs[-1]['per_s']:,.0f}/s  herald {herald_runs[-1]['per_s']:,.0f}/s " \
-                   f"({herald_runs[-1]['cpu_us']} CPU-µs)"
+            line = f"  raw {raw_runs[-1]['per_s']:,.0f}/s ({raw_runs[-1]['cpu_us']:.1f} CPU-µs)  " \
+                   f"beast {beast_runs[-1]['per_s']:,.0f}/s ({beast_runs[-1]['cpu_us']:.1f})  " \
+                   f"herald {herald_runs[-1]['per_s']:,.0f}/s ({herald_runs[-1]['cpu_us']} CPU-µs)"
             if baseline:
                 base_runs.append(_child("herald", sink.url, n, in_flight, sink, baseline))
                 line += f"  baseline {base_runs[-1]['per_s']:,.0f}/s ({base_runs[-1]['cpu_us']} CPU-µs)"
@@ -326,6 +346,9 @@ def measure(n: int = 20_000, reps: int = 3, in_flight: int = 128, workers: int =
                 base_one.append(_child("send_one", sink.url, sends, in_flight, None, baseline))
                 base_eight.append(_child("send_8", sink.url, sends * 2, in_flight, None, baseline))
     out = _figures(n, reps, in_flight, workers, raw_runs, herald_runs, send_one, send_eight)
+    out["raw_beast_per_s"] = _summary([r["per_s"] for r in beast_runs])
+    out["raw_beast_cpu_us"] = _summary([r["cpu_us"] for r in beast_runs])
+    out["nginx_cpu_us_beast"] = _summary([r["nginx_cpu_us"] for r in beast_runs])
     if baseline:
         out["baseline"] = _figures(n, reps, in_flight, workers, raw_runs, base_runs, base_one, base_eight)
         out["baseline"]["package"] = baseline
@@ -368,12 +391,14 @@ def main() -> int:
     ap.add_argument("--workers", type=int, default=1, help="nginx worker processes")
     ap.add_argument("--baseline", help="a folder holding another build's herald package: its runs alternate with "
                                        "this build's (before/after figures in the same conditions)")
-    ap.add_argument("--child", choices=["raw", "herald", "send_one", "send_8"], help=argparse.SUPPRESS)
+    ap.add_argument("--child", choices=["raw", "beast", "herald", "send_one", "send_8"], help=argparse.SUPPRESS)
     ap.add_argument("--url", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         if args.child == "raw":
             out = child_raw(args.url, args.n, args.in_flight)
+        elif args.child == "beast":
+            out = child_beast(args.url, args.n, args.in_flight)
         elif args.child == "herald":
             out = child_herald(args.url, args.n, args.in_flight)
         elif args.child == "send_one":

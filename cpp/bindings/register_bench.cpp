@@ -3,12 +3,20 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <functional>
+#include <memory>
 #include <mutex>
 
+#include <boost/asio/connect.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http.hpp>
 #include <curl/curl.h>
 #include <sys/resource.h>
 
 #include "herald/delivery.hpp"
+#include "herald/errors.hpp"
 #include "herald/http_client.hpp"
 
 namespace herald::bindings {
@@ -133,6 +141,96 @@ py::dict raw_curl_rate(const std::string& url, const std::string& body, std::siz
   return out;
 }
 
+/// A second ceiling for the wire benchmark: the same POSTs as herald's webhook (its four header
+/// lines, a fresh id per request) written and read by Boost.Beast over Asio on the calling
+/// thread, `in_flight` keep-alive connections to `host`:`port`. It measures what an HTTP/1.1
+/// client without libcurl costs per request on this machine (bench/wire_bench.py reports it
+/// beside the libcurl ceiling).
+py::dict raw_beast_rate(const std::string& host, int port, const std::string& target, const std::string& body,
+                        std::size_t total, std::size_t in_flight) {
+  namespace beast = boost::beast;
+  namespace bhttp = beast::http;
+  using tcp = boost::asio::ip::tcp;
+  std::size_t ok = 0, failed = 0, started = 0;
+  double seconds = 0, cpu_s = 0;
+  std::string error;
+  {
+    py::gil_scoped_release release;
+    boost::asio::io_context io(1);
+    const std::string host_header = host + ":" + std::to_string(port);
+    struct Connection {
+      explicit Connection(boost::asio::io_context& io) : socket(io) {}
+      tcp::socket socket;
+      beast::flat_buffer buffer;
+      bhttp::request<bhttp::string_body> request;
+      bhttp::response<bhttp::string_body> response;
+    };
+    std::vector<std::unique_ptr<Connection>> connections;
+    std::function<void(Connection&)> next = [&](Connection& c) {
+      if (started >= total || !error.empty()) return;
+      const std::string id = std::to_string(117'701'635'973'316'608LL + static_cast<long long>(++started));
+      c.request = {};
+      c.request.method(bhttp::verb::post);
+      c.request.target(target);
+      c.request.version(11);
+      c.request.set(bhttp::field::host, host_header);
+      c.request.set(bhttp::field::content_type, "application/json");
+      c.request.set("X-Herald-Id", id);
+      c.request.set("X-Herald-Attempt", "1");
+      c.request.set("Idempotency-Key", "herald-" + id);
+      c.request.body() = body;
+      c.request.prepare_payload();
+      bhttp::async_write(c.socket, c.request, [&, conn = &c](beast::error_code ec, std::size_t) {
+        if (ec) {
+          error = "write: " + ec.message();
+          return;
+        }
+        conn->response = {};
+        bhttp::async_read(conn->socket, conn->buffer, conn->response, [&, conn](beast::error_code ec2, std::size_t) {
+          if (ec2) {
+            error = "read: " + ec2.message();
+            return;
+          }
+          const unsigned status = conn->response.result_int();
+          (status >= 200 && status < 300) ? ++ok : ++failed;
+          next(*conn);
+        });
+      });
+    };
+    try {
+      const tcp::endpoint at(boost::asio::ip::make_address(host), static_cast<unsigned short>(port));
+      for (std::size_t i = 0; i < std::max<std::size_t>(1, std::min(in_flight, total)); ++i) {
+        auto c = std::make_unique<Connection>(io);
+        c->socket.connect(at);
+        c->socket.set_option(tcp::no_delay(true));
+        connections.push_back(std::move(c));
+      }
+    } catch (const std::exception& e) {
+      error = std::string("connect: ") + e.what();
+    }
+    rusage r0{};
+    getrusage(RUSAGE_THREAD, &r0);
+    const auto t0 = std::chrono::steady_clock::now();
+    if (error.empty()) {
+      for (auto& c : connections) next(*c);
+      io.run();
+    }
+    seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    rusage r1{};
+    getrusage(RUSAGE_THREAD, &r1);
+    auto tv = [](const timeval& t) { return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) / 1e6; };
+    cpu_s = tv(r1.ru_utime) + tv(r1.ru_stime) - tv(r0.ru_utime) - tv(r0.ru_stime);
+  }
+  if (!error.empty()) throw Error("raw Beast client: " + error);
+  py::dict out;
+  out["seconds"] = seconds;
+  out["ok"] = ok;
+  out["failed"] = failed;
+  out["per_s"] = static_cast<double>(ok + failed) / seconds;
+  out["cpu_s"] = cpu_s;
+  return out;
+}
+
 }  // namespace
 
 /// Transitions of the delivery machine per second, without I/O: `total` one-step deliveries (take,
@@ -198,6 +296,9 @@ void register_bench(py::module_& m) {
         "Benchmark baseline: POSTs/s of the bare HTTP client against one URL.");
   m.def("_raw_curl_rate", &raw_curl_rate, py::arg("url"), py::arg("body"), py::arg("total"), py::arg("in_flight"),
         "Benchmark ceiling: POSTs/s of plain libcurl multi on the calling thread (bench/wire_bench.py).");
+  m.def("_raw_beast_rate", &raw_beast_rate, py::arg("host"), py::arg("port"), py::arg("target"), py::arg("body"),
+        py::arg("total"), py::arg("in_flight"),
+        "Benchmark probe: the webhook's POSTs/s written and read by Boost.Beast on the calling thread (bench/wire_bench.py).");
 }
 
 }  // namespace herald::bindings
