@@ -6,12 +6,15 @@
 #include "herald/thread_name.hpp"
 #include "herald/http_client.hpp"
 
+#include "h1_client.hpp"
+
 #include <curl/curl.h>
 
 #include <algorithm>
 #include <array>
 #include <atomic>
 #include <climits>
+#include <cstdlib>
 #include <cstdint>
 #include <iterator>
 #include <mutex>
@@ -1055,26 +1058,71 @@ struct Client::Impl {
 
 // ---------------------------------------------------------------------------------------------
 
-Client::Client(Options options) : impl_(std::make_unique<Impl>(options)) {}
+namespace {
+
+/// Whether plain http:// may go by the HTTP/1.1 client: not when told otherwise, and not while
+/// the environment names a proxy libcurl would send it through (read once, at construction).
+bool beast_allowed(const Client::Options& options) {
+  if (!options.http1_on_beast) return false;
+  const char* choice = std::getenv("HERALD_HTTP_CLIENT");
+  if (choice != nullptr && std::string_view(choice) == "curl") return false;
+  for (const char* proxy : {"http_proxy", "all_proxy", "ALL_PROXY"}) {
+    const char* value = std::getenv(proxy);
+    if (value != nullptr && *value != '\0') return false;
+  }
+  return true;
+}
+
+/// The target of a request the HTTP/1.1 client can send as libcurl would: plain http://, no
+/// basic auth (libcurl's), no h2c, and nothing validate() refuses (those go to libcurl, which
+/// answers with the reason).
+std::optional<H1Target> h1_target_of(const Request& r) {
+  if (r.version == Request::Version::http2_prior_knowledge || !r.basic_auth.empty()) return std::nullopt;
+  if (!is_token(r.method) || has_line_break(r.url)) return std::nullopt;
+  for (const auto& header : r.headers) {
+    if (has_line_break(header)) return std::nullopt;
+  }
+  return parse_h1_target(r.url);
+}
+
+}  // namespace
+
+Client::Client(Options options) : impl_(std::make_unique<Impl>(options)) {
+  if (beast_allowed(options)) {
+    H1Client::Options o;
+    o.max_total_connections = options.max_total_connections;
+    o.max_host_connections = options.max_host_connections;
+    o.connect_timeout = options.connect_timeout;
+    h1_ = std::make_unique<H1Client>(o);
+  }
+}
 
 Client::~Client() = default;
 
 void Client::submit(Request request, Callback callback) {
-  std::vector<Impl::Pending> batch;
-  batch.push_back(Impl::Pending{std::move(request), std::move(callback)});
-  impl_->enqueue(std::move(batch));
+  std::vector<std::pair<Request, Callback>> one;
+  one.emplace_back(std::move(request), std::move(callback));
+  submit_many(std::move(one));
 }
 
 void Client::submit_many(std::vector<std::pair<Request, Callback>> batch) {
   std::vector<Impl::Pending> pending;
-  pending.reserve(batch.size());
+  std::vector<H1Client::Job> jobs;
+  pending.reserve(h1_ ? 0 : batch.size());
   for (auto& [request, callback] : batch) {
+    if (h1_) {
+      if (auto target = h1_target_of(request)) {
+        jobs.push_back(H1Client::Job{std::move(request), std::move(*target), std::move(callback)});
+        continue;
+      }
+    }
     pending.push_back(Impl::Pending{std::move(request), std::move(callback)});
   }
-  impl_->enqueue(std::move(pending));
+  if (!jobs.empty()) h1_->submit_many(std::move(jobs));
+  if (!pending.empty()) impl_->enqueue(std::move(pending));
 }
 
-std::size_t Client::in_flight() const { return impl_->in_flight(); }
+std::size_t Client::in_flight() const { return impl_->in_flight() + (h1_ ? h1_->in_flight() : 0); }
 
 Client::Stats Client::stats() const { return impl_->stats(); }
 

@@ -1,5 +1,6 @@
 #pragma once
-/// HTTP client for provider I/O: libcurl's multi interface on one dedicated thread.
+/// HTTP client for provider I/O: libcurl's multi interface on one dedicated thread, and plain
+/// http:// requests on an HTTP/1.1 client of Boost.Beast with a thread of its own (h1_client.hpp).
 ///
 /// Why a thread running curl_multi_poll instead of curl_multi_socket_action on Asio: on these
 /// 2-core machines the poll loop was measured at ~57k POST/s (17 CPU-us each) against ~39k/s
@@ -55,8 +56,11 @@ struct Response {
   [[nodiscard]] std::string header(std::string_view name) const;
 };
 
-/// Called once per submitted request, on the client's own thread. Must not block.
+/// Called once per submitted request, on one of the client's own threads (libcurl's, or the
+/// HTTP/1.1 client's for plain http://). Must not block.
 using Callback = std::function<void(Response&&)>;
+
+class H1Client;  // h1_client.hpp (internal)
 
 class Client {
  public:
@@ -65,6 +69,11 @@ class Client {
     std::size_t max_host_connections = 0;     ///< 0 = unlimited per host
     bool http2 = true;                        ///< negotiate HTTP/2 over TLS where offered
     std::chrono::milliseconds connect_timeout{3000};
+    /// Plain http:// requests go by an HTTP/1.1 client on Boost.Beast with a thread of its own
+    /// (h1_client.hpp: about a third of libcurl's CPU per request); everything else, and every
+    /// request while a proxy is set in the environment (http_proxy, all_proxy) or
+    /// HERALD_HTTP_CLIENT=curl, by libcurl.
+    bool http1_on_beast = true;
   };
 
   explicit Client(Options options);
@@ -73,7 +82,7 @@ class Client {
   Client(const Client&) = delete;
   Client& operator=(const Client&) = delete;
 
-  /// Thread-safe. The callback fires exactly once.
+  /// Thread-safe. The callback fires exactly once, on one of the client's threads.
   void submit(Request request, Callback callback);
   /// Thread-safe batch form: one wake-up of the I/O thread for many requests.
   void submit_many(std::vector<std::pair<Request, Callback>> batch);
@@ -94,6 +103,7 @@ class Client {
  private:
   struct Impl;
   std::unique_ptr<Impl> impl_;
+  std::unique_ptr<H1Client> h1_;  ///< null when plain http:// goes by libcurl too
 };
 
 /// `text` (an error message) with the request's secrets replaced by "[redacted]": URL userinfo
