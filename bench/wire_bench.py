@@ -17,6 +17,7 @@ threads together, delivery held back by `send_at` so only the intake is measured
     python bench/wire_bench.py              # prints the figures as JSON
     python bench/wire_bench.py --n 20000 --reps 3
     python bench/wire_bench.py --baseline /tmp/herald-before   # before/after, runs alternating
+    python bench/wire_bench.py --baseline curl   # this build, plain http:// on libcurl vs on Beast
 """
 
 from __future__ import annotations
@@ -299,11 +300,14 @@ def child_send_threads(url: str, n: int, threads: int) -> dict:
 def _child(kind: str, url: str, n: int, in_flight: int, sink: NginxSink | None = None,
            package: str | None = None) -> dict:
     """One run in a fresh interpreter; adds nginx's CPU per notification when a sink is given.
-    `package`: a folder holding another build's `herald` package, imported instead of this one."""
+    `package`: a folder holding another build's `herald` package, imported instead of this one;
+    "curl": this build with HERALD_HTTP_CLIENT=curl."""
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", kind, "--url", url, "--n", str(n),
            "--in-flight", str(in_flight)]
     env = dict(os.environ)
-    if package:
+    if package == "curl":  # this build with libcurl for plain http:// too (before the Beast client)
+        env["HERALD_HTTP_CLIENT"] = "curl"
+    elif package:
         env["PYTHONPATH"] = package
     before = sink.cpu_ns() if sink else 0
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env, cwd=tempfile.gettempdir())
@@ -390,7 +394,8 @@ def main() -> int:
     ap.add_argument("--in-flight", type=int, default=128)
     ap.add_argument("--workers", type=int, default=1, help="nginx worker processes")
     ap.add_argument("--baseline", help="a folder holding another build's herald package: its runs alternate with "
-                                       "this build's (before/after figures in the same conditions)")
+                                       "this build's (before/after figures in the same conditions); 'curl': this "
+                                       "build with HERALD_HTTP_CLIENT=curl")
     ap.add_argument("--child", choices=["raw", "beast", "herald", "send_one", "send_8"], help=argparse.SUPPRESS)
     ap.add_argument("--url", help=argparse.SUPPRESS)
     args = ap.parse_args()

@@ -758,7 +758,9 @@ std::size_t count_headers(const http::Response& r, std::string_view name) {
 
 }  // namespace
 
-TEST(HttpClientHandleReuse, EveryKindAfterEveryKindBehavesAsOnAFreshHandle) {
+/// `on_beast`: plain http:// goes by the HTTP/1.1 client on Beast (the default), else by libcurl
+/// like everything else; both must put the same request on the wire.
+void every_kind_after_every_kind(bool on_beast) {
   Recorder recorder;
   http::Server http1({}, recorder.handler());
   http::H2cServer h2c({}, recorder.handler());
@@ -767,7 +769,9 @@ TEST(HttpClientHandleReuse, EveryKindAfterEveryKindBehavesAsOnAFreshHandle) {
   config.settings["username"] = "mailer";
   config.secrets["password"] = "s3cret-pass";
   const auto mailer = make_adapter(config);
-  http::Client client;
+  http::Client::Options options;
+  options.http1_on_beast = on_beast;
+  http::Client client(options);
 
   int step = 0;
   int mails = 0;
@@ -859,3 +863,7 @@ TEST(HttpClientHandleReuse, EveryKindAfterEveryKindBehavesAsOnAFreshHandle) {
     EXPECT_EQ(m["body"], "message " + std::to_string(std::atoi(to.c_str() + 4)) + "\n");
   }
 }
+
+TEST(HttpClientHandleReuse, EveryKindAfterEveryKindBehavesAsOnAFreshHandle) { every_kind_after_every_kind(false); }
+
+TEST(HttpClientHandleReuse, PlainHttpOnBeastPutsTheSameRequestsOnTheWire) { every_kind_after_every_kind(true); }
