@@ -45,7 +45,8 @@ TEST(EventRows, EarlierEventsAtTheirLongestRoundTrip) {
   // The packed text is written into room sized once: every field at its longest must fit.
   std::vector<Event> events;
   for (int i = 0; i < 3; ++i) {
-    Event e = ev(7, std::numeric_limits<std::int64_t>::min() + i, EventKind::failed_over, std::string(300, '\x01'));
+    Event e = ev(7, i, EventKind::failed_over, std::string(300, '\x01'));
+    e.seq = std::numeric_limits<std::int64_t>::min() + i;
     e.ts_us = std::numeric_limits<std::int64_t>::min();
     e.latency_us = std::numeric_limits<std::int64_t>::min();
     e.attempt = std::numeric_limits<int>::min();
