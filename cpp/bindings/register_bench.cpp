@@ -76,6 +76,25 @@ py::dict raw_http_rate(const std::string& url, std::size_t total, std::size_t in
   return out;
 }
 
+/// CPU seconds (user and system) this thread has spent so far.
+double thread_cpu_seconds() {
+  rusage r{};
+  getrusage(RUSAGE_THREAD, &r);
+  auto tv = [](const timeval& t) { return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) / 1e6; };
+  return tv(r.ru_utime) + tv(r.ru_stime);
+}
+
+/// What a ceiling measurement returns to bench/wire_bench.py.
+py::dict ceiling_figures(double seconds, std::size_t ok, std::size_t failed, double cpu_s) {
+  py::dict out;
+  out["seconds"] = seconds;
+  out["ok"] = ok;
+  out["failed"] = failed;
+  out["per_s"] = static_cast<double>(ok + failed) / seconds;
+  out["cpu_s"] = cpu_s;
+  return out;
+}
+
 /// The physical ceiling for the wire benchmark (bench/wire_bench.py): plain libcurl multi on the
 /// calling thread, `in_flight` reused easy handles POSTing `body` to `url` with keep-alive, no
 /// wrapper of ours around it. Returns the rate and the CPU this thread spent (RUSAGE_THREAD).
@@ -103,8 +122,7 @@ py::dict raw_curl_rate(const std::string& url, const std::string& body, std::siz
       curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, discard);
       curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
     }
-    rusage r0{};
-    getrusage(RUSAGE_THREAD, &r0);
+    const double cpu0 = thread_cpu_seconds();
     const auto t0 = std::chrono::steady_clock::now();
     for (CURL* easy : handles) start(easy);
     while (done < total) {
@@ -124,21 +142,12 @@ py::dict raw_curl_rate(const std::string& url, const std::string& body, std::siz
       if (done < total) curl_multi_poll(multi, nullptr, 0, 1000, nullptr);
     }
     seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    rusage r1{};
-    getrusage(RUSAGE_THREAD, &r1);
-    auto tv = [](const timeval& t) { return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) / 1e6; };
-    cpu_s = tv(r1.ru_utime) + tv(r1.ru_stime) - tv(r0.ru_utime) - tv(r0.ru_stime);
+    cpu_s = thread_cpu_seconds() - cpu0;
     for (CURL* easy : handles) curl_easy_cleanup(easy);
     curl_slist_free_all(headers);
     curl_multi_cleanup(multi);
   }
-  py::dict out;
-  out["seconds"] = seconds;
-  out["ok"] = ok;
-  out["failed"] = failed;
-  out["per_s"] = static_cast<double>(total) / seconds;
-  out["cpu_s"] = cpu_s;
-  return out;
+  return ceiling_figures(seconds, ok, failed, cpu_s);
 }
 
 /// A second ceiling for the wire benchmark: the same POSTs as herald's webhook (its four header
@@ -208,27 +217,17 @@ py::dict raw_beast_rate(const std::string& host, int port, const std::string& ta
     } catch (const std::exception& e) {
       error = std::string("connect: ") + e.what();
     }
-    rusage r0{};
-    getrusage(RUSAGE_THREAD, &r0);
+    const double cpu0 = thread_cpu_seconds();
     const auto t0 = std::chrono::steady_clock::now();
     if (error.empty()) {
       for (auto& c : connections) next(*c);
       io.run();
     }
     seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    rusage r1{};
-    getrusage(RUSAGE_THREAD, &r1);
-    auto tv = [](const timeval& t) { return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) / 1e6; };
-    cpu_s = tv(r1.ru_utime) + tv(r1.ru_stime) - tv(r0.ru_utime) - tv(r0.ru_stime);
+    cpu_s = thread_cpu_seconds() - cpu0;
   }
   if (!error.empty()) throw Error("raw Beast client: " + error);
-  py::dict out;
-  out["seconds"] = seconds;
-  out["ok"] = ok;
-  out["failed"] = failed;
-  out["per_s"] = static_cast<double>(ok + failed) / seconds;
-  out["cpu_s"] = cpu_s;
-  return out;
+  return ceiling_figures(seconds, ok, failed, cpu_s);
 }
 
 }  // namespace

@@ -19,6 +19,7 @@
 #include <boost/beast/http.hpp>
 
 #include "herald/thread_name.hpp"
+#include "http_text.hpp"
 
 namespace herald::http {
 
@@ -30,28 +31,17 @@ using steady = std::chrono::steady_clock;
 
 namespace {
 
-/// Bodies past this fail the request, as on libcurl's side: provider answers are small.
-constexpr std::uint64_t kMaxBodyBytes = std::uint64_t{16} << 20;
+using text::iequals;
+using text::kBodyTooLarge;
+using text::kStoppedError;
+using text::trim;
+
+/// Bodies past this fail the request, as on libcurl's side.
+constexpr std::uint64_t kMaxBodyBytes = text::kMaxBodyBytes;
 /// A response's header block may be this large (Beast's default is 8 KiB).
 constexpr std::uint32_t kMaxHeaderBytes = 1u << 20;
 /// An idle connection older than this is closed rather than reused (libcurl's CURLOPT_MAXAGE_CONN).
 constexpr std::chrono::seconds kMaxIdleAge{118};
-constexpr std::string_view kStoppedError = "client stopped";
-
-constexpr char ascii_lower(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; }
-constexpr bool is_blank(char c) { return c == ' ' || c == '\t'; }
-
-bool iequals(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           return ascii_lower(x) == ascii_lower(y);
-         });
-}
-
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && is_blank(s.front())) s.remove_prefix(1);
-  while (!s.empty() && (is_blank(s.back()) || s.back() == '\r' || s.back() == '\n')) s.remove_suffix(1);
-  return s;
-}
 
 /// Beast's string_view (Boost's) from the standard one, and back.
 beast::string_view bsv(std::string_view s) { return {s.data(), s.size()}; }
@@ -138,7 +128,6 @@ struct H1Client::Impl {
     std::uint64_t sequence = 0;  ///< of the exchange: a timer firing for an earlier one is ignored
     bool used = false;           ///< has carried an exchange to its end (so the server may have closed it since)
     bool timed_out = false;
-    bool connecting = false;
     steady::time_point idle_since;
   };
 
@@ -242,7 +231,6 @@ struct H1Client::Impl {
     all_.push_back(c);
     ++open_;
     ++per_host_[key];
-    c->connecting = true;
     const auto deadline = std::min(x.started + x.job.request.timeout, steady::now() + options_.connect_timeout);
     c->exchange = std::move(x);
     arm_timer(c, deadline);
@@ -270,7 +258,6 @@ struct H1Client::Impl {
         return fail(c, ec, "Failed to connect to " + t.host + " port " + std::to_string(t.port) + " after " +
                                std::to_string(waited.count()) + " ms");
       }
-      c->connecting = false;
       beast::error_code ignored;
       c->socket.set_option(tcp::no_delay(true), ignored);
       c->socket.set_option(asio::socket_base::keep_alive(true), ignored);
@@ -368,7 +355,7 @@ struct H1Client::Impl {
     response.headers.reserve(12);
     for (const auto& field : message) {
       std::string name(ssv(field.name_string()));
-      for (char& ch : name) ch = ascii_lower(ch);
+      for (char& ch : name) ch = text::ascii_lower(ch);
       response.headers.emplace_back(std::move(name), std::string(trim(ssv(field.value()))));
     }
     response.body = std::move(message.body());
@@ -406,9 +393,9 @@ struct H1Client::Impl {
       x.retried = true;
       return start(std::move(x));
     }
-    std::string text = doing + ": " + ec.message();
-    if (ec == bhttp::error::body_limit) text = "response body larger than 16 MiB";
-    answer(x, error_response(redact(std::move(text), x.job.request)));
+    std::string error = doing + ": " + ec.message();
+    if (ec == bhttp::error::body_limit) error = std::string(kBodyTooLarge);
+    answer(x, error_response(redact(std::move(error), x.job.request)));
   }
 
   void arm_timer(const ConnectionPtr& c, steady::time_point deadline) {
@@ -454,9 +441,9 @@ struct H1Client::Impl {
     draining_ = false;
   }
 
-  static Response error_response(std::string text) {
+  static Response error_response(std::string what) {
     Response r;
-    r.transport_error = std::move(text);
+    r.transport_error = std::move(what);
     return r;
   }
 

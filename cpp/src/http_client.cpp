@@ -7,6 +7,7 @@
 #include "herald/http_client.hpp"
 
 #include "h1_client.hpp"
+#include "http_text.hpp"
 
 #include <curl/curl.h>
 
@@ -52,12 +53,8 @@ constexpr int kIdlePollMs = 1000;
 constexpr int kPendingPollMs = 50;
 /// Idle easy handles kept for reuse at most (each holds a few KiB of buffers).
 constexpr std::size_t kMaxFreeHandles = 4096;
-constexpr std::string_view kStoppedError = "client stopped";
 /// Upper bound on HTTP/2 streams curl multiplexes on one connection (CURLMOPT_MAX_CONCURRENT_STREAMS).
 constexpr long kMaxStreamsPerConnection = 1000;
-/// Bodies past this fail the transfer: provider answers are small, and an endpoint that streams
-/// without end must not exhaust memory.
-constexpr std::size_t kMaxBodyBytes = std::size_t{16} << 20;
 /// Response headers reserved for at the first one (an API's answer carries about a dozen).
 constexpr std::size_t kReservedHeaders = 12;
 
@@ -94,31 +91,15 @@ long clamp_to_long(std::chrono::milliseconds value) {
   return count > LONG_MAX ? LONG_MAX : static_cast<long>(count);
 }
 
-// ASCII only and inline: protocol names and header names are ASCII, and libc's tolower is a
-// call per byte (a thousand instructions per request in the header callback) that also follows
-// the process locale.
-constexpr char ascii_lower(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; }
+using text::ascii_lower;
+using text::iequals;
+using text::is_space;
+using text::kMaxBodyBytes;
+using text::kStoppedError;
+using text::trim;
 
 constexpr bool ascii_alnum(char c) {
   return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
-}
-
-bool iequals(std::string_view a, std::string_view b) {
-  return a.size() == b.size() &&
-         std::equal(a.begin(), a.end(), b.begin(),
-                    [](char x, char y) { return ascii_lower(x) == ascii_lower(y); });
-}
-
-constexpr bool is_space(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; }
-
-// Plain loops: find_first_not_of searches the set for every byte, and the header callback trims
-// three times per line.
-std::string_view trim(std::string_view s) {
-  std::size_t first = 0;
-  std::size_t last = s.size();
-  while (first < last && is_space(s[first])) ++first;
-  while (last > first && is_space(s[last - 1])) --last;
-  return s.substr(first, last - first);
 }
 
 bool starts_with_icase(std::string_view s, std::string_view prefix) {
@@ -337,6 +318,24 @@ std::size_t on_header(char* data, std::size_t size, std::size_t count, void* use
     return 0;
   }
   return bytes;
+}
+
+/// Why `req` may not be sent, or empty. Both clients would send these fields verbatim, so a line
+/// break would let a caller inject header lines (or SMTP commands).
+std::string_view validate(const Request& req) {
+  if (!is_token(req.method)) return "invalid request method";
+  if (has_line_break(req.url)) return "invalid url";
+  for (const auto& header : req.headers) {
+    if (has_line_break(header)) return "invalid request header";
+  }
+  if (has_line_break(req.basic_auth)) return "invalid basic_auth";
+  // curl sends the envelope verbatim in MAIL FROM / RCPT TO: a line break would add commands.
+  if (has_line_break(req.mail_from)) return "invalid mail_from";
+  for (const auto& rcpt : req.mail_rcpt) {
+    if (has_line_break(rcpt)) return "invalid mail_rcpt";
+  }
+  if (is_smtp_url(req.url) && req.mail_rcpt.empty()) return "smtp request without mail_rcpt";
+  return {};
 }
 
 /// The Message-ID field of an RFC 5322 message's header block (up to the first empty line), or "".
@@ -729,23 +728,6 @@ struct Client::Impl {
     return rc;
   }
 
-  /// Rejects what curl would send verbatim and so let a caller inject header lines.
-  static std::string_view validate(const Request& req) {
-    if (!is_token(req.method)) return "invalid request method";
-    if (has_line_break(req.url)) return "invalid url";
-    for (const auto& header : req.headers) {
-      if (has_line_break(header)) return "invalid request header";
-    }
-    if (has_line_break(req.basic_auth)) return "invalid basic_auth";
-    // curl sends the envelope verbatim in MAIL FROM / RCPT TO: a line break would add commands.
-    if (has_line_break(req.mail_from)) return "invalid mail_from";
-    for (const auto& rcpt : req.mail_rcpt) {
-      if (has_line_break(rcpt)) return "invalid mail_rcpt";
-    }
-    if (is_smtp_url(req.url) && req.mail_rcpt.empty()) return "smtp request without mail_rcpt";
-    return {};
-  }
-
   /// Gives the transfer an idle handle, with the profile its last transfer left, or a new one.
   bool acquire_handle(Transfer& t) {
     if (!free_handles_.empty()) {
@@ -928,7 +910,7 @@ struct Client::Impl {
       response.status = t->smtp ? smtp_error_reply(easy) : 0;
       response.timed_out = result == CURLE_OPERATION_TIMEDOUT;
       if (t->body_too_large) {
-        response.transport_error = "response body larger than 16 MiB";
+        response.transport_error = std::string(text::kBodyTooLarge);
       } else {
         std::string error = curl_easy_strerror(result);
         if (const std::string_view detail(t->error_buffer.data()); !detail.empty()) {
@@ -1078,10 +1060,7 @@ bool beast_allowed(const Client::Options& options) {
 /// answers with the reason).
 std::optional<H1Target> h1_target_of(const Request& r) {
   if (r.version == Request::Version::http2_prior_knowledge || !r.basic_auth.empty()) return std::nullopt;
-  if (!is_token(r.method) || has_line_break(r.url)) return std::nullopt;
-  for (const auto& header : r.headers) {
-    if (has_line_break(header)) return std::nullopt;
-  }
+  if (!validate(r).empty()) return std::nullopt;
   return parse_h1_target(r.url);
 }
 
