@@ -5,6 +5,8 @@ from __future__ import annotations
 import ast
 import importlib
 import pkgutil
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -63,3 +65,29 @@ def test_the_distribution_name_is_free_on_pypi_and_the_import_name_is_herald() -
     assert pyproject["project"]["name"] == "herald-engine"
     assert pyproject["tool"]["scikit-build"]["wheel"]["packages"] == ["python/herald"]
     assert pyproject["project"]["scripts"] == {"herald": "herald.cli:main"}
+
+
+def _python(code: str) -> str:
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    return done.stdout.strip()
+
+
+def test_sqlite_memory_statistics_are_off_when_herald_is_imported_first() -> None:
+    # Every SQLite allocation took a process-wide mutex for them (herald::Store says why).
+    assert _python("import herald._core as c; print(c._sqlite_memory_stats_off())") == "True"
+
+
+def test_an_engine_works_when_sqlite_was_initialised_before_herald(tmp_path: Path) -> None:
+    # SQLite then refuses the setting: the statistics stay on, and nothing else changes.
+    code = f"""
+import sqlite3
+sqlite3.connect(":memory:").execute("select 1")
+import herald
+from herald import Engine, Plan, RuleSet
+print(herald._core._sqlite_memory_stats_off())
+rules = RuleSet({{"note": lambda n: Plan("email", ["p"], "hello")}})
+with Engine({str(tmp_path)!r}, rules=rules, providers=[{{"name": "p", "kind": "webhook", "url": "http://127.0.0.1:9/x"}}]) as e:
+    r = e.send(type="note", recipient={{"id": "u1", "email": "u1@example.test"}}, send_at=4102444800)
+    print(e.status(r.id).state)
+"""
+    assert _python(code).split() == ["False", "queued"]

@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <charconv>
 #include <cstdio>
+#include <cstring>
 
 #include "herald/errors.hpp"
 #include "herald/json_text.hpp"
@@ -18,7 +19,7 @@ namespace herald {
 DeliveryLog::DeliveryLog(std::filesystem::path dir, std::int64_t segment_bytes)
     : dir_(std::move(dir)), segment_bytes_(segment_bytes) {
   std::filesystem::create_directories(dir_);
-  buffer_.reserve(1 << 16);
+  buffer_.resize((1 << 16) + (8 << 10));  // a flush comes at 64 KiB: room for the line that crosses it
 }
 
 DeliveryLog::~DeliveryLog() {
@@ -34,6 +35,13 @@ std::string DeliveryLog::to_json_line(const Event& e) {
 }
 
 void DeliveryLog::append_line(std::string& out, const Event& e) {
+  const std::size_t start = out.size();
+  out.resize(start + line_bound(e));
+  char* end = write_line(out.data() + start, e);
+  out.resize(static_cast<std::size_t>(end - out.data()));
+}
+
+std::size_t DeliveryLog::line_bound(const Event& e) {
   using detail::JsonWriter;
   // Sized once for the longest this line can be, then written without a capacity check per
   // field: the log costs a line per event, on the store's thread (about half the time it took
@@ -43,9 +51,12 @@ void DeliveryLog::append_line(std::string& out, const Event& e) {
                                     e.detail};
   std::size_t bound = 1024;  // the keys and punctuation (~330), nine integers and the cost
   for (const auto t : texts) bound += JsonWriter::string_bound(t);
-  const std::size_t start = out.size();
-  out.resize(start + bound);
-  JsonWriter w(out.data() + start);
+  return bound;
+}
+
+char* DeliveryLog::write_line(char* at, const Event& e) {
+  using detail::JsonWriter;
+  JsonWriter w(at);
   w.raw("{\"v\":");
   w.integer(log_schema_version);
   w.raw(",\"ts_us\":");
@@ -119,7 +130,7 @@ void DeliveryLog::append_line(std::string& out, const Event& e) {
     w.string(e.detail);
   }
   w.raw('}');
-  out.resize(static_cast<std::size_t>(w.end() - out.data()));
+  return w.end();
 }
 
 void DeliveryLog::open_segment(std::int64_t first_seq) {
@@ -138,43 +149,52 @@ void DeliveryLog::append(const Event& e) {
   if (fd_ < 0 || written_ >= segment_bytes_) {
     if (flush()) open_segment(e.seq);  // rotate only once the old segment holds every line
   }
-  const auto before = buffer_.size();
-  append_line(buffer_, e);
-  buffer_ += '\n';
-  written_ += static_cast<std::int64_t>(buffer_.size() - before);
-  if (buffer_.size() >= (1u << 16)) flush();
+  const std::size_t room = line_bound(e) + 1;
+  if (buffer_.size() < used_ + room) buffer_.resize(std::max(used_ + room, 2 * buffer_.size()));
+  char* end = write_line(buffer_.data() + used_, e);
+  *end++ = '\n';
+  const auto line_bytes = static_cast<std::size_t>(end - (buffer_.data() + used_));
+  used_ += line_bytes;
+  written_ += static_cast<std::int64_t>(line_bytes);
+  if (used_ >= (1u << 16)) flush();
 }
 
 bool DeliveryLog::flush() {
-  if (buffer_.empty()) return true;
+  if (used_ == 0) return true;
   if (fd_ >= 0) {
     std::size_t done = 0;
-    while (done < buffer_.size()) {
-      const ssize_t n = ::write(fd_, buffer_.data() + done, buffer_.size() - done);
+    while (done < used_) {
+      const ssize_t n = ::write(fd_, buffer_.data() + done, used_ - done);
       if (n < 0 && errno == EINTR) continue;
       if (n <= 0) break;
       done += static_cast<std::size_t>(n);
     }
-    if (done == buffer_.size()) {
+    if (done == used_) {
       on_disk_ += static_cast<std::int64_t>(done);
-      buffer_.clear();
+      used_ = 0;
       return true;
     }
     // A full disk took part of a line: cut the segment back so every line in it stays whole.
     if (done > 0 && ::ftruncate(fd_, static_cast<off_t>(on_disk_)) != 0) {
       on_disk_ += static_cast<std::int64_t>(done);  // could not cut back: keep what did land, resend the rest
-      buffer_.erase(0, done);
+      drop_front(done);
     }
   }
-  if (buffer_.size() > max_held_bytes) {
+  if (used_ > max_held_bytes) {
     // Too much held for too long: drop the oldest whole lines.
-    std::size_t cut = buffer_.size() - max_held_bytes;
-    const auto nl = buffer_.find('\n', cut);
-    cut = nl == std::string::npos ? buffer_.size() : nl + 1;
-    dropped_lines_ += static_cast<std::uint64_t>(std::count(buffer_.begin(), buffer_.begin() + static_cast<std::ptrdiff_t>(cut), '\n'));
-    buffer_.erase(0, cut);
+    const std::string_view held(buffer_.data(), used_);
+    std::size_t cut = used_ - max_held_bytes;
+    const auto nl = held.find('\n', cut);
+    cut = nl == std::string_view::npos ? used_ : nl + 1;
+    dropped_lines_ += static_cast<std::uint64_t>(std::count(held.begin(), held.begin() + static_cast<std::ptrdiff_t>(cut), '\n'));
+    drop_front(cut);
   }
   return false;
+}
+
+void DeliveryLog::drop_front(std::size_t bytes) {
+  std::memmove(buffer_.data(), buffer_.data() + bytes, used_ - bytes);
+  used_ -= bytes;
 }
 
 }  // namespace herald

@@ -234,7 +234,7 @@ void Engine::Impl::request_token_if_due(ProviderSlot& p, std::int64_t now) {
   if (!req) return;
   ProviderSlot* pp = &p;  // providers never change after start: the pointer stays valid
   http->submit(std::move(*req), [this, pp](http::Response&& resp) {
-    asio::post(io, [this, pp, r = std::move(resp)] {
+    answers.put([this, pp, r = std::move(resp)] {
       pp->adapter->on_token_response(r, clock->now_ms());
       post_pump();
     });
@@ -294,7 +294,7 @@ void Engine::Impl::start_one(Delivery& x, ProviderSlot& p, std::int64_t now, con
       count.lookups.fetch_add(1, std::memory_order_relaxed);
       ProviderSlot* pp = &p;
       sends.add(std::move(*req), [this, pp, nid, t = std::move(text)](http::Response&& resp) mutable {
-        asio::post(io, [this, pp, nid, t = std::move(t), r = std::move(resp)]() mutable {
+        answers.put([this, pp, nid, t = std::move(t), r = std::move(resp)]() mutable {
           on_in_doubt_lookup(*pp, nid, t, std::move(r));
         });
       });
@@ -322,7 +322,7 @@ void Engine::Impl::start_one(Delivery& x, ProviderSlot& p, std::int64_t now, con
   sends.add(
       std::move(req),
       [this, pp, nid](http::Response&& resp) {
-        asio::post(io, [this, pp, nid, r = std::move(resp)]() mutable { on_response(*pp, nid, std::move(r)); });
+        answers.put([this, pp, nid, r = std::move(resp)]() mutable { on_response(*pp, nid, std::move(r)); });
       },
       x.n.expires_at_ms);
 }
@@ -405,7 +405,7 @@ void Engine::Impl::start_batch(Delivery& first, ProviderSlot& p, std::int64_t no
   sends.add(
       std::move(req),
       [this, pp, m = std::move(members)](http::Response&& resp) mutable {
-        asio::post(io, [this, pp, m = std::move(m), r = std::move(resp)]() mutable {
+        answers.put([this, pp, m = std::move(m), r = std::move(resp)]() mutable {
           on_batch_response(*pp, m, std::move(r));
         });
       },
@@ -472,6 +472,7 @@ void Engine::Impl::dispatch(std::int64_t now) {
     if (err) {
       // Nothing was recorded, so nothing may be sent: answer each as a transport failure.
       for (auto& [req, cb] : sends->requests) unsent(cb, "store failed before sending");
+      answers.wake();  // answered here, not by the client: no round of its ends after them
       return;
     }
     const std::int64_t committed_at = clock->now_ms();
@@ -486,6 +487,7 @@ void Engine::Impl::dispatch(std::int64_t now) {
         go.emplace_back(std::move(req), std::move(cb));
       }
     }
+    answers.wake();  // for any answered above as expired
     if (!go.empty()) http->submit_many(std::move(go));
   });
 }

@@ -88,6 +88,7 @@ Engine::Impl::Impl(EngineOptions opts, std::shared_ptr<Router> r)
   store = std::move(embedded);
   ids.raise_floor(store->max_id());
   http::Client::Options http_options;
+  http_options.after_answers = [this] { answers.wake(); };
   http = std::make_unique<http::Client>(http_options);
   for (auto& x : store->suppressions()) {
     std::string key = suppression_key(x.channel, x.address);

@@ -31,6 +31,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 
+#include "answer_inbox.hpp"
 #include "herald/call_gate.hpp"
 #include "herald/circuit_breaker.hpp"
 #include "herald/clock.hpp"
@@ -109,6 +110,7 @@ struct Engine::Impl {
   // ---- loop thread state ----
   asio::io_context io{1};
   asio::executor_work_guard<asio::io_context::executor_type> work{io.get_executor()};
+  AnswerInbox answers{io};  ///< the client's callbacks keep answers here; the loop takes them per round
   DeliveryMachine machine;
   std::unique_ptr<RateLimiter> rates = std::make_unique<LocalRateLimiter>();  ///< per provider
   Scheduler scheduler;

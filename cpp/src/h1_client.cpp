@@ -459,6 +459,22 @@ struct H1Client::Impl {
       }
     }
     owner_.in_flight_.fetch_sub(1, std::memory_order_acq_rel);
+    end_round_later();
+  }
+
+  /// The round ends once the handlers already queued have run (the other sockets that were ready
+  /// with this one): the hook is queued behind them, once per round.
+  void end_round_later() {
+    if (!options_.after_answers || round_end_queued_) return;
+    round_end_queued_ = true;
+    asio::post(io_, [this] {
+      round_end_queued_ = false;
+      try {
+        options_.after_answers();
+      } catch (...) {
+        // Swallowed, as a callback's exception is.
+      }
+    });
   }
 
   void stop_on_thread() {
@@ -484,6 +500,7 @@ struct H1Client::Impl {
 
   H1Client& owner_;
   Options options_;
+  bool round_end_queued_ = false;  ///< the after_answers hook is posted and has not run yet
   asio::io_context io_{1};
   asio::executor_work_guard<asio::io_context::executor_type> work_;
   std::thread thread_;

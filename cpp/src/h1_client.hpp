@@ -13,6 +13,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -41,6 +42,7 @@ class H1Client {
     std::size_t max_total_connections = 512;  ///< 0 = unlimited
     std::size_t max_host_connections = 0;     ///< 0 = unlimited
     std::chrono::milliseconds connect_timeout{3000};
+    std::function<void()> after_answers;  ///< as Client::Options::after_answers
   };
   struct Job {
     Request request;

@@ -446,6 +446,7 @@ struct Client::Impl {
     // A submit() racing the destructor from another thread may have landed after the thread's
     // last drain; answer it here so its callback still fires once.
     answer_queued_as_stopped();
+    end_round();
     // Members then go in reverse order: free easy handles before the multi that cached conns.
   }
 
@@ -521,6 +522,7 @@ struct Client::Impl {
         curl_multi_perform(multi_.get(), &running);
       }
       if (promote_h2c_openers()) submitted_on_thread_ = true;  // transfers released: perform again
+      end_round();
       // Callbacks that submitted did not wake us: go straight back to the queue instead.
       if (!std::exchange(submitted_on_thread_, false)) poll(may_have_pending());
     }
@@ -960,6 +962,17 @@ struct Client::Impl {
     }
     // After the callback, so in_flight() == 0 means every callback has returned.
     in_flight_.fetch_sub(1, std::memory_order_acq_rel);
+    answered_in_round_ = true;
+  }
+
+  /// Options::after_answers, when this round ran a callback.
+  void end_round() {
+    if (!std::exchange(answered_in_round_, false) || !options_.after_answers) return;
+    try {
+      options_.after_answers();
+    } catch (...) {
+      // Swallowed, as a callback's exception is.
+    }
   }
 
   void answer_stopped(Callback& callback) {
@@ -985,6 +998,7 @@ struct Client::Impl {
     }
     // Callbacks above may have submitted more: answer until the queue stays empty.
     answer_queued_as_stopped();
+    end_round();
   }
 
   void answer_queued_as_stopped() {
@@ -1010,6 +1024,7 @@ struct Client::Impl {
   std::vector<IdleHandle> free_handles_;                              ///< I/O thread only
   std::unordered_map<CURL*, std::unique_ptr<Transfer>> active_;       ///< I/O thread only
   std::atomic<std::size_t> in_flight_{0};
+  bool answered_in_round_ = false;   ///< a callback ran since the last end_round()
   bool submitted_on_thread_ = false;  ///< I/O thread only: a callback queued work
   std::size_t pipewait_active_ = 0;   ///< I/O thread only: active transfers with PIPEWAIT
   std::atomic<std::uint64_t> idle_poll_expiries_{0};     ///< written by the I/O thread only
@@ -1072,6 +1087,7 @@ Client::Client(Options options) : impl_(std::make_unique<Impl>(options)) {
     o.max_total_connections = options.max_total_connections;
     o.max_host_connections = options.max_host_connections;
     o.connect_timeout = options.connect_timeout;
+    o.after_answers = options.after_answers;
     h1_ = std::make_unique<H1Client>(o);
   }
 }

@@ -82,7 +82,13 @@ Store::Store(const std::filesystem::path& dir, StoreOptions options)
   });
 }
 
+bool Store::turn_off_sqlite_memory_stats() {
+  static const bool off = sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0) == SQLITE_OK;
+  return off;
+}
+
 void Store::open(const std::filesystem::path& dir) {
+  turn_off_sqlite_memory_stats();
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (ec) throw StoreError("cannot create data directory " + dir.string() + ": " + ec.message());

@@ -583,6 +583,70 @@ TEST(HttpClient, CallbackMaySubmitAgain) {
   EXPECT_EQ(server.requests(), 10U);
 }
 
+/// What the after_answers hook saw: how many callbacks had returned at each of its calls.
+class RoundLog {
+ public:
+  void callback_returned() { answered_.fetch_add(1); }
+  void hook() {
+    std::lock_guard lock(mutex_);  // the client's thread writes, the test's reads
+    seen_.push_back(answered_.load());
+  }
+  std::vector<std::size_t> seen() {
+    std::lock_guard lock(mutex_);
+    return seen_;
+  }
+
+ private:
+  std::atomic<std::size_t> answered_{0};
+  std::mutex mutex_;
+  std::vector<std::size_t> seen_;
+};
+
+TEST(HttpClient, AfterAnswersFollowsEveryRoundOfCallbacksOnBothClients) {
+  constexpr std::size_t kRequests = 200;
+  for (const bool beast : {true, false}) {
+    SCOPED_TRACE(beast ? "plain http:// on Beast" : "plain http:// on libcurl");
+    TestServer server;
+    RoundLog rounds;
+    Client::Options options;
+    options.http1_on_beast = beast;
+    options.after_answers = [&] { rounds.hook(); };
+    Client client(options);
+    std::vector<std::pair<Request, herald::http::Callback>> batch;
+    for (std::size_t i = 0; i < kRequests; ++i) {
+      batch.emplace_back(post(server.url("/echo"), "x"), [&](Response&&) { rounds.callback_returned(); });
+    }
+    client.submit_many(std::move(batch));
+    // The hook runs after the last callback too: some call of it sees every answer.
+    ASSERT_TRUE(wait_until([&] {
+      const auto seen = rounds.seen();
+      return !seen.empty() && seen.back() == kRequests;
+    }));
+    const auto seen = rounds.seen();
+    EXPECT_TRUE(std::is_sorted(seen.begin(), seen.end()));
+    EXPECT_LE(seen.size(), kRequests);  // never more calls than answers
+    EXPECT_GE(seen.front(), 1U);        // never a call before a callback
+  }
+}
+
+TEST(HttpClient, AfterAnswersFollowsTheAnswersOfAStoppingClient) {
+  for (const bool beast : {true, false}) {
+    SCOPED_TRACE(beast ? "plain http:// on Beast" : "plain http:// on libcurl");
+    TestServer server;
+    RoundLog rounds;
+    Client::Options options;
+    options.http1_on_beast = beast;
+    options.after_answers = [&] { rounds.hook(); };
+    auto client = std::make_unique<Client>(options);
+    Request request = post(server.url("/hang"), "x");
+    request.timeout = 60s;
+    client->submit(std::move(request), [&](Response&&) { rounds.callback_returned(); });
+    ASSERT_TRUE(wait_until([&] { return server.requests() == 1; }));
+    client.reset();  // answers "client stopped", then the hook: both before this returns
+    EXPECT_EQ(rounds.seen(), std::vector<std::size_t>{1});
+  }
+}
+
 TEST(HttpClient, DestructorAnswersEveryPendingRequestOnce) {
   constexpr std::size_t kHanging = 50;
   constexpr std::size_t kQueued = 50;

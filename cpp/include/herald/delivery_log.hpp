@@ -38,13 +38,22 @@ class DeliveryLog {
 
  private:
   void open_segment(std::int64_t first_seq);
+  /// The most bytes write_line() can write for `e`.
+  static std::size_t line_bound(const Event& e);
+  /// Writes the line for `e` at `at` (room for line_bound(e) bytes): its end.
+  static char* write_line(char* at, const Event& e);
+  /// Forgets the first `bytes` of the held lines.
+  void drop_front(std::size_t bytes);
 
   std::filesystem::path dir_;
   std::int64_t segment_bytes_;
   std::int64_t written_ = 0;
   int fd_ = -1;
   std::int64_t on_disk_ = 0;  ///< bytes of the segment known to be written (a short write is cut back to it)
+  /// Lines not yet written: the first `used_` bytes. Its size only grows, so a line is written
+  /// into room already there instead of room zero-filled for it each time.
   std::string buffer_;
+  std::size_t used_ = 0;
   std::uint64_t dropped_lines_ = 0;
 };
 

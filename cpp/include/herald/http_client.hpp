@@ -57,7 +57,8 @@ struct Response {
 };
 
 /// Called once per submitted request, on one of the client's own threads (libcurl's, or the
-/// HTTP/1.1 client's for plain http://). Must not block.
+/// HTTP/1.1 client's for plain http://). Must not block. Options::after_answers follows each
+/// round of them.
 using Callback = std::function<void(Response&&)>;
 
 class H1Client;  // h1_client.hpp (internal)
@@ -74,6 +75,11 @@ class Client {
     /// request while a proxy is set in the environment (http_proxy, all_proxy) or
     /// HERALD_HTTP_CLIENT=curl, by libcurl.
     bool http1_on_beast = true;
+    /// Called on the client's thread after it has run a round of callbacks (one or more), before
+    /// it waits again; and once more after the callbacks a stopping client answers. A caller that
+    /// gathers answers in its callbacks hands them on here: one hand-over (and one wake-up of
+    /// whoever takes them) per round, rather than one per answer. Must not block.
+    std::function<void()> after_answers;
   };
 
   explicit Client(Options options);
