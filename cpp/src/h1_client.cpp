@@ -3,6 +3,8 @@
 #include "h1_client.hpp"
 
 #include <algorithm>
+#include <array>
+#include <charconv>
 #include <deque>
 #include <mutex>
 #include <thread>
@@ -43,8 +45,7 @@ constexpr std::uint32_t kMaxHeaderBytes = 1u << 20;
 /// An idle connection older than this is closed rather than reused (libcurl's CURLOPT_MAXAGE_CONN).
 constexpr std::chrono::seconds kMaxIdleAge{118};
 
-/// Beast's string_view (Boost's) from the standard one, and back.
-beast::string_view bsv(std::string_view s) { return {s.data(), s.size()}; }
+/// The standard string_view from Beast's (Boost's).
 std::string_view ssv(beast::string_view s) { return {s.data(), s.size()}; }
 
 /// A byte that a URL may carry to the server as it is.
@@ -102,6 +103,57 @@ std::optional<H1Target> parse_h1_target(std::string_view url) {
   return t;
 }
 
+void write_request_head(std::string& out, const Request& r, const H1Target& t) {
+  struct Line {
+    std::string_view name;
+    std::string_view value;
+  };
+  // Reused: no allocation per request once it has grown.
+  thread_local std::vector<Line> lines;
+  lines.clear();
+  const auto erase = [](std::string_view name) {
+    std::erase_if(lines, [name](const Line& l) { return iequals(l.name, name); });
+  };
+  lines.push_back({"Host", t.host_header});
+  lines.push_back({"Accept", "*/*"});
+  const bool post = r.method == "POST";
+  bool content_type = false;
+  for (const std::string& line : r.headers) {
+    const auto colon = line.find(':');
+    if (colon == std::string::npos) {
+      if (!line.empty() && line.back() == ';') lines.push_back({trim(std::string_view(line).substr(0, line.size() - 1)), ""});
+      continue;
+    }
+    const std::string_view name = trim(std::string_view(line).substr(0, colon));
+    const std::string_view value = trim(std::string_view(line).substr(colon + 1));
+    if (name.empty()) continue;
+    if (value.empty()) {  // libcurl: remove the line it would add; add nothing
+      erase(name);
+      continue;
+    }
+    if (iequals(name, "Host") || iequals(name, "Accept")) erase(name);  // the caller's replaces ours
+    if (iequals(name, "Content-Type")) content_type = true;
+    lines.push_back({name, value});
+  }
+  char length[24];
+  if (post || !r.body.empty()) {
+    if (post && !content_type) {
+      erase("Content-Type");
+      lines.push_back({"Content-Type", "application/x-www-form-urlencoded"});
+    }
+    erase("Content-Length");
+    const auto end = std::to_chars(length, length + sizeof length, r.body.size()).ptr;
+    lines.push_back({"Content-Length", std::string_view(length, static_cast<std::size_t>(end - length))});
+  }
+  std::size_t size = r.method.size() + t.path.size() + 13;  // " ", " HTTP/1.1\r\n", "\r\n"
+  for (const Line& l : lines) size += l.name.size() + l.value.size() + 4;
+  out.clear();
+  out.reserve(size);
+  out.append(r.method).append(1, ' ').append(t.path).append(" HTTP/1.1\r\n");
+  for (const Line& l : lines) out.append(l.name).append(": ").append(l.value).append("\r\n");
+  out.append("\r\n");
+}
+
 struct H1Client::Impl {
   struct Connection;
   using ConnectionPtr = std::shared_ptr<Connection>;
@@ -122,7 +174,8 @@ struct H1Client::Impl {
     asio::steady_timer timer;
     std::string key;
     beast::flat_buffer buffer;
-    bhttp::request<bhttp::string_body> request;
+    std::string head;           ///< the request line and header lines of the exchange (capacity kept)
+    bool head_request = false;  ///< a HEAD: its answer has no body, whatever its length says
     std::optional<bhttp::response_parser<bhttp::string_body>> parser;
     std::optional<Exchange> exchange;
     std::uint64_t sequence = 0;  ///< of the exchange: a timer firing for an earlier one is ignored
@@ -271,61 +324,23 @@ struct H1Client::Impl {
     c->exchange = std::move(x);
     c->timed_out = false;
     ++c->sequence;
-    Request& r = c->exchange->job.request;
+    const Request& r = c->exchange->job.request;
     arm_timer(c, c->exchange->started + r.timeout);
-    build(c->request, r, c->exchange->job.target);
-    bhttp::async_write(c->socket, c->request, [this, c](beast::error_code ec, std::size_t) {
+    write_request_head(c->head, r, c->exchange->job.target);
+    c->head_request = r.method == "HEAD";
+    // The body goes from the exchange as it is: it stays there whole for a resend.
+    const std::array<asio::const_buffer, 2> bytes{asio::buffer(c->head), asio::buffer(r.body)};
+    asio::async_write(c->socket, bytes, [this, c](beast::error_code ec, std::size_t) {
       if (ec) return fail(c, ec, "Send failure");
       read(c);
     });
-  }
-
-  /// The request as libcurl would write it for the same Request: Host, "Accept: */*", the
-  /// caller's lines ("Name:" with nothing after removes a line, "Name;" sends it empty), a body
-  /// and its length for POST and for any method given one.
-  static void build(bhttp::request<bhttp::string_body>& out, Request& r, const H1Target& t) {
-    out = {};
-    out.version(11);
-    const bhttp::verb verb = bhttp::string_to_verb(r.method);
-    if (verb == bhttp::verb::unknown) {
-      out.method_string(r.method);
-    } else {
-      out.method(verb);
-    }
-    out.target(t.path);
-    out.set(bhttp::field::host, t.host_header);
-    out.set(bhttp::field::accept, "*/*");
-    const bool post = verb == bhttp::verb::post;
-    bool content_type = false;
-    for (const std::string& line : r.headers) {
-      const auto colon = line.find(':');
-      if (colon == std::string::npos) {
-        if (!line.empty() && line.back() == ';') out.insert(bsv(trim(std::string_view(line).substr(0, line.size() - 1))), "");
-        continue;
-      }
-      const std::string_view name = trim(std::string_view(line).substr(0, colon));
-      const std::string_view value = trim(std::string_view(line).substr(colon + 1));
-      if (name.empty()) continue;
-      if (value.empty()) {  // libcurl: remove the line it would add; add nothing
-        out.erase(bsv(name));
-        continue;
-      }
-      if (iequals(name, "Host") || iequals(name, "Accept")) out.erase(bsv(name));  // the caller's replaces ours
-      if (iequals(name, "Content-Type")) content_type = true;
-      out.insert(bsv(name), bsv(value));
-    }
-    if (post || !r.body.empty()) {
-      if (post && !content_type) out.set(bhttp::field::content_type, "application/x-www-form-urlencoded");
-      out.body() = std::move(r.body);
-      out.content_length(out.body().size());
-    }
   }
 
   void read(const ConnectionPtr& c) {
     c->parser.emplace();
     c->parser->body_limit(kMaxBodyBytes);
     c->parser->header_limit(kMaxHeaderBytes);
-    if (c->request.method() == bhttp::verb::head) c->parser->skip(true);
+    if (c->head_request) c->parser->skip(true);
     // The header first: Beast 1.74 does not hold a Content-Length against the body limit (it
     // does a chunked body's), so a too large announced body is refused here before it is read.
     bhttp::async_read_header(c->socket, c->buffer, *c->parser, [this, c](beast::error_code ec, std::size_t) {

@@ -36,6 +36,14 @@ struct H1Target {
 /// userinfo, no bytes that would need encoding); nothing otherwise.
 [[nodiscard]] std::optional<H1Target> parse_h1_target(std::string_view url);
 
+/// The request line and header lines (to the blank line) of `r` as this client writes them, into
+/// `out`; the body follows them as it is. As libcurl writes the same Request: Host and
+/// "Accept: */*" first, then the caller's lines ("Name:" with nothing after removes a line,
+/// "Name;" sends it empty, a caller's Host or Accept replaces ours), and for POST, or any method
+/// given a body, a Content-Type (form-urlencoded unless the caller gave one, for POST) and the
+/// body's Content-Length.
+void write_request_head(std::string& out, const Request& r, const H1Target& t);
+
 class H1Client {
  public:
   struct Options {

@@ -171,7 +171,10 @@ class TestServer {
       // "/then-close": a keep-alive answer after which the server ends the connection anyway, as
       // one whose idle timeout ran out does (the client learns it only when it uses it again).
       const bool close_after = request.target == "/then-close";
-      if (close_after) out = "HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n";
+      if (close_after) {
+        out = "HTTP/1.1 202 Accepted\r\nContent-Length: " + std::to_string(request.body.size()) + "\r\n\r\n" +
+              request.body;
+      }
       auto buffer = std::make_shared<std::string>(std::move(out));
       asio::async_write(socket_, asio::buffer(*buffer),
                         [self = shared_from_this(), buffer, close_after](boost::system::error_code ec, std::size_t) {
@@ -484,10 +487,12 @@ TEST(HttpClient, ARequestOnAKeepAliveTheServerClosedGoesOnceMoreOnANewConnection
   Collector collector;
   Client client;
   for (int i = 0; i < 5; ++i) {
-    client.submit(post(server.url("/then-close"), "x"), collector.callback());
+    const std::string body = "request-" + std::to_string(i);
+    client.submit(post(server.url("/then-close"), body), collector.callback());
     ASSERT_TRUE(collector.wait_for(1));
     const Response r = collector.take()[0];
     EXPECT_EQ(r.status, 202) << r.transport_error;
+    EXPECT_EQ(r.body, body);  // the request went once more whole, its body too
   }
   EXPECT_EQ(server.requests(), 5U);
   EXPECT_EQ(server.connections(), 5U);
