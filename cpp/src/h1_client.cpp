@@ -51,6 +51,42 @@ std::string_view ssv(beast::string_view s) { return {s.data(), s.size()}; }
 /// A byte that a URL may carry to the server as it is.
 constexpr bool plain_url_byte(char c) { return c > 0x20 && c < 0x7f; }
 
+/// Beast's HTTP/1.1 parser writing the answer straight into a Response (names lower-cased, values
+/// trimmed, the body appended): no message with a node allocated per header line in between.
+class ResponseParser final : public bhttp::basic_parser<false> {
+ public:
+  ResponseParser() { response.headers.reserve(8); }
+  Response response;
+
+ private:
+  void on_request_impl(bhttp::verb, beast::string_view, beast::string_view, int, beast::error_code&) override {}
+  void on_response_impl(int code, beast::string_view, int, beast::error_code&) override { response.status = code; }
+  void on_field_impl(bhttp::field, beast::string_view name, beast::string_view value, beast::error_code&) override {
+    std::string lower(ssv(name));
+    for (char& ch : lower) ch = text::ascii_lower(ch);
+    response.headers.emplace_back(std::move(lower), std::string(trim(ssv(value))));
+  }
+  void on_header_impl(beast::error_code&) override {}
+  void on_body_init_impl(const boost::optional<std::uint64_t>& length, beast::error_code&) override {
+    if (length && *length <= kMaxBodyBytes) response.body.reserve(static_cast<std::size_t>(*length));
+  }
+  std::size_t on_body_impl(beast::string_view body, beast::error_code& ec) override { return append(body, ec); }
+  void on_chunk_header_impl(std::uint64_t, beast::string_view, beast::error_code&) override {}
+  std::size_t on_chunk_body_impl(std::uint64_t, beast::string_view body, beast::error_code& ec) override {
+    return append(body, ec);
+  }
+  void on_finish_impl(beast::error_code&) override {}
+
+  std::size_t append(beast::string_view body, beast::error_code& ec) {
+    if (response.body.size() + body.size() > kMaxBodyBytes) {
+      ec = bhttp::error::body_limit;
+      return 0;
+    }
+    response.body.append(body.data(), body.size());
+    return body.size();
+  }
+};
+
 }  // namespace
 
 std::optional<H1Target> parse_h1_target(std::string_view url) {
@@ -176,7 +212,7 @@ struct H1Client::Impl {
     beast::flat_buffer buffer;
     std::string head;           ///< the request line and header lines of the exchange (capacity kept)
     bool head_request = false;  ///< a HEAD: its answer has no body, whatever its length says
-    std::optional<bhttp::response_parser<bhttp::string_body>> parser;
+    std::optional<ResponseParser> parser;
     std::optional<Exchange> exchange;
     std::uint64_t sequence = 0;  ///< of the exchange: a timer firing for an earlier one is ignored
     bool used = false;           ///< has carried an exchange to its end (so the server may have closed it since)
@@ -345,7 +381,7 @@ struct H1Client::Impl {
     // does a chunked body's), so a too large announced body is refused here before it is read.
     bhttp::async_read_header(c->socket, c->buffer, *c->parser, [this, c](beast::error_code ec, std::size_t) {
       if (ec) return fail(c, ec, "Recv failure");
-      const unsigned status = c->parser->get().result_int();
+      const long status = c->parser->response.status;
       if (status >= 100 && status < 200 && status != 101) return read(c);  // an interim answer: the final one follows
       if (const auto length = c->parser->content_length(); length && *length > kMaxBodyBytes) {
         return fail(c, bhttp::error::body_limit, "Recv failure");
@@ -361,19 +397,10 @@ struct H1Client::Impl {
   void finish(const ConnectionPtr& c) {
     c->timer.cancel();
     const bool keep = c->parser->keep_alive();
-    auto message = c->parser->release();
+    Response response = std::move(c->parser->response);
     Exchange x = std::move(*c->exchange);
     c->exchange.reset();
     c->parser.reset();
-    Response response;
-    response.status = static_cast<long>(message.result_int());
-    response.headers.reserve(12);
-    for (const auto& field : message) {
-      std::string name(ssv(field.name_string()));
-      for (char& ch : name) ch = text::ascii_lower(ch);
-      response.headers.emplace_back(std::move(name), std::string(trim(ssv(field.value()))));
-    }
-    response.body = std::move(message.body());
     response.latency = std::chrono::duration_cast<std::chrono::microseconds>(steady::now() - x.started);
     c->used = true;
     if (keep && !stopping_) {

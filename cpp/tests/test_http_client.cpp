@@ -150,6 +150,9 @@ class TestServer {
         out += "X-Seen-Custom: " + request.header("x-custom") + "\r\n";
         out += "X-Seen-Expect: " + request.header("expect") + "\r\n";
         out += "Content-Length: " + std::to_string(request.body.size()) + "\r\n\r\n" + request.body;
+      } else if (request.target == "/chunked") {
+        out = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-Chunked: yes\r\n\r\n"
+              "7\r\nhello, \r\n5;ext=1\r\nworld\r\n0\r\nX-Trailer: t\r\n\r\n";
       } else if (request.target == "/fast") {
         out = "HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n";
       } else if (request.target == "/folded") {
@@ -508,6 +511,27 @@ TEST(HttpClient, PlainHttpToAHostByNameIsResolved) {
   // localhost may resolve to ::1 first, where the server does not listen: the next address is tried.
   ASSERT_EQ(r.status, 201) << r.transport_error;
   EXPECT_EQ(r.body, "by name");
+}
+
+TEST(HttpClient, AChunkedAnswerIsJoinedOnBothClients) {
+  for (const bool beast : {true, false}) {
+    SCOPED_TRACE(beast ? "plain http:// on Beast" : "plain http:// on libcurl");
+    TestServer server;
+    Collector collector;
+    Client::Options options;
+    options.http1_on_beast = beast;
+    Client client(options);
+    for (std::size_t i = 1; i <= 2; ++i) {  // one after the other: the second on the kept connection
+      client.submit(post(server.url("/chunked"), "x"), collector.callback());
+      ASSERT_TRUE(collector.wait_for(i));
+    }
+    for (const Response& r : collector.take()) {
+      EXPECT_EQ(r.status, 200) << r.transport_error;
+      EXPECT_EQ(r.body, "hello, world");
+      EXPECT_EQ(r.header("x-chunked"), "yes");
+    }
+    EXPECT_EQ(server.connections(), 1U);
+  }
 }
 
 TEST(HttpClient, OversizedBodyFailsTheRequest) {
