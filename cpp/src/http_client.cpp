@@ -1076,7 +1076,14 @@ bool beast_allowed(const Client::Options& options) {
 std::optional<H1Target> h1_target_of(const Request& r) {
   if (r.version == Request::Version::http2_prior_knowledge || !r.basic_auth.empty()) return std::nullopt;
   if (!validate(r).empty()) return std::nullopt;
-  return parse_h1_target(r.url);
+  // A provider sends every request to the same URL: the last one parsed, per submitting thread.
+  thread_local std::string last_url;
+  thread_local std::optional<H1Target> last_target;
+  if (r.url != last_url) {
+    last_target = parse_h1_target(r.url);
+    last_url = r.url;
+  }
+  return last_target;
 }
 
 }  // namespace
