@@ -55,6 +55,9 @@ constexpr int kPendingPollMs = 50;
 constexpr std::size_t kMaxFreeHandles = 4096;
 /// Upper bound on HTTP/2 streams curl multiplexes on one connection (CURLMOPT_MAX_CONCURRENT_STREAMS).
 constexpr long kMaxStreamsPerConnection = 1000;
+/// The streams libcurl 7.88 lets share a new HTTP/2 connection until the server's SETTINGS arrive
+/// (DEFAULT_MAX_CONCURRENT_STREAMS in its http2.h).
+constexpr std::size_t kStreamsBeforeSettings = 100;
 /// Response headers reserved for at the first one (an API's answer carries about a dozen).
 constexpr std::size_t kReservedHeaders = 12;
 
@@ -769,13 +772,15 @@ struct Client::Impl {
     free_handles_.push_back(IdleHandle{std::move(easy), profile});
   }
 
-  void start(Pending&& pending, bool h2c_retry = false) {
+  /// `h2c_released`: an h2c transfer that waited for its origin's opener and may now share its
+  /// connection (promote_h2c_openers), although the opener has not answered yet.
+  void start(Pending&& pending, bool h2c_retry = false, bool h2c_released = false) {
     // h2c: one connection per origin. While its opener connects, the others wait here: a second
     // connection would be opened as HTTP/1.1 (2TLS on http://) or hit curl#10634 (prior knowledge).
     H2cOrigin* h2c = nullptr;
     if (pending.request.version == Request::Version::http2_prior_knowledge && !is_smtp_url(pending.request.url)) {
       h2c = &h2c_origins_[url_origin(pending.request.url)];
-      if (h2c->state == H2cOrigin::opening) {
+      if (h2c->state == H2cOrigin::opening && !h2c_released) {
         h2c->waiting.push_back(Waiting{std::move(pending), h2c_retry});
         return;
       }
@@ -813,19 +818,24 @@ struct Client::Impl {
     active_.emplace(easy, std::move(transfer));
   }
 
-  /// Opens an h2c origin to the transfers held back as soon as its opener is connected (not when
-  /// its answer arrives, which would serialise them behind it). True when any were started.
+  /// Starts transfers held back for an h2c origin as soon as its opener is connected (not when its
+  /// answer arrives, which would serialise them behind it): as many as libcurl lets share the
+  /// connection before the server's SETTINGS arrive (kStreamsBeforeSettings, with the opener's).
+  /// Past those, libcurl would open another connection, without prior knowledge, which an h2c
+  /// server refuses: the rest wait for the opener's answer, when the server's limit is known.
+  /// True when any were started.
   bool promote_h2c_openers() {
     std::vector<Waiting> released;
     for (auto& [origin, o] : h2c_origins_) {
-      if (o.state != H2cOrigin::opening || o.opener == nullptr || o.waiting.empty()) continue;
+      if (o.state != H2cOrigin::opening || o.opener == nullptr || o.waiting.empty() || o.early_started) continue;
       curl_off_t connected_us = 0;
       if (curl_easy_getinfo(o.opener, CURLINFO_CONNECT_TIME_T, &connected_us) != CURLE_OK || connected_us <= 0) continue;
-      o.state = H2cOrigin::open;
-      for (auto& w : o.waiting) released.push_back(std::move(w));
-      o.waiting.clear();
+      o.early_started = true;
+      const auto count = static_cast<std::ptrdiff_t>(std::min(o.waiting.size(), kStreamsBeforeSettings - 1));
+      std::move(o.waiting.begin(), o.waiting.begin() + count, std::back_inserter(released));
+      o.waiting.erase(o.waiting.begin(), o.waiting.begin() + count);
     }
-    for (auto& w : released) start(std::move(w.pending), w.retried);  // after the loop: start() may add origins
+    for (auto& w : released) start(std::move(w.pending), w.retried, true);  // after the loop: start() may add origins
     return !released.empty();
   }
 
@@ -874,6 +884,7 @@ struct Client::Impl {
       curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
       H2cOrigin& o = h2c_origins_[url_origin(t->request.url)];
       o.opener = nullptr;
+      o.early_started = false;
       // A stream that failed on a connected h2c connection (a timeout) leaves the connection in
       // curl's cache: later transfers must reuse it (2TLS), never open it again with prior knowledge.
       curl_off_t connected_us = 0;
@@ -1039,7 +1050,8 @@ struct Client::Impl {
   struct H2cOrigin {
     enum State { closed, opening, open } state = closed;
     CURL* opener = nullptr;        ///< the transfer opening the connection, while it runs
-    std::vector<Waiting> waiting;  ///< held back while the opener connects
+    std::vector<Waiting> waiting;  ///< held back while the opener connects (see promote_h2c_openers)
+    bool early_started = false;    ///< the first of them started once the opener connected
   };
   /// I/O thread only.
   std::unordered_map<std::string, H2cOrigin> h2c_origins_;

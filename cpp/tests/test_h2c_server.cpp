@@ -141,12 +141,17 @@ TEST(H2cServerTest, FiveHundredConcurrentRequestsShareFewConnections) {
   std::condition_variable done_cv;
   int done = 0;
   int ok = 0;
+  std::string first_error;  // of the first request that failed, for the failure's message
   std::vector<std::pair<Request, herald::http::Callback>> batch;
   for (int i = 0; i < kCount; ++i) {
     const std::string body = "n=" + std::to_string(i);
     batch.emplace_back(h2_request(server.url() + "/n", body), [&, body](Response&& r) {
       std::lock_guard lock(done_mutex);
-      if (r.status == 200 && r.body == body) ++ok;
+      if (r.status == 200 && r.body == body) {
+        ++ok;
+      } else if (first_error.empty()) {
+        first_error = std::to_string(r.status) + " " + r.transport_error;
+      }
       ++done;
       done_cv.notify_all();
     });
@@ -156,7 +161,7 @@ TEST(H2cServerTest, FiveHundredConcurrentRequestsShareFewConnections) {
   {
     std::unique_lock lock(done_mutex);
     ASSERT_TRUE(done_cv.wait_for(lock, 30s, [&] { return done == kCount; })) << done;
-    EXPECT_EQ(ok, kCount);
+    EXPECT_EQ(ok, kCount) << first_error;
   }
   const auto elapsed = std::chrono::steady_clock::now() - started;
   EXPECT_EQ(seen.load(), kCount);
