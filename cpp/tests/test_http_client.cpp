@@ -257,6 +257,14 @@ Request post(std::string url, std::string body = {}) {
   return request;
 }
 
+/// Options that send plain http:// by Beast (the default) or by libcurl: some tests run on both.
+Client::Options plain_http_on(bool beast) {
+  Client::Options options;
+  options.http1_on_beast = beast;
+  return options;
+}
+const char* client_name(bool beast) { return beast ? "plain http:// on Beast" : "plain http:// on libcurl"; }
+
 bool wait_until(const std::function<bool()>& condition, std::chrono::milliseconds timeout = 10s) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   while (!condition()) {
@@ -515,11 +523,10 @@ TEST(HttpClient, PlainHttpToAHostByNameIsResolved) {
 
 TEST(HttpClient, AChunkedAnswerIsJoinedOnBothClients) {
   for (const bool beast : {true, false}) {
-    SCOPED_TRACE(beast ? "plain http:// on Beast" : "plain http:// on libcurl");
+    SCOPED_TRACE(client_name(beast));
     TestServer server;
     Collector collector;
-    Client::Options options;
-    options.http1_on_beast = beast;
+    Client::Options options = plain_http_on(beast);
     Client client(options);
     for (std::size_t i = 1; i <= 2; ++i) {  // one after the other: the second on the kept connection
       client.submit(post(server.url("/chunked"), "x"), collector.callback());
@@ -634,11 +641,10 @@ class RoundLog {
 TEST(HttpClient, AfterAnswersFollowsEveryRoundOfCallbacksOnBothClients) {
   constexpr std::size_t kRequests = 200;
   for (const bool beast : {true, false}) {
-    SCOPED_TRACE(beast ? "plain http:// on Beast" : "plain http:// on libcurl");
+    SCOPED_TRACE(client_name(beast));
     TestServer server;
     RoundLog rounds;
-    Client::Options options;
-    options.http1_on_beast = beast;
+    Client::Options options = plain_http_on(beast);
     options.after_answers = [&] { rounds.hook(); };
     Client client(options);
     std::vector<std::pair<Request, herald::http::Callback>> batch;
@@ -660,11 +666,10 @@ TEST(HttpClient, AfterAnswersFollowsEveryRoundOfCallbacksOnBothClients) {
 
 TEST(HttpClient, AfterAnswersFollowsTheAnswersOfAStoppingClient) {
   for (const bool beast : {true, false}) {
-    SCOPED_TRACE(beast ? "plain http:// on Beast" : "plain http:// on libcurl");
+    SCOPED_TRACE(client_name(beast));
     TestServer server;
     RoundLog rounds;
-    Client::Options options;
-    options.http1_on_beast = beast;
+    Client::Options options = plain_http_on(beast);
     options.after_answers = [&] { rounds.hook(); };
     auto client = std::make_unique<Client>(options);
     Request request = post(server.url("/hang"), "x");
