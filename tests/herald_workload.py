@@ -109,8 +109,16 @@ def produce(data_dir: Path, per_phase: int = 100) -> Workload:
                     return bool(engine.status(int(i)).receipt)
                 return any(e.event in ("delivered", "opened") for e in engine.trace(int(i)))
 
+            def missing() -> str:
+                ids = [i for i, s in w.states.items() if s == "completed" and not receipt(i)]
+                out = f"a receipt for every completed notification ({len(ids)} without: "
+                for i in ids[:3]:
+                    out += f"{i} {w.ids[i]} " + repr([(e.event, e.provider, e.detail) for e in engine.trace(int(i))]) + "; "
+                st = engine.stats()
+                return out + f") receipts={st['receipts']} rejected={st['receipts_rejected']} accepted={st['accepted']}"
+
             wait_for(lambda: all(receipt(i) for i, s in w.states.items() if s == "completed"),
-                     15, what="a receipt for every completed notification", interval=0.05)
+                     15, what=missing, interval=0.05)
         finally:
             engine.close()
     return w

@@ -124,14 +124,34 @@ void Engine::Impl::on_receipt(http::ServerRequest req, http::Respond respond) {
   }
   ProviderSlot* pp = &p;
   asio::post(io, [this, pp, rows, rs = std::move(receipts), done = std::move(respond)]() mutable {
+    // Answered once applied: a crash before this makes the provider resend.
+    auto answer = [pp, done = std::move(done)]() mutable {
+      http::ServerResponse ok;
+      ok.status = static_cast<unsigned>(pp->adapter->receipt_ok_status());
+      ok.content_type.clear();
+      done(std::move(ok));
+    };
+    std::vector<Receipt> again;
     for (std::size_t i = 0; i < rs.size(); ++i) {
-      apply_receipt(*pp, rs[i], false, (*rows)[i] ? &*(*rows)[i] : nullptr);
+      const bool applied = apply_receipt(*pp, rs[i], false, (*rows)[i] ? &*(*rows)[i] : nullptr);
+      if (!applied && rs[i].notification_id != 0 && !active.contains(rs[i].notification_id)) again.push_back(rs[i]);
     }
     flush_writes();
-    http::ServerResponse ok;
-    ok.status = static_cast<unsigned>(pp->adapter->receipt_ok_status());
-    ok.content_type.clear();
-    done(std::move(ok));  // answered once applied: a crash before this makes the provider resend
+    if (again.empty()) return answer();
+    // Refused about a notification the loop no longer holds: it may have finished after its row
+    // was read, with its final write not yet committed (a receipt a few ms after the answer). Once
+    // everything queued so far is committed, its row is read again and the receipt applied once
+    // more (refused again if it really is not ours).
+    store->submit(WriteBatch{}, [this, pp, again = std::move(again), answer = std::move(answer)](
+                                    std::exception_ptr, WriteBatch&) mutable {
+      auto fresh = std::make_shared<std::vector<std::optional<StoredNotification>>>();
+      for (const Receipt& r : again) fresh->push_back(store->get(r.notification_id));
+      asio::post(io, [this, pp, fresh, again = std::move(again), answer = std::move(answer)]() mutable {
+        for (std::size_t i = 0; i < again.size(); ++i) apply_receipt(*pp, again[i], false, (*fresh)[i] ? &*(*fresh)[i] : nullptr);
+        flush_writes();
+        answer();
+      });
+    });
   });
 }
 
