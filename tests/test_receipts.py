@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from herald import Engine, Plan, RuleSet, Sandbox
+from support import wait_for
 
 SID = "AC00000000000000000000000000000002"
 TOKEN = "receipt-test-token"
@@ -157,3 +158,24 @@ def engine_status_unchanged(data_dir: Path, id: int) -> bool:
     with sqlite3.connect(data_dir / "herald.db") as db:
         receipt = db.execute("SELECT receipt FROM notifications WHERE id = ?", (id,)).fetchone()[0]
     return receipt is None
+
+
+def test_a_receipt_right_after_the_answer_is_never_lost(tmp_path: Path) -> None:
+    # The sandbox sends each receipt as soon as it has accepted the message: it can reach the
+    # engine after the loop has finished the notification and before its final write is
+    # committed. Such a receipt was refused as "not ours" (3-4.5% of them, measured, before the fix).
+    with Sandbox() as sandbox:
+        sandbox.set_callbacks("p", enabled=True, delay_ms=0)
+        rules = RuleSet({"note": lambda n: Plan("sms", ["p"], "hi")})
+        providers = [sandbox.provider("p", concurrency=32)]
+        with Engine(tmp_path / "data", rules=rules, providers=providers, receipts="127.0.0.1:0") as engine:
+            ids = [engine.send("note", {"id": f"u{i}", "phone": f"+1555{i:07d}"}).id for i in range(600)]
+            for i in ids:
+                assert engine.wait(i, timeout=30).state == "completed"
+
+            def without_receipt() -> list[int]:
+                return [i for i in ids if not engine.status(i).receipt]
+
+            wait_for(lambda: not without_receipt(), 10,
+                     what=lambda: f"a receipt for each of 600 notifications ({len(without_receipt())} without)")
+            assert engine.stats()["receipts"] == 600
