@@ -9,6 +9,22 @@
 
 namespace herald {
 
+namespace {
+
+using Rows = std::vector<std::optional<StoredNotification>>;
+
+/// The stored rows of the receipts' notifications, read off the loop (none for an id of 0).
+std::shared_ptr<Rows> rows_of(DeliveryStore& store, const std::vector<Receipt>& receipts) {
+  auto rows = std::make_shared<Rows>();
+  rows->reserve(receipts.size());
+  for (const Receipt& r : receipts) rows->push_back(r.notification_id == 0 ? std::nullopt : store.get(r.notification_id));
+  return rows;
+}
+
+const StoredNotification* row_at(const Rows& rows, std::size_t i) { return rows[i] ? &*rows[i] : nullptr; }
+
+}  // namespace
+
 void Engine::Impl::start_receipt_server() {
   if (options.receipts_listen.empty()) return;
   const auto colon = options.receipts_listen.rfind(':');
@@ -117,11 +133,7 @@ void Engine::Impl::on_receipt(http::ServerRequest req, http::Respond respond) {
     respond(http::error_response(400, "bad_receipt", ex.what()));
     return;
   }
-  auto rows = std::make_shared<std::vector<std::optional<StoredNotification>>>();
-  rows->reserve(receipts.size());
-  for (const Receipt& r : receipts) {
-    rows->push_back(r.notification_id == 0 ? std::nullopt : store->get(r.notification_id));
-  }
+  auto rows = rows_of(*store, receipts);
   ProviderSlot* pp = &p;
   asio::post(io, [this, pp, rows, rs = std::move(receipts), done = std::move(respond)]() mutable {
     // Answered once applied: a crash before this makes the provider resend.
@@ -133,7 +145,7 @@ void Engine::Impl::on_receipt(http::ServerRequest req, http::Respond respond) {
     };
     std::vector<Receipt> again;
     for (std::size_t i = 0; i < rs.size(); ++i) {
-      const bool applied = apply_receipt(*pp, rs[i], false, (*rows)[i] ? &*(*rows)[i] : nullptr);
+      const bool applied = apply_receipt(*pp, rs[i], false, row_at(*rows, i));
       if (!applied && rs[i].notification_id != 0 && !active.contains(rs[i].notification_id)) again.push_back(rs[i]);
     }
     flush_writes();
@@ -144,10 +156,9 @@ void Engine::Impl::on_receipt(http::ServerRequest req, http::Respond respond) {
     // more (refused again if it really is not ours).
     store->submit(WriteBatch{}, [this, pp, again = std::move(again), answer = std::move(answer)](
                                     std::exception_ptr, WriteBatch&) mutable {
-      auto fresh = std::make_shared<std::vector<std::optional<StoredNotification>>>();
-      for (const Receipt& r : again) fresh->push_back(store->get(r.notification_id));
+      auto fresh = rows_of(*store, again);
       asio::post(io, [this, pp, fresh, again = std::move(again), answer = std::move(answer)]() mutable {
-        for (std::size_t i = 0; i < again.size(); ++i) apply_receipt(*pp, again[i], false, (*fresh)[i] ? &*(*fresh)[i] : nullptr);
+        for (std::size_t i = 0; i < again.size(); ++i) apply_receipt(*pp, again[i], false, row_at(*fresh, i));
         flush_writes();
         answer();
       });
