@@ -1,6 +1,8 @@
 // Intake: send() and send_many() on the caller's thread. Validates, answers repeats of an
 // idempotency key, and returns once the new notifications are durable; the loop takes them from
 // there (admit, in dispatcher.cpp).
+#include <charconv>
+#include <cstring>
 #include <future>
 
 #include <boost/asio/post.hpp>
@@ -12,9 +14,30 @@ namespace herald {
 
 namespace {
 
+/// "notifications[<i>]." for an item of send_many(), nothing for send(): what error texts put
+/// before a field's name. Kept on the stack: it is made for every notification taken in.
+class ItemPrefix {
+ public:
+  ItemPrefix(bool many, std::size_t i) {
+    if (!many) return;
+    constexpr std::string_view head = "notifications[";
+    std::memcpy(text_, head.data(), head.size());
+    char* end = std::to_chars(text_ + head.size(), text_ + sizeof text_ - 2, i).ptr;
+    *end++ = ']';
+    *end++ = '.';
+    size_ = static_cast<std::size_t>(end - text_);
+  }
+  operator std::string_view() const { return {text_, size_}; }  // NOLINT(google-explicit-constructor)
+  [[nodiscard]] std::string str() const { return std::string(*this); }
+
+ private:
+  char text_[40];
+  std::size_t size_ = 0;
+};
+
 /// The earlier notification of a repeated key, or nothing; throws on the same key with other content.
 std::optional<SendResult> check_repeat(IdempotencyIndex& index, DeliveryStore& store, const Notification& n,
-                                       std::uint64_t hash, const std::string& where) {
+                                       std::uint64_t hash, std::string_view where) {
   if (n.idempotency_key.empty()) return std::nullopt;
   const IdempotencyKey key = IdempotencyKey::of(n);
   const IdempotencyEntry* found = index.find(key);
@@ -25,7 +48,7 @@ std::optional<SendResult> check_repeat(IdempotencyIndex& index, DeliveryStore& s
   }
   if (found == nullptr) return std::nullopt;
   if (found->hash != hash) {
-    throw IdempotencyConflict(where + "idempotency_key: '" + n.idempotency_key + "' was already used for notification " +
+    throw IdempotencyConflict(std::string(where) + "idempotency_key: '" + n.idempotency_key + "' was already used for notification " +
                               std::to_string(found->id) + " with different content");
   }
   return SendResult{found->id, State::queued, true};
@@ -36,7 +59,7 @@ std::optional<SendResult> check_repeat(IdempotencyIndex& index, DeliveryStore& s
 std::vector<SendResult> Engine::Impl::intake(std::vector<Notification> batch, bool many, Notification* give_back) {
   if (closing.load()) throw EngineClosed("engine is closed");
   const std::int64_t now = clock->now_ms();
-  auto where = [many](std::size_t i) { return many ? "notifications[" + std::to_string(i) + "]." : std::string(); };
+  auto where = [many](std::size_t i) { return ItemPrefix(many, i); };
   for (std::size_t i = 0; i < batch.size(); ++i) validate(batch[i], now, where(i));
   std::vector<SendResult> results(batch.size());
   std::vector<Notification> fresh;
@@ -58,7 +81,7 @@ std::vector<SendResult> Engine::Impl::intake(std::vector<Notification> batch, bo
       if (!repeats[i] && !n.idempotency_key.empty()) {
         auto [it, first] = in_batch.try_emplace(IdempotencyKey::of(n), hashes[i], i);
         if (!first && it->second.first != hashes[i]) {
-          throw IdempotencyConflict(where(i) + "idempotency_key: '" + n.idempotency_key + "' repeats notifications[" +
+          throw IdempotencyConflict(where(i).str() + "idempotency_key: '" + n.idempotency_key + "' repeats notifications[" +
                                     std::to_string(it->second.second) + "] with different content");
         }
       }

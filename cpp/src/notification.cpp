@@ -17,41 +17,44 @@ bool is_name_char(char c) {
          c == '-' || c == '.' || c == ':';
 }
 
+/// The field's full name, built only for an error: validation runs for every notification.
+std::string field_name(std::string_view prefix, const char* field) { return std::string(prefix) + field; }
+
 void check_name(std::string_view prefix, const char* field, const std::string& value, bool required) {
-  auto name = std::string(prefix) + field;
+  const auto name = [&] { return field_name(prefix, field); };
   if (value.empty()) {
-    if (required) throw ValidationError(name, "is required");
+    if (required) throw ValidationError(name(), "is required");
     return;
   }
-  if (value.size() > max_name) throw ValidationError(name, "longer than 128 characters");
+  if (value.size() > max_name) throw ValidationError(name(), "longer than 128 characters");
   for (char c : value) {
     if (!is_name_char(c)) {
-      throw ValidationError(name, "may contain only letters, digits and _ - . : (got '" + value + "')");
+      throw ValidationError(name(), "may contain only letters, digits and _ - . : (got '" + value + "')");
     }
   }
 }
 
 void check_key(std::string_view prefix, const char* field, const std::string& value, bool required) {
-  auto name = std::string(prefix) + field;
+  const auto name = [&] { return field_name(prefix, field); };
   if (value.empty()) {
-    if (required) throw ValidationError(name, "is required");
+    if (required) throw ValidationError(name(), "is required");
     return;
   }
-  if (value.size() > max_key) throw ValidationError(name, "longer than 256 bytes");
+  if (value.size() > max_key) throw ValidationError(name(), "longer than 256 bytes");
   for (char c : value) {
-    if (static_cast<unsigned char>(c) < 0x20) throw ValidationError(name, "contains a control character");
+    if (static_cast<unsigned char>(c) < 0x20) throw ValidationError(name(), "contains a control character");
   }
 }
 
 void check_object(std::string_view prefix, const char* field, const std::string& json) {
-  auto name = std::string(prefix) + field;
-  if (json.size() > max_payload_bytes) throw ValidationError(name, "larger than 256 KiB");
-  if (json.empty() || json.front() != '{') throw ValidationError(name, "must be a JSON object");
+  const auto name = [&] { return field_name(prefix, field); };
+  if (json.size() > max_payload_bytes) throw ValidationError(name(), "larger than 256 KiB");
+  if (json.empty() || json.front() != '{') throw ValidationError(name(), "must be a JSON object");
 }
 
 void check_time(std::string_view prefix, const char* field, std::int64_t ms) {
   if (ms < 0 || ms > max_epoch_s * 1000 + 999) {
-    throw ValidationError(std::string(prefix) + field, "must be a time from 1970-01-01 to 9999-12-31 (epoch ms " +
+    throw ValidationError(field_name(prefix, field), "must be a time from 1970-01-01 to 9999-12-31 (epoch ms " +
                                                            std::to_string(ms) + ")");
   }
 }

@@ -2,6 +2,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 
 #include "herald/clock.hpp"
 #include "herald/delivery_log.hpp"
@@ -255,6 +256,19 @@ TEST(IntakeJournal, AFileWithMarksGoesOnceEachMarkIsSettled) {
   EXPECT_EQ(j.open_records(), 0u);
 }
 
+/// A record as HJR1 and HJR2 wrote it: `magic`, the payload's length, its FNV-1a (64 bits).
+std::string record_with_fnv(const char* magic, const std::string& payload) {
+  std::uint64_t sum = 14695981039346656037ULL;
+  for (const char c : payload) {
+    sum ^= static_cast<unsigned char>(c);
+    sum *= 1099511628211ULL;
+  }
+  std::string record = magic;
+  for (int i = 0; i < 4; ++i) record += static_cast<char>((payload.size() >> (8 * i)) & 0xff);
+  for (int i = 0; i < 8; ++i) record += static_cast<char>((sum >> (8 * i)) & 0xff);
+  return record + payload;
+}
+
 TEST(IntakeJournal, RecordsOfTheFirstFormatStillRecover) {
   // HJR1 (before sending marks): the payload is the rows alone.
   TempDir dir;
@@ -262,19 +276,59 @@ TEST(IntakeJournal, RecordsOfTheFirstFormatStillRecover) {
   const Notification original = row(1, "k1");
   IntakeJournal::encode({original}, {}, payload);
   payload.resize(payload.size() - 4);  // without the count of marks (0)
-  std::uint64_t sum = 14695981039346656037ULL;  // FNV-1a, 64 bits
-  for (const char c : payload) {
-    sum ^= static_cast<unsigned char>(c);
-    sum *= 1099511628211ULL;
-  }
-  std::string record = "HJR1";
-  for (int i = 0; i < 4; ++i) record += static_cast<char>((payload.size() >> (8 * i)) & 0xff);
-  for (int i = 0; i < 8; ++i) record += static_cast<char>((sum >> (8 * i)) & 0xff);
-  record += payload;
-  std::ofstream(dir.path / "intake-1.bin", std::ios::binary) << record;
+  std::ofstream(dir.path / "intake-1.bin", std::ios::binary) << record_with_fnv("HJR1", payload);
   const auto rows = recover_rows(dir.path);
   ASSERT_EQ(rows.size(), 1u);
   expect_same(rows[0], original);
+}
+
+TEST(IntakeJournal, RecordsOfTheSecondFormatStillRecover) {
+  // HJR2 (before the word checksum): rows and marks, checked by FNV-1a.
+  TempDir dir;
+  std::string payload;
+  const Notification original = row(1, "k1");
+  IntakeJournal::encode({original}, {sending_mark(1, 2)}, payload);
+  std::ofstream(dir.path / "intake-1.bin", std::ios::binary) << record_with_fnv("HJR2", payload);
+  IntakeJournal j(dir.path);
+  const auto records = j.recover();
+  ASSERT_EQ(records.size(), 1u);
+  ASSERT_EQ(records[0].rows.size(), 1u);
+  expect_same(records[0].rows[0], original);
+  ASSERT_EQ(records[0].marks.size(), 1u);
+  EXPECT_EQ(records[0].marks[0].update.id, 1);
+  EXPECT_EQ(records[0].marks[0].update.delivery.attempt, 2);
+}
+
+TEST(IntakeJournal, EveryFlippedBitAndEveryPairOfFlippedTopBitsEndsTheReplay) {
+  TempDir dir;
+  {
+    IntakeJournal j(dir.path);
+    j.append({row(1, "k1")}, {sending_mark(1, 1)});
+  }
+  const auto file = journal_files(dir.path).at(0);
+  std::string bytes;
+  {
+    std::ifstream in(file, std::ios::binary);
+    bytes.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
+  ASSERT_EQ(bytes.substr(0, 4), "HJR3");
+  constexpr std::size_t header = 16;
+  const auto recovers_after = [&](const std::vector<std::pair<std::size_t, int>>& flips) {
+    std::string changed = bytes;
+    for (const auto& [at, bit] : flips) changed[at] = static_cast<char>(changed[at] ^ (1 << bit));
+    std::ofstream(file, std::ios::binary | std::ios::trunc) << changed;
+    return IntakeJournal(dir.path).recover().size();
+  };
+  ASSERT_EQ(recovers_after({}), 1u);
+  for (std::size_t at = header; at < bytes.size(); ++at) {
+    for (int bit = 0; bit < 8; ++bit) ASSERT_EQ(recovers_after({{at, bit}}), 0u) << "byte " << at << " bit " << bit;
+  }
+  // The top bit of two different words: a multiply alone would carry neither change further.
+  for (std::size_t a = header + 7; a < bytes.size(); a += 8) {
+    for (std::size_t b = a + 8; b < bytes.size(); b += 8) {
+      ASSERT_EQ(recovers_after({{a, 7}, {b, 7}}), 0u) << "bytes " << a << " and " << b;
+    }
+  }
 }
 
 TEST(StoreJournal, ASendingMarkNeverWrittenIsAppliedOnOpenAndOneWrittenIsNot) {
