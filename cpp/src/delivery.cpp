@@ -277,6 +277,7 @@ Step DeliveryMachine::answered(Delivery& x, const ProviderFacts& p, const Outcom
                                std::int64_t now) {
   expect(x, Phase::in_flight, "answered");
   Step s;
+  s.events.reserve(2);  // most answers record two (accepted and completed, a failure and what follows)
   auto failed_attempt = [&] {
     x.failure = facts.error_class;
     Event e = answer_event(x, EventKind::attempt_failed, p, facts);

@@ -44,8 +44,14 @@ void Engine::Impl::post_pump() {
 
 void Engine::Impl::flush_writes() {
   if (pending_writes.empty()) return;
+  // The next batch starts with the room this one took (bounded): growing from nothing moved each
+  // event once more, and an event is eight strings to move.
+  const std::size_t events = std::min<std::size_t>(pending_writes.events.size(), 4096);
+  const std::size_t updates = std::min<std::size_t>(pending_writes.updates.size(), 1024);
   store->submit(std::move(pending_writes));
   pending_writes = WriteBatch{};
+  pending_writes.events.reserve(events);
+  pending_writes.updates.reserve(updates);
 }
 
 void Engine::Impl::apply(Delivery& x, Step& s, bool was_outstanding, WriteBatch& into) {

@@ -174,7 +174,7 @@ struct Engine::Impl {
   void flush_writes();
   // held_events.cpp
   static constexpr std::int64_t held_event_ms = 250;
-  void hold_routed(Delivery& x, Event e);
+  void hold_routed(Delivery& x, Event&& e);
   void write_held(bool all);                   ///< those held held_event_ms or longer (or all)
   void hold_mark(Delivery& x, SendingMark m, std::uint64_t ticket);
   /// The held mark's events (and its state unless `superseded`) into `into`, which settles it.

@@ -20,13 +20,14 @@ void Engine::Impl::note_held(Id id) {
   if (held_timer.due_ms() == 0) held_timer.arm_at(now + held_event_ms);
 }
 
-void Engine::Impl::hold_routed(Delivery& x, Event e) {
+void Engine::Impl::hold_routed(Delivery& x, Event&& e) {
   x.held_event = std::move(e);
   note_held(x.n.id);
 }
 
 void Engine::Impl::record_sending(Delivery& x, Step& s, Sends& sends) {
   WriteBatch one;
+  one.events.reserve(s.events.size() + 1);  // with the held "routed"
   apply(x, s, true, one);  // the held "routed", "sending", and the attempt's state
   SendingMark m;
   m.update = std::move(one.updates.front());  // a sending step always saves
