@@ -102,6 +102,27 @@ def test_a_plain_plan_made_again_shares_its_checked_form_and_bad_ones_are_still_
         Plan("fax", ["hook"], "{headline|News}")
 
 
+def test_a_plan_shows_what_it_was_made_from_and_cannot_be_changed() -> None:
+    from datetime import datetime, timedelta, timezone
+
+    plain = Plan("email", ["hook"], "{headline|News}")
+    assert plain.skip_reason is None and plain.defer_until is None
+    assert [(s.channel, s.providers, s.text) for s in plain.steps] == [("email", ("hook",), "{headline|News}")]
+    assert plain.steps is plain.steps  # made once, when first asked for
+    skip = Plan.skip("quiet hours")
+    assert (skip.skip_reason, skip.defer_until, skip.steps) == ("quiet hours", None, ())
+    assert repr(skip) == "Plan.skip('quiet hours')"
+    at = datetime(2030, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+    for until in (at, timedelta(minutes=5), 90.0):
+        later = Plan.defer(until)
+        assert (later.skip_reason, later.defer_until, later.steps) == (None, until, ())
+        assert later == Plan.defer(until) and repr(later) == f"Plan.defer({until!r})"
+    for plan in (plain, skip, later):
+        for name in ("skip_reason", "defer_until", "_wire", "_steps", "anything"):
+            with pytest.raises(AttributeError):
+                setattr(plan, name, None)
+
+
 def test_a_plan_checked_by_one_engine_is_checked_again_by_another() -> None:
     rules = RuleSet({"t": lambda n: Plan("email", ["hook"], "hi")})
 

@@ -225,7 +225,7 @@ class PyRouter final : public Router {
 
   /// herald.Plan's `_wire`: ("plan", steps) with each step (channel, providers, text, subject,
   /// html, title, image, data_json, batch, with_previous, after_ms, success), or ("skip", reason),
-  /// or ("defer", at_ms or -1, delay_ms). Built and checked by python/herald/plan.py.
+  /// or ("defer", at_ms or -1, delay_ms, the rule's own value). Built and checked by python/herald/plan.py.
   static RouteResult from_wire(py::handle wire) {
     auto t = py::reinterpret_borrow<py::tuple>(wire);
     const std::string kind = to_text(t[0], "plan");

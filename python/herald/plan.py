@@ -161,11 +161,11 @@ class Plan:
     build plans with many steps.
     """
 
-    __slots__ = ("_steps", "skip_reason", "defer_until", "_wire")
+    # A plain plan sets only _wire (its Step is made when first asked for): a rule makes one plan
+    # per notification, on the engine's loop, and each slot set cost as much as a third of the rest.
+    __slots__ = ("_steps", "_wire")
 
-    _steps: tuple[Step, ...] | None  # None: a plain one-step plan, its Step made when first asked for
-    skip_reason: str | None
-    defer_until: datetime | timedelta | float | None
+    _steps: tuple[Step, ...]
     _wire: tuple[Any, ...]
 
     def __init__(
@@ -185,8 +185,6 @@ class Plan:
     ) -> None:
         # Raises herald.ValidationError (a ValueError) naming the field, e.g. "Plan.providers[1]".
         set_ = object.__setattr__
-        _set_skip_reason(self, None)
-        _set_defer_until(self, None)
         # A plan of one step with nothing but channel, providers and text (and batch).
         plain = (subject is None and html is None and title is None and image is None and data is None
                  and success == "accepted")
@@ -200,7 +198,6 @@ class Plan:
             except TypeError:  # an unhashable provider name: the checks below say what is wrong
                 wire = None
             if wire is not None:
-                _set_steps(self, None)
                 _set_wire(self, wire)
                 return
         if steps is not None:
@@ -245,7 +242,6 @@ class Plan:
                 if len(_PLAIN_WIRES) < _PLAIN_WIRES_MAX and type(channel) is str and (
                         template is None or type(template) is str) and all(type(p) is str for p in chain):
                     _PLAIN_WIRES[(channel, chain, template, batch)] = wire
-                set_(self, "_steps", None)
                 set_(self, "_wire", wire)
                 return
             one = Step.__new__(Step)
@@ -262,11 +258,25 @@ class Plan:
     @property
     def steps(self) -> tuple[Step, ...]:
         """The plan's steps (none for a skip or a deferral)."""
-        if self._steps is None:
+        try:
+            return self._steps
+        except AttributeError:  # a plain plan: its one Step, made now
             w = self._wire[1][0]
-            object.__setattr__(self, "_steps", (Step(w[0], w[1], text=w[2] or None, batch=w[8]),))
-        assert self._steps is not None
-        return self._steps
+            steps = (Step(w[0], w[1], text=w[2] or None, batch=w[8]),)
+            _set_steps(self, steps)
+            return steps
+
+    @property
+    def skip_reason(self) -> str | None:
+        """Why the notification is not sent (Plan.skip), or None."""
+        w = self._wire
+        return w[1] if w[0] == "skip" else None
+
+    @property
+    def defer_until(self) -> datetime | timedelta | float | None:
+        """When to ask the rule again, as given to Plan.defer, or None."""
+        w = self._wire
+        return w[3] if w[0] == "defer" else None
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError("a Plan cannot be changed once made")
@@ -321,10 +331,8 @@ class Plan:
         """Do not send it: the notification ends ``skipped`` with the reason in its trace."""
         checked_text("Plan.skip(reason)", reason)
         plan = cls.__new__(cls)
-        object.__setattr__(plan, "_steps", ())
-        object.__setattr__(plan, "skip_reason", reason)
-        object.__setattr__(plan, "defer_until", None)
-        object.__setattr__(plan, "_wire", ("skip", reason))
+        _set_steps(plan, ())
+        _set_wire(plan, ("skip", reason))
         return plan
 
     @classmethod
@@ -333,14 +341,12 @@ class Plan:
         if isinstance(until, datetime):
             if until.tzinfo is None:
                 raise validation_error("Plan.defer(until)", "a datetime must be timezone-aware")
-            wire: tuple[Any, ...] = ("defer", int(until.timestamp() * 1000), 0)
+            wire: tuple[Any, ...] = ("defer", int(until.timestamp() * 1000), 0, until)
         else:
-            wire = ("defer", -1, _duration_ms("Plan.defer(until)", until))
+            wire = ("defer", -1, _duration_ms("Plan.defer(until)", until), until)
         plan = cls.__new__(cls)
-        object.__setattr__(plan, "_steps", ())
-        object.__setattr__(plan, "skip_reason", None)
-        object.__setattr__(plan, "defer_until", until)
-        object.__setattr__(plan, "_wire", wire)
+        _set_steps(plan, ())
+        _set_wire(plan, wire)
         return plan
 
     def with_providers(self, change: Callable[[tuple[str, ...]], Sequence[str]]) -> Plan:
@@ -367,8 +373,6 @@ class Plan:
 
 # Plan's slots set through their own descriptors: object.__setattr__ costs twice as much, and a
 # plain plan is made once per notification on the engine's loop (Plan.__init__).
-_set_skip_reason = Plan.__dict__["skip_reason"].__set__
-_set_defer_until = Plan.__dict__["defer_until"].__set__
 _set_steps = Plan.__dict__["_steps"].__set__
 _set_wire = Plan.__dict__["_wire"].__set__
 

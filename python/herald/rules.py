@@ -121,6 +121,9 @@ class RuleSet:
 
     def __init__(self, rules: dict[str, RuleFn] | None = None) -> None:
         self._rules: dict[str, RuleFn] = dict(rules or {})
+        # Each rule with whether it takes the providers' health, found once when it is added:
+        # route() runs once per notification, on the engine's loop.
+        self._calls: dict[str, tuple[RuleFn, bool]] = {t: (fn, takes_providers(fn)) for t, fn in self._rules.items()}
         self.directory: Path | None = None
         """The rules directory this set was loaded from (None: modules or a dict)."""
         self.files: dict[str, FileStamp] = {}
@@ -195,6 +198,7 @@ class RuleSet:
                 f" and {_name_of(fn)}{_at(second)}",
                 None if second is None else second[0], None if second is None else second[1])
         self._rules[type_] = fn
+        self._calls[type_] = (fn, takes_providers(fn))
 
     def types(self) -> list[str]:
         return sorted(self._rules)
@@ -212,11 +216,12 @@ class RuleSet:
     def route(self, n: Any, providers: Any = None) -> Plan | str:
         """The plan for one notification, or the text of why there is none. A rule with a second
         parameter gets ``providers``: the providers' health by name (herald/health.py)."""
-        fn = self._rules.get(n.type) or self._rules.get(CATCH_ALL)
-        if fn is None:
+        call = self._calls.get(n.type) or self._calls.get(CATCH_ALL)
+        if call is None:
             return f"no rule for type {n.type!r}"
+        fn, with_providers = call
         try:
-            plan = fn(n, providers) if takes_providers(fn) else fn(n)
+            plan = fn(n, providers) if with_providers else fn(n)
         except Exception as exc:  # a broken rule dead-letters its notification; the engine goes on
             return f"rule {_name_of(fn)} raised {type(exc).__name__}: {_text_of(exc)}"
         if not isinstance(plan, Plan):
