@@ -1,6 +1,6 @@
 #pragma once
 // Plain-HTTP/1.1 requests (http://) written and read with Boost.Beast on a thread of their own,
-// beside libcurl's thread (http_client.cpp), which keeps everything else: https, HTTP/2, h2c,
+// beside libcurl's thread (curl_client.cpp), which keeps everything else: https, HTTP/2, h2c,
 // SMTP, basic auth, proxies. Why: libcurl 7.88 spent ~21-26 CPU-µs per keep-alive POST here
 // (most of it formatting the request a byte at a time), Beast ~9.5 (bench/wire_bench.py's probe);
 // for herald's webhook to a sink on loopback that was the largest single cost per notification.

@@ -1,5 +1,5 @@
 #pragma once
-// What the two HTTP clients share (http_client.cpp on libcurl, h1_client.cpp on Beast): their
+// What the two HTTP clients share (curl_client.cpp on libcurl, h1_client.cpp on Beast): their
 // limits and texts, and the ASCII helpers for protocol and header names.
 #include <algorithm>
 #include <cstddef>
@@ -21,6 +21,10 @@ constexpr char ascii_lower(char c) { return c >= 'A' && c <= 'Z' ? static_cast<c
 inline bool iequals(std::string_view a, std::string_view b) {
   return a.size() == b.size() &&
          std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) { return ascii_lower(x) == ascii_lower(y); });
+}
+
+inline bool starts_with_icase(std::string_view s, std::string_view prefix) {
+  return s.size() >= prefix.size() && iequals(s.substr(0, prefix.size()), prefix);
 }
 
 constexpr bool is_space(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; }
