@@ -1,6 +1,7 @@
 // validate() and is_smtp_url() (http_request_checks.hpp), and redact() (herald/http_client.hpp).
 #include "http_request_checks.hpp"
 
+#include "herald/crypto.hpp"
 #include "http_text.hpp"
 
 #include <algorithm>
@@ -34,26 +35,6 @@ bool has_line_break(std::string_view s) {
 }
 
 // Secret redaction for error text.
-
-std::string percent_decode(std::string_view s) {
-  std::string out;
-  out.reserve(s.size());
-  auto hex = [](char c) -> int {
-    if (c >= '0' && c <= '9') return c - '0';
-    c = ascii_lower(c);
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    return -1;
-  };
-  for (std::size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '%' && i + 2 < s.size() && hex(s[i + 1]) >= 0 && hex(s[i + 2]) >= 0) {
-      out.push_back(static_cast<char>(hex(s[i + 1]) * 16 + hex(s[i + 2])));
-      i += 2;
-    } else {
-      out.push_back(s[i]);
-    }
-  }
-  return out;
-}
 
 /// The "user:password" part of scheme://user:password@host/..., or empty.
 std::string_view url_userinfo(std::string_view url) {
@@ -106,7 +87,7 @@ std::string redact(std::string text, const Request& request) {
   std::vector<std::string> secrets;
   const auto userinfo = url_userinfo(request.url);
   add_credential(secrets, userinfo);
-  add_credential(secrets, percent_decode(userinfo));
+  add_credential(secrets, crypto::percent_decode(userinfo, false));
   add_credential(secrets, request.basic_auth);
   for (const auto& header : request.headers) {
     const auto colon = header.find(':');
