@@ -103,6 +103,23 @@ def test_idempotency_within_one_batch(engine: Engine, sandbox: Sandbox) -> None:
     assert len(sandbox.messages()) == 1
 
 
+def test_a_batch_with_repeats_among_new_ones_sends_each_new_one_once(engine: Engine, sandbox: Sandbox) -> None:
+    first = engine.send("otp", "u0", {"code": "0"}, idempotency_key="k0")
+
+    def item(i: int, key: str) -> dict:
+        return {"type": "otp", "recipient": f"u{i}", "data": {"code": str(i)}, "idempotency_key": key}
+
+    # A repeat of an earlier call, a repeat inside the batch, new ones before, between and after.
+    results = engine.send_many([item(1, "k1"), item(0, "k0"), item(2, "k2"), item(1, "k1"), item(3, "k3")])
+    assert [r.duplicate for r in results] == [False, True, False, True, False]
+    assert results[1].id == first.id and results[3].id == results[0].id
+    assert len({results[0].id, results[2].id, results[4].id, first.id}) == 4
+    assert engine.wait_idle(10)
+    assert sorted(m["body"]["to"]["id"] for m in sandbox.messages()) == ["u0", "u1", "u2", "u3"]
+    for r in (results[0], results[2], results[4]):
+        assert engine.status(r.id).state == "completed"
+
+
 def test_failover_to_the_next_provider(make_engine, sandbox: Sandbox) -> None:
     sandbox.set_faults("primary", error_rate=1.0, error_status=500)
     engine = make_engine()

@@ -37,9 +37,7 @@ class ItemPrefix {
 
 /// The earlier notification of a repeated key, or nothing; throws on the same key with other content.
 std::optional<SendResult> check_repeat(IdempotencyIndex& index, DeliveryStore& store, const Notification& n,
-                                       std::uint64_t hash, std::string_view where) {
-  if (n.idempotency_key.empty()) return std::nullopt;
-  const IdempotencyKey key = IdempotencyKey::of(n);
+                                       const IdempotencyKey& key, std::uint64_t hash, std::string_view where) {
   const IdempotencyEntry* found = index.find(key);
   if (found == nullptr && index.may_be_stored(key)) {
     if (auto hit = store.find_idempotent(n.tenant, n.type, n.recipient_id, n.idempotency_key)) {
@@ -63,7 +61,6 @@ std::vector<SendResult> Engine::Impl::intake(std::vector<Notification> batch, bo
   for (std::size_t i = 0; i < batch.size(); ++i) validate(batch[i], now, where(i));
   std::vector<SendResult> results(batch.size());
   std::vector<Notification> fresh;
-  fresh.reserve(batch.size());
   std::vector<IdempotencyKey> reserved;  // keys this call added, forgotten again if the commit fails
   std::vector<std::size_t> duplicates;
   IdempotencyIndex::Map dropped;  // freed after the lock is released
@@ -71,15 +68,23 @@ std::vector<SendResult> Engine::Impl::intake(std::vector<Notification> batch, bo
     std::lock_guard lock(idempotency.mutex());
     idempotency.rotate_if_due(now, dropped);
     // First pass: find conflicts before changing anything, so a rejected batch leaves no trace.
-    std::unordered_map<IdempotencyKey, std::pair<std::uint64_t, std::size_t>, IdempotencyKeyHash> in_batch;
+    // Each key is made (and hashed) once; the map of this batch's keys points at them.
+    std::vector<IdempotencyKey> keys(batch.size());
+    struct KeyAt {
+      std::size_t operator()(const IdempotencyKey* k) const noexcept { return k->hash; }
+      bool operator()(const IdempotencyKey* a, const IdempotencyKey* b) const noexcept { return *a == *b; }
+    };
+    std::unordered_map<const IdempotencyKey*, std::pair<std::uint64_t, std::size_t>, KeyAt, KeyAt> in_batch;
     std::vector<std::optional<SendResult>> repeats(batch.size());
     std::vector<std::uint64_t> hashes(batch.size());
     for (std::size_t i = 0; i < batch.size(); ++i) {
       const Notification& n = batch[i];
-      hashes[i] = n.idempotency_key.empty() ? 0 : content_hash(n);
-      repeats[i] = check_repeat(idempotency, *store, n, hashes[i], where(i));
-      if (!repeats[i] && !n.idempotency_key.empty()) {
-        auto [it, first] = in_batch.try_emplace(IdempotencyKey::of(n), hashes[i], i);
+      if (n.idempotency_key.empty()) continue;
+      keys[i] = IdempotencyKey::of(n);
+      hashes[i] = content_hash(n);
+      repeats[i] = check_repeat(idempotency, *store, n, keys[i], hashes[i], where(i));
+      if (!repeats[i]) {
+        auto [it, first] = in_batch.try_emplace(&keys[i], hashes[i], i);
         if (!first && it->second.first != hashes[i]) {
           throw IdempotencyConflict(where(i).str() + "idempotency_key: '" + n.idempotency_key + "' repeats notifications[" +
                                     std::to_string(it->second.second) + "] with different content");
@@ -94,7 +99,7 @@ std::vector<SendResult> Engine::Impl::intake(std::vector<Notification> batch, bo
         continue;
       }
       if (!n.idempotency_key.empty()) {
-        IdempotencyKey key = IdempotencyKey::of(n);
+        IdempotencyKey& key = keys[i];
         if (const IdempotencyEntry* earlier = idempotency.find(key)) {  // an earlier item of this same batch
           results[i] = SendResult{earlier->id, State::queued, true};
           duplicates.push_back(i);
@@ -109,7 +114,18 @@ std::vector<SendResult> Engine::Impl::intake(std::vector<Notification> batch, bo
       }
       n.created_at_ms = now;
       results[i] = SendResult{n.id, State::queued, false};
-      fresh.push_back(std::move(n));  // batch[i] is read again only for duplicates
+    }
+  }
+  if (duplicates.empty()) {
+    fresh = std::move(batch);  // the usual case: no second copy of every row
+  } else {
+    fresh.reserve(batch.size() - duplicates.size());
+    for (std::size_t i = 0, d = 0; i < batch.size(); ++i) {
+      if (d < duplicates.size() && duplicates[d] == i) {
+        ++d;  // batch[i] is read again below
+      } else {
+        fresh.push_back(std::move(batch[i]));
+      }
     }
   }
   if (!fresh.empty()) {

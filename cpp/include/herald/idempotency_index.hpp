@@ -15,17 +15,23 @@ namespace herald {
 
 struct IdempotencyKey {
   std::string tenant, type, recipient_id, key;
+  /// Of the four texts, found once: a key is looked up several times per notification taken in.
+  std::size_t hash = 0;
+
+  IdempotencyKey() = default;
+  IdempotencyKey(std::string tenant_, std::string type_, std::string recipient_id_, std::string key_)
+      : tenant(std::move(tenant_)), type(std::move(type_)), recipient_id(std::move(recipient_id_)), key(std::move(key_)) {
+    const std::hash<std::string> h;
+    hash = h(tenant) ^ (h(type) * 3) ^ (h(recipient_id) * 7) ^ (h(key) * 13);
+  }
   bool operator==(const IdempotencyKey&) const = default;
   /// The key of notification `n` (which has an idempotency key).
   [[nodiscard]] static IdempotencyKey of(const Notification& n) {
-    return IdempotencyKey{n.tenant, n.type, n.recipient_id, n.idempotency_key};
+    return IdempotencyKey(n.tenant, n.type, n.recipient_id, n.idempotency_key);
   }
 };
 struct IdempotencyKeyHash {
-  std::size_t operator()(const IdempotencyKey& k) const noexcept {
-    std::hash<std::string> h;
-    return h(k.tenant) ^ (h(k.type) * 3) ^ (h(k.recipient_id) * 7) ^ (h(k.key) * 13);
-  }
+  std::size_t operator()(const IdempotencyKey& k) const noexcept { return k.hash; }
 };
 
 /// The notification a key was first used for, and a hash of what it asked.
