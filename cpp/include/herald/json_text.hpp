@@ -31,6 +31,8 @@ class JsonWriter {
     p_ += N - 1;
   }
   void raw(char c) { *p_++ = c; }
+  /// Text that is JSON already (a validated object, digits), as it is.
+  void text(std::string_view s) { copy(s.data(), s.size()); }
   template <typename Int>
   void integer(Int value) {
     p_ = std::to_chars(p_, p_ + int_bound, value).ptr;
@@ -74,6 +76,20 @@ class JsonWriter {
 
 /// Appends `s` as a quoted JSON string. UTF-8 passes through; control characters are escaped.
 inline void append_json_string(std::string& out, std::string_view s) {
+  // Most texts need no escape: appended as they are, without sizing the room for the worst case
+  // (six bytes per byte, zero-filled, which outgrew a request body's reserved room).
+  bool plain = true;
+  for (const char ch : s) {
+    const auto c = static_cast<unsigned char>(ch);
+    plain = plain && c >= 0x20 && c != '"' && c != '\\';
+  }
+  if (plain) {
+    out.reserve(out.size() + s.size() + 2);
+    out += '"';
+    out.append(s);
+    out += '"';
+    return;
+  }
   const std::size_t start = out.size();
   out.resize(start + JsonWriter::string_bound(s));
   JsonWriter w(out.data() + start);

@@ -1,6 +1,7 @@
 #include "adapters.hpp"
 
 
+#include <charconv>
 #include <ctime>
 #include <optional>
 
@@ -16,40 +17,60 @@ namespace {
 
 using detail::append_int;
 
+/// A number's decimal digits, kept on the stack: a request writes the notification's id three times.
+class Digits {
+ public:
+  explicit Digits(std::int64_t value) : end_(std::to_chars(text_, text_ + sizeof text_, value).ptr) {}
+  operator std::string_view() const { return {text_, static_cast<std::size_t>(end_ - text_)}; }  // NOLINT
+ private:
+  char text_[24];
+  char* end_;
+};
+
 /// `prefix` then the number: one allocation (a header, or part of a body).
-std::string text_and_number(std::string_view prefix, std::int64_t value) {
+std::string text_and_number(std::string_view prefix, std::string_view digits) {
   std::string out;
-  out.reserve(prefix.size() + 20);
+  out.reserve(prefix.size() + digits.size());
   out.append(prefix);
-  append_int(out, value);
+  out.append(digits);
   return out;
 }
 
-/// herald's message document: the recipient, the rendered text and the data.
-std::string message_body(const SendContext& ctx) {
+/// herald's message document: the recipient, the rendered text and the data. `id` is the
+/// notification's id in digits.
+std::string message_body(const SendContext& ctx, std::string_view id) {
+  using detail::JsonWriter;
   const Notification& n = ctx.notification;
+  // The fixed part is written into room sized once for the longest it can be (as the log's lines
+  // are): one request per attempt, on the engine's loop.
   std::string body;
-  body.reserve(96 + n.recipient_json.size() + n.data_json.size() + ctx.text.size());
-  body += "{\"id\":";
+  body.resize(96 + 3 * JsonWriter::int_bound + JsonWriter::string_bound(n.type) + JsonWriter::string_bound(n.tenant) +
+              JsonWriter::string_bound(ctx.plan.channel) + n.recipient_json.size() + JsonWriter::string_bound(ctx.text) +
+              n.data_json.size());
+  JsonWriter w(body.data());
+  w.raw("{\"id\":");
   // A step of a plan with many steps carries its parent's id (the one the application knows)
   // and the step; the Idempotency-Key stays the step's own, so two steps are two messages.
-  append_int(body, n.parent_id != 0 ? n.parent_id : n.id);
   if (n.parent_id != 0) {
-    body += ",\"step\":";
-    append_int(body, n.step);
+    w.integer(n.parent_id);
+    w.raw(",\"step\":");
+    w.integer(n.step);
+  } else {
+    w.text(id);
   }
-  body += ",\"type\":";
-  detail::append_json_string(body, n.type);
-  body += ",\"tenant\":";
-  detail::append_json_string(body, n.tenant);
-  body += ",\"channel\":";
-  detail::append_json_string(body, ctx.plan.channel);
-  body += ",\"to\":";
-  body += n.recipient_json;  // validated as a JSON object at intake
-  body += ",\"text\":";
-  detail::append_json_string(body, ctx.text);
-  body += ",\"data\":";
-  body += n.data_json;
+  w.raw(",\"type\":");
+  w.string(n.type);
+  w.raw(",\"tenant\":");
+  w.string(n.tenant);
+  w.raw(",\"channel\":");
+  w.string(ctx.plan.channel);
+  w.raw(",\"to\":");
+  w.text(n.recipient_json);  // validated as a JSON object at intake
+  w.raw(",\"text\":");
+  w.string(ctx.text);
+  w.raw(",\"data\":");
+  w.text(n.data_json);
+  body.resize(static_cast<std::size_t>(w.end() - body.data()));
   // The step's other content, rendered: only the fields it has (most steps have none).
   const Content& c = ctx.plan.content;
   if (!(c.subject.empty() && c.html.empty() && c.title.empty() && c.image.empty() && c.data_json.empty())) {
@@ -164,13 +185,14 @@ http::Request herald_json_post(const ProviderConfig& c, std::string url, const S
   req.method = "POST";
   req.url = std::move(url);
   req.timeout = std::chrono::milliseconds(c.timeout_ms);
-  req.body = message_body(ctx);
+  const Digits id(ctx.notification.id);
+  req.body = message_body(ctx, id);
   req.headers.reserve(5 + c.headers.size());
   req.headers.emplace_back("Content-Type: application/json");
-  req.headers.push_back(text_and_number("X-Herald-Id: ", ctx.notification.id));
-  req.headers.push_back(text_and_number("X-Herald-Attempt: ", ctx.attempt));
+  req.headers.push_back(text_and_number("X-Herald-Id: ", id));
+  req.headers.push_back(text_and_number("X-Herald-Attempt: ", Digits(ctx.attempt)));
   // The same key on every attempt lets the receiver drop a resend it already has.
-  req.headers.push_back(text_and_number("Idempotency-Key: herald-", ctx.notification.id));
+  req.headers.push_back(text_and_number("Idempotency-Key: herald-", id));
   if (ctx.in_doubt) req.headers.emplace_back("X-Herald-In-Doubt: 1");
   for (const auto& [k, v] : c.headers) req.headers.emplace_back(k + ": " + v);
   return req;
