@@ -61,10 +61,7 @@ void Engine::Impl::apply(Delivery& x, Step& s, bool was_outstanding, WriteBatch&
   // step_succeeded) and the notification's one final event.
   if (x.n.parent_id != 0 && s.next == Next::finish && !s.events.empty()) s.events.pop_back();
   if (x.held_mark && (s.save || !s.events.empty())) release_mark(x, s.save, into);  // s.save: x.d supersedes it
-  if (x.held_event && (s.save || !s.events.empty())) {  // before this step's own events
-    into.events.push_back(std::move(*x.held_event));
-    x.held_event.reset();
-  }
+  if (x.held_event && (s.save || !s.events.empty())) release_event(x, into);  // before this step's own events
   // Routed and waiting for a provider's slot: the event rides with the next write (held_events.cpp).
   const bool hold = s.next == Next::queue && !s.save && s.events.size() == 1 && s.events[0].kind == EventKind::routed;
   for (auto& e : s.events) {

@@ -178,7 +178,13 @@ struct Engine::Impl {
   void write_held(bool all);                   ///< those held held_event_ms or longer (or all)
   void hold_mark(Delivery& x, SendingMark m, std::uint64_t ticket);
   /// The held mark's events (and its state unless `superseded`) into `into`, which settles it.
-  static void release_mark(Delivery& x, bool superseded, WriteBatch& into);
+  void release_mark(Delivery& x, bool superseded, WriteBatch& into);
+  /// The held "routed" event into `into`.
+  void release_event(Delivery& x, WriteBatch& into);
+  /// What was held goes back here once written, for the next delivery to hold: a few hundred
+  /// are held at once, and a fresh allocation of these sizes missed malloc's per-thread cache.
+  std::vector<std::unique_ptr<Event>> spare_events;
+  std::vector<std::unique_ptr<Delivery::HeldMark>> spare_marks;
   void note_held(Id id);  ///< starts the held_event_ms clock for what `id` holds
   /// Records an attempt's "sending" step as a mark of `sends` (held_events.cpp).
   void record_sending(Delivery& x, Step& s, Sends& sends);

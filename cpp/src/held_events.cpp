@@ -14,6 +14,29 @@
 
 namespace herald {
 
+namespace {
+
+constexpr std::size_t max_spares = 1024;
+
+template <typename T>
+std::unique_ptr<T> take_spare(std::vector<std::unique_ptr<T>>& spares) {
+  if (spares.empty()) return std::make_unique<T>();
+  std::unique_ptr<T> p = std::move(spares.back());
+  spares.pop_back();
+  return p;
+}
+
+template <typename T>
+void keep_spare(std::vector<std::unique_ptr<T>>& spares, std::unique_ptr<T>& p) {
+  if (spares.size() < max_spares) {
+    spares.push_back(std::move(p));
+  } else {
+    p.reset();
+  }
+}
+
+}  // namespace
+
 void Engine::Impl::note_held(Id id) {
   const std::int64_t now = clock->now_ms();
   held_since.emplace_back(id, now);
@@ -21,7 +44,9 @@ void Engine::Impl::note_held(Id id) {
 }
 
 void Engine::Impl::hold_routed(Delivery& x, Event&& e) {
-  x.held_event = std::move(e);
+  auto held = take_spare(spare_events);
+  *held = std::move(e);
+  x.held_event = std::move(held);
   note_held(x.n.id);
 }
 
@@ -36,7 +61,10 @@ void Engine::Impl::record_sending(Delivery& x, Step& s, Sends& sends) {
 }
 
 void Engine::Impl::hold_mark(Delivery& x, SendingMark m, std::uint64_t ticket) {
-  x.held_mark = Delivery::HeldMark{std::move(m), ticket};
+  auto held = take_spare(spare_marks);
+  held->mark = std::move(m);
+  held->ticket = ticket;
+  x.held_mark = std::move(held);
   note_held(x.n.id);
 }
 
@@ -44,7 +72,12 @@ void Engine::Impl::release_mark(Delivery& x, bool superseded, WriteBatch& into) 
   auto& held = *x.held_mark;
   write_mark(into, held.mark, !superseded);
   into.settles.push_back(held.ticket);
-  x.held_mark.reset();
+  keep_spare(spare_marks, x.held_mark);
+}
+
+void Engine::Impl::release_event(Delivery& x, WriteBatch& into) {
+  into.events.push_back(std::move(*x.held_event));
+  keep_spare(spare_events, x.held_event);
 }
 
 void Engine::Impl::write_held(bool all) {
@@ -54,10 +87,7 @@ void Engine::Impl::write_held(bool all) {
     if (auto it = active.find(held_since.front().first); it != active.end()) {
       Delivery& x = it->second;
       if (x.held_mark) release_mark(x, false, pending_writes);
-      if (x.held_event) {
-        pending_writes.events.push_back(std::move(*x.held_event));
-        x.held_event.reset();
-      }
+      if (x.held_event) release_event(x, pending_writes);
     }
     held_since.pop_front();
   }
