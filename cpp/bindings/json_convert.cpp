@@ -1,5 +1,6 @@
 #include "pybind.hpp"
 
+#include <array>
 #include <cmath>
 #include <cstdio>
 #include <vector>
@@ -25,7 +26,7 @@ py::handle datetime_types() {
 /// deep or self-containing object ends in a ValidationError, never in a stack overflow.
 class JsonWriter {
  public:
-  JsonWriter(std::string& out, std::string& path) : out_(out), path_(path), root_(path) {}
+  JsonWriter(std::string& out, std::string& path) : out_(out), path_(path), root_size_(path.size()) {}
 
   void write(py::handle value) {
     PyObject* o = value.ptr();
@@ -76,19 +77,19 @@ class JsonWriter {
   }
 
  private:
-  [[noreturn]] void too_large() const { throw ValidationError(root_, "larger than 256 KiB"); }
+  [[noreturn]] void too_large() const { throw ValidationError(path_.substr(0, root_size_), "larger than 256 KiB"); }
 
   /// Opens a container: refuses one already open on the current path, or one level too many.
   void enter(PyObject* container) {
-    for (const PyObject* open : open_) {
-      if (open == container) throw ValidationError(path_, "contains itself");
+    for (std::size_t i = 0; i < depth_; ++i) {
+      if (open_[i] == container) throw ValidationError(path_, "contains itself");
     }
-    if (open_.size() >= static_cast<std::size_t>(max_payload_depth)) {
+    if (depth_ >= open_.size()) {
       throw ValidationError(path_, "is nested deeper than " + std::to_string(max_payload_depth) + " levels");
     }
-    open_.push_back(container);
+    open_[depth_++] = container;
   }
-  void leave() { open_.pop_back(); }
+  void leave() { --depth_; }
 
   void write_dict(PyObject* dict) {
     out_ += '{';
@@ -140,8 +141,10 @@ class JsonWriter {
 
   std::string& out_;
   std::string& path_;
-  const std::string root_;          ///< the field as the caller named it, for the size error
-  std::vector<PyObject*> open_;     ///< containers on the current path, outermost first (borrowed)
+  const std::size_t root_size_;  ///< path_'s first root_size_ bytes: the field as the caller named it
+  /// Containers on the current path, outermost first (borrowed); on the stack, as the depth is bounded.
+  std::array<PyObject*, max_payload_depth> open_{};
+  std::size_t depth_ = 0;
 };
 
 }  // namespace
@@ -154,6 +157,7 @@ void append_json(std::string& out, py::handle value, std::string& path) {
 
 std::string to_json(py::handle value, std::string_view field) {
   std::string out;
+  out.reserve(128);  // a recipient or a data object is usually this small: no regrowth
   std::string path(field);
   append_json(out, value, path);
   return out;
