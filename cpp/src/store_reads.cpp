@@ -119,7 +119,7 @@ void Store::for_each_idempotency_key(const KeyVisitor& each) {
   // Read from the partial unique index alone (it holds every column asked for).
   const Stmt stmt = read_db_->prepare(
       "SELECT tenant, type, recipient_id, idempotency_key FROM notifications "
-      "INDEXED BY notifications_idempotency WHERE idempotency_key IS NOT NULL");
+      "INDEXED BY notifications_idempotency_by_key WHERE idempotency_key IS NOT NULL");
   sqlite3_stmt* s = stmt.get();
   int rc = 0;
   while ((rc = sqlite3_step(s)) == SQLITE_ROW) each(column_view(s, 0), column_view(s, 1), column_view(s, 2), column_view(s, 3));

@@ -41,8 +41,8 @@ CREATE TABLE IF NOT EXISTS notifications (
   receipt_at INTEGER NOT NULL DEFAULT 0,
   cost REAL NOT NULL DEFAULT 0
 );
-CREATE UNIQUE INDEX IF NOT EXISTS notifications_idempotency
-  ON notifications (tenant, type, recipient_id, idempotency_key) WHERE idempotency_key IS NOT NULL;
+CREATE UNIQUE INDEX IF NOT EXISTS notifications_idempotency_by_key
+  ON notifications (idempotency_key, recipient_id, type, tenant) WHERE idempotency_key IS NOT NULL;
 CREATE INDEX IF NOT EXISTS notifications_unfinished ON notifications (state) WHERE state < 4;
 CREATE INDEX IF NOT EXISTS notifications_dead ON notifications (state) WHERE state = 6;
 CREATE TABLE IF NOT EXISTS suppressions (
@@ -130,6 +130,11 @@ Store::Db::Db(const std::filesystem::path& path, Durability durability, bool wri
       sqlite3_exec(db.get(), (std::string("ALTER TABLE events ADD COLUMN ") + column).c_str(), nullptr, nullptr,
                    nullptr);
     }
+    // The idempotency index was (tenant, type, recipient_id, idempotency_key): an insert compared
+    // the same tenant and type on every step down the tree. The key first decides at once (an
+    // intake thread's insert: 56k -> 54k instructions). The index above replaces it; a file
+    // made before is indexed anew once, on its first open.
+    exec("DROP INDEX IF EXISTS notifications_idempotency");
     exec(awaiting_index_sql);
     exec(steps_index_sql);
     exec(all_events_view_sql);

@@ -5,6 +5,7 @@
 #include <fstream>
 #include <thread>
 
+#include <sqlite3.h>
 #include <unistd.h>
 
 #include "herald/clock.hpp"
@@ -91,6 +92,49 @@ TEST(Store, ADuplicateKeyFailsOnlyItsOwnBatch) {
   EXPECT_EQ(ok.load(), 1);
   EXPECT_FALSE(store.get(2).has_value());
   EXPECT_TRUE(store.get(3).has_value());
+}
+
+TEST(Store, AFileWithTheFormerIdempotencyIndexIsIndexedAnewAndKeepsItsKeys) {
+  TempDir dir;
+  {
+    Store store(dir.path, Durability::process);
+    store.commit(WriteBatch{{make(1, "k1"), make(2, "k2")}, {}, {}, {}, {}});
+  }
+  const auto exec = [&](const char* sql) {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open((dir.path / "herald.db").c_str(), &db), SQLITE_OK);
+    EXPECT_EQ(sqlite3_exec(db, sql, nullptr, nullptr, nullptr), SQLITE_OK) << sqlite3_errmsg(db);
+    sqlite3_close(db);
+  };
+  // The file as an earlier version left it: its index with the tenant first.
+  exec("DROP INDEX notifications_idempotency_by_key; "
+       "CREATE UNIQUE INDEX notifications_idempotency ON notifications (tenant, type, recipient_id, idempotency_key) "
+       "WHERE idempotency_key IS NOT NULL");
+  {
+    Store store(dir.path, Durability::process);
+    const auto hit = store.find_idempotent("default", "otp", "u2", "k2");
+    ASSERT_TRUE(hit.has_value());
+    EXPECT_EQ(hit->id, 2);
+    std::vector<std::string> keys;
+    store.for_each_idempotency_key([&](std::string_view, std::string_view, std::string_view, std::string_view key) {
+      keys.emplace_back(key);
+    });
+    EXPECT_EQ(keys.size(), 2u);
+    auto dup = make(3, "k1");
+    dup.recipient_id = "u1";  // the same key as notification 1
+    EXPECT_THROW(store.commit(WriteBatch{{dup}, {}, {}, {}, {}}), StoreError);
+  }
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open((dir.path / "herald.db").c_str(), &db), SQLITE_OK);
+  sqlite3_stmt* s = nullptr;
+  ASSERT_EQ(sqlite3_prepare_v2(db, "SELECT group_concat(name) FROM (SELECT name FROM sqlite_master "
+                                   "WHERE type='index' AND name LIKE 'notifications_idempotency%' ORDER BY name)",
+                               -1, &s, nullptr),
+            SQLITE_OK);
+  ASSERT_EQ(sqlite3_step(s), SQLITE_ROW);
+  EXPECT_STREQ(reinterpret_cast<const char*>(sqlite3_column_text(s, 0)), "notifications_idempotency_by_key");
+  sqlite3_finalize(s);
+  sqlite3_close(db);
 }
 
 TEST(Store, GroupCommitFromManyThreads) {
