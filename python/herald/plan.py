@@ -184,7 +184,6 @@ class Plan:
         steps: Sequence[Step] | None = None,
     ) -> None:
         # Raises herald.ValidationError (a ValueError) naming the field, e.g. "Plan.providers[1]".
-        set_ = object.__setattr__
         # A plan of one step with nothing but channel, providers and text (and batch).
         plain = (subject is None and html is None and title is None and image is None and data is None
                  and success == "accepted")
@@ -200,6 +199,7 @@ class Plan:
             if wire is not None:
                 _set_wire(self, wire)
                 return
+        set_ = object.__setattr__
         if steps is not None:
             if channel is not None or providers is not None or template is not None:
                 raise validation_error("Plan.steps", "give either steps or channel/providers/template, not both")
