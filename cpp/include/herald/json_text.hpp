@@ -1,6 +1,7 @@
 #pragma once
 /// Writing JSON text directly into a string, for the hot paths (log lines, request bodies) where
 /// building a nlohmann::json document first would cost an allocation per field.
+#include <algorithm>
 #include <charconv>
 #include <cstring>
 #include <string>
@@ -15,6 +16,9 @@ void append_int(std::string& out, Int value) {
   const auto end = std::to_chars(digits, digits + sizeof digits, value).ptr;
   out.append(digits, static_cast<std::size_t>(end - digits));
 }
+
+/// Whether byte `c` goes into a JSON string as it is (no escape).
+constexpr bool json_plain(unsigned char c) { return c >= 0x20 && c != '"' && c != '\\'; }
 
 /// Writes JSON text into memory reserved beforehand, for a line whose size has a known bound:
 /// no capacity check per field. The caller makes room for `bound()` of what it writes.
@@ -44,7 +48,7 @@ class JsonWriter {
     std::size_t plain = 0;
     for (std::size_t i = 0; i < s.size(); ++i) {
       const auto c = static_cast<unsigned char>(s[i]);
-      if (c >= 0x20 && c != '"' && c != '\\') continue;
+      if (json_plain(c)) continue;
       copy(s.data() + plain, i - plain);
       plain = i + 1;
       *p_++ = '\\';
@@ -78,12 +82,7 @@ class JsonWriter {
 inline void append_json_string(std::string& out, std::string_view s) {
   // Most texts need no escape: appended as they are, without sizing the room for the worst case
   // (six bytes per byte, zero-filled, which outgrew a request body's reserved room).
-  bool plain = true;
-  for (const char ch : s) {
-    const auto c = static_cast<unsigned char>(ch);
-    plain = plain && c >= 0x20 && c != '"' && c != '\\';
-  }
-  if (plain) {
+  if (std::all_of(s.begin(), s.end(), [](char c) { return json_plain(static_cast<unsigned char>(c)); })) {
     out.reserve(out.size() + s.size() + 2);
     out += '"';
     out.append(s);

@@ -15,8 +15,6 @@ namespace herald::adapters {
 
 namespace {
 
-using detail::append_int;
-
 /// A number's decimal digits, kept on the stack: a request writes the notification's id three times.
 class Digits {
  public:
