@@ -199,7 +199,6 @@ class Plan:
             if wire is not None:
                 _set_wire(self, wire)
                 return
-        set_ = object.__setattr__
         if steps is not None:
             if channel is not None or providers is not None or template is not None:
                 raise validation_error("Plan.steps", "give either steps or channel/providers/template, not both")
@@ -242,7 +241,7 @@ class Plan:
                 if len(_PLAIN_WIRES) < _PLAIN_WIRES_MAX and type(channel) is str and (
                         template is None or type(template) is str) and all(type(p) is str for p in chain):
                     _PLAIN_WIRES[(channel, chain, template, batch)] = wire
-                set_(self, "_wire", wire)
+                _set_wire(self, wire)
                 return
             one = Step.__new__(Step)
             for name, value in (("channel", channel), ("providers", providers), ("text", template),
@@ -252,8 +251,8 @@ class Plan:
                 object.__setattr__(one, name, value)
             one._check("Plan.", text_name="template")
             items = (one,)
-        set_(self, "_steps", items)
-        set_(self, "_wire", ("plan", tuple(st._wire for st in items)))
+        _set_steps(self, items)
+        _set_wire(self, ("plan", tuple(st._wire for st in items)))
 
     @property
     def steps(self) -> tuple[Step, ...]:
