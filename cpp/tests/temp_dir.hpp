@@ -1,17 +1,21 @@
 #pragma once
 // A fresh directory under the system's temporary folder, removed with everything in it.
-#include <filesystem>
-#include <string>
+#include <stdlib.h>
 
-#include "herald/clock.hpp"
+#include <filesystem>
+#include <stdexcept>
+#include <string>
 
 namespace herald::testing {
 
 struct TempDir {
   std::filesystem::path path;
+  /// Named by mkdtemp: unique across the test processes ctest runs side by side (a name from the
+  /// clock alone was once given to two of them in the same microsecond).
   explicit TempDir(const std::string& prefix = "herald-test-") {
-    path = std::filesystem::temp_directory_path() / (prefix + std::to_string(now_us()));
-    std::filesystem::create_directories(path);
+    std::string name = (std::filesystem::temp_directory_path() / (prefix + "XXXXXX")).string();
+    if (::mkdtemp(name.data()) == nullptr) throw std::runtime_error("mkdtemp failed for " + name);
+    path = name;
   }
   ~TempDir() {
     std::error_code ec;

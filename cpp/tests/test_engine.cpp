@@ -8,6 +8,7 @@
 #include "herald/engine.hpp"
 #include "herald/errors.hpp"
 #include "herald/sandbox.hpp"
+#include "temp_dir.hpp"
 
 using namespace herald;
 namespace fs = std::filesystem;
@@ -32,7 +33,8 @@ class FixedRouter : public Router {
 };
 
 struct EngineTest : ::testing::Test {
-  fs::path dir = fs::temp_directory_path() / ("herald-engine-test-" + std::to_string(now_us()));
+  herald::testing::TempDir tmp{"herald-engine-test-"};
+  fs::path dir = tmp.path;
   sandbox::Server sandbox{sandbox::Server::Options{}};
   std::shared_ptr<FixedRouter> router = std::make_shared<FixedRouter>();
 
@@ -65,7 +67,6 @@ struct EngineTest : ::testing::Test {
     router->plans["otp"] = PlanStep{"sms", {"primary", "backup"}, "code {code}", {}};
     return o;
   }
-  ~EngineTest() override { fs::remove_all(dir); }
 
   static Notification otp(const std::string& user, std::string key = {}) {
     Notification n;
