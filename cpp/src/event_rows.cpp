@@ -1,7 +1,6 @@
 #include "herald/event_rows.hpp"
 
 #include <algorithm>
-#include <unordered_map>
 
 #include <nlohmann/json.hpp>
 
@@ -11,14 +10,17 @@
 namespace herald {
 
 
-std::vector<std::vector<const Event*>> group_for_rows(std::span<const Event* const> events) {
-  std::vector<std::vector<const Event*>> groups;
-  std::unordered_map<Id, std::size_t> group_of;
-  group_of.reserve(events.size());
-  for (const Event* e : events) {
-    auto [it, added] = group_of.try_emplace(e->notification_id, groups.size());
-    if (added) groups.emplace_back();
-    groups[it->second].push_back(e);
+std::vector<std::span<const Event* const>> group_for_rows(std::vector<const Event*>& events) {
+  // A sort in place, where a map from id to group cost an allocation per notification. Stable:
+  // one notification's events keep their order.
+  std::stable_sort(events.begin(), events.end(),
+                   [](const Event* a, const Event* b) { return a->notification_id < b->notification_id; });
+  std::vector<std::span<const Event* const>> groups;
+  for (std::size_t start = 0; start < events.size();) {
+    std::size_t end = start + 1;
+    while (end < events.size() && events[end]->notification_id == events[start]->notification_id) ++end;
+    groups.emplace_back(events.data() + start, end - start);
+    start = end;
   }
   return groups;
 }

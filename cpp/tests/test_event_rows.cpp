@@ -23,22 +23,46 @@ Event ev(Id nid, std::int64_t seq, EventKind kind, std::string detail = {}) {
   return e;
 }
 
-TEST(EventRows, GroupsEachNotificationsEventsInSeqOrder) {
-  const std::vector<Event> events = {ev(7, 10, EventKind::routed), ev(9, 11, EventKind::routed),
-                                     ev(7, 13, EventKind::sending), ev(9, 12, EventKind::sending),
-                                     ev(0, 14, EventKind::store_recovered)};
+TEST(EventRows, GroupsEachNotificationsEventsInSeqOrderAndTheGroupsInIdOrder) {
+  const std::vector<Event> events = {ev(9, 10, EventKind::routed), ev(7, 11, EventKind::routed),
+                                     ev(9, 13, EventKind::sending), ev(7, 12, EventKind::sending),
+                                     ev(0, 14, EventKind::store_recovered), ev(9, 15, EventKind::accepted),
+                                     ev(8, 16, EventKind::routed)};
   std::vector<const Event*> ptrs;
   for (const auto& e : events) ptrs.push_back(&e);
   const auto groups = group_for_rows(ptrs);
-  ASSERT_EQ(groups.size(), 3u);
-  ASSERT_EQ(groups[0].size(), 2u);
-  EXPECT_EQ(groups[0][0]->seq, 10);
-  EXPECT_EQ(groups[0][1]->seq, 13);
+  ASSERT_EQ(groups.size(), 4u);
+  ASSERT_EQ(groups[0].size(), 1u);
+  EXPECT_EQ(groups[0][0]->notification_id, 0);
   ASSERT_EQ(groups[1].size(), 2u);
   EXPECT_EQ(groups[1][0]->seq, 11);
   EXPECT_EQ(groups[1][1]->seq, 12);
   ASSERT_EQ(groups[2].size(), 1u);
-  EXPECT_EQ(groups[2][0]->notification_id, 0);
+  EXPECT_EQ(groups[2][0]->seq, 16);
+  ASSERT_EQ(groups[3].size(), 3u);
+  EXPECT_EQ(groups[3][0]->seq, 10);
+  EXPECT_EQ(groups[3][1]->seq, 13);
+  EXPECT_EQ(groups[3][2]->seq, 15);
+}
+
+TEST(EventRows, ManyNotificationsInterleavedKeepEachOnesOrder) {
+  // A commit's events come as runs (every routed, then every sending, then the answers in the
+  // order they came): each notification's events must stay in seq order whatever the interleaving.
+  std::vector<Event> events;
+  std::int64_t seq = 0;
+  for (int round = 0; round < 3; ++round) {
+    for (int i = 0; i < 50; ++i) events.push_back(ev(100 + (round == 2 ? 49 - i : i), seq++, EventKind::routed));
+  }
+  std::vector<const Event*> ptrs;
+  for (const auto& e : events) ptrs.push_back(&e);
+  const auto groups = group_for_rows(ptrs);
+  ASSERT_EQ(groups.size(), 50u);
+  for (std::size_t g = 0; g < groups.size(); ++g) {
+    ASSERT_EQ(groups[g].size(), 3u);
+    EXPECT_EQ(groups[g][0]->notification_id, static_cast<Id>(100 + g));
+    EXPECT_LT(groups[g][0]->seq, groups[g][1]->seq);
+    EXPECT_LT(groups[g][1]->seq, groups[g][2]->seq);
+  }
 }
 
 TEST(EventRows, EarlierEventsAtTheirLongestRoundTrip) {

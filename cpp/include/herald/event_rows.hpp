@@ -15,10 +15,12 @@
 
 namespace herald {
 
-/// Events grouped for writing: each group is one notification's events, in the order given (seq
-/// order: seqs are handed out in queue order and a commit takes the queue in order); groups in
-/// the order of their first event. Pointers into `events`, which must outlive the result.
-[[nodiscard]] std::vector<std::vector<const Event*>> group_for_rows(std::span<const Event* const> events);
+/// Events grouped for writing: `events` is put in notification id order, each notification's
+/// events kept in the order given (seq order: seqs are handed out in queue order and a commit takes
+/// the queue in order), and each group is one notification's run of it. Ids grow with time, so the
+/// rows go into the events table's key order. The groups point into `events`, which must outlive
+/// them and not change meanwhile.
+[[nodiscard]] std::vector<std::span<const Event* const>> group_for_rows(std::vector<const Event*>& events);
 
 /// The `more` column of a row holding `group` (all but its last event); empty for a group of one.
 [[nodiscard]] std::string pack_earlier_events(std::span<const Event* const> group);

@@ -2,18 +2,19 @@
 /// Writing JSON text directly into a string, for the hot paths (log lines, request bodies) where
 /// building a nlohmann::json document first would cost an allocation per field.
 #include <algorithm>
-#include <charconv>
 #include <cstring>
 #include <string>
 #include <string_view>
+
+#include "herald/decimal.hpp"
 
 namespace herald::detail {
 
 /// Appends an integer's decimal digits without a temporary string.
 template <typename Int>
 void append_int(std::string& out, Int value) {
-  char digits[24];
-  const auto end = std::to_chars(digits, digits + sizeof digits, value).ptr;
+  char digits[decimal_bound];
+  const char* end = write_decimal(digits, value);
   out.append(digits, static_cast<std::size_t>(end - digits));
 }
 
@@ -27,7 +28,7 @@ class JsonWriter {
   explicit JsonWriter(char* at) : p_(at) {}
   /// Room a quoted, escaped `s` may take: each byte may become "\u00XX".
   static constexpr std::size_t string_bound(std::string_view s) { return 2 + 6 * s.size(); }
-  static constexpr std::size_t int_bound = 20;
+  static constexpr std::size_t int_bound = decimal_bound;
 
   template <std::size_t N>
   void raw(const char (&text)[N]) {
@@ -39,7 +40,7 @@ class JsonWriter {
   void text(std::string_view s) { copy(s.data(), s.size()); }
   template <typename Int>
   void integer(Int value) {
-    p_ = std::to_chars(p_, p_ + int_bound, value).ptr;
+    p_ = write_decimal(p_, value);
   }
   /// `s` quoted; UTF-8 passes through, control characters, quotes and backslashes are escaped.
   void string(std::string_view s) {

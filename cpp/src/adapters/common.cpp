@@ -18,7 +18,7 @@ namespace {
 /// A number's decimal digits, kept on the stack: a request writes the notification's id three times.
 class Digits {
  public:
-  explicit Digits(std::int64_t value) : end_(std::to_chars(text_, text_ + sizeof text_, value).ptr) {}
+  explicit Digits(std::int64_t value) : end_(detail::write_decimal(text_, value)) {}
   operator std::string_view() const { return {text_, static_cast<std::size_t>(end_ - text_)}; }  // NOLINT
  private:
   char text_[24];
