@@ -2,6 +2,7 @@
 // each batch in its own savepoint, the events of one notification in one row; then the log's
 // lines, the journal's spent records and each submitter's answer. And retention's passes
 // (Store::prune), which run as chunks inside those commits.
+#include <array>
 #include <future>
 #include <limits>
 
@@ -65,6 +66,38 @@ void run_prune_chunk(sqlite3_stmt* rows, sqlite3_stmt* events, sqlite3_stmt* sys
 
 }  // namespace
 
+void Store::Db::insert_rows(const std::vector<Notification>& rows, std::int64_t now) const {
+  constexpr auto per = static_cast<std::size_t>(rows_per_statement);
+  std::size_t i = 0;
+  for (; i + per <= rows.size(); i += per) {
+    for (std::size_t r = 0; r < per; ++r) bind_insert(insert_many.get(), rows[i + r], now, static_cast<int>(r));
+    step_done(insert_many.get(), "insert notifications");
+  }
+  for (; i < rows.size(); ++i) {
+    bind_insert(insert.get(), rows[i], now);
+    step_done(insert.get(), "insert notification");
+  }
+}
+
+void Store::Db::insert_event_rows(const std::vector<std::span<const Event* const>>& groups) const {
+  constexpr auto per = static_cast<std::size_t>(rows_per_statement);
+  std::array<std::string, per> more;  // bound as they are: alive until the step
+  std::size_t i = 0;
+  for (; i + per <= groups.size(); i += per) {
+    for (std::size_t r = 0; r < per; ++r) {
+      const auto& group = groups[i + r];
+      more[r] = pack_earlier_events(group);
+      bind_event(event_many.get(), *group.back(), more[r], static_cast<int>(r));
+    }
+    step_done(event_many.get(), "insert events");
+  }
+  for (; i < groups.size(); ++i) {
+    more[0] = pack_earlier_events(groups[i]);
+    bind_event(event.get(), *groups[i].back(), more[0]);
+    step_done(event.get(), "insert event");
+  }
+}
+
 bool Store::apply(std::vector<Pending>& work) {
   Db& db = *write_db_;
   std::vector<std::exception_ptr> errors(work.size());
@@ -78,10 +111,7 @@ bool Store::apply(std::vector<Pending>& work) {
       if (b.empty() && !work[i].prune && !work[i].probe) continue;
       db.step_done(db.savepoint.get(), "savepoint");
       try {
-        for (const Notification& n : b.inserts) {
-          bind_insert(db.insert.get(), n, now);
-          db.step_done(db.insert.get(), "insert notification");
-        }
+        db.insert_rows(b.inserts, now);
         for (const StateUpdate& u : b.updates) {
           sqlite3_stmt* s = db.update.get();
           const DeliveryState& d = u.delivery;
@@ -148,23 +178,7 @@ bool Store::apply(std::vector<Pending>& work) {
         db.step_done(db.release.get(), "release");
       }
     }
-    for (const auto& group : group_for_rows(events)) {
-      const Event& e = *group.back();
-      const std::string more = pack_earlier_events(group);
-      sqlite3_stmt* s = db.event.get();
-      sqlite3_bind_int64(s, 1, e.notification_id);
-      sqlite3_bind_int64(s, 2, e.seq);
-      sqlite3_bind_int64(s, 3, e.ts_us);
-      bind_text(s, 4, to_string(e.kind));
-      sqlite3_bind_int(s, 5, e.attempt);
-      bind_text(s, 6, e.provider, true);
-      sqlite3_bind_int64(s, 7, e.latency_us);
-      sqlite3_bind_int(s, 8, e.http_status);
-      bind_text(s, 9, e.detail, true);
-      sqlite3_bind_int(s, 10, e.step);
-      bind_text(s, 11, more, true);
-      db.step_done(s, "insert event");
-    }
+    db.insert_event_rows(group_for_rows(events));
     db.step_done(db.commit.get(), "commit");
   } catch (...) {
     fault = std::current_exception();

@@ -102,6 +102,16 @@ constexpr const char* awaiting_index_sql =
     "CREATE INDEX IF NOT EXISTS notifications_awaiting ON notifications (accepted_at) "
     "WHERE state = 4 AND receipt IS NULL AND accepted_at > 0";
 
+/// `row` `count` times, comma-separated: the VALUES of a multi-row INSERT.
+std::string rows_of(const std::string& row, int count) {
+  std::string out;
+  for (int i = 0; i < count; ++i) {
+    if (i > 0) out += ',';
+    out += row;
+  }
+  return out;
+}
+
 }  // namespace
 
 Store::Db::Db(const std::filesystem::path& path, Durability durability, bool writer, bool read_only) {
@@ -147,9 +157,11 @@ Store::Db::Db(const std::filesystem::path& path, Durability durability, bool wri
     const std::string insert_sql =
         "INTO notifications (id, tenant, type, recipient_id, recipient, data, priority, idempotency_key, "
         "ordering_key, send_at, expires_at, created_at, content_hash, state, updated_at, parent_id, step) "
-        "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,0,?,?,?)";
-    insert = prepare("INSERT " + insert_sql);
-    insert_if_absent = prepare("INSERT OR IGNORE " + insert_sql);  // the intake journal's replay
+        "VALUES ";
+    const std::string insert_row = "(?,?,?,?,?,?,?,?,?,?,?,?,?,0,?,?,?)";
+    insert = prepare("INSERT " + insert_sql + insert_row);
+    insert_many = prepare("INSERT " + insert_sql + rows_of(insert_row, rows_per_statement));
+    insert_if_absent = prepare("INSERT OR IGNORE " + insert_sql + insert_row);  // the intake journal's replay
     update = prepare(
         "UPDATE notifications SET state=?, attempt=?, provider_index=?, provider_attempt=?, next_at=?, "
         "updated_at=?, provider=?, provider_message_id=?, last_error=?, in_doubt=?, channel=?, address=?, "
@@ -159,9 +171,12 @@ Store::Db::Db(const std::filesystem::path& path, Durability durability, bool wri
         "INSERT OR REPLACE INTO suppressions (channel, address, reason, detail, provider, notification_id, at) "
         "VALUES (?,?,?,?,?,?,?)");
     unsuppress = prepare("DELETE FROM suppressions WHERE channel=? AND address=?");
-    event = prepare(
+    const std::string event_sql =
         "INSERT OR REPLACE INTO events (nid, seq, ts_us, kind, attempt, provider, latency_us, http_status, detail, "
-        "step, more) VALUES (?,?,?,?,?,?,?,?,?,?,?)");
+        "step, more) VALUES ";
+    const std::string event_row = "(?,?,?,?,?,?,?,?,?,?,?)";
+    event = prepare(event_sql + event_row);
+    event_many = prepare(event_sql + rows_of(event_row, rows_per_statement));
     prune_rows = prepare(
         "DELETE FROM notifications WHERE id IN (SELECT id FROM notifications WHERE id < ?1 AND state >= 4 "
         "AND updated_at < ?2 ORDER BY id LIMIT ?3) RETURNING id");

@@ -94,6 +94,72 @@ TEST(Store, ADuplicateKeyFailsOnlyItsOwnBatch) {
   EXPECT_TRUE(store.get(3).has_value());
 }
 
+// Rows go in 32 to a statement, the rest one by one (store_db.hpp): a batch of 70 is two full
+// statements and six single rows, and each row must come back as it went in.
+TEST(Store, ABatchLargerThanOneStatementKeepsEveryRowAndEvent) {
+  TempDir dir;
+  {
+    Store store(dir.path, Durability::process);
+    WriteBatch b;
+    for (Id id = 1; id <= 70; ++id) b.inserts.push_back(make(id, "k" + std::to_string(id)));
+    store.commit(std::move(b));
+    WriteBatch u;
+    for (Id id = 70; id >= 1; --id) {  // the answers' order, not the ids'
+      for (const auto kind : {EventKind::sending, EventKind::accepted}) {
+        Event e;
+        e.notification_id = id;
+        e.kind = kind;
+        e.attempt = 1;
+        e.provider = std::to_string(id) + "p";
+        if (kind == EventKind::accepted) e.detail = std::to_string(id) + "-msg";
+        u.events.push_back(e);
+      }
+    }
+    store.commit(std::move(u));
+  }
+  Store store(dir.path, Durability::process);
+  for (Id id = 1; id <= 70; ++id) {
+    const auto row = store.get(id);
+    ASSERT_TRUE(row.has_value()) << id;
+    EXPECT_EQ(row->notification.recipient_id, "u" + std::to_string(id));
+    EXPECT_EQ(row->notification.idempotency_key, "k" + std::to_string(id));
+    const auto events = store.events(id);
+    ASSERT_EQ(events.size(), 2u) << id;
+    EXPECT_EQ(events[0].kind, EventKind::sending);
+    EXPECT_EQ(events[1].kind, EventKind::accepted);
+    EXPECT_EQ(events[1].provider, std::to_string(id) + "p");
+    EXPECT_EQ(events[1].detail, std::to_string(id) + "-msg");
+  }
+  EXPECT_EQ(store.load_unfinished().size(), 70u);
+}
+
+// A repeated key inside a full statement of rows, and one among the single rows after them: each
+// fails its own batch whole, and the batches beside it in the same commit are kept.
+TEST(Store, ARepeatedKeyInAManyRowStatementFailsItsWholeBatchOnly) {
+  TempDir dir;
+  Store store(dir.path, Durability::process);
+  store.commit(WriteBatch{{make(1, "same")}, {}, {}, {}, {}});
+  auto batch_with_repeat_at = [](Id first, std::size_t at) {
+    WriteBatch b;
+    for (Id id = first; id < first + 40; ++id) b.inserts.push_back(make(id));
+    b.inserts[at].idempotency_key = "same";
+    b.inserts[at].recipient_id = "u1";  // same (tenant, type, recipient, key) as id 1
+    return b;
+  };
+  std::atomic<int> failed{0}, ok{0};
+  auto count = [&](std::exception_ptr e, WriteBatch&) { (e ? failed : ok)++; };
+  store.submit(batch_with_repeat_at(100, 5), count);   // in the first statement of 32
+  store.submit(batch_with_repeat_at(200, 35), count);  // among the single rows
+  WriteBatch fine;
+  for (Id id = 300; id < 340; ++id) fine.inserts.push_back(make(id));
+  store.submit(std::move(fine), count);
+  store.flush();
+  EXPECT_EQ(failed.load(), 2);
+  EXPECT_EQ(ok.load(), 1);
+  for (const Id id : {Id{100}, Id{131}, Id{139}, Id{200}, Id{231}, Id{239}}) EXPECT_FALSE(store.get(id).has_value()) << id;
+  for (Id id = 300; id < 340; ++id) EXPECT_TRUE(store.get(id).has_value()) << id;
+}
+
 TEST(Store, AFileWithTheFormerIdempotencyIndexIsIndexedAnewAndKeepsItsKeys) {
   TempDir dir;
   {
