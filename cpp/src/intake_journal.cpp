@@ -66,18 +66,33 @@ void put_at(char* at, T value) {
   }
 }
 
-/// `value`'s bytes, little-endian, appended.
-template <typename T>
-void put(std::string& out, T value) {
-  char bytes[sizeof(T)];
-  put_at(bytes, value);
-  out.append(bytes, sizeof(T));
-}
+/// An encoding is made in two passes over the same field list (encode_rows, encode_update,
+/// encode_events): a Sizer counts its bytes, then a Writer writes them into room made once. Appending
+/// field by field to a string checked its capacity for each of the ~30 fields of a sending mark.
+struct Sizer {
+  std::size_t bytes = 0;
+  template <typename T>
+  void put(T) {
+    bytes += sizeof(T);
+  }
+  void text(const std::string& s) { bytes += sizeof(std::uint32_t) + s.size(); }
+};
 
-void put_text(std::string& out, const std::string& s) {
-  put<std::uint32_t>(out, static_cast<std::uint32_t>(s.size()));
-  out += s;
-}
+/// Writes `value`s little-endian, and texts as their length then their bytes, into room a Sizer
+/// measured.
+struct Writer {
+  char* at;
+  template <typename T>
+  void put(T value) {
+    put_at(at, value);
+    at += sizeof(T);
+  }
+  void text(const std::string& s) {
+    put(static_cast<std::uint32_t>(s.size()));
+    std::memcpy(at, s.data(), s.size());
+    at += s.size();
+  }
+};
 
 /// Reads from a payload; every read checks the bytes are there.
 struct Reader {
@@ -134,23 +149,24 @@ IntakeJournal::~IntakeJournal() {
 
 namespace {
 
-void encode_rows(const std::vector<Notification>& rows, std::string& out) {
-  put<std::uint32_t>(out, static_cast<std::uint32_t>(rows.size()));
+template <typename Sink>
+void encode_rows(const std::vector<Notification>& rows, Sink& out) {
+  out.template put<std::uint32_t>(static_cast<std::uint32_t>(rows.size()));
   for (const Notification& n : rows) {
-    put<std::int64_t>(out, n.id);
-    put<std::int64_t>(out, n.send_at_ms);
-    put<std::int64_t>(out, n.expires_at_ms);
-    put<std::int64_t>(out, n.created_at_ms);
-    put<std::int64_t>(out, n.parent_id);
-    put<std::int32_t>(out, static_cast<std::int32_t>(n.priority));
-    put<std::int32_t>(out, n.step);
-    put_text(out, n.tenant);
-    put_text(out, n.type);
-    put_text(out, n.recipient_id);
-    put_text(out, n.recipient_json);
-    put_text(out, n.data_json);
-    put_text(out, n.idempotency_key);
-    put_text(out, n.ordering_key);
+    out.template put<std::int64_t>(n.id);
+    out.template put<std::int64_t>(n.send_at_ms);
+    out.template put<std::int64_t>(n.expires_at_ms);
+    out.template put<std::int64_t>(n.created_at_ms);
+    out.template put<std::int64_t>(n.parent_id);
+    out.template put<std::int32_t>(static_cast<std::int32_t>(n.priority));
+    out.template put<std::int32_t>(n.step);
+    out.text(n.tenant);
+    out.text(n.type);
+    out.text(n.recipient_id);
+    out.text(n.recipient_json);
+    out.text(n.data_json);
+    out.text(n.idempotency_key);
+    out.text(n.ordering_key);
   }
 }
 
@@ -182,22 +198,23 @@ bool decode_rows(Reader& r, std::vector<Notification>& rows) {
 }
 
 /// The columns a StateUpdate writes (the store's update statement), not the receipt's.
-void encode_update(const StateUpdate& u, std::string& out) {
+template <typename Sink>
+void encode_update(const StateUpdate& u, Sink& out) {
   const DeliveryState& d = u.delivery;
-  put<std::int64_t>(out, u.id);
-  put<std::int32_t>(out, static_cast<std::int32_t>(d.state));
-  put<std::int32_t>(out, d.attempt);
-  put<std::int32_t>(out, d.provider_index);
-  put<std::int32_t>(out, d.provider_attempt);
-  put<std::int64_t>(out, d.next_at_ms);
-  put<std::int64_t>(out, d.accepted_at_ms);
-  put<std::uint64_t>(out, std::bit_cast<std::uint64_t>(d.cost));
-  put<std::uint8_t>(out, d.in_doubt ? 1 : 0);
-  put_text(out, d.provider);
-  put_text(out, d.provider_message_id);
-  put_text(out, d.last_error);
-  put_text(out, d.channel);
-  put_text(out, d.address);
+  out.template put<std::int64_t>(u.id);
+  out.template put<std::int32_t>(static_cast<std::int32_t>(d.state));
+  out.template put<std::int32_t>(d.attempt);
+  out.template put<std::int32_t>(d.provider_index);
+  out.template put<std::int32_t>(d.provider_attempt);
+  out.template put<std::int64_t>(d.next_at_ms);
+  out.template put<std::int64_t>(d.accepted_at_ms);
+  out.template put<std::uint64_t>(std::bit_cast<std::uint64_t>(d.cost));
+  out.template put<std::uint8_t>(d.in_doubt ? 1 : 0);
+  out.text(d.provider);
+  out.text(d.provider_message_id);
+  out.text(d.last_error);
+  out.text(d.channel);
+  out.text(d.address);
 }
 
 bool decode_update(Reader& r, StateUpdate& u) {
@@ -222,28 +239,29 @@ bool decode_update(Reader& r, StateUpdate& u) {
 }
 
 /// Every field of an event, the log's copies included: a replay writes its log line too.
-void encode_events(const std::vector<Event>& events, std::string& out) {
-  put<std::uint32_t>(out, static_cast<std::uint32_t>(events.size()));
+template <typename Sink>
+void encode_events(const std::vector<Event>& events, Sink& out) {
+  out.template put<std::uint32_t>(static_cast<std::uint32_t>(events.size()));
   for (const Event& e : events) {
-    put<std::int64_t>(out, e.notification_id);
-    put<std::int64_t>(out, e.ts_us);
-    put<std::int32_t>(out, static_cast<std::int32_t>(e.kind));
-    put<std::int32_t>(out, e.attempt);
-    put<std::int64_t>(out, e.latency_us);
-    put<std::int32_t>(out, e.http_status);
-    put<std::int32_t>(out, static_cast<std::int32_t>(e.error_class));
-    put<std::uint64_t>(out, std::bit_cast<std::uint64_t>(e.cost));
-    put<std::int32_t>(out, e.step);
-    put<std::int32_t>(out, e.segments);
-    put<std::int32_t>(out, static_cast<std::int32_t>(e.priority));
-    put_text(out, e.provider);
-    put_text(out, e.detail);
-    put_text(out, e.provider_code);
-    put_text(out, e.alert);
-    put_text(out, e.recipient_id);
-    put_text(out, e.channel);
-    put_text(out, e.type);
-    put_text(out, e.tenant);
+    out.template put<std::int64_t>(e.notification_id);
+    out.template put<std::int64_t>(e.ts_us);
+    out.template put<std::int32_t>(static_cast<std::int32_t>(e.kind));
+    out.template put<std::int32_t>(e.attempt);
+    out.template put<std::int64_t>(e.latency_us);
+    out.template put<std::int32_t>(e.http_status);
+    out.template put<std::int32_t>(static_cast<std::int32_t>(e.error_class));
+    out.template put<std::uint64_t>(std::bit_cast<std::uint64_t>(e.cost));
+    out.template put<std::int32_t>(e.step);
+    out.template put<std::int32_t>(e.segments);
+    out.template put<std::int32_t>(static_cast<std::int32_t>(e.priority));
+    out.text(e.provider);
+    out.text(e.detail);
+    out.text(e.provider_code);
+    out.text(e.alert);
+    out.text(e.recipient_id);
+    out.text(e.channel);
+    out.text(e.type);
+    out.text(e.tenant);
   }
 }
 
@@ -284,14 +302,28 @@ bool decode_events(Reader& r, std::vector<Event>& events) {
 
 }  // namespace
 
-void IntakeJournal::encode(const std::vector<Notification>& rows, const std::vector<SendingMark>& marks,
-                           std::string& out) {
+namespace {
+
+template <typename Sink>
+void encode_record(const std::vector<Notification>& rows, const std::vector<SendingMark>& marks, Sink& out) {
   encode_rows(rows, out);
-  put<std::uint32_t>(out, static_cast<std::uint32_t>(marks.size()));
+  out.template put<std::uint32_t>(static_cast<std::uint32_t>(marks.size()));
   for (const SendingMark& m : marks) {
     encode_update(m.update, out);
     encode_events(m.events, out);
   }
+}
+
+}  // namespace
+
+void IntakeJournal::encode(const std::vector<Notification>& rows, const std::vector<SendingMark>& marks,
+                           std::string& out) {
+  Sizer size;
+  encode_record(rows, marks, size);
+  const std::size_t start = out.size();
+  out.resize(start + size.bytes);
+  Writer w{out.data() + start};
+  encode_record(rows, marks, w);
 }
 
 bool IntakeJournal::decode(std::string_view payload, JournalRecord& out, bool rows_only) {
