@@ -80,6 +80,23 @@ def test_send_many_accepts_everything_once(engine: Engine, sandbox: Sandbox) -> 
     assert all(engine.status(r.id).state == "completed" for r in receipts[:20])
 
 
+def test_send_many_reads_field_names_made_at_run_time_and_none_as_absent(engine: Engine, sandbox: Sandbox) -> None:
+    # Names joined at run time are equal to the field names without being the same objects, and a
+    # str subclass is a name too; None stands for a field not given.
+    class Name(str):
+        pass
+
+    made = {"".join(["ty", "pe"]): "news", "".join(["reci", "pient"]): {"id": "u1"},
+            Name("priority"): "bulk", "idempotency_key": None, "send_at": None, "tenant": None}
+    receipts = engine.send_many([made, {"type": "news", "recipient": "u2", "ordering_key": None}])
+    assert engine.wait_idle(20)
+    first = engine.status(receipts[0].id)
+    assert (first.recipient_id, first.priority, first.state) == ("u1", "bulk", "completed")
+    assert engine.status(receipts[1].id).recipient_id == "u2"
+    with pytest.raises(herald.ValidationError, match=r"notifications\[0\]\.typ: unknown field"):
+        engine.send_many([{"".join(["ty", "p"]): "news", "recipient": "u3"}])
+
+
 def test_delay_accepts_timedelta_datetime_and_epoch(engine: Engine) -> None:
     soon = datetime.now(timezone.utc) + timedelta(seconds=30)
     a = engine.send("otp", "u1", {"code": "1"}, send_at=timedelta(seconds=30))
