@@ -66,13 +66,13 @@ char* DeliveryLog::write_line(char* at, const Event& e) {
   w.raw(",\"id\":\"");  // a string: ids exceed 2^53, where JSON readers lose digits
   w.integer(e.notification_id);
   w.raw("\",\"event\":");
-  w.string(to_string(e.kind));
+  w.plain_string(to_string(e.kind));
   w.raw(",\"type\":");
   w.string(e.type);
   w.raw(",\"tenant\":");
   w.string(e.tenant);
   w.raw(",\"priority\":");
-  w.string(to_string(e.priority));
+  w.plain_string(to_string(e.priority));
   w.raw(",\"attempt\":");
   w.integer(e.attempt);
   if (!e.recipient_id.empty()) {
@@ -89,7 +89,7 @@ char* DeliveryLog::write_line(char* at, const Event& e) {
   }
   if (e.error_class != ErrorClass::none) {
     w.raw(",\"error_class\":");
-    w.string(to_string(e.error_class));
+    w.plain_string(to_string(e.error_class));
   }
   if (e.cost >= 0) {
     w.raw(",\"cost\":");

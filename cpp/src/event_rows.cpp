@@ -48,7 +48,7 @@ std::string pack_earlier_events(std::span<const Event* const> group) {
     w.raw(',');
     w.integer(e.ts_us);
     w.raw(',');
-    w.string(to_string(e.kind));
+    w.plain_string(to_string(e.kind));
     w.raw(',');
     w.integer(e.attempt);
     w.raw(',');

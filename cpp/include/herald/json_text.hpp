@@ -1,7 +1,7 @@
 #pragma once
 /// Writing JSON text directly into a string, for the hot paths (log lines, request bodies) where
 /// building a nlohmann::json document first would cost an allocation per field.
-#include <algorithm>
+#include <cstdint>
 #include <cstring>
 #include <string>
 #include <string_view>
@@ -20,6 +20,26 @@ void append_int(std::string& out, Int value) {
 
 /// Whether byte `c` goes into a JSON string as it is (no escape).
 constexpr bool json_plain(unsigned char c) { return c >= 0x20 && c != '"' && c != '\\'; }
+
+/// How many of `s`'s first bytes go into a JSON string as they are: the length of its plain start,
+/// all of it for most texts. Eight bytes at a time: a word holds a byte below 0x20, a quote or a
+/// backslash exactly when one of the three tests sets a byte's top bit (a borrow only carries
+/// past a byte that was itself found).
+inline std::size_t json_plain_prefix(std::string_view s) noexcept {
+  constexpr std::uint64_t ones = 0x0101010101010101ULL;
+  constexpr std::uint64_t tops = 0x8080808080808080ULL;
+  std::size_t i = 0;
+  for (; i + 8 <= s.size(); i += 8) {
+    std::uint64_t w = 0;
+    std::memcpy(&w, s.data() + i, 8);  // byte order does not matter: only whether any byte is found
+    const std::uint64_t quote = w ^ (ones * '"');
+    const std::uint64_t backslash = w ^ (ones * '\\');
+    const std::uint64_t found = ((w - ones * 0x20) & ~w) | ((quote - ones) & ~quote) | ((backslash - ones) & ~backslash);
+    if ((found & tops) != 0) break;
+  }
+  while (i < s.size() && json_plain(static_cast<unsigned char>(s[i]))) ++i;
+  return i;
+}
 
 /// Writes JSON text into memory reserved beforehand, for a line whose size has a known bound:
 /// no capacity check per field. The caller makes room for `bound()` of what it writes.
@@ -47,7 +67,7 @@ class JsonWriter {
     static constexpr char hex[] = "0123456789abcdef";
     *p_++ = '"';
     std::size_t plain = 0;
-    for (std::size_t i = 0; i < s.size(); ++i) {
+    for (std::size_t i = json_plain_prefix(s); i < s.size(); ++i) {
       const auto c = static_cast<unsigned char>(s[i]);
       if (json_plain(c)) continue;
       copy(s.data() + plain, i - plain);
@@ -68,6 +88,12 @@ class JsonWriter {
     copy(s.data() + plain, s.size() - plain);
     *p_++ = '"';
   }
+  /// `s` quoted, for a text that needs no escape by construction (an enum's name): not scanned.
+  void plain_string(std::string_view s) {
+    *p_++ = '"';
+    copy(s.data(), s.size());
+    *p_++ = '"';
+  }
   [[nodiscard]] char* end() const { return p_; }
 
  private:
@@ -83,7 +109,7 @@ class JsonWriter {
 inline void append_json_string(std::string& out, std::string_view s) {
   // Most texts need no escape: appended as they are, without sizing the room for the worst case
   // (six bytes per byte, zero-filled, which outgrew a request body's reserved room).
-  if (std::all_of(s.begin(), s.end(), [](char c) { return json_plain(static_cast<unsigned char>(c)); })) {
+  if (json_plain_prefix(s) == s.size()) {
     out.reserve(out.size() + s.size() + 2);
     out += '"';
     out.append(s);
