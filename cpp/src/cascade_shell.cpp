@@ -32,7 +32,7 @@ void Engine::Impl::start_step(Delivery& parent, std::size_t k, WriteBatch& into)
   x.n.ordering_key.clear();
   x.n.send_at_ms = 0;
   x.n.created_at_ms = clock->now_ms();
-  x.plan = c.plan.steps[k];
+  x.plan = own_step(c.plan.steps[k]);
   x.routed = true;
   x.has_fallback = c.group_end(k) < c.steps.size();
   c.ids[k] = x.n.id;
@@ -147,11 +147,11 @@ bool Engine::Impl::cancel_steps(Delivery& parent) {
 }
 
 std::string Engine::Impl::unservable(const ProviderSlot& p, const Delivery& x) const {
-  if (!p.adapter->serves(x.plan.channel)) {
-    return "a " + p.config.kind + " provider does not serve the " + x.plan.channel + " channel";
+  if (!p.adapter->serves(x.plan->channel)) {
+    return "a " + p.config.kind + " provider does not serve the " + x.plan->channel + " channel";
   }
-  if (p.adapter->needs_address() && p.adapter->address_for(x.n, x.plan.channel).empty()) {
-    return "the recipient has no address for it on " + x.plan.channel;
+  if (p.adapter->needs_address() && p.adapter->address_for(x.n, x.plan->channel).empty()) {
+    return "the recipient has no address for it on " + x.plan->channel;
   }
   return {};
 }

@@ -20,13 +20,13 @@ void queue(Delivery& x, Step& s) {
 }
 
 bool has_next_provider(const Delivery& x) {
-  return static_cast<std::size_t>(x.d.provider_index) + 1 < x.plan.providers.size();
+  return static_cast<std::size_t>(x.d.provider_index) + 1 < x.plan->providers.size();
 }
 
 /// On to provider `k` of the chain (failed_over, "from <current>: <why>"), queued for it.
 void move_to_provider(Delivery& x, Step& s, std::size_t k, const std::string& why) {
   Event e = event_of(x, EventKind::failed_over);
-  e.provider = x.plan.providers[k];
+  e.provider = x.plan->providers[k];
   e.detail = "from " + x.current_provider() + ": " + why;
   x.d.provider_index = static_cast<int>(k);
   x.d.provider_attempt = 0;
@@ -40,7 +40,7 @@ void move_to_provider(Delivery& x, Step& s, std::size_t k, const std::string& wh
 void fail_over(Delivery& x, Step& s, const std::string& error) {
   x.d.last_error = error;
   const auto next = static_cast<std::size_t>(x.d.provider_index) + 1;
-  if (next >= x.plan.providers.size()) {
+  if (next >= x.plan->providers.size()) {
     dead_letter(x, s, "every provider failed; last error: " + error);
     return;
   }
@@ -159,25 +159,25 @@ Step DeliveryMachine::routed(Delivery& x, RouteResult r, std::int64_t now) const
   if (x.n.parent_id != 0) {
     // A step of a plan with many steps, routed again after a restart: it carries out its own step.
     const auto k = static_cast<std::size_t>(x.n.step);
-    if (k >= r.plan.steps.size()) {
+    if (k >= r.plan->steps.size()) {
       x.failure = ErrorClass::routing_error;
       dead_letter(x, s, "the rules' plan has no step " + std::to_string(k) + " any more");
       return s;
     }
-    x.plan = std::move(r.plan.steps[k]);
-  } else if (r.plan.cascade()) {
-    return begin_cascade(x, std::move(r.plan), now);
+    x.plan = step_of(r.plan, k);
+  } else if (r.plan->cascade()) {
+    return begin_cascade(x, *r.plan, now);
   } else {
-    x.plan = std::move(r.plan.steps.front());
+    x.plan = step_of(r.plan, 0);
   }
   x.routed = true;
-  if (x.d.provider_index >= static_cast<int>(x.plan.providers.size())) {
+  if (x.d.provider_index >= static_cast<int>(x.plan->providers.size())) {
     x.d.provider_index = 0;  // the rules changed since a restart: start the chain again
     x.d.provider_attempt = 0;
   }
   Event e = event_of(x, EventKind::routed);
-  e.detail = x.plan.channel + " via ";
-  for (std::size_t k = 0; k < x.plan.providers.size(); ++k) e.detail += (k ? "," : "") + x.plan.providers[k];
+  e.detail = x.plan->channel + " via ";
+  for (std::size_t k = 0; k < x.plan->providers.size(); ++k) e.detail += (k ? "," : "") + x.plan->providers[k];
   s.events.push_back(std::move(e));
   queue(x, s);
   return s;
@@ -212,14 +212,14 @@ Step DeliveryMachine::start(Delivery& x, const ProviderFacts& p) const {
     }
     x.doubt = Doubt::resend;  // nobody to ask: resend, flagged
   }
-  s.next = x.plan.batch && !x.alone && p.batches && x.doubt == Doubt::none ? Next::send_batch : Next::send;
+  s.next = x.plan->batch && !x.alone && p.batches && x.doubt == Doubt::none ? Next::send_batch : Next::send;
   return s;
 }
 
 bool DeliveryMachine::can_join(const Delivery& first, const Delivery& other) {
-  return other.phase == Phase::waiting_for_slot && other.plan.batch && !other.alone && other.doubt == Doubt::none &&
-         other.plan.channel == first.plan.channel && other.plan.template_text == first.plan.template_text &&
-         other.plan.content == first.plan.content;
+  return other.phase == Phase::waiting_for_slot && other.plan->batch && !other.alone && other.doubt == Doubt::none &&
+         other.plan->channel == first.plan->channel && other.plan->template_text == first.plan->template_text &&
+         other.plan->content == first.plan->content;
 }
 
 Step DeliveryMachine::cannot_look_up(Delivery& x) const {
@@ -248,7 +248,7 @@ Step DeliveryMachine::sending(Delivery& x, const ProviderFacts& p, std::string a
   x.d.state = State::sending;
   x.d.provider = p.name;
   x.d.provider_message_id.clear();
-  x.d.channel = x.plan.channel;
+  x.d.channel = x.plan->channel;
   x.d.address = std::move(address);
   if (x.doubt != Doubt::none) {
     detail = detail.empty() ? "resend of an attempt in doubt" : detail + "; resend of an attempt in doubt";
@@ -454,9 +454,9 @@ Step DeliveryMachine::provider_unavailable(Delivery& x, const std::vector<std::i
   expect(x, Phase::waiting_for_slot, "provider_unavailable");
   Step s;
   const auto from = static_cast<std::size_t>(x.d.provider_index);
-  const std::string& open = x.plan.providers.at(from);
+  const std::string& open = x.plan->providers.at(from);
   std::size_t soonest = from;
-  for (std::size_t k = from + 1; k < x.plan.providers.size() && k < half_open_at.size(); ++k) {
+  for (std::size_t k = from + 1; k < x.plan->providers.size() && k < half_open_at.size(); ++k) {
     if (half_open_at[k] == 0) {
       move_to_provider(x, s, k, "circuit open");
       return s;
@@ -483,7 +483,7 @@ Step DeliveryMachine::provider_unavailable(Delivery& x, const std::vector<std::i
   x.d.state = State::retry_scheduled;
   x.d.next_at_ms = at;
   Event e = event_of(x, EventKind::retry_scheduled);
-  e.provider = x.plan.providers[soonest];
+  e.provider = x.plan->providers[soonest];
   e.detail = "in " + std::to_string(at - now) + " ms: every provider of the plan from " + open +
              " on has its circuit open; waiting for " + e.provider + " to let a probe through";
   s.events.push_back(std::move(e));

@@ -17,7 +17,7 @@ inline void expect(const Delivery& x, Phase phase, const char* transition) {
 
 inline Event event_of(const Delivery& x, EventKind kind) {
   Event e = make_event(x.n, x.d.attempt, kind);
-  e.channel = x.plan.channel;
+  e.channel = x.plan->channel;
   return e;
 }
 

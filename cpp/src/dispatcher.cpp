@@ -172,7 +172,7 @@ void Engine::Impl::route(std::vector<Delivery*>& batch) {
   for (std::size_t i = 0; i < batch.size(); ++i) {
     RouteResult& r = results[i];
     if (r.ok) {
-      if (std::string problem = plan_problem(r.plan, providers); !problem.empty()) r = RouteResult{false, {}, std::move(problem)};
+      if (std::string problem = plan_problem(*r.plan, providers); !problem.empty()) r = RouteResult{false, {}, std::move(problem)};
     }
     Delivery& x = *batch[i];
     Step s = machine.routed(x, std::move(r), clock->now_ms());
@@ -273,7 +273,7 @@ std::string Engine::Impl::address_if_needed(const ProviderSlot& p, const Deliver
   // Read only when something will use it: a suppression to check, or receipts that may make it
   // unusable later (it costs a JSON parse).
   if (suppressed.empty() && !p.adapter->has_receipts()) return {};
-  return p.adapter->address_for(x.n, x.plan.channel);
+  return p.adapter->address_for(x.n, x.plan->channel);
 }
 
 void Engine::Impl::start_one(Delivery& x, ProviderSlot& p, std::int64_t now, const std::string& address,
@@ -282,7 +282,7 @@ void Engine::Impl::start_one(Delivery& x, ProviderSlot& p, std::int64_t now, con
   Step next = machine.start(x, p.facts);
   std::string text;
   try {
-    text = render_template(x.plan.template_text, x.n.data_json);
+    text = render_template(x.plan->template_text, x.n.data_json);
   } catch (const TemplateError& ex) {
     unbuildable(x, p, ex);  // a missing variable: never sent with a blank
     return;
@@ -309,7 +309,7 @@ void Engine::Impl::start_one(Delivery& x, ProviderSlot& p, std::int64_t now, con
     start_batch(x, p, now, std::move(text), address, sends);
     return;
   }
-  SendContext ctx{x.n, x.plan, text, x.d.attempt + 1, x.doubt != Doubt::none, now, receipt_url(p, nid)};
+  SendContext ctx{x.n, *x.plan, text, x.d.attempt + 1, x.doubt != Doubt::none, now, receipt_url(p, nid)};
   http::Request req;
   try {
     req = p.adapter->build(ctx);
@@ -349,14 +349,14 @@ void Engine::Impl::start_batch(Delivery& first, ProviderSlot& p, std::int64_t no
     if (!DeliveryMachine::can_join(first, b)) break;  // keeps lane order: the batch ends here
     p.pop_waiting();
     std::string address = address_if_needed(p, b);
-    Step s = machine.at_head(b, address.empty() ? nullptr : suppression_of(b.plan.channel, address), now);
+    Step s = machine.at_head(b, address.empty() ? nullptr : suppression_of(b.plan->channel, address), now);
     if (s.next == Next::finish) {
       apply(b, s, true, pending_writes);
       continue;
     }
     std::string text;
     try {
-      text = render_template(b.plan.template_text, b.n.data_json);
+      text = render_template(b.plan->template_text, b.n.data_json);
     } catch (const TemplateError& ex) {
       unbuildable(b, p, ex);
       continue;
@@ -369,7 +369,7 @@ void Engine::Impl::start_batch(Delivery& first, ProviderSlot& p, std::int64_t no
   ctxs.reserve(group.size());
   for (std::size_t i = 0; i < group.size(); ++i) {
     Delivery& x = *group[i];
-    ctxs.push_back(SendContext{x.n, x.plan, texts[i], x.d.attempt + 1, false, now, receipt_url(p, x.n.id)});
+    ctxs.push_back(SendContext{x.n, *x.plan, texts[i], x.d.attempt + 1, false, now, receipt_url(p, x.n.id)});
   }
   http::Request req;
   try {
@@ -436,7 +436,7 @@ void Engine::Impl::dispatch(std::int64_t now) {
       }
       Delivery& x = it->second;
       const std::string address = address_if_needed(p, x);
-      Step s = machine.at_head(x, address.empty() ? nullptr : suppression_of(x.plan.channel, address), now);
+      Step s = machine.at_head(x, address.empty() ? nullptr : suppression_of(x.plan->channel, address), now);
       if (s.next == Next::finish) {
         p.pop_waiting();
         apply(x, s, true, pending_writes);
@@ -517,11 +517,11 @@ void Engine::Impl::unbuildable(Delivery& x, ProviderSlot& p, const std::exceptio
 
 void Engine::Impl::answered(Delivery& x, ProviderSlot& p, const Outcome& out, const http::Response& resp,
                             std::int64_t now) {
-  metrics.attempt(p.config.name, out.kind, x.plan.channel, p.facts.cost_per_message);
+  metrics.attempt(p.config.name, out.kind, x.plan->channel, p.facts.cost_per_message);
   AnswerFacts f = facts_of(resp, error_class_of(out.kind, resp));
   // The parts an accepted SMS went in: its text rendered again (as start_one did) and counted.
-  if (out.kind == OutcomeKind::accepted && x.plan.channel == "sms") {
-    f.segments = sms_segments(render_template(x.plan.template_text, x.n.data_json)).segments;
+  if (out.kind == OutcomeKind::accepted && x.plan->channel == "sms") {
+    f.segments = sms_segments(render_template(x.plan->template_text, x.n.data_json)).segments;
   }
   // An unusable address is suppressed: read it now if the attempt did not record it.
   const bool unusable = out.kind == OutcomeKind::recipient_invalid || out.kind == OutcomeKind::recipient_opted_out;

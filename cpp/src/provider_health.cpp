@@ -50,7 +50,7 @@ bool Engine::Impl::circuit_lets_through(ProviderSlot& p, std::int64_t now) {
     if (it == active.end()) continue;  // cancelled while waiting
     Delivery& x = it->second;
     half_open_at.clear();
-    for (const auto& name : x.plan.providers) half_open_at.push_back(providers.at(name).breaker.half_open_at());
+    for (const auto& name : x.plan->providers) half_open_at.push_back(providers.at(name).breaker.half_open_at());
     Step s = machine.provider_unavailable(x, half_open_at, now);
     moved_on = moved_on || s.next == Next::queue;
     apply(x, s, true, pending_writes);

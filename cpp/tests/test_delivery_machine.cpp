@@ -394,7 +394,9 @@ TEST(DeliveryMachine, CanJoinOnlyLikeBatchableWaitingOnes) {
   Delivery a = waiting(m, {"a"}, true);
   Delivery b = waiting(m, {"a"}, true);
   EXPECT_TRUE(DeliveryMachine::can_join(a, b));
-  b.plan.template_text = "other";
+  PlanStep other = *b.plan;
+  other.template_text = "other";
+  b.plan = own_step(std::move(other));
   EXPECT_FALSE(DeliveryMachine::can_join(a, b));
   Delivery c = waiting(m, {"a"}, true);
   c.alone = true;

@@ -93,7 +93,7 @@ struct StepRecord {
 struct Delivery {
   Notification n;
   DeliveryState d;  ///< the part the store keeps
-  PlanStep plan;    ///< the step of the rules' plan this delivery carries out, once routed
+  StepRef plan = unrouted_step();  ///< the step of the rules' plan this delivery carries out, once routed
   Phase phase = Phase::scheduled;
   bool routed = false;
   Doubt doubt = Doubt::none;
@@ -125,7 +125,7 @@ struct Delivery {
     return phase == Phase::looking_up || phase == Phase::in_flight;
   }
   /// The provider the plan's chain is at (the one to queue for).
-  [[nodiscard]] const std::string& current_provider() const { return plan.providers.at(static_cast<std::size_t>(d.provider_index)); }
+  [[nodiscard]] const std::string& current_provider() const { return plan->providers.at(static_cast<std::size_t>(d.provider_index)); }
 };
 
 /// What the engine knows of a provider and tells the machine.

@@ -1,6 +1,7 @@
 #pragma once
 /// What a rule returns, and the interface through which the engine calls rules.
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -66,6 +67,22 @@ struct Plan {
   [[nodiscard]] bool cascade() const noexcept { return steps.size() > 1; }
 };
 
+/// A plan's step as a delivery holds it: shared with the plan it came from, never copied. A
+/// rule's answers are mostly the same few plans, each converted once (the bindings' `converted`):
+/// a copy per delivery cost two allocations and ~300 bytes of every queued delivery.
+using StepRef = std::shared_ptr<const PlanStep>;
+
+/// The step a delivery holds before it is routed: empty, and owned by no one (no count to keep).
+[[nodiscard]] const StepRef& unrouted_step() noexcept;
+
+/// Step `k` of `plan`, keeping the plan alive.
+[[nodiscard]] inline StepRef step_of(const std::shared_ptr<const Plan>& plan, std::size_t k) {
+  return StepRef(plan, &plan->steps[k]);
+}
+
+/// A step of its own, as a copy or a new one.
+[[nodiscard]] inline StepRef own_step(PlanStep s) { return std::make_shared<const PlanStep>(std::move(s)); }
+
 /// A rule's answer for one notification: a plan (ok), or no plan and why (the notification is
 /// dead-lettered with that text), or the rule's decision to skip it or to be asked again later.
 struct RouteResult {
@@ -75,12 +92,13 @@ struct RouteResult {
     defer,  ///< ask the rule again at `defer_until_ms`
   };
   bool ok = false;  ///< a plan: deliver by it (kind is then not read)
-  Plan plan;
+  std::shared_ptr<const Plan> plan;  ///< shared: the same answer is handed to many notifications
   std::string error;  ///< error: why there is no plan; skip: the rule's reason
   Kind kind = Kind::error;
   std::int64_t defer_until_ms = 0;  ///< defer: when; a negative value is a delay from now
 
-  [[nodiscard]] static RouteResult of(Plan p) { return RouteResult{true, std::move(p), {}}; }
+  [[nodiscard]] static RouteResult of(Plan p) { return of(std::make_shared<const Plan>(std::move(p))); }
+  [[nodiscard]] static RouteResult of(std::shared_ptr<const Plan> p) { return RouteResult{true, std::move(p), {}}; }
   [[nodiscard]] static RouteResult failure(std::string why) { return RouteResult{false, {}, std::move(why)}; }
 };
 
