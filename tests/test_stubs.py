@@ -39,6 +39,7 @@ import ast
 import inspect
 import subprocess
 import sys
+import types
 import typing
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -131,9 +132,10 @@ def runtime_signatures(name: str, doc: str | None) -> list[ast.FunctionDef]:
     return out
 
 
-def property_signature(name: str, prop: property) -> ast.FunctionDef:
-    """A pybind11 property's getter: "(self: herald._core.X) -> T" on its doc's first line."""
-    doc = getattr(prop.fget, "__doc__", None) or ""
+def property_signature(name: str, prop: property | types.GetSetDescriptorType) -> ast.FunctionDef:
+    """A pybind11 property's getter, or a getter written against the C API (a getset descriptor):
+    "(self: herald._core.X) -> T" on its doc's first line."""
+    doc = (getattr(prop.fget, "__doc__", None) if isinstance(prop, property) else prop.__doc__) or ""
     first = doc.strip().splitlines()[0] if doc.strip() else ""
     assert first.startswith("("), f"{name}: the getter's doc does not start with a signature: {first!r}"
     fn = ast.parse(f"def {name}{first}: ...").body[0]
@@ -325,7 +327,7 @@ def class_problems(name: str, node: ast.ClassDef, cls: type) -> list[str]:
         where = f"{name}.{member}"
         defs = members[member]
         value = vars(cls)[member]
-        if isinstance(value, property):
+        if isinstance(value, (property, types.GetSetDescriptorType)):
             fn = defs[0]
             if not (isinstance(fn, ast.FunctionDef) and "property" in decorators(fn)):
                 problems.append(f"{where}: a property at runtime, not in the stub")

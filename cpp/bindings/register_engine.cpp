@@ -320,6 +320,44 @@ std::chrono::milliseconds to_ms(py::handle value, const char* field, std::int64_
   return std::chrono::milliseconds(to_int(value, field, min, max, ErrorKind::config));
 }
 
+/// The plain fields of a rule's Notification as CPython getters, in place of pybind11 properties:
+/// a rule (and RuleSet.route, for `type`) reads them once per notification on the loop, and a
+/// pybind11 property's call (its dispatcher, the argument's conversion, the overload loop) cost
+/// ~1,200 instructions where these take a few hundred. Each doc starts with the signature
+/// pybind11 would write, which tests/test_stubs.py compares with the stub.
+template <typename Read>
+PyObject* rule_field(PyObject* self, Read read) noexcept {
+  try {
+    return read(py::cast<const RuleNotification&>(py::handle(self)).get()).release().ptr();
+  } catch (py::error_already_set& e) {
+    e.restore();
+  } catch (const std::exception& e) {
+    PyErr_SetString(PyExc_RuntimeError, e.what());
+  }
+  return nullptr;
+}
+
+py::object text_of(const std::string& s) {
+  return py::reinterpret_steal<py::object>(PyUnicode_DecodeUTF8(s.data(), static_cast<Py_ssize_t>(s.size()), nullptr));
+}
+
+PyGetSetDef rule_fields[] = {
+    {"id", [](PyObject* self, void*) { return rule_field(self, [](const Notification& n) { return py::int_(n.id); }); },
+     nullptr, "(self: herald._core.Notification) -> int\n\nThe notification's id.", nullptr},
+    {"tenant", [](PyObject* self, void*) { return rule_field(self, [](const Notification& n) { return text_of(n.tenant); }); },
+     nullptr, "(self: herald._core.Notification) -> str\n\nThe tenant.", nullptr},
+    {"type", [](PyObject* self, void*) { return rule_field(self, [](const Notification& n) { return text_of(n.type); }); },
+     nullptr, "(self: herald._core.Notification) -> str\n\nThe notification type.", nullptr},
+    {"recipient_id",
+     [](PyObject* self, void*) { return rule_field(self, [](const Notification& n) { return text_of(n.recipient_id); }); },
+     nullptr, "(self: herald._core.Notification) -> str\n\nThe recipient's id.", nullptr},
+    {"priority",
+     [](PyObject* self, void*) {
+       return rule_field(self, [](const Notification& n) { return py::object(py::str(std::string(to_string(n.priority)))); });
+     },
+     nullptr, "(self: herald._core.Notification) -> str\n\ncritical, high, normal or bulk.", nullptr},
+    {nullptr, nullptr, nullptr, nullptr, nullptr}};
+
 }  // namespace
 
 Engine& core_engine(py::handle engine) { return py::cast<PyEngine&>(engine).get(); }
@@ -327,14 +365,17 @@ Engine& core_engine(py::handle engine) { return py::cast<PyEngine&>(engine).get(
 void register_engine(py::module_& m) {
   // Each field is read from the loop's notification when asked (RuleNotification).
   using RN = RuleNotification;
-  py::class_<RN>(m, "Notification", "A notification as a rule sees it (read-only).")
-      .def_property_readonly("id", [](const RN& r) { return r.get().id; })
-      .def_property_readonly("tenant", [](const RN& r) -> const std::string& { return r.get().tenant; })
-      .def_property_readonly("type", [](const RN& r) -> const std::string& { return r.get().type; })
-      .def_property_readonly("recipient_id", [](const RN& r) -> const std::string& { return r.get().recipient_id; })
+  py::class_<RN> rule_notification(m, "Notification", "A notification as a rule sees it (read-only).");
+  for (PyGetSetDef* f = rule_fields; f->name != nullptr; ++f) {
+    auto* type = reinterpret_cast<PyTypeObject*>(rule_notification.ptr());
+    auto descriptor = py::reinterpret_steal<py::object>(PyDescr_NewGetSet(type, f));
+    if (!descriptor || PyObject_SetAttrString(rule_notification.ptr(), f->name, descriptor.ptr()) != 0) {
+      throw py::error_already_set();
+    }
+  }
+  rule_notification
       .def_property_readonly("recipient", [](const RN& r) { return from_json_text(r.get().recipient_json); })
       .def_property_readonly("data", [](const RN& r) { return from_json_text(r.get().data_json); })
-      .def_property_readonly("priority", [](const RN& r) { return std::string(to_string(r.get().priority)); })
       .def_property_readonly("idempotency_key",
                              [](const RN& r) -> py::object {
                                const Notification& n = r.get();
