@@ -82,6 +82,7 @@ std::vector<SendResult> Engine::Impl::intake(std::vector<Notification> batch, bo
       if (n.idempotency_key.empty()) continue;
       keys[i] = IdempotencyKey::of(n);
       hashes[i] = content_hash(n);
+      batch[i].hash_of_content = hashes[i];  // for the row: computed once
       repeats[i] = check_repeat(idempotency, *store, n, keys[i], hashes[i], where(i));
       if (!repeats[i]) {
         auto [it, first] = in_batch.try_emplace(&keys[i], hashes[i], i);

@@ -86,7 +86,8 @@ inline void bind_insert(sqlite3_stmt* s, const Notification& n, std::int64_t now
   sqlite3_bind_int64(s, at + 11, n.expires_at_ms);
   sqlite3_bind_int64(s, at + 12, n.created_at_ms);
   // The hash only serves idempotency: rows without a key skip computing it.
-  sqlite3_bind_int64(s, at + 13, n.idempotency_key.empty() ? 0 : static_cast<sqlite3_int64>(content_hash(n)));
+  const std::uint64_t hash = n.idempotency_key.empty() ? 0 : n.hash_of_content != 0 ? n.hash_of_content : content_hash(n);
+  sqlite3_bind_int64(s, at + 13, static_cast<sqlite3_int64>(hash));
   sqlite3_bind_int64(s, at + 14, now);
   sqlite3_bind_int64(s, at + 15, n.parent_id);
   sqlite3_bind_int(s, at + 16, n.step);

@@ -61,6 +61,9 @@ struct Notification {
   /// a caller sent. Its events are recorded under the parent's id, with the step.
   Id parent_id = 0;
   int step = 0;
+  /// content_hash() of this notification once intake computed it for its idempotency key; 0 =
+  /// not computed (the store computes it then). Not part of what the caller chose.
+  std::uint64_t hash_of_content = 0;
 };
 
 /// Throws ValidationError naming the field and the reason. `now_ms` is for expiry checks.
