@@ -76,17 +76,15 @@ std::vector<SendResult> Engine::Impl::intake(std::vector<Notification> batch, bo
     };
     std::unordered_map<const IdempotencyKey*, std::pair<std::uint64_t, std::size_t>, KeyAt, KeyAt> in_batch;
     std::vector<std::optional<SendResult>> repeats(batch.size());
-    std::vector<std::uint64_t> hashes(batch.size());
     for (std::size_t i = 0; i < batch.size(); ++i) {
-      const Notification& n = batch[i];
+      Notification& n = batch[i];
       if (n.idempotency_key.empty()) continue;
       keys[i] = IdempotencyKey::of(n);
-      hashes[i] = content_hash(n);
-      batch[i].hash_of_content = hashes[i];  // for the row: computed once
-      repeats[i] = check_repeat(idempotency, *store, n, keys[i], hashes[i], where(i));
+      n.hash_of_content = content_hash(n);  // kept for the row: computed once
+      repeats[i] = check_repeat(idempotency, *store, n, keys[i], n.hash_of_content, where(i));
       if (!repeats[i]) {
-        auto [it, first] = in_batch.try_emplace(&keys[i], hashes[i], i);
-        if (!first && it->second.first != hashes[i]) {
+        auto [it, first] = in_batch.try_emplace(&keys[i], n.hash_of_content, i);
+        if (!first && it->second.first != n.hash_of_content) {
           throw IdempotencyConflict(where(i).str() + "idempotency_key: '" + n.idempotency_key + "' repeats notifications[" +
                                     std::to_string(it->second.second) + "] with different content");
         }
@@ -108,7 +106,7 @@ std::vector<SendResult> Engine::Impl::intake(std::vector<Notification> batch, bo
         }
         n.id = ids.next();
         idempotency.note_stored(key);  // kept if the commit fails: a needless store read at worst
-        idempotency.remember(key, IdempotencyEntry{n.id, hashes[i]});
+        idempotency.remember(key, IdempotencyEntry{n.id, n.hash_of_content});
         reserved.push_back(std::move(key));
       } else {
         n.id = ids.next();
