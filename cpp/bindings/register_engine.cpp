@@ -337,23 +337,19 @@ PyObject* rule_field(PyObject* self, Read read) noexcept {
   return nullptr;
 }
 
-py::object text_of(const std::string& s) {
-  return py::reinterpret_steal<py::object>(PyUnicode_DecodeUTF8(s.data(), static_cast<Py_ssize_t>(s.size()), nullptr));
-}
-
 PyGetSetDef rule_fields[] = {
     {"id", [](PyObject* self, void*) { return rule_field(self, [](const Notification& n) { return py::int_(n.id); }); },
      nullptr, "(self: herald._core.Notification) -> int\n\nThe notification's id.", nullptr},
-    {"tenant", [](PyObject* self, void*) { return rule_field(self, [](const Notification& n) { return text_of(n.tenant); }); },
+    {"tenant", [](PyObject* self, void*) { return rule_field(self, [](const Notification& n) { return to_py_text(n.tenant); }); },
      nullptr, "(self: herald._core.Notification) -> str\n\nThe tenant.", nullptr},
-    {"type", [](PyObject* self, void*) { return rule_field(self, [](const Notification& n) { return text_of(n.type); }); },
+    {"type", [](PyObject* self, void*) { return rule_field(self, [](const Notification& n) { return to_py_text(n.type); }); },
      nullptr, "(self: herald._core.Notification) -> str\n\nThe notification type.", nullptr},
     {"recipient_id",
-     [](PyObject* self, void*) { return rule_field(self, [](const Notification& n) { return text_of(n.recipient_id); }); },
+     [](PyObject* self, void*) { return rule_field(self, [](const Notification& n) { return to_py_text(n.recipient_id); }); },
      nullptr, "(self: herald._core.Notification) -> str\n\nThe recipient's id.", nullptr},
     {"priority",
      [](PyObject* self, void*) {
-       return rule_field(self, [](const Notification& n) { return py::object(py::str(std::string(to_string(n.priority)))); });
+       return rule_field(self, [](const Notification& n) { return to_py_text(to_string(n.priority)); });
      },
      nullptr, "(self: herald._core.Notification) -> str\n\ncritical, high, normal or bulk.", nullptr},
     {nullptr, nullptr, nullptr, nullptr, nullptr}};

@@ -21,7 +21,7 @@ class Digits {
   explicit Digits(std::int64_t value) : end_(detail::write_decimal(text_, value)) {}
   operator std::string_view() const { return {text_, static_cast<std::size_t>(end_ - text_)}; }  // NOLINT
  private:
-  char text_[24];
+  char text_[detail::decimal_bound];
   char* end_;
 };
 
