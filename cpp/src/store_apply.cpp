@@ -67,35 +67,17 @@ void run_prune_chunk(sqlite3_stmt* rows, sqlite3_stmt* events, sqlite3_stmt* sys
 }  // namespace
 
 void Store::Db::insert_rows(const std::vector<Notification>& rows, std::int64_t now) const {
-  constexpr auto per = static_cast<std::size_t>(rows_per_statement);
-  std::size_t i = 0;
-  for (; i + per <= rows.size(); i += per) {
-    for (std::size_t r = 0; r < per; ++r) bind_insert(insert_many.get(), rows[i + r], now, static_cast<int>(r));
-    step_done(insert_many.get(), "insert notifications");
-  }
-  for (; i < rows.size(); ++i) {
-    bind_insert(insert.get(), rows[i], now);
-    step_done(insert.get(), "insert notification");
-  }
+  step_rows(rows.size(), insert_many.get(), insert.get(), "insert notification",
+            [&](sqlite3_stmt* s, std::size_t i, int row) { bind_insert(s, rows[i], now, row); });
 }
 
 void Store::Db::insert_event_rows(const std::vector<std::span<const Event* const>>& groups) const {
-  constexpr auto per = static_cast<std::size_t>(rows_per_statement);
-  std::array<std::string, per> more;  // bound as they are: alive until the step
-  std::size_t i = 0;
-  for (; i + per <= groups.size(); i += per) {
-    for (std::size_t r = 0; r < per; ++r) {
-      const auto& group = groups[i + r];
-      more[r] = pack_earlier_events(group);
-      bind_event(event_many.get(), *group.back(), more[r], static_cast<int>(r));
-    }
-    step_done(event_many.get(), "insert events");
-  }
-  for (; i < groups.size(); ++i) {
-    more[0] = pack_earlier_events(groups[i]);
-    bind_event(event.get(), *groups[i].back(), more[0]);
-    step_done(event.get(), "insert event");
-  }
+  std::array<std::string, rows_per_statement> more;  // bound as they are: alive until the step
+  step_rows(groups.size(), event_many.get(), event.get(), "insert event", [&](sqlite3_stmt* s, std::size_t i, int row) {
+    std::string& packed = more[static_cast<std::size_t>(row)];
+    packed = pack_earlier_events(groups[i]);
+    bind_event(s, *groups[i].back(), packed, row);
+  });
 }
 
 bool Store::apply(std::vector<Pending>& work) {

@@ -167,6 +167,22 @@ struct Store::Db {
   void insert_rows(const std::vector<Notification>& rows, std::int64_t now) const;
   /// One events row per group (herald/event_rows.hpp), `rows_per_statement` rows at a time.
   void insert_event_rows(const std::vector<std::span<const Event* const>>& groups) const;
+  /// Runs `count` items through `many` (a statement of `rows_per_statement` rows), as many times as
+  /// they fill it, and the rest one by one through `one`: bind(statement, i, row) binds item `i`
+  /// as row `row` of the statement.
+  template <typename Bind>
+  void step_rows(std::size_t count, sqlite3_stmt* many, sqlite3_stmt* one, const char* what, Bind bind) const {
+    constexpr auto per = static_cast<std::size_t>(store_detail::rows_per_statement);
+    std::size_t i = 0;
+    for (; i + per <= count; i += per) {
+      for (std::size_t r = 0; r < per; ++r) bind(many, i + r, static_cast<int>(r));
+      step_done(many, what);
+    }
+    for (; i < count; ++i) {
+      bind(one, i, 0);
+      step_done(one, what);
+    }
+  }
 
   /// The writer's connection creates the schema and prepares the write statements; the others
   /// prepare the reads (store_schema.cpp).
