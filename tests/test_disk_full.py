@@ -102,6 +102,7 @@ def test_full_disk_holds_accepted_notifications_and_delivers_them_when_space_ret
                     break
         assert refused == 2, "the full disk never refused a write"
         assert engine.health()["store"]["degraded"] is True
+        proven_full_us = time.time() * 1e6
 
         # The accepted ones come due while the disk is full: held, never dead-lettered, never sent
         # without their "sending" mark on disk, and status() says what is on disk.
@@ -114,6 +115,7 @@ def test_full_disk_holds_accepted_notifications_and_delivers_them_when_space_ret
         with pytest.raises(herald.StoreError, match="cancel refused"):
             engine.cancel(accepted[0])
 
+        freed_us = time.time() * 1e6
         disk.free()
         assert engine.wait_idle(30)
         assert engine.health()["store"]["degraded"] is False
@@ -127,13 +129,20 @@ def test_full_disk_holds_accepted_notifications_and_delivers_them_when_space_ret
         assert engine.wait(again.id).state == "completed"
     finally:
         engine.close()
-    kinds = [e["event"] for e in log_events(data_dir)]
-    assert kinds.count("store_degraded") == 1
-    assert kinds.count("store_recovered") == 1
-    # The operator hears of it through the herald logger: once when it starts, once when it ends.
+    events = log_events(data_dir)
+    downs = [e["ts_us"] for e in events if e["event"] == "store_degraded"]
+    ups = [e["ts_us"] for e in events if e["event"] == "store_recovered"]
+    # Between the large refusal and the small ones the store's own one-row probe may still fit in
+    # the WAL's slack and end a first, short episode; that is a true recovery. From the moment the
+    # disk is proven full until it is freed there is one episode, and it ends once, after the free.
+    assert len(downs) == len(ups) >= 1
+    assert [t for t in downs if t > proven_full_us] == []
+    assert [t for t in ups if t > proven_full_us] == [ups[-1]] and ups[-1] > freed_us
+    # The operator hears of each episode through the herald logger: once when it starts, once when
+    # it ends.
     records = [(r.levelname, r.getMessage()) for r in caplog.records if r.name == "herald"]
-    assert records.count(("ERROR", "the store refuses writes: records are held in memory and delivery waits")) == 1
-    assert records.count(("WARNING", "the store takes writes again: held records committed")) == 1
+    assert records.count(("ERROR", "the store refuses writes: records are held in memory and delivery waits")) == len(downs)
+    assert records.count(("WARNING", "the store takes writes again: held records committed")) == len(ups)
     down = next(r for r in caplog.records if r.getMessage().startswith("the store refuses writes"))
     assert "full" in down.herald["error"]  # type: ignore[attr-defined]
     assert records[0] == ("INFO", "engine started") and records[-1] == ("INFO", "engine closed")

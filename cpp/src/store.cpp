@@ -149,6 +149,17 @@ void Store::lock_folder(const std::filesystem::path& dir) {
   lock_fd_ = fd;
 }
 
+bool Store::room_to_recover(std::string& why) const {
+  if (options_.reserve_bytes <= 0) return true;
+  std::error_code ec;
+  const auto space = std::filesystem::space(dir_, ec);
+  if (ec) return true;  // cannot tell: the probe's write is the evidence
+  if (space.available >= static_cast<std::uintmax_t>(options_.reserve_bytes)) return true;
+  why = "disk full: " + std::to_string(space.available) + " bytes free, fewer than the " +
+        std::to_string(options_.reserve_bytes) + " the store waits for before it takes writes again";
+  return false;
+}
+
 void Store::restore_reserve() {
   std::error_code ec;
   const auto reserve = dir_ / reserve_name;
@@ -392,8 +403,18 @@ void Store::writer_loop() {
       fail_fast_queued_ = 0;
     }
     if (work.empty()) continue;  // a submitter committed it meanwhile
+    const bool only_probe = std::all_of(work.begin(), work.end(), [](const Pending& p) { return p.probe; });
     if (apply(work)) {
       work.clear();
+      std::string short_of_room;
+      if (only_probe && faulted_.load() && !room_to_recover(short_of_room)) {
+        // The probe's one small row fitted, but a disk this close to full would refuse the next
+        // real batch: the episode goes on (no flapping at the edge), and this counts as a refusal.
+        note_fault(short_of_room, 0);
+        retry_at = steady::now() + backoff;
+        backoff = std::min(backoff * 2, options_.retry_max);
+        continue;
+      }
       backoff = std::chrono::milliseconds(50);
       if (faulted_.exchange(false)) note_recovered();
     } else {

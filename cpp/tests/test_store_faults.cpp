@@ -210,3 +210,28 @@ TEST(StoreFaults, HealthRecoversByItselfWhenOnlyIntakeWasRefused) {
   EXPECT_TRUE(eventually([&] { return !store.health().degraded; }, std::chrono::seconds(20)));
   store.commit(WriteBatch{{make(next_id++)}, {}, {}, {}, {}});
 }
+
+TEST(StoreFaults, AProbeThatFitsOnAnAlmostFullDiskDoesNotEndTheEpisode) {
+  Tmpfs disk(4 << 20);
+  StoreOptions options;
+  options.retry_max = std::chrono::milliseconds(50);
+  Store store(disk.path() / "data", options);
+  Id next_id = 1;
+  ASSERT_EQ(exhaust(disk, store, next_id), 1);
+  ASSERT_TRUE(store.health().degraded);
+  // Room for the probe's one row, but far less than the reserve: the store keeps saying it is
+  // degraded instead of flapping between refused and taken at every retry.
+  disk.give_back(128 << 10);
+  const auto faults = store.health().write_faults;
+  ASSERT_TRUE(eventually([&] { return store.health().write_faults >= faults + 3; }, std::chrono::seconds(20)))
+      << "no retries while nearly full";
+  EXPECT_TRUE(store.health().degraded);
+  EXPECT_NE(store.health().error.find("bytes free"), std::string::npos) << store.health().error;
+  disk.free_space();
+  EXPECT_TRUE(eventually([&] { return !store.health().degraded; }, std::chrono::seconds(20)));
+  store.flush();
+  int recovered = 0;
+  for (const auto& line : log_lines(store.log_dir()))
+    recovered += line.find("\"event\":\"store_recovered\"") != std::string::npos;
+  EXPECT_EQ(recovered, 1);
+}

@@ -54,6 +54,15 @@ class Tmpfs {
     std::fclose(f);
   }
 
+  /// Gives `bytes` of what fill() took back to the filesystem: a disk all but full.
+  void give_back(std::size_t bytes) {
+    std::error_code ec;
+    const auto filler = path_ / "filler";
+    const auto size = std::filesystem::file_size(filler, ec);
+    if (ec) throw std::runtime_error("no filler to give back from");
+    std::filesystem::resize_file(filler, size > bytes ? size - bytes : 0);
+  }
+
   /// Frees what fill() took.
   void free_space() {
     std::error_code ec;

@@ -48,7 +48,9 @@ struct StoreOptions {
   std::int64_t log_segment_bytes = 64 << 20;
   std::chrono::milliseconds retry_max{5'000};    ///< longest pause between retries of held writes
   std::chrono::milliseconds stop_timeout{5'000};  ///< how long closing keeps retrying held writes
-  std::int64_t reserve_bytes = 1 << 20;  ///< space set aside in <dir>/.reserve, given up to open on a full disk
+  /// Space set aside in <dir>/.reserve, given up to open on a full disk; also the free space a
+  /// degraded store waits for before a probe alone ends the episode.
+  std::int64_t reserve_bytes = 1 << 20;
   /// Reads only: no lock, no writer, no log; usable while an engine owns the folder (a WAL reader).
   bool read_only = false;
   /// Called when writes begin to be refused (degraded) and when they are taken again, on the
@@ -160,6 +162,9 @@ class Store final : public DeliveryStore {
   void note_fault(const std::string& error, std::size_t held);
   void note_recovered();
   void restore_reserve();
+  /// Whether a degraded store may end its episode on a probe alone: reserve_bytes free on the
+  /// disk (a probe of one row fits long after a real batch no longer does). `why` says what is short.
+  bool room_to_recover(std::string& why) const;
   /// Inserts what a previous process left in the intake journal and applies its sending marks
   /// that never committed, then deletes the journal's files.
   void replay_journal();
