@@ -56,12 +56,7 @@ Store::Store(const std::filesystem::path& dir, StoreOptions options)
     : dir_(dir), options_(options), durability_(options.durability) {
   open(dir);
   if (options_.read_only) return;  // no threads: reads happen on the caller's
-  {
-    sqlite3_stmt* s = read_db_->max_id.get();
-    if (sqlite3_step(s) == SQLITE_ROW) next_seq_ = sqlite3_column_int64(s, 1) + 1;
-    sqlite3_reset(s);
-  }
-  next_seq_ = std::max(next_seq_, now_us());  // keeps log seq unique across restarts without a scan
+  start_seq();
   if (durability_ == Durability::process) {
     try {
       journal_ = std::make_unique<IntakeJournal>(dir / "journal");
@@ -80,6 +75,42 @@ Store::Store(const std::filesystem::path& dir, StoreOptions options)
     detail::name_this_thread("herald-store");
     writer_loop();
   });
+}
+
+namespace {
+/// How far a raised ceiling lies above the highest seq of its commit: one write of the ceiling per
+/// ~a million events, and an open starts at most that far ahead of the last seq used.
+constexpr std::int64_t seq_ceiling_step = 1 << 20;
+
+std::int64_t read_one(sqlite3_stmt* s) {
+  const std::int64_t out = sqlite3_step(s) == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
+  sqlite3_reset(s);
+  return out;
+}
+}  // namespace
+
+void Store::start_seq() {
+  Db& db = *write_db_;
+  seq_ceiling_ = read_one(db.seq_ceiling.get());
+  // A file from before the ceiling was kept has none: one scan, the last.
+  const std::int64_t floor = seq_ceiling_ > 0 ? seq_ceiling_ : read_one(db.max_event_seq.get()) + 1;
+  // Also above the clock, so that numbers rise with time across restarts as they always did.
+  next_seq_ = std::max(floor, now_us());
+  const std::int64_t raised = next_seq_ + seq_ceiling_step;
+  sqlite3_bind_int64(db.raise_seq_ceiling.get(), 1, raised);
+  const int rc = sqlite3_step(db.raise_seq_ceiling.get());
+  sqlite3_reset(db.raise_seq_ceiling.get());
+  // On a full disk the first commit that succeeds raises it instead.
+  if (rc == SQLITE_DONE) seq_ceiling_ = raised;
+}
+
+std::int64_t Store::raise_seq_ceiling(std::int64_t highest) {
+  if (highest < seq_ceiling_) return 0;
+  const std::int64_t raised = highest + 1 + seq_ceiling_step;
+  sqlite3_stmt* s = write_db_->raise_seq_ceiling.get();
+  sqlite3_bind_int64(s, 1, raised);
+  write_db_->step_done(s, "raise the seq ceiling");
+  return raised;
 }
 
 bool Store::turn_off_sqlite_memory_stats() {

@@ -86,6 +86,7 @@ bool Store::apply(std::vector<Pending>& work) {
   const std::int64_t now = now_ms();
   std::exception_ptr fault;
   std::vector<const Event*> events;  // of the batches applied, to be written per notification
+  std::int64_t raised_ceiling = 0;
   try {
     db.step_done(db.begin.get(), "begin");
     for (std::size_t i = 0; i < work.size(); ++i) {
@@ -161,12 +162,20 @@ bool Store::apply(std::vector<Pending>& work) {
       }
     }
     db.insert_event_rows(group_for_rows(events));
+    std::int64_t highest = 0;  // seq: the intake events' (logged only) and the events'
+    for (const Pending& p : work) {
+      if (!p.batch.inserts.empty())
+        highest = std::max(highest, p.intake_seq + 2 * static_cast<std::int64_t>(p.batch.inserts.size()) - 1);
+      if (!p.batch.events.empty()) highest = std::max(highest, p.batch.events.back().seq);
+    }
+    raised_ceiling = raise_seq_ceiling(highest);
     db.step_done(db.commit.get(), "commit");
   } catch (...) {
     fault = std::current_exception();
     sqlite3_step(db.rollback.get());  // SQLite may have rolled back already (full disk): then a no-op
     sqlite3_reset(db.rollback.get());
   }
+  if (!fault && raised_ceiling != 0) seq_ceiling_ = raised_ceiling;
   if (fault) {
     // Nothing of this transaction is on disk. Submitters that wait on the outcome hear of it now;
     // the engine's own records stay held, in order, for the next attempt.

@@ -136,6 +136,8 @@ struct Store::Db {
   Stmt insert, insert_many, insert_if_absent, update, event, event_many, receipt, suppress, unsuppress, get, find_idem, events, unfinished, by_state, steps_of,
       by_recipient, max_id,
       suppressions, prune_rows, prune_events, prune_system_events, page_count, freelist_count, page_size, probe;
+  /// Writer only: every sequence number committed or logged lies below the persisted ceiling.
+  Stmt seq_ceiling, raise_seq_ceiling, max_event_seq;
   Stmt begin, commit, rollback, savepoint, release, rollback_to;
 
   [[noreturn]] void fail(const std::string& what) const {

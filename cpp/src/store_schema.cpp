@@ -59,6 +59,10 @@ CREATE TABLE IF NOT EXISTS store_probe (
   k INTEGER PRIMARY KEY,
   at INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS store_counters (
+  name TEXT PRIMARY KEY,
+  value INTEGER NOT NULL
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS events (
   nid INTEGER NOT NULL,
   seq INTEGER NOT NULL,
@@ -185,6 +189,9 @@ Store::Db::Db(const std::filesystem::path& path, Durability durability, bool wri
         "(SELECT id FROM notifications WHERE id BETWEEN ?1 AND ?2) RETURNING json_array_length(more)");
     prune_system_events = prepare("DELETE FROM events WHERE nid = 0 AND ts_us < ? RETURNING json_array_length(more)");
     probe = prepare("INSERT OR REPLACE INTO store_probe (k, at) VALUES (1, ?)");
+    seq_ceiling = prepare("SELECT value FROM store_counters WHERE name = 'seq_ceiling'");
+    raise_seq_ceiling = prepare("INSERT OR REPLACE INTO store_counters (name, value) VALUES ('seq_ceiling', ?)");
+    max_event_seq = prepare("SELECT COALESCE(MAX(seq), 0) FROM events");
     begin = prepare("BEGIN");
     commit = prepare("COMMIT");
     rollback = prepare("ROLLBACK");
@@ -208,7 +215,7 @@ Store::Db::Db(const std::filesystem::path& path, Durability durability, bool wri
     suppressions = prepare(
         "SELECT channel, address, reason, detail, provider, notification_id, at FROM suppressions ORDER BY at "
         "LIMIT ?");
-    max_id = prepare("SELECT COALESCE(MAX(id), 0), (SELECT COALESCE(MAX(seq), 0) FROM events) FROM notifications");
+    max_id = prepare("SELECT COALESCE(MAX(id), 0) FROM notifications");
     page_count = prepare("PRAGMA page_count");
     freelist_count = prepare("PRAGMA freelist_count");
     page_size = prepare("PRAGMA page_size");

@@ -281,3 +281,74 @@ TEST(Store, AReadOnlyStoreReadsWhileTheOwnerWrites) {
   missing.read_only = true;
   EXPECT_THROW(Store(dir.path / "nothing-here", missing), StoreError);
 }
+
+namespace {
+
+std::int64_t query_one(const fs::path& db_path, const char* sql) {
+  sqlite3* db = nullptr;
+  EXPECT_EQ(sqlite3_open(db_path.c_str(), &db), SQLITE_OK);
+  sqlite3_stmt* s = nullptr;
+  std::int64_t out = -1;
+  if (sqlite3_prepare_v2(db, sql, -1, &s, nullptr) == SQLITE_OK) {
+    const int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) out = sqlite3_column_int64(s, 0);
+    else if (rc != SQLITE_DONE) ADD_FAILURE() << sqlite3_errmsg(db);
+  } else {
+    ADD_FAILURE() << sqlite3_errmsg(db);
+  }
+  sqlite3_finalize(s);
+  sqlite3_close(db);
+  return out;
+}
+
+Event event_of(Id id, EventKind kind) {
+  Event e;
+  e.notification_id = id;
+  e.kind = kind;
+  e.attempt = 1;
+  return e;
+}
+
+}  // namespace
+
+TEST(Store, SequenceNumbersRiseAcrossOpensFromTheKeptCeiling) {
+  TempDir dir;
+  const auto db = dir.path / "herald.db";
+  {
+    Store store(dir.path, Durability::process);
+    store.commit(WriteBatch{{make(1)}, {}, {event_of(1, EventKind::sending)}, {}, {}});
+  }
+  const auto ceiling = [&] { return query_one(db, "SELECT value FROM store_counters WHERE name = 'seq_ceiling'"); };
+  EXPECT_GT(ceiling(), query_one(db, "SELECT MAX(seq) FROM events"));
+
+  // Numbers far ahead of the clock (a clock that stepped back since): the next open starts above
+  // the ceiling the last one kept, not at the clock.
+  constexpr std::int64_t ahead = 4'000'000'000'000'000;
+  query_one(db, "UPDATE events SET seq = seq + 4000000000000000 RETURNING 0");
+  query_one(db, "UPDATE store_counters SET value = 4000000000000000 + value RETURNING 0");
+  const std::int64_t kept = ceiling();
+  {
+    Store store(dir.path, Durability::process);
+    store.commit(WriteBatch{{}, {}, {event_of(1, EventKind::accepted)}, {}, {}});
+    const auto events = store.events(1);
+    ASSERT_EQ(events.size(), 2u);
+    EXPECT_GT(events[0].seq, ahead);
+    EXPECT_GE(events[1].seq, kept);
+    EXPECT_EQ(events[1].kind, EventKind::accepted);  // read back in order
+  }
+  EXPECT_GT(ceiling(), query_one(db, "SELECT MAX(seq) FROM events"));
+
+  // A file written before the ceiling was kept: one scan of the events finds where to start.
+  query_one(db, "DELETE FROM store_counters RETURNING 0");
+  query_one(db, "UPDATE events SET seq = seq + 1000000000000000 RETURNING 0");
+  const std::int64_t highest = query_one(db, "SELECT MAX(seq) FROM events");
+  {
+    Store store(dir.path, Durability::process);
+    store.commit(WriteBatch{{}, {}, {event_of(1, EventKind::completed)}, {}, {}});
+    const auto events = store.events(1);
+    ASSERT_EQ(events.size(), 3u);
+    EXPECT_GT(events[2].seq, highest);
+    EXPECT_EQ(events[2].kind, EventKind::completed);
+  }
+  EXPECT_GT(ceiling(), query_one(db, "SELECT MAX(seq) FROM events"));
+}

@@ -165,6 +165,12 @@ class Store final : public DeliveryStore {
   /// Whether a degraded store may end its episode on a probe alone: reserve_bytes free on the
   /// disk (a probe of one row fits long after a real batch no longer does). `why` says what is short.
   bool room_to_recover(std::string& why) const;
+  /// At open: next_seq_ from the persisted ceiling (a scan of the events only in a file written
+  /// before there was one), then a ceiling above it persisted at once.
+  void start_seq();
+  /// Inside a commit's transaction: raises the persisted ceiling when `highest` reaches it.
+  /// Returns the new ceiling to keep once the commit succeeds, or 0 when it was high enough.
+  std::int64_t raise_seq_ceiling(std::int64_t highest);
   /// Inserts what a previous process left in the intake journal and applies its sending marks
   /// that never committed, then deletes the journal's files.
   void replay_journal();
@@ -196,6 +202,10 @@ class Store final : public DeliveryStore {
   StoreHealth health_;
   bool stopping_ = false;
   std::int64_t next_seq_ = 1;
+  /// The persisted seq ceiling (store_counters): every seq committed or logged lies below it, so
+  /// an open starts above it without scanning the events. Read and raised by commits, under
+  /// apply_mutex_.
+  std::int64_t seq_ceiling_ = 0;
   std::condition_variable wake_checkpointer_;
   std::thread writer_;
   std::thread checkpointer_;
