@@ -1,6 +1,7 @@
 #include "pybind.hpp"
 
 #include "health_view.hpp"
+#include "rule_router.hpp"
 #include "herald/store.hpp"
 
 /// herald._core: the private extension. Each area registers itself from its own file.
@@ -12,6 +13,7 @@ PYBIND11_MODULE(_core, m) {
   m.doc() = "herald's C++ core (private: use the herald package)";
   herald::bindings::register_errors(m);
   herald::bindings::register_health(m);
+  herald::bindings::register_rule_notification(m);
   herald::bindings::register_engine(m);
   herald::bindings::register_sandbox(m);
   herald::bindings::register_bench(m);
