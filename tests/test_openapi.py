@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 AUTH = {"Authorization": f"Bearer {KEY}"}
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 
-# Every endpoint route() in cpp/src/api.cpp knows (the Action list of cpp/include/herald/api.hpp).
+# Every endpoint route() in cpp/src/api_route.cpp knows (the Action list of cpp/include/herald/api.hpp).
 ROUTES = [
     ("POST", "/v1/notifications"),
     ("GET", "/v1/notifications"),

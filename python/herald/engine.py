@@ -11,7 +11,6 @@ import re
 import time
 import weakref
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from operator import itemgetter
 from pathlib import Path
@@ -20,10 +19,11 @@ from typing import Any
 
 from herald import _core
 from herald.alerts import Alert, AlertRunner, AlertState, Transition
+from herald.answers import Event, Status, StoreQuestions, Suppression
 from herald._checks import checked_int, checked_text, config_error, seconds_to_ms, validation_error
 from herald.clock import ManualClock
 from herald.health import ProviderHealth
-from herald.kinds import FINAL_STATES, Durability, EventKind, Priority, ReceiptState, State, SuppressionReason
+from herald.kinds import Durability, Priority
 from herald.live_rules import LiveRules
 from herald.providers import ProviderSpec, load_providers
 from herald.retention import Retention
@@ -34,87 +34,6 @@ __all__ = ["Engine", "Event", "Receipt", "Status", "StoreQuestions", "Suppressio
 
 Receipt = _core.Receipt
 When = datetime | timedelta | float | int | None
-
-
-@dataclass(frozen=True, slots=True)
-class Status:
-    """Where one notification stands. Times are epoch seconds."""
-
-    id: int
-    state: State
-    tenant: str
-    type: str
-    recipient_id: str
-    priority: Priority
-    attempts: int
-    provider: str | None
-    provider_message_id: str | None
-    last_error: str | None
-    in_doubt: bool
-    idempotency_key: str | None
-    ordering_key: str | None
-    created_at: float | None
-    updated_at: float | None
-    send_at: float | None
-    expires_at: float | None
-    next_attempt_at: float | None
-    channel: str | None = None
-    address: str | None = None
-    receipt: ReceiptState | None = None
-    """Latest delivery receipt: delivered, failed, bounced, opened or unconfirmed (None = none yet)."""
-    receipt_at: float | None = None
-    cost: float = 0.0
-
-    @property
-    def final(self) -> bool:
-        return self.state in FINAL_STATES
-
-
-@dataclass(frozen=True, slots=True)
-class Suppression:
-    """An address not to be used again on a channel: ``unusable`` (hard bounce, invalid number,
-    unregistered token) or ``opted_out`` (STOP, unsubscribe)."""
-
-    channel: str
-    address: str
-    reason: SuppressionReason
-    detail: str
-    provider: str
-    notification_id: int
-    at: float | None
-
-
-@dataclass(frozen=True, slots=True)
-class Event:
-    """One entry of a notification's trace."""
-
-    id: int
-    event: EventKind
-    at: float
-    attempt: int
-    provider: str | None
-    latency_ms: float | None
-    http_status: int | None
-    detail: str | None
-    step: int | None = None
-    """The plan step it belongs to, in a plan with many steps."""
-
-    def __str__(self) -> str:
-        stamp = datetime.fromtimestamp(self.at).isoformat(timespec="milliseconds")
-        parts = [stamp, f"{self.event:<16}"]
-        if self.step is not None:
-            parts.append(f"step={self.step}")
-        if self.attempt:
-            parts.append(f"attempt={self.attempt}")
-        if self.provider:
-            parts.append(f"provider={self.provider}")
-        if self.http_status is not None:
-            parts.append(f"http={self.http_status}")
-        if self.latency_ms is not None:
-            parts.append(f"latency={self.latency_ms:.1f}ms")
-        if self.detail:
-            parts.append(f"- {self.detail}")
-        return " ".join(parts)
 
 
 _open_engines: weakref.WeakSet[Engine] = weakref.WeakSet()
@@ -135,29 +54,6 @@ def _data_dir(value: object) -> str:
     if "\0" in path:
         raise config_error("data_dir", "must not contain a NUL character")
     return checked_text("data_dir", path, config=True)
-
-
-class StoreQuestions:
-    """The questions both an engine and a read-only store answer from the committed store, over a
-    core object (``_core``) that returns plain dicts."""
-
-    _core: _core.Engine | _core.StoreReader  # typed, so that a type checker holds the rows to the stub
-
-    def status(self, id: int) -> Status | None:
-        """The notification's current state, or None for an unknown id."""
-        raw = self._core.status(id)
-        return None if raw is None else Status(**raw)
-
-    def trace(self, id: int) -> list[Event]:
-        """Every recorded decision about one notification, oldest first (raises NotFound)."""
-        return [Event(**e) for e in self._core.trace(id)]
-
-    def dead_letters(self, limit: int = 1000) -> list[Status]:
-        return [Status(**s) for s in self._core.dead_letters(limit)]
-
-    def suppressions(self, limit: int = 10_000) -> list[Suppression]:
-        """Addresses herald will not send to again, oldest first."""
-        return [Suppression(**s) for s in self._core.suppressions(limit)]
 
 
 @atexit.register
