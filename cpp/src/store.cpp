@@ -81,27 +81,20 @@ namespace {
 /// How far a raised ceiling lies above the highest seq of its commit: one write of the ceiling per
 /// ~a million events, and an open starts at most that far ahead of the last seq used.
 constexpr std::int64_t seq_ceiling_step = 1 << 20;
-
-std::int64_t read_one(sqlite3_stmt* s) {
-  const std::int64_t out = sqlite3_step(s) == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
-  sqlite3_reset(s);
-  return out;
-}
 }  // namespace
 
 void Store::start_seq() {
   Db& db = *write_db_;
-  seq_ceiling_ = read_one(db.seq_ceiling.get());
+  seq_ceiling_ = Db::read_integer(db.seq_ceiling.get());
   // A file from before the ceiling was kept has none: one scan, the last.
-  const std::int64_t floor = seq_ceiling_ > 0 ? seq_ceiling_ : read_one(db.max_event_seq.get()) + 1;
+  const std::int64_t floor = seq_ceiling_ > 0 ? seq_ceiling_ : Db::read_integer(db.max_event_seq.get()) + 1;
   // Also above the clock, so that numbers rise with time across restarts as they always did.
   next_seq_ = std::max(floor, now_us());
-  const std::int64_t raised = next_seq_ + seq_ceiling_step;
-  sqlite3_bind_int64(db.raise_seq_ceiling.get(), 1, raised);
-  const int rc = sqlite3_step(db.raise_seq_ceiling.get());
-  sqlite3_reset(db.raise_seq_ceiling.get());
-  // On a full disk the first commit that succeeds raises it instead.
-  if (rc == SQLITE_DONE) seq_ceiling_ = raised;
+  try {
+    seq_ceiling_ = raise_seq_ceiling(next_seq_);  // next_seq_ >= seq_ceiling_: always raised
+  } catch (const store_detail::SqliteError&) {
+    // A full disk: the first commit that succeeds raises it instead.
+  }
 }
 
 std::int64_t Store::raise_seq_ceiling(std::int64_t highest) {
@@ -256,6 +249,7 @@ void Store::queue_locked(Pending p, std::int64_t ts) {
     e.seq = next_seq_++;
     if (e.ts_us == 0) e.ts_us = ts;
   }
+  if (next_seq_ > p.intake_seq) p.last_seq = next_seq_ - 1;
   if (p.on_fault == OnFault::fail) ++fail_fast_queued_;
   queue_.push_back(std::move(p));
 }
@@ -435,17 +429,16 @@ void Store::writer_loop() {
     }
     if (work.empty()) continue;  // a submitter committed it meanwhile
     const bool only_probe = std::all_of(work.begin(), work.end(), [](const Pending& p) { return p.probe; });
-    if (apply(work)) {
-      work.clear();
-      std::string short_of_room;
-      if (only_probe && faulted_.load() && !room_to_recover(short_of_room)) {
-        // The probe's one small row fitted, but a disk this close to full would refuse the next
-        // real batch: the episode goes on (no flapping at the edge), and this counts as a refusal.
-        note_fault(short_of_room, 0);
-        retry_at = steady::now() + backoff;
-        backoff = std::min(backoff * 2, options_.retry_max);
-        continue;
-      }
+    bool taken = apply(work);
+    if (taken) work.clear();
+    std::string short_of_room;
+    if (taken && only_probe && faulted_.load() && !room_to_recover(short_of_room)) {
+      // The probe's one small row fitted, but a disk this close to full would refuse the next
+      // real batch: the episode goes on (no flapping at the edge), and this counts as a refusal.
+      note_fault(short_of_room, 0);
+      taken = false;
+    }
+    if (taken) {
       backoff = std::chrono::milliseconds(50);
       if (faulted_.exchange(false)) note_recovered();
     } else {

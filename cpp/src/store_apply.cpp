@@ -162,12 +162,8 @@ bool Store::apply(std::vector<Pending>& work) {
       }
     }
     db.insert_event_rows(group_for_rows(events));
-    std::int64_t highest = 0;  // seq: the intake events' (logged only) and the events'
-    for (const Pending& p : work) {
-      if (!p.batch.inserts.empty())
-        highest = std::max(highest, p.intake_seq + 2 * static_cast<std::int64_t>(p.batch.inserts.size()) - 1);
-      if (!p.batch.events.empty()) highest = std::max(highest, p.batch.events.back().seq);
-    }
+    std::int64_t highest = 0;  // of the seqs of its intake events (logged only) and its events
+    for (const Pending& p : work) highest = std::max(highest, p.last_seq);
     raised_ceiling = raise_seq_ceiling(highest);
     db.step_done(db.commit.get(), "commit");
   } catch (...) {

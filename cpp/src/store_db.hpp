@@ -163,6 +163,12 @@ struct Store::Db {
     sqlite3_reset(s);
     if (rc != SQLITE_DONE) fail(what);
   }
+  /// The first column of a one-row answer as an integer; 0 when there is no row.
+  static std::int64_t read_integer(sqlite3_stmt* s) {
+    const std::int64_t out = sqlite3_step(s) == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
+    sqlite3_reset(s);
+    return out;
+  }
 
   /// A batch's new notifications: `rows_per_statement` at a time, the rest one by one. A
   /// statement fails whole, as its batch does (the batch's savepoint is rolled back).

@@ -69,15 +69,9 @@ std::vector<StoredNotification> read_rows(sqlite3_stmt* s) {
 
 std::int64_t Store::db_bytes() {
   std::lock_guard lock(read_mutex_);
-  auto read = [](sqlite3_stmt* s) {
-    std::int64_t v = 0;
-    if (sqlite3_step(s) == SQLITE_ROW) v = sqlite3_column_int64(s, 0);
-    sqlite3_reset(s);
-    return v;
-  };
-  const std::int64_t pages = read(read_db_->page_count.get());
-  const std::int64_t free_pages = read(read_db_->freelist_count.get());
-  return (pages - free_pages) * read(read_db_->page_size.get());
+  const std::int64_t pages = Db::read_integer(read_db_->page_count.get());
+  const std::int64_t free_pages = Db::read_integer(read_db_->freelist_count.get());
+  return (pages - free_pages) * Db::read_integer(read_db_->page_size.get());
 }
 
 std::optional<StoredNotification> Store::get(Id id) {
@@ -249,11 +243,7 @@ std::vector<StoredNotification> Store::awaiting_receipt(std::int64_t before_ms, 
 
 Id Store::max_id() {
   std::lock_guard lock(read_mutex_);
-  sqlite3_stmt* s = read_db_->max_id.get();
-  Id out = 0;
-  if (sqlite3_step(s) == SQLITE_ROW) out = sqlite3_column_int64(s, 0);
-  sqlite3_reset(s);
-  return out;
+  return Db::read_integer(read_db_->max_id.get());
 }
 
 }  // namespace herald

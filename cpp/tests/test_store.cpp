@@ -320,6 +320,18 @@ TEST(Store, SequenceNumbersRiseAcrossOpensFromTheKeptCeiling) {
   }
   const auto ceiling = [&] { return query_one(db, "SELECT value FROM store_counters WHERE name = 'seq_ceiling'"); };
   EXPECT_GT(ceiling(), query_one(db, "SELECT MAX(seq) FROM events"));
+  // Also above the intake events, which only the log holds.
+  std::int64_t logged = 0;
+  for (const auto& entry : fs::directory_iterator(dir.path / "log")) {
+    std::ifstream in(entry.path());
+    for (std::string line; std::getline(in, line);) {
+      const auto at = line.find("\"seq\":");
+      ASSERT_NE(at, std::string::npos) << line;
+      logged = std::max<std::int64_t>(logged, std::stoll(line.substr(at + 6)));
+    }
+  }
+  EXPECT_GT(logged, 0);
+  EXPECT_GT(ceiling(), logged);
 
   // Numbers far ahead of the clock (a clock that stepped back since): the next open starts above
   // the ceiling the last one kept, not at the clock.

@@ -141,6 +141,7 @@ class Store final : public DeliveryStore {
     WriteBatch batch;
     Done done;
     std::int64_t intake_seq = 0;  ///< first of the 2 * inserts sequence numbers reserved for intake events
+    std::int64_t last_seq = 0;    ///< the highest sequence number reserved for it (0: none)
     OnFault on_fault = OnFault::hold;
     std::shared_ptr<PruneChunk> prune;  ///< a retention chunk to run in this transaction
     bool probe = false;  ///< a one-row write that tells whether the disk takes writes again
