@@ -132,9 +132,10 @@ def test_full_disk_holds_accepted_notifications_and_delivers_them_when_space_ret
     events = log_events(data_dir)
     downs = [e["ts_us"] for e in events if e["event"] == "store_degraded"]
     ups = [e["ts_us"] for e in events if e["event"] == "store_recovered"]
-    # Between the large refusal and the small ones the store's own one-row probe may still fit in
-    # the WAL's slack and end a first, short episode; that is a true recovery. From the moment the
-    # disk is proven full until it is freed there is one episode, and it ends once, after the free.
+    # Between the large refusal and the small ones a small intake row may still fit in the WAL's
+    # slack and end a first, short episode; a real write taken is a true recovery (a probe alone is
+    # not, without the reserve's room free). From the moment the disk is proven full until it is
+    # freed there is one episode, and it ends once, after the free.
     assert len(downs) == len(ups) >= 1
     assert [t for t in downs if t > proven_full_us] == []
     assert [t for t in ups if t > proven_full_us] == [ups[-1]] and ups[-1] > freed_us
