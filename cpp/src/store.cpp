@@ -339,10 +339,6 @@ void Store::note_recovered() {
   {
     std::lock_guard lock(mutex_);
     was = health_;
-    health_.degraded = false;
-    health_.error.clear();
-    health_.since_ms = 0;
-    health_.held_batches = 0;
   }
   // The fault and its end go into the log once the disk takes writes again, with their own times.
   WriteBatch b;
@@ -356,11 +352,6 @@ void Store::note_recovered() {
               std::to_string(was.write_faults) + " refused commits in all; held records committed in order";
   b.events.push_back(std::move(down));
   b.events.push_back(std::move(up));
-  if (options_.on_health_change) {
-    StoreHealth after;
-    after.write_faults = was.write_faults;
-    options_.on_health_change(after);
-  }
   restore_reserve();
   Pending p;
   p.batch = std::move(b);
@@ -368,6 +359,20 @@ void Store::note_recovered() {
     enqueue(std::move(p));
   } catch (const StoreError&) {
     // closing: the next open will not know of this episode; the rows themselves are complete
+  }
+  // Health turns only once the episode's records are queued: whoever sees it recovered and then
+  // flushes finds them in the log.
+  {
+    std::lock_guard lock(mutex_);
+    health_.degraded = false;
+    health_.error.clear();
+    health_.since_ms = 0;
+    health_.held_batches = 0;
+  }
+  if (options_.on_health_change) {
+    StoreHealth after;
+    after.write_faults = was.write_faults;
+    options_.on_health_change(after);
   }
 }
 

@@ -207,9 +207,13 @@ bool Store::apply(std::vector<Pending>& work) {
     if (journal_) {
       for (const std::uint64_t ticket : p.batch.settles) journal_->committed(ticket);
     }
-    if (p.done) p.done(err, p.batch);
   }
   log_->flush();
+  // Submitters hear of the outcome only once the log holds the lines: whoever commits and then
+  // reads the delivery log finds their batch, and every batch committed before it, there.
+  for (std::size_t i = 0; i < work.size(); ++i) {
+    if (work[i].done) work[i].done(errors[i], work[i].batch);
+  }
   return true;
 }
 

@@ -240,6 +240,48 @@ TEST(Store, WritesTheDeliveryLogAsJsonLines) {
   EXPECT_NE(lines[2].find("\"provider\":\"sms\""), std::string::npos);
 }
 
+TEST(Store, ASubmitterHearsOfItsCommitOnlyOnceTheLogHoldsItsLines) {
+  // Whoever commits and then reads the delivery log (a flush before a trace, a test, a notebook)
+  // must find the batch there, and every batch committed with it.
+  TempDir dir;
+  Store store(dir.path, Durability::process);
+  auto count_lines = [&] {
+    std::size_t n = 0;
+    for (const auto& entry : fs::directory_iterator(dir.path / "log")) {
+      std::ifstream in(entry.path());
+      for (std::string line; std::getline(in, line);) ++n;
+    }
+    return n;
+  };
+  std::atomic<std::size_t> seen_by_first{0};
+  std::atomic<std::size_t> seen_by_second{0};
+  std::atomic<int> done{0};
+  Event e;
+  e.notification_id = 7;
+  e.kind = herald::EventKind::sending;
+  // Both batches queued before the writer wakes, so they commit together: the first one's
+  // submitter must already see the second one's line.
+  store.submit(
+      WriteBatch{{make(7)}, {}, {}, {}, {}},
+      [&](std::exception_ptr, WriteBatch&) {
+        seen_by_first = count_lines();
+        ++done;
+      },
+      OnFault::fail);
+  store.submit(
+      WriteBatch{{}, {}, {e}, {}, {}},
+      [&](std::exception_ptr, WriteBatch&) {
+        seen_by_second = count_lines();
+        ++done;
+      },
+      OnFault::fail);
+  store.flush();
+  ASSERT_EQ(done.load(), 2);
+  EXPECT_EQ(seen_by_second.load(), 3u);  // received, queued, sending
+  // Alone or together with the second, the first batch's two lines are in the log when it hears.
+  EXPECT_GE(seen_by_first.load(), 2u);
+}
+
 TEST(Store, UnwritableDirectoryIsAClearError) {
   EXPECT_THROW(Store(fs::path("/proc/herald-cannot-write-here"), Durability::process), StoreError);
 }
