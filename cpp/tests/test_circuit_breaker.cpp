@@ -190,7 +190,7 @@ TEST(CircuitBreaker, CostOfAllowAndRecord) {
 }
 
 // ---- the delivery machine's move when a provider's circuit is open --------------------------------
-// (here rather than in test_delivery_machine.cpp: the one transition the breaker adds)
+// (here rather than in test_delivery_machine_sending.cpp: the one transition the breaker adds)
 
 namespace {
 

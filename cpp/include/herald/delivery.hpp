@@ -6,7 +6,7 @@
 /// (what to record, whether the stored state changed, an address to suppress, and what the engine
 /// must do next: route, queue for a provider, look up, send, schedule, finish). No socket, thread,
 /// store or clock inside: time comes in as `now`, randomness from a seeded generator, so every
-/// transition is tested by calling it (cpp/tests/test_delivery_machine.cpp). The engine's loop is
+/// transition is tested by calling it (cpp/tests/test_delivery_machine_*.cpp). The engine's loop is
 /// the shell that does the I/O (cpp/src/dispatcher.cpp). The states and their transitions are
 /// drawn in docs/architecture.md.
 #include <cstdint>

@@ -1,13 +1,10 @@
-// FCM and APNs adapters: JWTs (verified with OpenSSL), access/provider token timing, request
-// shapes and every classification branch, on crafted responses (no sockets).
+// The FCM adapter: the OAuth JWT bearer grant (verified with OpenSSL), access token timing and
+// backoff, the HTTP v1 send and every classification branch, on crafted responses (no sockets).
 #include <gtest/gtest.h>
 
-#include <cctype>
-
-#include <openssl/bn.h>
-#include <openssl/ec.h>
-#include <openssl/evp.h>
-#include <openssl/x509.h>
+#include <cstdint>
+#include <memory>
+#include <string>
 
 #include <nlohmann/json.hpp>
 
@@ -15,94 +12,13 @@
 #include "herald/crypto.hpp"
 #include "herald/errors.hpp"
 #include "herald/provider.hpp"
+#include "push_test_support.hpp"
 
 using namespace herald;
+using namespace herald::push_test;
 using json = nlohmann::json;
 
 namespace {
-
-constexpr std::int64_t minute = 60'000;
-
-const std::string& rsa_pem() {
-  static const std::string pem = crypto::generate_private_key_pem("rsa");
-  return pem;
-}
-const std::string& ec_pem() {
-  static const std::string pem = crypto::generate_private_key_pem("ec");
-  return pem;
-}
-
-http::Response answer(long status, std::string body = {}, std::vector<std::pair<std::string, std::string>> headers = {}) {
-  http::Response r;
-  r.status = status;
-  r.body = std::move(body);
-  r.headers = std::move(headers);
-  return r;
-}
-
-std::string header_of(const http::Request& req, std::string_view name) {
-  for (const auto& h : req.headers) {
-    const auto colon = h.find(':');
-    if (colon == std::string::npos) continue;
-    std::string k = h.substr(0, colon);
-    for (char& ch : k) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-    if (k == name) return h.substr(colon + 2);
-  }
-  return "<absent>";
-}
-
-struct Jwt {
-  json header;
-  json claims;
-  std::string signing_input;
-  std::string signature;
-};
-
-Jwt split_jwt(const std::string& token) {
-  const auto d1 = token.find('.');
-  const auto d2 = token.find('.', d1 + 1);
-  EXPECT_NE(d1, std::string::npos);
-  EXPECT_NE(d2, std::string::npos);
-  EXPECT_EQ(token.find('.', d2 + 1), std::string::npos);
-  Jwt j;
-  j.header = json::parse(crypto::base64_decode(token.substr(0, d1)));
-  j.claims = json::parse(crypto::base64_decode(token.substr(d1 + 1, d2 - d1 - 1)));
-  j.signing_input = token.substr(0, d2);
-  j.signature = crypto::base64_decode(token.substr(d2 + 1));
-  return j;
-}
-
-/// Verifies `sig` over `data` with the public half of `pem` (RS256: PKCS#1 v1.5 SHA-256; ES256:
-/// DER ECDSA). The public key goes through its DER SubjectPublicKeyInfo form, as a verifier gets it.
-bool verify_with_public_key(const std::string& pem, const std::string& data, const std::string& sig) {
-  const std::string der = crypto::base64_decode(crypto::PrivateKey(pem).public_key_base64());
-  const auto* p = reinterpret_cast<const unsigned char*>(der.data());
-  EVP_PKEY* pub = d2i_PUBKEY(nullptr, &p, static_cast<long>(der.size()));
-  if (pub == nullptr) return false;
-  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
-  const bool ok = EVP_DigestVerifyInit(ctx, nullptr, EVP_sha256(), nullptr, pub) == 1 &&
-                  EVP_DigestVerify(ctx, reinterpret_cast<const unsigned char*>(sig.data()), sig.size(),
-                                   reinterpret_cast<const unsigned char*>(data.data()), data.size()) == 1;
-  EVP_MD_CTX_free(ctx);
-  EVP_PKEY_free(pub);
-  return ok;
-}
-
-/// JOSE r||s (64 bytes) to the DER form OpenSSL verifies.
-std::string jose_to_der(const std::string& rs) {
-  ECDSA_SIG* sig = ECDSA_SIG_new();
-  BIGNUM* r = BN_bin2bn(reinterpret_cast<const unsigned char*>(rs.data()), 32, nullptr);
-  BIGNUM* s = BN_bin2bn(reinterpret_cast<const unsigned char*>(rs.data()) + 32, 32, nullptr);
-  ECDSA_SIG_set0(sig, r, s);
-  unsigned char* out = nullptr;
-  const int len = i2d_ECDSA_SIG(sig, &out);
-  std::string der(reinterpret_cast<char*>(out), static_cast<std::size_t>(len));
-  OPENSSL_free(out);
-  ECDSA_SIG_free(sig);
-  return der;
-}
-
-// ---- FCM ------------------------------------------------------------------------------------
 
 std::string service_account(const std::string& pem, bool with_kid = true, bool with_project = true) {
   json sa = {{"type", "service_account"},
@@ -132,22 +48,6 @@ std::unique_ptr<Adapter> fcm_with_token(std::int64_t t0, const ProviderConfig& c
   EXPECT_TRUE(a->ready(t0));
   return a;
 }
-
-std::string config_error_of(const ProviderConfig& c) {
-  try {
-    (void)make_adapter(c);
-  } catch (const ConfigError& e) {
-    return e.what();
-  }
-  return "<no error>";
-}
-
-struct Send {
-  Notification n;
-  PlanStep plan;
-  std::string text = "Your code is 1234";
-  SendContext ctx(std::int64_t now) const { return SendContext{n, plan, text, 1, false, now, ""}; }
-};
 
 TEST(FcmAdapter, ConfigErrorsNameTheFieldAndNeverTheKey) {
   ProviderConfig none = fcm_config();
@@ -484,238 +384,6 @@ TEST(FcmAdapter, UnauthorizedForARequestSentBeforeTheTokenKeepsIt) {
   EXPECT_EQ(a->classify(stale).kind, OutcomeKind::retryable);
   EXPECT_TRUE(a->ready(t0 + 1000));
   EXPECT_FALSE(a->token_request(t0 + 1000).has_value());
-}
-
-// ---- APNs -----------------------------------------------------------------------------------
-
-ProviderConfig apns_config() {
-  ProviderConfig c;
-  c.name = "ios";
-  c.kind = "apns";
-  c.url = "http://127.0.0.1:8026";
-  c.settings = {{"key_id", "ABC123DEFG"}, {"team_id", "DEF123GHIJ"}, {"topic", "com.example.app"}};
-  c.secrets["private_key"] = ec_pem();
-  return c;
-}
-
-std::string bearer_of(const http::Request& req) {
-  const std::string auth = header_of(req, "authorization");
-  EXPECT_EQ(auth.rfind("bearer ", 0), 0u) << auth;
-  return auth.substr(7);
-}
-
-TEST(ApnsAdapter, ConfigErrorsNameTheFieldAndNeverTheKey) {
-  for (const char* key : {"key_id", "team_id", "topic"}) {
-    ProviderConfig c = apns_config();
-    c.settings.erase(key);
-    EXPECT_EQ(config_error_of(c), std::string("providers.ios.settings.") + key + ": is required");
-  }
-  ProviderConfig no_key = apns_config();
-  no_key.secrets.clear();
-  EXPECT_EQ(config_error_of(no_key), "providers.ios.secrets.private_key: is required");
-
-  ProviderConfig garbage = apns_config();
-  garbage.secrets["private_key"] = "-----BEGIN PRIVATE KEY-----\nSECRETSECRET\n-----END PRIVATE KEY-----\n";
-  const std::string ge = config_error_of(garbage);
-  EXPECT_EQ(ge, "providers.ios.secrets.private_key: is not a PEM private key");
-
-  ProviderConfig rsa = apns_config();
-  rsa.secrets["private_key"] = rsa_pem();
-  EXPECT_EQ(config_error_of(rsa), "providers.ios.secrets.private_key: is not an EC P-256 key (.p8)");
-
-  ProviderConfig h2 = apns_config();
-  h2.settings["http2"] = "maybe";
-  EXPECT_EQ(config_error_of(h2), "providers.ios.settings.http2: must be tls, prior_knowledge or off");
-
-  for (const char* bad : {"-1", "1h", "3600 ", " 3600", "1.5", "31536001", "99999999999999999999"}) {
-    ProviderConfig ttl = apns_config();
-    ttl.settings["default_ttl_s"] = bad;
-    EXPECT_EQ(config_error_of(ttl),
-              "providers.ios.settings.default_ttl_s: must be a whole number of seconds from 0 to 31536000")
-        << bad;
-  }
-  for (const char* good : {"0", "86400", "31536000"}) {
-    ProviderConfig ttl = apns_config();
-    ttl.settings["default_ttl_s"] = good;
-    EXPECT_EQ(config_error_of(ttl), "<no error>") << good;
-  }
-}
-
-// Apple: apns-expiration is a UNIX epoch in seconds; 0 means deliver once and never store; without
-// the header APNs stores the notification and tries to deliver it at least once.
-TEST(ApnsAdapter, WithoutExpiresAtApnsStoresAndRetries) {
-  const std::int64_t t0 = 1'700'000'000'750;
-  Send s;
-  s.n.id = 5;
-  s.n.recipient_json = R"({"apns_token":"a1b2c3"})";
-  s.n.expires_at_ms = 0;
-
-  // No expires_at and no default: the header is left out, never "0".
-  const http::Request stored = make_adapter(apns_config())->build(s.ctx(t0));
-  EXPECT_EQ(header_of(stored, "apns-expiration"), "<absent>");
-  for (const auto& h : stored.headers) EXPECT_NE(h.rfind("apns-expiration", 0), 0u) << h;
-
-  // settings.default_ttl_s: now (in whole seconds) plus the lifetime.
-  ProviderConfig day = apns_config();
-  day.settings["default_ttl_s"] = "86400";
-  auto a = make_adapter(day);
-  EXPECT_EQ(header_of(a->build(s.ctx(t0)), "apns-expiration"), "1700086400");
-  // expires_at wins over the default.
-  s.n.expires_at_ms = 1'700'000'600'999;
-  EXPECT_EQ(header_of(a->build(s.ctx(t0)), "apns-expiration"), "1700000600");
-
-  // default_ttl_s = "0" asks for APNs's try-once, store-nothing explicitly.
-  ProviderConfig once = apns_config();
-  once.settings["default_ttl_s"] = "0";
-  s.n.expires_at_ms = 0;
-  EXPECT_EQ(header_of(make_adapter(once)->build(s.ctx(t0)), "apns-expiration"), "0");
-  s.n.expires_at_ms = 1'700'000'060'000;
-  EXPECT_EQ(header_of(make_adapter(once)->build(s.ctx(t0)), "apns-expiration"), "1700000060");
-}
-
-TEST(ApnsAdapter, BuildsAnApnsPost) {
-  const std::int64_t t0 = 1'700'000'000'000;
-  auto a = make_adapter(apns_config());
-  Send s;
-  s.n.id = 99;
-  s.n.priority = Priority::high;
-  s.n.recipient_json = R"({"apns_token":"a1b2c3"})";
-  s.n.data_json = R"({"title":"Hello"})";
-  s.n.expires_at_ms = 1'700'000'600'500;
-  const http::Request req = a->build(s.ctx(t0));
-  EXPECT_EQ(req.method, "POST");
-  EXPECT_EQ(req.url, "http://127.0.0.1:8026/3/device/a1b2c3");
-  EXPECT_EQ(req.version, http::Request::Version::any);
-  EXPECT_EQ(header_of(req, "apns-topic"), "com.example.app");
-  EXPECT_EQ(header_of(req, "apns-push-type"), "alert");
-  EXPECT_EQ(header_of(req, "apns-priority"), "10");
-  EXPECT_EQ(header_of(req, "apns-expiration"), "1700000600");
-  EXPECT_EQ(header_of(req, "apns-id"), "<absent>");
-  EXPECT_EQ(json::parse(req.body),
-            json::parse(R"({"aps":{"alert":{"title":"Hello","body":"Your code is 1234"}},"herald_id":99})"));
-  EXPECT_EQ(a->address(s.n), "a1b2c3");
-
-  s.n.priority = Priority::normal;
-  s.n.expires_at_ms = 0;
-  s.n.data_json = "{}";
-  const http::Request plain = a->build(s.ctx(t0));
-  EXPECT_EQ(header_of(plain, "apns-priority"), "5");
-  EXPECT_EQ(header_of(plain, "apns-expiration"), "<absent>");  // see WithoutExpiresAt... below
-  EXPECT_EQ(json::parse(plain.body), json::parse(R"({"aps":{"alert":{"body":"Your code is 1234"}},"herald_id":99})"));
-  s.n.priority = Priority::critical;
-  EXPECT_EQ(header_of(a->build(s.ctx(t0)), "apns-priority"), "10");
-
-  ProviderConfig c = apns_config();
-  c.settings["http2"] = "prior_knowledge";
-  c.settings["push_type"] = "background";
-  const http::Request bg = make_adapter(c)->build(s.ctx(t0));
-  EXPECT_EQ(bg.version, http::Request::Version::http2_prior_knowledge);
-  EXPECT_EQ(header_of(bg, "apns-push-type"), "background");
-  EXPECT_EQ(header_of(bg, "apns-priority"), "5");
-  c.settings["http2"] = "off";
-  EXPECT_EQ(make_adapter(c)->build(s.ctx(t0)).version, http::Request::Version::http1_1);
-  c.url.clear();
-  EXPECT_EQ(make_adapter(c)->build(s.ctx(t0)).url, "https://api.push.apple.com/3/device/a1b2c3");
-}
-
-TEST(ApnsAdapter, RendersTheStepsTitleImageAndCustomKeys) {
-  const std::int64_t t0 = 1'700'000'000'000;
-  auto a = make_adapter(apns_config());
-  Send s;
-  s.n.id = 99;
-  s.n.recipient_json = R"({"apns_token":"a1b2c3"})";
-  s.n.data_json = R"({"title":"old","name":"Ada"})";
-  s.plan.content.title = "Hi {name}";
-  s.plan.content.image = "https://img.example.test/a.png";
-  s.plan.content.data_json = R"({"screen":"home","who":"{name}","aps":"no"})";
-  EXPECT_EQ(json::parse(a->build(s.ctx(t0)).body), json::parse(R"({
-      "aps":{"alert":{"title":"Hi Ada","body":"Your code is 1234"},"mutable-content":1},
-      "image":"https://img.example.test/a.png","screen":"home","who":"Ada","herald_id":99})"));
-  // Without a step title, data.title as before; without an image, no mutable-content.
-  s.plan.content = Content{};
-  EXPECT_EQ(json::parse(a->build(s.ctx(t0)).body),
-            json::parse(R"({"aps":{"alert":{"title":"old","body":"Your code is 1234"}},"herald_id":99})"));
-  s.plan.content.title = "{nick}";
-  EXPECT_THROW((void)a->build(s.ctx(t0)), TemplateError);
-}
-
-TEST(ApnsAdapter, ProviderTokenIsAnEs256JwtSignedWithTheKey) {
-  const std::int64_t t0 = 1'700'000'000'777;
-  auto a = make_adapter(apns_config());
-  Send s;
-  const Jwt jwt = split_jwt(bearer_of(a->build(s.ctx(t0))));
-  EXPECT_EQ(jwt.header, json::parse(R"({"alg":"ES256","kid":"ABC123DEFG"})"));
-  EXPECT_EQ(jwt.claims, json::parse(R"({"iss":"DEF123GHIJ","iat":1700000000})"));
-  ASSERT_EQ(jwt.signature.size(), 64u);
-  const std::string der = jose_to_der(jwt.signature);
-  const std::string pub = crypto::PrivateKey(ec_pem()).public_key_base64();
-  EXPECT_TRUE(crypto::verify_es256_der(pub, jwt.signing_input, der));
-  EXPECT_TRUE(verify_with_public_key(ec_pem(), jwt.signing_input, der));
-  EXPECT_FALSE(crypto::verify_es256_der(pub, jwt.signing_input + "x", der));
-}
-
-TEST(ApnsAdapter, ProviderTokenIsReusedForFiftyMinutes) {
-  const std::int64_t t0 = 1'700'000'000'000;
-  auto a = make_adapter(apns_config());
-  Send s;
-  const std::string first = bearer_of(a->build(s.ctx(t0)));
-  EXPECT_EQ(bearer_of(a->build(s.ctx(t0 + 20 * minute))), first);
-  EXPECT_EQ(bearer_of(a->build(s.ctx(t0 + 50 * minute - 1))), first);
-  const std::string second = bearer_of(a->build(s.ctx(t0 + 50 * minute)));
-  EXPECT_NE(second, first);
-  EXPECT_EQ(split_jwt(second).claims["iat"], (t0 + 50 * minute) / 1000);
-  EXPECT_EQ(bearer_of(a->build(s.ctx(t0 + 99 * minute))), second);
-}
-
-TEST(ApnsAdapter, RefusedProviderTokenIsReMintedAtOnce) {
-  for (const char* reason : {"ExpiredProviderToken", "InvalidProviderToken"}) {
-    const std::int64_t t0 = now_ms() - 2 * minute;
-    auto a = make_adapter(apns_config());
-    Send s;
-    const std::string first = bearer_of(a->build(s.ctx(t0)));
-    auto o = a->classify(answer(403, json{{"reason", reason}}.dump()));
-    EXPECT_EQ(o.kind, OutcomeKind::retryable);
-    EXPECT_EQ(o.error, std::string("HTTP 403: ") + reason);
-    const std::string second = bearer_of(a->build(s.ctx(t0 + minute)));
-    EXPECT_NE(second, first);
-    EXPECT_EQ(split_jwt(second).claims["iat"], (t0 + minute) / 1000);
-    EXPECT_EQ(bearer_of(a->build(s.ctx(t0 + minute + 1))), second) << "re-minted once, then cached";
-
-    // A refusal of a request sent before the new token existed does not re-mint again.
-    http::Response stale = answer(403, json{{"reason", reason}}.dump());
-    stale.latency = std::chrono::minutes(10);
-    (void)a->classify(stale);
-    EXPECT_EQ(bearer_of(a->build(s.ctx(t0 + minute + 2))), second);
-  }
-}
-
-TEST(ApnsAdapter, ClassifiesEveryApnsAnswer) {
-  auto a = make_adapter(apns_config());
-  auto ok = a->classify(answer(200, "", {{"apns-id", "EC1BF194-B3B2-424A-89A9-5A918A6E6B6B"}}));
-  EXPECT_EQ(ok.kind, OutcomeKind::accepted);
-  EXPECT_EQ(ok.provider_message_id, "EC1BF194-B3B2-424A-89A9-5A918A6E6B6B");
-
-  auto gone = a->classify(answer(410, R"({"reason":"Unregistered","timestamp":1700000000000})"));
-  EXPECT_EQ(gone.kind, OutcomeKind::recipient_invalid);
-  EXPECT_EQ(gone.error, "HTTP 410: Unregistered");
-  EXPECT_EQ(a->classify(answer(410, R"({"reason":"ExpiredToken"})")).kind, OutcomeKind::recipient_invalid);
-  EXPECT_EQ(a->classify(answer(400, R"({"reason":"BadDeviceToken"})")).kind, OutcomeKind::recipient_invalid);
-  EXPECT_EQ(a->classify(answer(400, R"({"reason":"DeviceTokenNotForTopic"})")).kind, OutcomeKind::recipient_invalid);
-
-  auto topic = a->classify(answer(400, R"({"reason":"BadTopic"})"));
-  EXPECT_EQ(topic.kind, OutcomeKind::permanent);
-  EXPECT_EQ(topic.error, "HTTP 400: BadTopic");
-  EXPECT_EQ(a->classify(answer(403, R"({"reason":"BadCertificateEnvironment"})")).kind, OutcomeKind::permanent);
-  EXPECT_EQ(a->classify(answer(413, R"({"reason":"PayloadTooLarge"})")).kind, OutcomeKind::permanent);
-
-  auto busy = a->classify(answer(429, R"({"reason":"TooManyRequests"})", {{"retry-after", "4"}}));
-  EXPECT_EQ(busy.kind, OutcomeKind::retryable);
-  EXPECT_EQ(busy.retry_after_ms, 4000);
-  EXPECT_EQ(a->classify(answer(500, R"({"reason":"InternalServerError"})")).kind, OutcomeKind::retryable);
-  EXPECT_EQ(a->classify(answer(503, R"({"reason":"ServiceUnavailable"})")).kind, OutcomeKind::retryable);
-  http::Response timeout;
-  timeout.timed_out = true;
-  EXPECT_EQ(a->classify(timeout).kind, OutcomeKind::retryable);
 }
 
 }  // namespace
