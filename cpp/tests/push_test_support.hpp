@@ -19,7 +19,12 @@
 #include "herald/errors.hpp"
 #include "herald/provider.hpp"
 
+#include "adapter_test_support.hpp"
+
 namespace herald::push_test {
+
+using adapter_test::answer;
+using adapter_test::config_error_of;
 
 inline constexpr std::int64_t minute = 60'000;
 
@@ -30,15 +35,6 @@ inline const std::string& rsa_pem() {
 inline const std::string& ec_pem() {
   static const std::string pem = crypto::generate_private_key_pem("ec");
   return pem;
-}
-
-inline http::Response answer(long status, std::string body = {},
-                             std::vector<std::pair<std::string, std::string>> headers = {}) {
-  http::Response r;
-  r.status = status;
-  r.body = std::move(body);
-  r.headers = std::move(headers);
-  return r;
 }
 
 inline std::string header_of(const http::Request& req, std::string_view name) {
@@ -87,15 +83,6 @@ inline bool verify_with_public_key(const std::string& pem, const std::string& da
   EVP_MD_CTX_free(ctx);
   EVP_PKEY_free(pub);
   return ok;
-}
-
-inline std::string config_error_of(const ProviderConfig& c) {
-  try {
-    (void)make_adapter(c);
-  } catch (const ConfigError& e) {
-    return e.what();
-  }
-  return "<no error>";
 }
 
 struct Send {

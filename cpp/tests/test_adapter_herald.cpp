@@ -11,7 +11,10 @@
 #include "herald/errors.hpp"
 #include "herald/provider.hpp"
 
+#include "adapter_test_support.hpp"
+
 using namespace herald;
+using herald::adapter_test::answer;
 namespace sig = herald::adapters::herald_signature;
 
 namespace {
@@ -56,13 +59,6 @@ InboundRequest receipt(std::string body, std::string signature, std::int64_t now
   r.body = std::move(body);
   if (!signature.empty()) r.headers.emplace_back("x-herald-signature", std::move(signature));
   r.now_ms = now_s * 1000;
-  return r;
-}
-
-http::Response answer(long status, std::string body = {}) {
-  http::Response r;
-  r.status = status;
-  r.body = std::move(body);
   return r;
 }
 

@@ -11,7 +11,10 @@
 #include "herald/errors.hpp"
 #include "herald/provider.hpp"
 
+#include "adapter_test_support.hpp"
+
 using namespace herald;
+using herald::adapter_test::answer;
 using json = nlohmann::json;
 
 namespace {
@@ -38,14 +41,6 @@ Notification mail(Id id, const std::string& email, std::string data = R"({"name"
   n.recipient_json = R"({"id":"u","email":")" + email + R"("})";
   n.data_json = std::move(data);
   return n;
-}
-
-http::Response answer(long status, std::string body = {}, std::vector<std::pair<std::string, std::string>> headers = {}) {
-  http::Response r;
-  r.status = status;
-  r.body = std::move(body);
-  r.headers = std::move(headers);
-  return r;
 }
 
 bool has_header(const http::Request& r, const std::string& line) {

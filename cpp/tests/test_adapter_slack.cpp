@@ -7,20 +7,16 @@
 #include "herald/errors.hpp"
 #include "herald/provider.hpp"
 
+#include "adapter_test_support.hpp"
+
 using namespace herald;
+using herald::adapter_test::answer;
+using herald::adapter_test::config_error_of;
 using json = nlohmann::json;
 
 namespace {
 
 const std::string hook = "https://hooks.slack.com/services/T000/B000/XXXXsecretXXXX";
-
-http::Response answer(long status, std::string body = {}, std::vector<std::pair<std::string, std::string>> headers = {}) {
-  http::Response r;
-  r.status = status;
-  r.body = std::move(body);
-  r.headers = std::move(headers);
-  return r;
-}
 
 ProviderConfig slack_config() {
   ProviderConfig c;
@@ -28,15 +24,6 @@ ProviderConfig slack_config() {
   c.kind = "slack";
   c.secrets["webhook_url"] = hook;
   return c;
-}
-
-std::string config_error_of(const ProviderConfig& c) {
-  try {
-    (void)make_adapter(c);
-  } catch (const ConfigError& e) {
-    return e.what();
-  }
-  return "<no error>";
 }
 
 struct Send {

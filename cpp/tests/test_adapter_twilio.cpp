@@ -11,7 +11,10 @@
 #include "herald/errors.hpp"
 #include "herald/provider.hpp"
 
+#include "adapter_test_support.hpp"
+
 using namespace herald;
+using herald::adapter_test::answer;
 
 namespace {
 
@@ -35,14 +38,6 @@ Notification otp(Id id, std::string phone = "+15551230001") {
   n.recipient_json = R"({"id":"u1","phone":")" + phone + R"("})";
   n.data_json = R"({"code":"4242"})";
   return n;
-}
-
-http::Response answer(long status, std::string body = {}, std::vector<std::pair<std::string, std::string>> headers = {}) {
-  http::Response r;
-  r.status = status;
-  r.body = std::move(body);
-  r.headers = std::move(headers);
-  return r;
 }
 
 std::string twilio_error(int code, const std::string& message, int status = 400) {

@@ -5,17 +5,10 @@
 #include "herald/errors.hpp"
 #include "herald/provider.hpp"
 
-using namespace herald;
+#include "adapter_test_support.hpp"
 
-namespace {
-http::Response answer(long status, std::string body = {}, std::vector<std::pair<std::string, std::string>> headers = {}) {
-  http::Response r;
-  r.status = status;
-  r.body = std::move(body);
-  r.headers = std::move(headers);
-  return r;
-}
-}  // namespace
+using namespace herald;
+using herald::adapter_test::answer;
 
 TEST(Classify, SuccessTakesTheProvidersMessageId) {
   auto o = classify_http(answer(202, R"({"id":"sbx-9","status":"accepted"})"));
