@@ -9,6 +9,9 @@ from typing import Any
 import herald
 from herald import Plan, RuleSet
 
+# The start of the reason herald gives for text with no UTF-8 form (a lone surrogate), by field.
+UTF8 = "must be valid UTF-8 text (lone surrogate at index {}"
+
 
 def default_rules() -> RuleSet:
     return RuleSet(
