@@ -10,12 +10,14 @@
 #include "herald/event.hpp"
 #include "herald/intake_journal.hpp"
 #include "herald/store.hpp"
+#include "log_lines.hpp"
 #include "temp_dir.hpp"
 #include "tmpfs_support.hpp"
 
 using namespace herald;
 namespace fs = std::filesystem;
 using herald::testing::TempDir;
+using herald::testing::log_lines;
 
 namespace {
 
@@ -417,13 +419,10 @@ TEST(StoreJournal, AStoreInsertsWhatADeadProcessJournaledOnceAndLogsItsIntake) {
   EXPECT_TRUE(journal_files(dir.path / "journal").empty());
   // The log has row 2's intake once (row 1's came with its own commit, and is not repeated).
   std::size_t received_2 = 0, received_1 = 0;
-  for (const auto& e : fs::directory_iterator(dir.path / "log")) {
-    std::ifstream in(e.path());
-    for (std::string line; std::getline(in, line);) {
-      if (line.find("\"event\":\"received\"") == std::string::npos) continue;
-      if (line.find("\"id\":\"2\"") != std::string::npos) ++received_2;
-      if (line.find("\"id\":\"1\"") != std::string::npos) ++received_1;
-    }
+  for (const auto& line : log_lines(dir.path / "log")) {
+    if (line.find("\"event\":\"received\"") == std::string::npos) continue;
+    if (line.find("\"id\":\"2\"") != std::string::npos) ++received_2;
+    if (line.find("\"id\":\"1\"") != std::string::npos) ++received_1;
   }
   EXPECT_EQ(received_2, 1u);
   EXPECT_EQ(received_1, 1u);

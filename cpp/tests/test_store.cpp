@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "herald/clock.hpp"
+#include "log_lines.hpp"
 #include "temp_dir.hpp"
 #include "herald/errors.hpp"
 #include "herald/store.hpp"
@@ -16,6 +17,7 @@
 using namespace herald;
 namespace fs = std::filesystem;
 using herald::testing::TempDir;
+using herald::testing::log_lines;
 
 namespace {
 
@@ -228,11 +230,7 @@ TEST(Store, WritesTheDeliveryLogAsJsonLines) {
     e.provider = "sms";
     store.commit(WriteBatch{{}, {}, {e}, {}, {}});
   }
-  std::vector<std::string> lines;
-  for (const auto& entry : fs::directory_iterator(dir.path / "log")) {
-    std::ifstream in(entry.path());
-    for (std::string line; std::getline(in, line);) lines.push_back(line);
-  }
+  const auto lines = log_lines(dir.path / "log");
   ASSERT_EQ(lines.size(), 3u);
   EXPECT_NE(lines[0].find("\"event\":\"received\""), std::string::npos);
   EXPECT_NE(lines[1].find("\"event\":\"queued\""), std::string::npos);
@@ -245,14 +243,7 @@ TEST(Store, ASubmitterHearsOfItsCommitOnlyOnceTheLogHoldsItsLines) {
   // must find the batch there, and every batch committed with it.
   TempDir dir;
   Store store(dir.path, Durability::process);
-  auto count_lines = [&] {
-    std::size_t n = 0;
-    for (const auto& entry : fs::directory_iterator(dir.path / "log")) {
-      std::ifstream in(entry.path());
-      for (std::string line; std::getline(in, line);) ++n;
-    }
-    return n;
-  };
+  auto count_lines = [&] { return log_lines(dir.path / "log").size(); };
   std::atomic<std::size_t> seen_by_first{0};
   std::atomic<std::size_t> seen_by_second{0};
   std::atomic<int> done{0};
@@ -364,13 +355,10 @@ TEST(Store, SequenceNumbersRiseAcrossOpensFromTheKeptCeiling) {
   EXPECT_GT(ceiling(), query_one(db, "SELECT MAX(seq) FROM events"));
   // Also above the intake events, which only the log holds.
   std::int64_t logged = 0;
-  for (const auto& entry : fs::directory_iterator(dir.path / "log")) {
-    std::ifstream in(entry.path());
-    for (std::string line; std::getline(in, line);) {
-      const auto at = line.find("\"seq\":");
-      ASSERT_NE(at, std::string::npos) << line;
-      logged = std::max<std::int64_t>(logged, std::stoll(line.substr(at + 6)));
-    }
+  for (const auto& line : log_lines(dir.path / "log")) {
+    const auto at = line.find("\"seq\":");
+    ASSERT_NE(at, std::string::npos) << line;
+    logged = std::max<std::int64_t>(logged, std::stoll(line.substr(at + 6)));
   }
   EXPECT_GT(logged, 0);
   EXPECT_GT(ceiling(), logged);

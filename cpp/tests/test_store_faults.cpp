@@ -13,11 +13,13 @@
 #include "herald/errors.hpp"
 #include "herald/store.hpp"
 #include "eventually.hpp"
+#include "log_lines.hpp"
 #include "tmpfs_support.hpp"
 
 using namespace herald;
 using herald::testing::Tmpfs;
 using herald::testing::eventually;
+using herald::testing::log_lines;
 namespace fs = std::filesystem;
 
 namespace {
@@ -31,18 +33,6 @@ Notification make(Id id, std::size_t data_bytes = 10) {
   n.data_json = R"({"code":")" + std::string(data_bytes, 'd') + "\"}";
   n.created_at_ms = now_ms();
   return n;
-}
-
-std::vector<std::string> log_lines(const fs::path& log_dir) {
-  std::vector<fs::path> files;
-  for (const auto& e : fs::directory_iterator(log_dir)) files.push_back(e.path());
-  std::sort(files.begin(), files.end());
-  std::vector<std::string> lines;
-  for (const auto& f : files) {
-    std::ifstream in(f);
-    for (std::string line; std::getline(in, line);) lines.push_back(line);
-  }
-  return lines;
 }
 
 /// Fills the disk, then commits notifications until the store refuses one, first large ones, then
